@@ -1,0 +1,302 @@
+//! SEServer: one SE Server with its Management Units, Server Units and Net Unit.
+
+use super::checked::{Cpus, HexByte, MiB, MnSpec, PoolCpus, UnitName, VmLimit};
+use super::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Desired shape of an SE Server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SEServerSpec {
+    /// Server model, e.g. SE700, SE500, SE300, SE710, SE310 (a trailing B marks the
+    /// second generation, e.g. SE300B).
+    #[schemars(regex(pattern = r"^SE[0-9]{3}B?$"))]
+    pub model: String,
+    /// Where the server stands (free text, e.g. a site or building).
+    #[serde(default)]
+    pub location: String,
+    /// Version of the SE Server software on all its units.
+    pub version: SoftwareVersion,
+    /// The Management Units (1 or 2). Each runs the SE Manager; in a Management Cluster
+    /// exactly one MU of the two servers also runs the active Cluster Manager.
+    #[schemars(length(min = 1, max = 2))]
+    pub management_units: Vec<ManagementUnit>,
+    /// The Net Unit: the LAN switches of the server.
+    #[serde(default)]
+    pub net_unit: NetUnit,
+    /// HNCs (x86 high-speed net connect units), if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hncs: Vec<NamedUnit>,
+    /// The Server Units. Unit names are unique across all servers.
+    #[serde(default)]
+    pub server_units: Vec<ServerUnitSpec>,
+}
+
+/// Version of the SE Server software.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SoftwareVersion {
+    /// Version 6.2.
+    #[serde(rename = "V6.2")]
+    V62,
+    /// Version 6.3.
+    #[serde(rename = "V6.3")]
+    V63,
+}
+
+impl std::fmt::Display for SoftwareVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SoftwareVersion::V62 => "V6.2",
+            SoftwareVersion::V63 => "V6.3",
+        })
+    }
+}
+
+/// A Management Unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManagementUnit {
+    /// Unit name, unique across all servers (e.g. "abgwhite").
+    pub name: UnitName,
+}
+
+/// A unit that only has a name (e.g. an HNC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamedUnit {
+    /// Unit name, unique across all servers.
+    pub name: UnitName,
+}
+
+/// The Net Unit of a server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetUnit {
+    /// Speed of the LAN switches in Gbit/s: 1, or 10 with the Net Unit extension. A live
+    /// migration between two SUs of one server copies memory over this.
+    #[serde(default = "default_speed")]
+    pub speed_gbps: LinkSpeed,
+}
+
+impl Default for NetUnit {
+    fn default() -> Self {
+        NetUnit { speed_gbps: default_speed() }
+    }
+}
+
+fn default_speed() -> LinkSpeed {
+    LinkSpeed::One
+}
+
+/// A LAN speed: 1 or 10 Gbit/s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkSpeed {
+    /// 1 Gbit/s.
+    One,
+    /// 10 Gbit/s.
+    Ten,
+}
+
+impl LinkSpeed {
+    /// Gbit/s as a number.
+    pub fn gbps(self) -> f64 {
+        match self {
+            LinkSpeed::One => 1.0,
+            LinkSpeed::Ten => 10.0,
+        }
+    }
+}
+
+impl Serialize for LinkSpeed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(self.gbps() as u32)
+    }
+}
+
+impl<'de> Deserialize<'de> for LinkSpeed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = LinkSpeed;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a link speed of 1 or 10 (Gbit/s)")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<LinkSpeed, E> {
+                match v {
+                    1 => Ok(LinkSpeed::One),
+                    10 => Ok(LinkSpeed::Ten),
+                    _ => Err(E::custom(format!("speed must be 1 or 10 (Gbit/s), got {v}"))),
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<LinkSpeed, E> {
+                Err(E::custom(format!("speed must be 1 or 10 (Gbit/s), got {v}")))
+            }
+        }
+        d.deserialize_u64(V)
+    }
+}
+
+impl JsonSchema for LinkSpeed {
+    fn schema_name() -> String {
+        "LinkSpeed".into()
+    }
+    fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        serde_json::from_value(serde_json::json!({
+            "description": "Link speed in Gbit/s: 1 or 10",
+            "type": "integer",
+            "enum": [1, 10]
+        }))
+        .expect("static schema")
+    }
+}
+
+/// Architecture of a Server Unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum SuType {
+    /// SU /390: BS2000 on /390 firmware, always under VM2000.
+    #[serde(rename = "390")]
+    S390,
+    /// SU x86: BS2000 on x86, Native or under VM2000.
+    #[serde(rename = "x86")]
+    X86,
+}
+
+impl std::fmt::Display for SuType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SuType::S390 => "/390",
+            SuType::X86 => "x86",
+        })
+    }
+}
+
+/// How BS2000 runs on an SU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum OperationMode {
+    /// Under the hypervisor VM2000: a monitor system plus guest VMs.
+    VM2000,
+    /// One BS2000 system directly on the SU (SU x86 only).
+    Native,
+}
+
+/// A Server Unit and its resources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerUnitSpec {
+    /// Unit name, unique across all servers (e.g. "ABGSE701").
+    pub name: UnitName,
+    /// Architecture: "390" or "x86".
+    #[serde(rename = "type")]
+    pub su_type: SuType,
+    /// VM2000 or Native (Native only on SU x86).
+    #[serde(default = "default_mode")]
+    pub operation_mode: OperationMode,
+    /// Real CPUs of the SU.
+    pub cpus: Cpus,
+    /// Main memory of the SU in MiB (the monitor system's share included).
+    pub memory_mi_b: MiB,
+    /// Memory the monitor system (or X2000 on x86) keeps for itself, in MiB.
+    #[serde(default = "default_monitor_memory")]
+    pub monitor_memory_mi_b: u64,
+    /// Maximum number of VM definitions on this SU (VM2000 allows up to 99).
+    #[serde(default = "default_limit")]
+    pub max_vm_definitions: VmLimit,
+    /// CPU pools. `*STDPOOL` always exists with all CPUs unless given here.
+    #[serde(default)]
+    pub cpu_pools: Vec<CpuPool>,
+    /// VM groups.
+    #[serde(default)]
+    pub vm_groups: Vec<VmGroup>,
+    /// The I/O configuration: devices generated on this SU.
+    #[serde(default)]
+    pub devices: Vec<DeviceSpec>,
+}
+
+fn default_mode() -> OperationMode {
+    OperationMode::VM2000
+}
+fn default_limit() -> VmLimit {
+    VmLimit(99)
+}
+fn default_monitor_memory() -> u64 {
+    1024
+}
+
+/// A CPU pool of an SU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CpuPool {
+    /// Pool name, e.g. "*STDPOOL" or "POOL1".
+    pub name: UnitName,
+    /// Real CPUs assigned to the pool (may be 0).
+    pub cpus: PoolCpus,
+}
+
+/// A VM group of an SU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VmGroup {
+    /// Group name.
+    pub name: UnitName,
+}
+
+/// Kind of device, as far as live migration cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DeviceType {
+    /// A disk reachable from both SUs (e.g. over FC).
+    Disk,
+    /// A local disk of the SU; detached by a live migration.
+    LocalDisk,
+    /// A tape; detached by a live migration and stays detached.
+    Tape,
+    /// A PAV alias device; detached and re-attached by a live migration.
+    PavAlias,
+    /// Any other device (printers, communication devices).
+    Other,
+}
+
+/// A device (or range of devices) in an SU's I/O configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeviceSpec {
+    /// Mnemonic name (MN), e.g. "4683", or a range "A000-A0FF".
+    pub mn: MnSpec,
+    /// Device class.
+    #[serde(rename = "type")]
+    pub device_type: DeviceType,
+    /// Host connector (two hex digits), e.g. "01".
+    pub host_connector: HexByte,
+    /// Unit ID (two hex digits), e.g. "00". For a range, the unit ID of its first device.
+    pub unit_id: HexByte,
+}
+
+/// Observed state of an SE Server.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SEServerStatus {
+    /// The spec generation this status reflects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<u64>,
+    /// Conditions, keyed by type (e.g. Ready).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Every unit of the server with its power and state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub units: Vec<UnitStatus>,
+}
+
+/// Power and state of one unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UnitStatus {
+    /// Unit name.
+    pub name: String,
+    /// MU, SU or HNC.
+    pub unit_type: String,
+    /// ON or OFF.
+    pub power: String,
+    /// Operating state, e.g. RUNNING, DOWN, FAILED.
+    pub state: String,
+}

@@ -1,0 +1,483 @@
+//! Manifests: reading YAML files, folders and stdin into `Resource`s, with errors that
+//! name the file, line, column and field path. This is the only module that touches
+//! serde_yaml, so the YAML library can be swapped here alone.
+//!
+//! Guards: files over 16 MiB, text that is not UTF-8, alias bombs (serde_yaml's
+//! repetition limit), duplicate keys (serde's duplicate-field check; `StringMap` for
+//! labels) all give a clean error.
+
+use crate::api::{self, validate, AnySpec, Kind, ObjectMeta, Resource, API_VERSION};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Largest manifest file accepted.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Where a document came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    /// File name as given (or "-" for stdin).
+    pub file: String,
+    /// Line of the document's start in the file (1-based).
+    pub line: usize,
+}
+
+/// A decoded manifest document.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// Where it came from.
+    pub source: Source,
+    /// The object.
+    pub resource: Resource,
+}
+
+/// A problem with a manifest, pointing at its place.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct ManifestError {
+    /// File name.
+    pub file: String,
+    /// Line (1-based, from the top of the file), 0 when unknown.
+    pub line: usize,
+    /// Column (1-based), 0 when unknown.
+    pub column: usize,
+    /// Field path, e.g. `spec.memoryMiB`; empty for the whole document.
+    pub path: String,
+    /// What is wrong, and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column.max(1))?;
+        }
+        if self.path.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl ManifestError {
+    fn whole(file: &str, line: usize, message: impl Into<String>) -> Self {
+        ManifestError { file: file.to_string(), line, column: 1, path: String::new(), message: message.into() }
+    }
+}
+
+/// Decodes every document of one file's bytes. Returns the documents, or every error.
+pub fn decode(file: &str, bytes: &[u8]) -> Result<Vec<Document>, Vec<ManifestError>> {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(vec![ManifestError::whole(file, 0, format!(
+            "file is {} bytes; manifests may be at most {} bytes (16 MiB)", bytes.len(), MAX_FILE_BYTES))]);
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let at = e.valid_up_to();
+            let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+            let col = at - bytes[..at].iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0) + 1;
+            return Err(vec![ManifestError {
+                file: file.to_string(), line, column: col, path: String::new(),
+                message: "not UTF-8 text (a binary file?); manifests must be YAML".into(),
+            }]);
+        }
+    };
+    if let Some(at) = text.find('\0') {
+        let line = text[..at].matches('\n').count() + 1;
+        return Err(vec![ManifestError::whole(file, line, "contains a NUL byte (a binary file?); manifests must be YAML")]);
+    }
+    let starts = doc_start_lines(text);
+    let mut docs = Vec::new();
+    let mut errors = Vec::new();
+    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let doc_line = starts.get(i).copied().unwrap_or(1);
+        let mut track = serde_path_to_error::Track::new();
+        let result = TrackedDoc(&mut track).deserialize(de);
+        match result {
+            Ok(None) => {}
+            Ok(Some(resource)) => {
+                let problems = validate::check_set(std::slice::from_ref(&resource), &[]);
+                for p in problems {
+                    errors.push(ManifestError { file: file.to_string(), line: doc_line, column: 1, path: p.path, message: p.message });
+                }
+                docs.push(Document { source: Source { file: file.to_string(), line: doc_line }, resource });
+            }
+            Err(e) => {
+                let path = track.path().to_string();
+                errors.push(yaml_error(file, doc_line, &path, &e));
+                if e.location().is_none() && is_fatal(&e) {
+                    break;
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(docs)
+    } else {
+        Err(errors)
+    }
+}
+
+fn is_fatal(e: &serde_yaml::Error) -> bool {
+    let m = e.to_string();
+    m.contains("repetition limit") || m.contains("recursion limit")
+}
+
+/// Turns a serde_yaml error into ours, cleaning the message of serde_yaml's own path
+/// prefix and position suffix.
+fn yaml_error(file: &str, doc_line: usize, path: &str, e: &serde_yaml::Error) -> ManifestError {
+    let mut msg = e.to_string();
+    if let Some(p) = msg.rfind(" at line ") {
+        if msg[p..].contains(" column ") {
+            msg.truncate(p);
+        }
+    }
+    let path = if path == "." || path == "?" { String::new() } else { path.to_string() };
+    if !path.is_empty() {
+        if let Some(rest) = msg.strip_prefix(&format!("{path}: ")) {
+            msg = rest.to_string();
+        }
+    }
+    // serde_yaml prefixes nested errors with its own path; drop any remaining one that
+    // is a prefix path of ours.
+    if let Some((head, rest)) = msg.split_once(": ") {
+        if !head.contains(' ') && !path.is_empty() && path.starts_with(head) {
+            msg = rest.to_string();
+        }
+    }
+    let (line, column) = match e.location() {
+        Some(l) => (l.line(), l.column()),
+        None => (doc_line, 1),
+    };
+    ManifestError { file: file.to_string(), line, column, path, message: msg }
+}
+
+/// 1-based start line of each YAML document in `text`, in the order serde_yaml yields them.
+fn doc_start_lines(text: &str) -> Vec<usize> {
+    let mut markers = Vec::new();
+    let mut before_first_is_empty = true;
+    for (i, line) in text.lines().enumerate() {
+        let is_marker = line.starts_with("---") && line[3..].chars().next().is_none_or(|c| c.is_whitespace());
+        if is_marker {
+            markers.push(i + 1);
+        } else if markers.is_empty() {
+            let t = line.trim();
+            if !(t.is_empty() || t.starts_with('#') || t.starts_with('%')) {
+                before_first_is_empty = false;
+            }
+        }
+    }
+    if markers.is_empty() {
+        return vec![1];
+    }
+    if before_first_is_empty {
+        markers
+    } else {
+        let mut v = vec![1];
+        v.extend(markers);
+        v
+    }
+}
+
+/// Wraps the document visitor with path tracking.
+struct TrackedDoc<'a>(&'a mut serde_path_to_error::Track);
+
+impl<'de> DeserializeSeed<'de> for TrackedDoc<'_> {
+    type Value = Option<Resource>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let d = serde_path_to_error::Deserializer::new(d, self.0);
+        d.deserialize_any(DocVisitor)
+    }
+}
+
+const TOP_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
+
+/// Visits one document: an empty one (None) or a mapping with the five top-level keys.
+struct DocVisitor;
+
+impl<'de> Visitor<'de> for DocVisitor {
+    type Value = Option<Resource>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object with apiVersion, kind, metadata and spec")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut api_version: Option<String> = None;
+        let mut kind: Option<Kind> = None;
+        let mut metadata: Option<ObjectMeta> = None;
+        let mut spec: Option<AnySpec> = None;
+        let mut deferred: Option<serde_yaml::Value> = None;
+        let mut seen_status = false;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "apiVersion" => {
+                    if api_version.is_some() {
+                        return Err(de::Error::duplicate_field("apiVersion"));
+                    }
+                    let v: String = map.next_value_seed(ApiVersionSeed)?;
+                    api_version = Some(v);
+                }
+                "kind" => {
+                    if kind.is_some() {
+                        return Err(de::Error::duplicate_field("kind"));
+                    }
+                    kind = Some(map.next_value_seed(KindSeed)?);
+                }
+                "metadata" => {
+                    if metadata.is_some() {
+                        return Err(de::Error::duplicate_field("metadata"));
+                    }
+                    metadata = Some(map.next_value()?);
+                }
+                "spec" => {
+                    if spec.is_some() || deferred.is_some() {
+                        return Err(de::Error::duplicate_field("spec"));
+                    }
+                    match kind {
+                        Some(k) => spec = Some(map.next_value_seed(SpecSeed(k))?),
+                        None => deferred = Some(map.next_value()?),
+                    }
+                }
+                "status" => {
+                    if seen_status {
+                        return Err(de::Error::duplicate_field("status"));
+                    }
+                    seen_status = true;
+                    // Status is written by the controller only; a manifest's is ignored.
+                    map.next_value::<IgnoredAny>()?;
+                }
+                other => return Err(de::Error::unknown_field(other, TOP_FIELDS)),
+            }
+        }
+        if api_version.is_none() {
+            return Err(de::Error::missing_field("apiVersion"));
+        }
+        let kind = kind.ok_or_else(|| de::Error::missing_field("kind"))?;
+        let metadata = metadata.ok_or_else(|| de::Error::missing_field("metadata"))?;
+        let spec = match (spec, deferred) {
+            (Some(s), _) => s,
+            (None, Some(v)) => api::decode_spec(kind, v).map_err(|e| de::Error::custom(format!("spec: {e}")))?,
+            (None, None) => return Err(de::Error::missing_field("spec")),
+        };
+        Ok(Some(Resource::new(metadata, spec)))
+    }
+}
+
+struct ApiVersionSeed;
+impl<'de> DeserializeSeed<'de> for ApiVersionSeed {
+    type Value = String;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = String;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "\"{API_VERSION}\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+                if v == API_VERSION {
+                    Ok(v.to_string())
+                } else {
+                    Err(E::custom(format!("apiVersion must be \"{API_VERSION}\", got {v:?}")))
+                }
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+struct KindSeed;
+impl<'de> DeserializeSeed<'de> for KindSeed {
+    type Value = Kind;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Kind, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Kind;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a kind")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Kind, E> {
+                Kind::from_manifest(v).ok_or_else(|| {
+                    let all: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+                    E::custom(format!("unknown kind {v:?}; expected one of {}", all.join(", ")))
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+struct SpecSeed(Kind);
+impl<'de> DeserializeSeed<'de> for SpecSeed {
+    type Value = AnySpec;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<AnySpec, D::Error> {
+        api::decode_spec(self.0, d)
+    }
+}
+
+/// Lists the manifest files under `path`: the file itself, or every `*.yaml`/`*.yml`
+/// below a folder (recursively, sorted, skipping hidden entries, not following
+/// symlinked folders).
+pub fn collect_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') {
+                continue;
+            }
+            let ft = entry.file_type()?;
+            let p = entry.path();
+            if ft.is_dir() {
+                stack.push(p);
+            } else if (ft.is_file() || ft.is_symlink()) && (name.ends_with(".yaml") || name.ends_with(".yml")) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads one file (at most 16 MiB) and decodes it.
+pub fn read_file(path: &Path) -> Result<Vec<Document>, Vec<ManifestError>> {
+    let name = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| vec![ManifestError::whole(&name, 0, format!("cannot read: {e}"))])?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(vec![ManifestError::whole(&name, 0, format!(
+            "file is {} bytes; manifests may be at most {} bytes (16 MiB)", meta.len(), MAX_FILE_BYTES))]);
+    }
+    let bytes = std::fs::read(path).map_err(|e| vec![ManifestError::whole(&name, 0, format!("cannot read: {e}"))])?;
+    decode(&name, &bytes)
+}
+
+/// Reads every input (`-` is stdin; folders recursively) and decodes all documents.
+/// Returns all documents and all errors; callers write nothing when errors is not empty.
+pub fn read_inputs(inputs: &[String]) -> (Vec<Document>, Vec<ManifestError>) {
+    let mut docs = Vec::new();
+    let mut errors = Vec::new();
+    for input in inputs {
+        if input == "-" {
+            let mut buf = Vec::new();
+            let r = std::io::stdin().lock().take(MAX_FILE_BYTES + 1).read_to_end(&mut buf);
+            match r {
+                Err(e) => errors.push(ManifestError::whole("-", 0, format!("cannot read stdin: {e}"))),
+                Ok(_) => match decode("-", &buf) {
+                    Ok(d) => docs.extend(d),
+                    Err(e) => errors.extend(e),
+                },
+            }
+            continue;
+        }
+        let files = match collect_files(Path::new(input)) {
+            Ok(f) => f,
+            Err(e) => {
+                errors.push(ManifestError::whole(input, 0, format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        if files.is_empty() {
+            errors.push(ManifestError::whole(input, 0, "no *.yaml or *.yml files in this folder"));
+        }
+        for f in files {
+            match read_file(&f) {
+                Ok(d) => docs.extend(d),
+                Err(e) => errors.extend(e),
+            }
+        }
+    }
+    (docs, errors)
+}
+
+/// Checks documents against each other and against the store's objects; returns the
+/// errors pointing at each document.
+pub fn check_documents(docs: &[Document], existing: &[Resource]) -> Vec<ManifestError> {
+    let objs: Vec<Resource> = docs.iter().map(|d| d.resource.clone()).collect();
+    validate::check_set(&objs, existing)
+        .into_iter()
+        // Single-object problems were reported by `decode` already.
+        .filter(|p| validate::check_object(&objs[p.index]).iter().all(|(path, m)| *path != p.path || *m != p.message))
+        .map(|p| {
+            let s = &docs[p.index].source;
+            ManifestError { file: s.file.clone(), line: s.line, column: 1, path: p.path, message: p.message }
+        })
+        .collect()
+}
+
+/// Renders a value as YAML.
+pub fn to_yaml<T: Serialize>(v: &T) -> String {
+    serde_yaml::to_string(v).unwrap_or_else(|e| format!("# cannot render as YAML: {e}\n"))
+}
+
+/// Parses YAML text into JSON (for tools that want a loosely typed view, e.g. the
+/// schema tests).
+pub fn yaml_to_json(text: &str) -> Result<Vec<serde_json::Value>, String> {
+    let mut out = Vec::new();
+    for de in serde_yaml::Deserializer::from_str(text) {
+        let v = serde_json::Value::deserialize(de).map_err(|e| e.to_string())?;
+        if !v.is_null() {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VM: &str = "apiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {name: vm1}\nspec:\n  vmName: VM1\n  serverUnit: SU1\n  memoryMiB: 1024\n";
+
+    #[test]
+    fn decodes_multi_document() {
+        let text = format!("# c\n---\n{VM}---\n{}", VM.replace("vm1", "vm2"));
+        let docs = decode("f.yaml", text.as_bytes()).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0].source.line, 2);
+        assert_eq!(docs[1].source.line, 10);
+    }
+
+    #[test]
+    fn error_has_line_column_path() {
+        let text = format!("{VM}---\n{}", VM.replace("1024", "lots"));
+        let errs = decode("site.yaml", text.as_bytes()).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let e = &errs[0];
+        assert_eq!((e.line, e.column), (15, 14), "{e}");
+        assert_eq!(e.path, "spec.memoryMiB");
+        assert!(e.to_string().starts_with("site.yaml:15:14: spec.memoryMiB: invalid type: string \"lots\""), "{e}");
+    }
+
+    #[test]
+    fn spec_before_kind_still_decodes() {
+        let text = "spec: {vmName: VM1, serverUnit: SU1, memoryMiB: 5}\napiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {name: a}\n";
+        assert_eq!(decode("f", text.as_bytes()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn doc_starts() {
+        assert_eq!(doc_start_lines("a: 1\n"), vec![1]);
+        assert_eq!(doc_start_lines("a: 1\n---\nb: 1\n"), vec![1, 2]);
+        assert_eq!(doc_start_lines("# x\n---\nb: 1\n--- \nc: 1"), vec![2, 4]);
+    }
+}

@@ -72,8 +72,11 @@ impl ManifestError {
 /// Decodes every document of one file's bytes. Returns the documents, or every error.
 pub fn decode(file: &str, bytes: &[u8]) -> Result<Vec<Document>, Vec<ManifestError>> {
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(vec![ManifestError::whole(file, 0, format!(
-            "file is {} bytes; manifests may be at most {} bytes (16 MiB)", bytes.len(), MAX_FILE_BYTES))]);
+        return Err(vec![ManifestError::whole(
+            file,
+            0,
+            format!("file is {} bytes; manifests may be at most {} bytes (16 MiB)", bytes.len(), MAX_FILE_BYTES),
+        )]);
     }
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
@@ -82,14 +85,21 @@ pub fn decode(file: &str, bytes: &[u8]) -> Result<Vec<Document>, Vec<ManifestErr
             let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
             let col = at - bytes[..at].iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0) + 1;
             return Err(vec![ManifestError {
-                file: file.to_string(), line, column: col, path: String::new(),
+                file: file.to_string(),
+                line,
+                column: col,
+                path: String::new(),
                 message: "not UTF-8 text (a binary file?); manifests must be YAML".into(),
             }]);
         }
     };
     if let Some(at) = text.find('\0') {
         let line = text[..at].matches('\n').count() + 1;
-        return Err(vec![ManifestError::whole(file, line, "contains a NUL byte (a binary file?); manifests must be YAML")]);
+        return Err(vec![ManifestError::whole(
+            file,
+            line,
+            "contains a NUL byte (a binary file?); manifests must be YAML",
+        )]);
     }
     let starts = doc_start_lines(text);
     let mut docs = Vec::new();
@@ -103,7 +113,13 @@ pub fn decode(file: &str, bytes: &[u8]) -> Result<Vec<Document>, Vec<ManifestErr
             Ok(Some(resource)) => {
                 let problems = validate::check_set(std::slice::from_ref(&resource), &[]);
                 for p in problems {
-                    errors.push(ManifestError { file: file.to_string(), line: doc_line, column: 1, path: p.path, message: p.message });
+                    errors.push(ManifestError {
+                        file: file.to_string(),
+                        line: doc_line,
+                        column: 1,
+                        path: p.path,
+                        message: p.message,
+                    });
                 }
                 docs.push(Document { source: Source { file: file.to_string(), line: doc_line }, resource });
             }
@@ -362,10 +378,14 @@ pub fn collect_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Reads one file (at most 16 MiB) and decodes it.
 pub fn read_file(path: &Path) -> Result<Vec<Document>, Vec<ManifestError>> {
     let name = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| vec![ManifestError::whole(&name, 0, format!("cannot read: {e}"))])?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| vec![ManifestError::whole(&name, 0, format!("cannot read: {e}"))])?;
     if meta.len() > MAX_FILE_BYTES {
-        return Err(vec![ManifestError::whole(&name, 0, format!(
-            "file is {} bytes; manifests may be at most {} bytes (16 MiB)", meta.len(), MAX_FILE_BYTES))]);
+        return Err(vec![ManifestError::whole(
+            &name,
+            0,
+            format!("file is {} bytes; manifests may be at most {} bytes (16 MiB)", meta.len(), MAX_FILE_BYTES),
+        )]);
     }
     let bytes = std::fs::read(path).map_err(|e| vec![ManifestError::whole(&name, 0, format!("cannot read: {e}"))])?;
     decode(&name, &bytes)

@@ -99,10 +99,7 @@ fn string_schema(pattern: &str, max: u32, description: &str) -> Schema {
             min_length: Some(1),
             pattern: Some(pattern.to_string()),
         })),
-        metadata: Some(Box::new(Metadata {
-            description: Some(description.to_string()),
-            ..Default::default()
-        })),
+        metadata: Some(Box::new(Metadata { description: Some(description.to_string()), ..Default::default() })),
         ..Default::default()
     }
     .into()
@@ -434,9 +431,7 @@ impl<'de> Deserialize<'de> for StringMap {
                 let mut out = std::collections::BTreeMap::new();
                 while let Some(k) = m.next_key::<String>()? {
                     if k.is_empty() || k.len() > 253 || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                        return Err(de::Error::custom(format!(
-                            "key {k:?} must be 1-253 characters without spaces"
-                        )));
+                        return Err(de::Error::custom(format!("key {k:?} must be 1-253 characters without spaces")));
                     }
                     let v: String = m.next_value()?;
                     if out.insert(k.clone(), v).is_some() {

@@ -112,11 +112,7 @@ fn disk_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 
 /// Reads a sequence, then checks it with `check` inside the visitor so that the error
 /// carries the position of the sequence.
-fn checked_seq<'de, D, T>(
-    d: D,
-    what: &'static str,
-    check: fn(&[T]) -> Result<(), String>,
-) -> Result<Vec<T>, D::Error>
+fn checked_seq<'de, D, T>(d: D, what: &'static str, check: fn(&[T]) -> Result<(), String>) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
@@ -166,10 +162,7 @@ fn two_different_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ObjectName
 fn at_most_two_disks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ConfigDisk>, D::Error> {
     checked_seq(d, "a list of at most two configuration disks", |v: &[ConfigDisk]| {
         if v.len() > 2 {
-            return Err(format!(
-                "at most two external configuration disks are possible, got {}",
-                v.len()
-            ));
+            return Err(format!("at most two external configuration disks are possible, got {}", v.len()));
         }
         if v.len() == 2 && v[0].name == v[1].name {
             return Err(format!("disk {} is named twice", v[0].name));

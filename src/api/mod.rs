@@ -314,9 +314,10 @@ impl Kind {
     /// Parses a kind as users type it: the kind, lower case, plural or short name.
     pub fn parse(s: &str) -> Option<Kind> {
         let l = s.to_ascii_lowercase();
-        Kind::ALL.iter().copied().find(|k| {
-            k.as_str().to_ascii_lowercase() == l || k.plural() == l || k.short_names().contains(&l.as_str())
-        })
+        Kind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str().to_ascii_lowercase() == l || k.plural() == l || k.short_names().contains(&l.as_str()))
     }
 
     /// Parses the `kind:` field of a document (exact spelling).

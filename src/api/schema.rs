@@ -7,9 +7,7 @@ use serde_json::{json, Value};
 
 /// The schema of a whole document of `kind`.
 pub fn document_schema(kind: Kind) -> Value {
-    let mut g = SchemaSettings::draft07()
-        .with(|s| s.option_add_null_type = false)
-        .into_generator();
+    let mut g = SchemaSettings::draft07().with(|s| s.option_add_null_type = false).into_generator();
     let meta = g.subschema_for::<ObjectMeta>();
     let (spec, status) = kind_schemas(kind, &mut g);
     let defs = g.take_definitions();

@@ -29,7 +29,10 @@ pub fn object_diff(current: Option<&Resource>, desired: &Resource) -> Option<Str
         }
         return Some(out);
     };
-    if cur.spec_eq(desired) && cur.meta().labels == desired.meta().labels && cur.meta().annotations == desired.meta().annotations {
+    if cur.spec_eq(desired)
+        && cur.meta().labels == desired.meta().labels
+        && cur.meta().annotations == desired.meta().annotations
+    {
         return None;
     }
     let old = owned_view(cur);

@@ -175,7 +175,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             get(&mut ctx, &kind, name.as_deref(), output)
         }
         Command::Describe { kind, name } => describe(&mut ctx, &kind, &name),
-        Command::Delete { kind, name, files, ignore_not_found } => delete(&mut ctx, kind, name, &files, ignore_not_found),
+        Command::Delete { kind, name, files, ignore_not_found } => {
+            delete(&mut ctx, kind, name, &files, ignore_not_found)
+        }
         Command::Diff { files } => diff(&mut ctx, &files),
         Command::Validate { files } => validate(&files),
         Command::Schema { out } => {

@@ -60,7 +60,7 @@ fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
 }
 
 fn mib(n: u64) -> String {
-    if n >= 1024 && n % 1024 == 0 {
+    if n >= 1024 && n.is_multiple_of(1024) {
         format!("{}Gi", n / 1024)
     } else {
         format!("{n}Mi")
@@ -79,18 +79,49 @@ fn ms(v: Option<u64>) -> String {
 pub fn table(kind: Kind, objs: &[Resource], wide: bool) -> String {
     let header: Vec<&str> = match (kind, wide) {
         (Kind::SEServer, false) => vec!["NAME", "MODEL", "VERSION", "LOCATION", "MUS", "SUS", "AGE"],
-        (Kind::SEServer, true) => vec!["NAME", "MODEL", "VERSION", "LOCATION", "MUS", "SUS", "UNITS-ON", "NET-GBPS", "AGE"],
+        (Kind::SEServer, true) => {
+            vec!["NAME", "MODEL", "VERSION", "LOCATION", "MUS", "SUS", "UNITS-ON", "NET-GBPS", "AGE"]
+        }
         (Kind::ManagementCluster, false) => vec!["NAME", "SERVERS", "STATE", "CLUSTER-MANAGER", "AGE"],
-        (Kind::ManagementCluster, true) => vec!["NAME", "SERVERS", "STATE", "CLUSTER-MANAGER", "ISL-E-GBPS", "DISKS", "REASONS", "AGE"],
+        (Kind::ManagementCluster, true) => {
+            vec!["NAME", "SERVERS", "STATE", "CLUSTER-MANAGER", "ISL-E-GBPS", "DISKS", "REASONS", "AGE"]
+        }
         (Kind::SUCluster, false) => vec!["NAME", "SERVER-UNITS", "TYPE", "ACTIVE", "STATE", "AGE"],
         (Kind::SUCluster, true) => vec!["NAME", "SERVER-UNITS", "TYPE", "ACTIVE", "STATE", "REASONS", "AGE"],
         (Kind::VMDefinition, false) => vec!["NAME", "VM-NAME", "SU", "STATE", "MEMORY", "LM-COUNT", "AGE"],
         (Kind::VMDefinition, true) => {
-            vec!["NAME", "VM-NAME", "SU", "INDEX", "STATE", "DESIRED", "SUBSTATES", "MEMORY", "CPUS", "POOL", "PERSISTENT", "LM-COUNT", "AGE"]
+            vec![
+                "NAME",
+                "VM-NAME",
+                "SU",
+                "INDEX",
+                "STATE",
+                "DESIRED",
+                "SUBSTATES",
+                "MEMORY",
+                "CPUS",
+                "POOL",
+                "PERSISTENT",
+                "LM-COUNT",
+                "AGE",
+            ]
         }
         (Kind::LiveMigration, false) => vec!["NAME", "VM", "SOURCE", "TARGET", "PHASE", "MONJV", "DOWNTIME", "AGE"],
         (Kind::LiveMigration, true) => {
-            vec!["NAME", "VM", "SOURCE", "TARGET", "CHECK-ONLY", "PHASE", "MONJV", "ROUNDS", "DOWNTIME", "DURATION", "CONFLICTS", "AGE"]
+            vec![
+                "NAME",
+                "VM",
+                "SOURCE",
+                "TARGET",
+                "CHECK-ONLY",
+                "PHASE",
+                "MONJV",
+                "ROUNDS",
+                "DOWNTIME",
+                "DURATION",
+                "CONFLICTS",
+                "AGE",
+            ]
         }
         (Kind::VMRecovery, _) => vec!["NAME", "VM", "TARGET", "PHASE", "AGE"],
     };
@@ -110,7 +141,11 @@ pub fn table(kind: Kind, objs: &[Resource], wide: bool) -> String {
                 ];
                 if wide {
                     let on = o.status.units.iter().filter(|u| u.power == "ON").count();
-                    row.push(if o.status.units.is_empty() { "-".into() } else { format!("{on}/{}", o.status.units.len()) });
+                    row.push(if o.status.units.is_empty() {
+                        "-".into()
+                    } else {
+                        format!("{on}/{}", o.status.units.len())
+                    });
                     row.push(format!("{}", s.net_unit.speed_gbps.gbps()));
                 }
                 row.push(age);
@@ -174,7 +209,10 @@ pub fn table(kind: Kind, objs: &[Resource], wide: bool) -> String {
                     o.name().to_string(),
                     o.spec.vm.to_string(),
                     opt(&st.source_server_unit),
-                    st.target_server_unit.clone().or(o.spec.target_server_unit.as_ref().map(|t| t.to_string())).unwrap_or_else(|| "-".into()),
+                    st.target_server_unit
+                        .clone()
+                        .or(o.spec.target_server_unit.as_ref().map(|t| t.to_string()))
+                        .unwrap_or_else(|| "-".into()),
                 ];
                 if wide {
                     row.push(o.spec.check_only.to_string());

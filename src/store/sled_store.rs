@@ -84,7 +84,8 @@ impl SledStore {
 
     /// Opens with a given watch-history length (tests use a short one).
     pub fn open_with_history(dir: &Path, history: u64) -> Result<SledStore> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -115,7 +116,9 @@ impl SledStore {
     fn read(&self, kind: Kind, name: &str) -> Result<Option<Resource>> {
         match self.tree.get(obj_key(kind, name)).map_err(be)? {
             None => Ok(None),
-            Some(v) => Resource::from_json(&v).map(Some).map_err(|e| StoreError::Backend(format!("corrupt object {kind}/{name}: {e}"))),
+            Some(v) => Resource::from_json(&v)
+                .map(Some)
+                .map_err(|e| StoreError::Backend(format!("corrupt object {kind}/{name}: {e}"))),
         }
     }
 
@@ -131,7 +134,10 @@ impl SledStore {
             k: obj.kind().as_str().to_string(),
             n: obj.name().to_string(),
             o: if t == WatchType::Deleted {
-                Some(serde_json::value::RawValue::from_string(String::from_utf8(bytes.clone()).map_err(be)?).map_err(be)?)
+                Some(
+                    serde_json::value::RawValue::from_string(String::from_utf8(bytes.clone()).map_err(be)?)
+                        .map_err(be)?,
+                )
             } else {
                 None
             },
@@ -165,7 +171,12 @@ impl SledStore {
         let want = obj.meta().rv();
         let have = current.meta().rv();
         if obj.meta().resource_version.is_some() && want != have {
-            return Err(StoreError::Conflict { kind: obj.kind(), name: obj.name().to_string(), expected: want, actual: have });
+            return Err(StoreError::Conflict {
+                kind: obj.kind(),
+                name: obj.name().to_string(),
+                expected: want,
+                actual: have,
+            });
         }
         Ok(())
     }
@@ -183,7 +194,8 @@ impl SledStore {
     /// changed.
     fn merge_spec(current: &mut Resource, obj: &Resource) -> bool {
         let spec_changed = !current.spec_eq(obj);
-        let meta_changed = current.meta().labels != obj.meta().labels || current.meta().annotations != obj.meta().annotations;
+        let meta_changed =
+            current.meta().labels != obj.meta().labels || current.meta().annotations != obj.meta().annotations;
         if spec_changed {
             current.take_spec_from(obj);
             let m = current.meta_mut();
@@ -211,9 +223,10 @@ impl Store for SledStore {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(prefix.as_bytes()) {
             let (k, v) = item.map_err(be)?;
-            out.push(Resource::from_json(&v).map_err(|e| {
-                StoreError::Backend(format!("corrupt object {}: {e}", String::from_utf8_lossy(&k)))
-            })?);
+            out.push(
+                Resource::from_json(&v)
+                    .map_err(|e| StoreError::Backend(format!("corrupt object {}: {e}", String::from_utf8_lossy(&k))))?,
+            );
         }
         let rv = out.iter().map(|r| r.meta().rv()).max().unwrap_or(0).max(rv);
         Ok((out, rv))
@@ -264,7 +277,8 @@ impl Store for SledStore {
 
     fn delete(&self, kind: Kind, name: &str) -> Result<Resource> {
         let mut c = self.lock();
-        let mut current = self.read(kind, name)?.ok_or_else(|| StoreError::NotFound { kind, name: name.to_string() })?;
+        let mut current =
+            self.read(kind, name)?.ok_or_else(|| StoreError::NotFound { kind, name: name.to_string() })?;
         let mut batch = sled::Batch::default();
         self.stage(&mut batch, &mut c, WatchType::Deleted, &mut current)?;
         self.commit(batch, &c)?;
@@ -290,9 +304,9 @@ impl Store for SledStore {
                 }
                 Ok(Some(mut current)) => match Self::check_rv(&obj, &current) {
                     Err(e) => Err(e),
-                    Ok(()) if Self::merge_spec(&mut current, &obj) => {
-                        self.stage(&mut batch, &mut c, WatchType::Modified, &mut current).map(|_| (ApplyOutcome::Configured, current))
-                    }
+                    Ok(()) if Self::merge_spec(&mut current, &obj) => self
+                        .stage(&mut batch, &mut c, WatchType::Modified, &mut current)
+                        .map(|_| (ApplyOutcome::Configured, current)),
                     Ok(()) => Ok((ApplyOutcome::Unchanged, current)),
                 },
             };

@@ -3,5 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod manifest;
+pub mod sim;
 pub mod store;

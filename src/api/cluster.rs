@@ -159,7 +159,7 @@ fn two_different_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ObjectName
     two_different(d)
 }
 
-fn at_most_two_disks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ConfigDisk>, D::Error> {
+pub(crate) fn at_most_two_disks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ConfigDisk>, D::Error> {
     checked_seq(d, "a list of at most two configuration disks", |v: &[ConfigDisk]| {
         if v.len() > 2 {
             return Err(format!("at most two external configuration disks are possible, got {}", v.len()));
@@ -215,6 +215,26 @@ pub struct ManagementClusterStatus {
     /// Why the state is not NORMAL, one line per cause.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
+    /// Every MU of the cluster as the SE Manager lists it: server, power, configuration
+    /// disks and network heartbeat.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub management_units: Vec<MuStatus>,
+}
+
+/// One MU of a Management Cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MuStatus {
+    /// MU name.
+    pub name: String,
+    /// SEServer the MU belongs to.
+    pub server: String,
+    /// ON or OFF.
+    pub power: String,
+    /// External configuration disks as seen from the MU: OK, DEGRADED, FAILED or NONE.
+    pub config_disks: String,
+    /// Network heartbeat: OK or NO_ANSWER.
+    pub heartbeat: String,
 }
 
 /// Desired SU cluster.

@@ -31,10 +31,138 @@ pub struct SEServerSpec {
     /// The Server Units. Unit names are unique across all servers.
     #[serde(default)]
     pub server_units: Vec<ServerUnitSpec>,
+    /// External configuration disks of this server alone (at most two), mirrored with
+    /// the internal ones into the server's CRD: needed for MU redundancy and for an SU
+    /// x86 cluster inside the server. Disks shared by a Management Cluster are declared
+    /// on the ManagementCluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "super::cluster::at_most_two_disks")]
+    #[schemars(length(max = 2))]
+    pub config_disks: Vec<super::cluster::ConfigDisk>,
+    /// Global objects (s2.1). Before two servers form a Management Cluster these must be
+    /// unambiguous: the same object configured the same way on both, or on one only.
+    /// Conflicts are reported on the ManagementCluster, never silently resolved.
+    #[serde(default, skip_serializing_if = "GlobalObjects::is_empty")]
+    pub global_objects: GlobalObjects,
+}
+
+/// Global objects of a server that must agree across a Management Cluster.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GlobalObjects {
+    /// SE Manager accounts (local or LDAP).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<Account>,
+    /// Alarm management: mail and SNMP trap receivers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarm_receivers: Vec<AlarmReceiver>,
+    /// FC switches and whether they are monitored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fc_switches: Vec<FcSwitch>,
+    /// User-defined management applications and links.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applications: Vec<Application>,
+}
+
+impl GlobalObjects {
+    /// True when nothing is declared.
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+            && self.alarm_receivers.is_empty()
+            && self.fc_switches.is_empty()
+            && self.applications.is_empty()
+    }
+}
+
+/// Role of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    /// Administrator: everything, including activating SU clusters.
+    Administrator,
+    /// BS2000 administrator.
+    Bs2000Administrator,
+    /// Operator, with individual rights per system.
+    Operator,
+}
+
+/// An SE Manager account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Account {
+    /// Account name, e.g. "admin".
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Local or LDAP.
+    #[serde(default)]
+    pub ldap: bool,
+    /// A digest of the password (local accounts), compared across servers, never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_digest: Option<String>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Systems an operator may operate (individual rights).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub systems: Vec<String>,
+}
+
+/// Kind of alarm receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ReceiverType {
+    /// E-mail.
+    Mail,
+    /// SNMP trap.
+    SnmpTrap,
+}
+
+/// An alarm receiver (s2.3.4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AlarmReceiver {
+    /// Name of the entry.
+    pub name: String,
+    /// Mail or SNMP trap.
+    #[serde(rename = "type")]
+    pub receiver_type: ReceiverType,
+    /// Mail address or trap destination.
+    pub address: String,
+    /// Component filter (e.g. ANY, Cluster, Sys-Mgmt).
+    #[serde(default = "any")]
+    pub component: String,
+    /// Weight (priority) filter (e.g. ANY, WARNING).
+    #[serde(default = "any")]
+    pub weight: String,
+}
+
+fn any() -> String {
+    "ANY".into()
+}
+
+/// An FC switch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FcSwitch {
+    /// Switch name.
+    pub name: String,
+    /// Monitored by the SE Manager.
+    #[serde(default)]
+    pub monitored: bool,
+}
+
+/// A user-defined management application or link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Application {
+    /// Name shown in the SE Manager.
+    pub name: String,
+    /// URL.
+    pub url: String,
 }
 
 /// Version of the SE Server software.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub enum SoftwareVersion {
     /// Version 6.2.
     #[serde(rename = "V6.2")]

@@ -5,12 +5,14 @@ mod diff;
 mod output;
 
 use crate::api::{schema, Kind, Resource};
+use crate::controller::{Controller, Options};
 use crate::manifest::{self, ManifestError};
 use crate::store::{SledStore, Store, StoreError};
 use anyhow::{anyhow, bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Declarative reconciliation controller for BS2000 SE Server clusters.
 #[derive(Parser, Debug)]
@@ -111,6 +113,26 @@ pub enum Command {
         #[arg(long, default_value = "schemas")]
         out: PathBuf,
     },
+    /// Block until an object meets a condition, state or phase.
+    Wait {
+        /// KIND/NAME, e.g. lm/lm-vm12.
+        target: String,
+        /// condition=TYPE[=True|False|Unknown], state=VALUE or phase=VALUE.
+        #[arg(long = "for")]
+        for_: String,
+        /// Give up after this long (e.g. 30s, 5m). Embedded mode: simulated time.
+        #[arg(long, default_value = "5m")]
+        timeout: String,
+    },
+    /// Change the simulated world: faults, repairs, the clock.
+    ///
+    /// power off|on UNIT, link down|up MGMT-CLUSTER, disk fail|repair DISK,
+    /// bcam stop|fail|start SU, rewas stop|start SU, advance DURATION.
+    Sim {
+        /// E.g. `power off abgwhite`, `advance 90s`.
+        #[arg(required = true, num_args = 1..)]
+        args: Vec<String>,
+    },
     /// The event log, newest first; `sectl events ack` acknowledges all.
     Events {
         /// KIND/NAME to show only that object's events, or `ack`.
@@ -148,15 +170,35 @@ pub fn main() -> ExitCode {
 /// What verbs need: the store, opened on first use.
 pub struct Context {
     cli_data_dir: PathBuf,
-    store: Option<SledStore>,
+    store: Option<Arc<SledStore>>,
+    reconcile: bool,
 }
 
 impl Context {
     fn store(&mut self) -> anyhow::Result<&SledStore> {
+        Ok(self.shared_store()?.as_ref())
+    }
+
+    fn shared_store(&mut self) -> anyhow::Result<&Arc<SledStore>> {
         if self.store.is_none() {
-            self.store = Some(SledStore::open(&self.cli_data_dir).map_err(|e| anyhow!("{e}"))?);
+            self.store = Some(Arc::new(SledStore::open(&self.cli_data_dir).map_err(|e| anyhow!("{e}"))?));
         }
         Ok(self.store.as_ref().expect("just opened"))
+    }
+
+    fn controller(&mut self) -> anyhow::Result<Controller> {
+        let store: Arc<dyn Store> = self.shared_store()?.clone();
+        Controller::new(store, Options::default())
+    }
+
+    /// Embedded mode: runs the reconcilers until the world is quiet (unless
+    /// --no-reconcile), so that a change has taken effect when the verb returns.
+    fn settle(&mut self) -> anyhow::Result<()> {
+        if !self.reconcile {
+            return Ok(());
+        }
+        let mut c = self.controller()?;
+        c.run_until_quiet()
     }
 }
 
@@ -165,7 +207,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if cli.server.is_some() {
         bail!("--server: talking to a running `sectl serve` is not available in this build yet; leave --server/SECTL_SERVER unset to use the embedded store");
     }
-    let mut ctx = Context { cli_data_dir: cli.data_dir.clone(), store: None };
+    let mut ctx = Context { cli_data_dir: cli.data_dir.clone(), store: None, reconcile: !cli.no_reconcile };
     match cli.command {
         Command::Apply { files, dry_run, wait: _, output } => apply(&mut ctx, &files, dry_run, output),
         Command::Get { kind, name, output, watch } => {
@@ -186,6 +228,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Wait { target, for_, timeout } => wait(&mut ctx, &target, &for_, &timeout),
+        Command::Sim { args } => sim(&mut ctx, &args),
         Command::Events { target, component, warnings, unacked, limit, output } => {
             events(&mut ctx, target.as_deref(), component.as_deref(), warnings, unacked, limit, output)
         }
@@ -247,9 +291,17 @@ fn apply(ctx: &mut Context, files: &[String], dry_run: bool, output: Option<Form
         }
         Err(e) => return Err(anyhow!("{e}")),
     };
+    if !dry_run {
+        ctx.settle()?;
+    }
+    let store = ctx.store()?;
     match output {
         Some(f @ (Format::Json | Format::Yaml)) => {
-            let objs: Vec<Resource> = results.into_iter().map(|(_, r)| r).collect();
+            // Show the objects as they are now, status included.
+            let mut objs = Vec::new();
+            for (_, r) in results {
+                objs.push(store.get(r.kind(), r.name()).map_err(|e| anyhow!("{e}"))?.unwrap_or(r));
+            }
             output::print_objects(&objs, f, objs.len() == 1);
         }
         _ => {
@@ -329,6 +381,7 @@ fn delete(
             Err(e) => return Err(anyhow!("{e}")),
         }
     }
+    ctx.settle()?;
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -404,6 +457,119 @@ fn events(
                 print!("{}", output::events_table(&evs));
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parsed `--for`.
+#[derive(Debug, Clone, PartialEq)]
+enum WaitFor {
+    Condition(String, String),
+    Field(&'static str, String),
+}
+
+fn parse_wait_for(s: &str) -> anyhow::Result<WaitFor> {
+    if let Some(rest) = s.strip_prefix("condition=") {
+        let (t, v) = rest.split_once('=').unwrap_or((rest, "True"));
+        if t.is_empty() {
+            bail!("--for=condition=TYPE needs a condition type, e.g. condition=Ready");
+        }
+        return Ok(WaitFor::Condition(t.to_string(), v.to_string()));
+    }
+    if let Some(v) = s.strip_prefix("state=") {
+        return Ok(WaitFor::Field("state", v.to_string()));
+    }
+    if let Some(v) = s.strip_prefix("phase=") {
+        return Ok(WaitFor::Field("phase", v.to_string()));
+    }
+    bail!("--for must be condition=TYPE[=STATUS], state=VALUE or phase=VALUE, got {s:?}")
+}
+
+/// Whether `obj` meets `w`; otherwise what it shows instead.
+fn check_wait(obj: &Resource, w: &WaitFor) -> Result<(), String> {
+    let status = obj.status_json();
+    match w {
+        WaitFor::Condition(t, v) => {
+            let c = status["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == t.as_str()));
+            match c {
+                Some(c) if c["status"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(v)) => Ok(()),
+                Some(c) => Err(format!("condition {t} is {} ({}: {})", c["status"], c["reason"], c["message"])),
+                None => Err(format!("no condition {t} yet")),
+            }
+        }
+        WaitFor::Field(f, v) => match status[*f].as_str() {
+            Some(x) if x.eq_ignore_ascii_case(v) => Ok(()),
+            Some(x) => Err(format!("{f} is {x}")),
+            None => Err(format!("no {f} yet")),
+        },
+    }
+}
+
+fn wait(ctx: &mut Context, target: &str, for_: &str, timeout: &str) -> anyhow::Result<ExitCode> {
+    let (k, name) = target.split_once('/').ok_or_else(|| anyhow!("give KIND/NAME, e.g. lm/lm-vm12"))?;
+    let kind = parse_kind(k)?;
+    let cond = parse_wait_for(for_)?;
+    let timeout_ms = crate::sim::parse_duration(timeout).map_err(|e| anyhow!("--timeout: {e}"))?;
+    // Embedded mode: the reconcilers run here, on simulated time, until the object
+    // meets the condition, the world is quiet, or the timeout (simulated) passes.
+    let mut c = ctx.controller()?;
+    let deadline = c.now_ms() + timeout_ms;
+    loop {
+        let obj = ctx.store()?.get(kind, name).map_err(|e| anyhow!("{e}"))?;
+        let verdict = match &obj {
+            None => Err(format!("{kind} {name} not found")),
+            Some(o) => check_wait(o, &cond),
+        };
+        match verdict {
+            Ok(()) => {
+                println!("{}/{} condition met ({for_})", kind.as_str().to_lowercase(), name);
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(why) => {
+                if !ctx.reconcile || c.now_ms() >= deadline {
+                    eprintln!("error: timed out waiting for {}/{}: {why}", kind.as_str().to_lowercase(), name);
+                    return Ok(ExitCode::from(1));
+                }
+                let before = (c.now_ms(), c.stats.reconciles);
+                // One step of simulated time at most 1 s, so progress is seen.
+                c.run_until(Some((c.now_ms() + 1000).min(deadline)))?;
+                if (c.now_ms(), c.stats.reconciles) == before && c.pending() == 0 {
+                    eprintln!(
+                        "error: {}/{}: {why}; the world is quiet, so this will not change",
+                        kind.as_str().to_lowercase(),
+                        name
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+    }
+}
+
+fn sim(ctx: &mut Context, args: &[String]) -> anyhow::Result<ExitCode> {
+    let fault = match crate::sim::Fault::parse(args) {
+        Ok(f) => f,
+        Err(usage) => {
+            eprintln!("error: {usage}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let before = ctx.store()?.events().map_err(|e| anyhow!("{e}"))?.last().map(|e| e.seq).unwrap_or(0);
+    let mut c = ctx.controller()?;
+    if let Err(e) = c.apply_fault(&fault) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    if ctx.reconcile {
+        c.run_until_quiet()?;
+    }
+    let now = c.world().clock.rfc3339();
+    drop(c);
+    let evs: Vec<_> =
+        ctx.store()?.events().map_err(|e| anyhow!("{e}"))?.into_iter().filter(|e| e.seq > before).collect();
+    println!("simulated time {now}");
+    for e in evs {
+        println!("{} {:<8} {:<9} {}: {}", e.time, e.priority, e.component, e.object, e.message);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,508 @@
+//! The controller: watches the store, keeps a reflector cache, schedules reconciles
+//! per object (deduplicated), runs them with bounded concurrency (never two of one
+//! object at once), writes back status (skipping writes that change nothing) and
+//! events, and moves the simulated clock.
+//!
+//! One reconciler per kind lives in its own module. Each is level-based: it reads the
+//! object, the cache and the simulated world, converges the world, and returns the
+//! status it observed plus `Action::Await` or `Action::RequeueAfter`. It never sees why
+//! it was woken.
+
+mod mgmt;
+pub mod runtime;
+mod server;
+mod sucluster;
+
+use crate::api::{Kind, Resource};
+use crate::sim::{Fault, HwEvent, World};
+use crate::store::{Event, EventType, Store, StoreError, WatchType};
+use runtime::{Action, Backoff, Cache, Key, Scheduler};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// An event a reconciler wants logged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// Normal or Warning.
+    pub type_: EventType,
+    /// INFO, NOTICE, WARNING, ERROR.
+    pub priority: &'static str,
+    /// Cluster, M2000, Sys-Mgmt, VM2000, LM, ...
+    pub component: &'static str,
+    /// "Kind/name".
+    pub object: String,
+    /// CamelCase.
+    pub reason: String,
+    /// For people.
+    pub message: String,
+}
+
+/// What a reconciler sees.
+pub struct Cx<'a> {
+    /// The simulated world (the reconciler may converge it).
+    pub world: &'a mut World,
+    /// Every object as last seen.
+    pub cache: &'a Cache,
+    /// Events to log.
+    pub events: Vec<NewEvent>,
+    /// Other objects to wake after this reconcile.
+    pub wake: Vec<Key>,
+}
+
+impl Cx<'_> {
+    /// Now on the simulated clock, RFC 3339.
+    pub fn now(&self) -> String {
+        self.world.clock.rfc3339()
+    }
+
+    /// Logs an event.
+    pub fn event(
+        &mut self,
+        type_: EventType,
+        priority: &'static str,
+        component: &'static str,
+        object: String,
+        reason: &str,
+        message: String,
+    ) {
+        self.events.push(NewEvent { type_, priority, component, object, reason: reason.to_string(), message });
+    }
+}
+
+/// What a reconcile returns.
+pub struct Outcome {
+    /// The object with the status the reconciler observed (written if it changed).
+    pub status: Option<Resource>,
+    /// When to run again.
+    pub action: Action,
+}
+
+impl Outcome {
+    /// Status to write, then wait for changes.
+    pub fn status(r: Resource) -> Outcome {
+        Outcome { status: Some(r), action: Action::Await }
+    }
+}
+
+/// Tuning.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Reconciles run at once (distinct objects). 1 makes runs deterministic.
+    pub concurrency: usize,
+    /// Stop `run_until_quiet` after this many reconciles (a safety net against a
+    /// reconciler that never settles).
+    pub max_reconciles: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { concurrency: 1, max_reconciles: 10_000_000 }
+    }
+}
+
+/// Counters, for tests and benchmarks.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Reconciles run.
+    pub reconciles: u64,
+    /// Status writes that changed something.
+    pub status_writes: u64,
+    /// Status writes skipped because nothing changed.
+    pub skipped_writes: u64,
+    /// Reconciles that failed.
+    pub errors: u64,
+    /// Most reconciles seen running at once.
+    pub max_parallel: usize,
+}
+
+/// The controller.
+pub struct Controller {
+    store: Arc<dyn Store>,
+    world: Mutex<World>,
+    cache: Cache,
+    sched: Scheduler,
+    backoff: Backoff,
+    last_rv: u64,
+    own_writes: HashMap<Key, u64>,
+    saved_version: u64,
+    opts: Options,
+    /// Counters.
+    pub stats: Stats,
+}
+
+fn se(e: StoreError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+impl Controller {
+    /// Starts a controller on `store`: loads the world, lists every object, removes
+    /// what the world holds for objects that no longer exist, and schedules every
+    /// object once.
+    pub fn new(store: Arc<dyn Store>, opts: Options) -> anyhow::Result<Controller> {
+        let world = World::load(store.as_ref()).map_err(se)?;
+        let saved_version = world.version;
+        let mut c = Controller {
+            store,
+            world: Mutex::new(world),
+            cache: Cache::default(),
+            sched: Scheduler::default(),
+            backoff: Backoff::default(),
+            last_rv: 0,
+            own_writes: HashMap::new(),
+            saved_version,
+            opts,
+            stats: Stats::default(),
+        };
+        let (last, pending) = {
+            let w = c.lock_world();
+            (w.observed_rv, w.pending.clone())
+        };
+        for (t, k, n) in pending {
+            if let Some(k) = Kind::from_manifest(&k) {
+                c.sched.schedule((k, n), t);
+            }
+        }
+        // Resume from the last processed change when the history still reaches back:
+        // only what changed since is reconciled. Otherwise reconcile everything.
+        let resumable = last > 0 && c.store.watch_from(last).is_ok();
+        if resumable {
+            for k in Kind::ALL {
+                let (objs, _) = c.store.list(*k).map_err(se)?;
+                c.cache.replace(*k, objs);
+            }
+            c.last_rv = last;
+        } else {
+            c.relist()?;
+        }
+        Ok(c)
+    }
+
+    /// The simulated world (a copy).
+    pub fn world(&self) -> World {
+        self.world.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Simulated now.
+    pub fn now_ms(&self) -> u64 {
+        self.lock_world().clock.now_ms
+    }
+
+    fn lock_world(&self) -> std::sync::MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The reflector cache.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    fn relist(&mut self) -> anyhow::Result<()> {
+        let rv = self.store.resource_version();
+        for k in Kind::ALL {
+            let (objs, _) = self.store.list(*k).map_err(se)?;
+            self.cache.replace(*k, objs);
+        }
+        self.last_rv = rv;
+        {
+            let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
+            gc(&mut w, &self.cache);
+        }
+        let now = self.now_ms();
+        for k in Kind::ALL {
+            let names: Vec<String> = self.cache.list(*k).map(|r| r.name().to_string()).collect();
+            for n in names {
+                self.sched.schedule((*k, n), now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the store's changes since the last look into the cache and schedules the
+    /// changed objects and those related to them.
+    pub fn ingest(&mut self) -> anyhow::Result<()> {
+        let events = match self.store.watch_from(self.last_rv) {
+            Ok(e) => e,
+            Err(StoreError::Expired { .. }) => return self.relist(),
+            Err(e) => return Err(se(e)),
+        };
+        let now = self.now_ms();
+        for ev in events {
+            self.last_rv = ev.rv;
+            let key: Key = (ev.object.kind(), ev.object.name().to_string());
+            let own = self.own_writes.get(&key) == Some(&ev.rv);
+            let mut wake = related(&self.cache, &ev.object);
+            match ev.type_ {
+                WatchType::Deleted => {
+                    self.cache.remove(key.0, &key.1);
+                    self.own_writes.remove(&key);
+                    let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut cx = Cx { world: &mut w, cache: &self.cache, events: Vec::new(), wake: Vec::new() };
+                    cleanup(&mut cx, &ev.object);
+                    let (evs, more) = (cx.events, cx.wake);
+                    drop(w);
+                    wake.extend(more);
+                    self.write_events(evs)?;
+                }
+                _ => {
+                    self.cache.put(ev.object.clone());
+                    if !own {
+                        self.sched.schedule(key.clone(), now);
+                    }
+                }
+            }
+            for k in wake {
+                if k != key {
+                    self.sched.schedule(k, now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a fault or repair to the world, logs what the hardware reports, and
+    /// wakes every object it may concern.
+    pub fn apply_fault(&mut self, f: &Fault) -> anyhow::Result<()> {
+        if let Fault::Advance { ms } = f {
+            let target = self.now_ms() + ms;
+            return self.run_until(Some(target));
+        }
+        let evs = {
+            let mut w = self.lock_world();
+            f.apply(&mut w).map_err(|e| anyhow::anyhow!("{e}"))?
+        };
+        let evs: Vec<NewEvent> = evs
+            .into_iter()
+            .map(|e: HwEvent| NewEvent {
+                type_: e.type_,
+                priority: e.priority,
+                component: e.component,
+                object: e.object,
+                reason: e.reason.to_string(),
+                message: e.message,
+            })
+            .collect();
+        self.write_events(evs)?;
+        self.wake_all_infrastructure();
+        self.save_world()?;
+        Ok(())
+    }
+
+    fn wake_all_infrastructure(&mut self) {
+        let now = self.now_ms();
+        for k in Kind::ALL {
+            let names: Vec<String> = self.cache.list(*k).map(|r| r.name().to_string()).collect();
+            for n in names {
+                self.sched.schedule((*k, n), now);
+            }
+        }
+    }
+
+    /// Runs reconciles until nothing is due, jumping the clock to the next pending
+    /// item whenever nothing is due now. Returns when the world is quiet.
+    pub fn run_until_quiet(&mut self) -> anyhow::Result<()> {
+        self.run_until(None)
+    }
+
+    /// Like `run_until_quiet`, but with `until` the clock ends exactly there: items due
+    /// later stay pending.
+    pub fn run_until(&mut self, until: Option<u64>) -> anyhow::Result<()> {
+        let start = self.stats.reconciles;
+        loop {
+            self.ingest()?;
+            let now = self.now_ms();
+            let busy = BTreeSet::new();
+            let mut batch = Vec::new();
+            while batch.len() < self.opts.concurrency.max(1) {
+                match self.sched.pop_due(now, &busy) {
+                    Some(k) => batch.push(k),
+                    None => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.run_batch(batch)?;
+                if self.stats.reconciles - start > self.opts.max_reconciles {
+                    anyhow::bail!("the controller did not settle after {} reconciles", self.opts.max_reconciles);
+                }
+                continue;
+            }
+            match (self.sched.next_time(), until) {
+                (Some(t), Some(u)) if t <= u => self.lock_world().clock.advance_to(t),
+                (Some(t), None) => self.lock_world().clock.advance_to(t),
+                _ => break,
+            }
+        }
+        if let Some(u) = until {
+            let mut w = self.lock_world();
+            w.clock.advance_to(u);
+            w.touch();
+        }
+        self.save_world()?;
+        Ok(())
+    }
+
+    /// Saves the world, with the controller's bookkeeping, if anything changed.
+    pub fn save_world(&mut self) -> anyhow::Result<()> {
+        let pending: Vec<(u64, String, String)> =
+            self.sched.items().into_iter().map(|(t, (k, n))| (t, k.as_str().to_string(), n)).collect();
+        let saved = {
+            let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
+            if w.version != self.saved_version || w.observed_rv != self.last_rv || w.pending != pending {
+                w.observed_rv = self.last_rv;
+                w.pending = pending;
+                w.save(self.store.as_ref()).map_err(se)?;
+                Some(w.version)
+            } else {
+                None
+            }
+        };
+        if let Some(v) = saved {
+            self.saved_version = v;
+        }
+        Ok(())
+    }
+
+    fn run_batch(&mut self, batch: Vec<Key>) -> anyhow::Result<()> {
+        self.stats.max_parallel = self.stats.max_parallel.max(batch.len());
+        let results: Vec<(Key, anyhow::Result<Option<(Outcome, Vec<NewEvent>, Vec<Key>)>>)> = if batch.len() == 1 {
+            batch.into_iter().map(|k| (k.clone(), self.reconcile_one(&k))).collect()
+        } else {
+            let this = &*self;
+            std::thread::scope(|s| {
+                let handles: Vec<_> =
+                    batch.into_iter().map(|k| s.spawn(move || (k.clone(), this.reconcile_one(&k)))).collect();
+                handles.into_iter().map(|h| h.join().expect("reconcile thread")).collect()
+            })
+        };
+        let now = self.now_ms();
+        for (key, res) in results {
+            self.stats.reconciles += 1;
+            match res {
+                Ok(None) => {}
+                Ok(Some((outcome, events, wake))) => {
+                    if let Some(status) = outcome.status {
+                        let unchanged = self.cache.get(key.0, &key.1).is_some_and(|c| c.status_eq(&status));
+                        if unchanged {
+                            self.stats.skipped_writes += 1;
+                        } else {
+                            match self.store.update_status(status) {
+                                Ok(written) => {
+                                    self.stats.status_writes += 1;
+                                    self.own_writes.insert(key.clone(), written.meta().rv());
+                                    self.cache.put(written);
+                                }
+                                Err(StoreError::NotFound { .. }) => {}
+                                Err(e) => return Err(se(e)),
+                            }
+                        }
+                    }
+                    self.write_events(events)?;
+                    for k in wake {
+                        self.sched.schedule(k, now);
+                    }
+                    self.backoff.succeed(&key);
+                    if let Action::RequeueAfter(ms) = outcome.action {
+                        self.sched.schedule(key, now + ms);
+                    }
+                }
+                Err(e) => {
+                    self.stats.errors += 1;
+                    let delay = self.backoff.fail(&key);
+                    tracing::warn!(object = %format!("{}/{}", key.0, key.1), error = %e, retry_ms = delay, "reconcile failed");
+                    self.sched.schedule(key, now + delay);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the reconciler of one object; None when the object is gone.
+    #[allow(clippy::type_complexity)]
+    fn reconcile_one(&self, key: &Key) -> anyhow::Result<Option<(Outcome, Vec<NewEvent>, Vec<Key>)>> {
+        let Some(obj) = self.cache.get(key.0, &key.1) else { return Ok(None) };
+        let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cx = Cx { world: &mut w, cache: &self.cache, events: Vec::new(), wake: Vec::new() };
+        let out = reconcile(&mut cx, obj)?;
+        Ok(Some((out, cx.events, cx.wake)))
+    }
+
+    fn write_events(&self, evs: Vec<NewEvent>) -> anyhow::Result<()> {
+        if evs.is_empty() {
+            return Ok(());
+        }
+        let time = self.lock_world().clock.rfc3339();
+        for e in evs {
+            tracing::info!(object = %e.object, reason = %e.reason, "{}", e.message);
+            self.store
+                .record_event(Event {
+                    seq: 0,
+                    time: time.clone(),
+                    type_: e.type_,
+                    priority: e.priority.to_string(),
+                    component: e.component.to_string(),
+                    object: e.object,
+                    reason: e.reason,
+                    message: e.message,
+                    acknowledged: false,
+                })
+                .map_err(se)?;
+        }
+        Ok(())
+    }
+
+    /// Pending reconciles.
+    pub fn pending(&self) -> usize {
+        self.sched.len()
+    }
+}
+
+/// Dispatches to the reconciler of the object's kind.
+fn reconcile(cx: &mut Cx, obj: &Resource) -> anyhow::Result<Outcome> {
+    match obj {
+        Resource::SEServer(o) => server::reconcile(cx, o),
+        Resource::ManagementCluster(o) => mgmt::reconcile(cx, o),
+        Resource::SUCluster(o) => sucluster::reconcile(cx, o),
+        _ => Ok(Outcome { status: None, action: Action::Await }),
+    }
+}
+
+/// Releases what the world holds for a deleted object.
+fn cleanup(cx: &mut Cx, last: &Resource) {
+    match last {
+        Resource::SEServer(o) => server::cleanup(cx, o),
+        Resource::ManagementCluster(o) => mgmt::cleanup(cx, o),
+        _ => {}
+    }
+}
+
+/// Removes from the world what belongs to objects that no longer exist (they may
+/// have been deleted while no controller ran).
+fn gc(w: &mut World, cache: &Cache) {
+    let before = w.clone();
+    w.units.retain(|_, u| cache.get(Kind::SEServer, &u.server).is_some());
+    w.links.retain(|mc, _| cache.get(Kind::ManagementCluster, mc).is_some());
+    w.cluster_managers.retain(|mc, _| cache.get(Kind::ManagementCluster, mc).is_some());
+    w.disks.retain(|_, d| match d.owner.split_once('/') {
+        Some((k, n)) => Kind::from_manifest(k).is_some_and(|k| cache.get(k, n).is_some()),
+        None => false,
+    });
+    if *w != before {
+        w.touch();
+    }
+}
+
+/// Objects to wake when `r` changes (kube-rs "watches"): those whose status depends
+/// on it.
+fn related(cache: &Cache, r: &Resource) -> Vec<Key> {
+    let all = |k: Kind| cache.list(k).map(move |o| (k, o.name().to_string())).collect::<Vec<_>>();
+    match r.kind() {
+        Kind::SEServer => {
+            let mut v = all(Kind::ManagementCluster);
+            v.extend(all(Kind::SUCluster));
+            v
+        }
+        Kind::ManagementCluster => all(Kind::SUCluster),
+        // SU clusters compete for SUs: a change in one may settle another's claim.
+        Kind::SUCluster => all(Kind::SUCluster),
+        _ => Vec::new(),
+    }
+}

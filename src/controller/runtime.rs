@@ -1,0 +1,200 @@
+//! The reconciler runtime's parts, after kube-rs: a reflector `Cache` of all objects,
+//! a `Scheduler` that keeps at most one pending entry per object (the earliest), and
+//! per-object exponential backoff for failing reconciles.
+
+use crate::api::{Kind, Resource};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Identifies an object.
+pub type Key = (Kind, String);
+
+/// What a reconcile asks for next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing until something related changes.
+    Await,
+    /// Run again after this many simulated milliseconds (work in progress).
+    RequeueAfter(u64),
+}
+
+/// All objects as last seen on the watch.
+#[derive(Debug, Default)]
+pub struct Cache {
+    objs: BTreeMap<Kind, BTreeMap<String, Resource>>,
+}
+
+impl Cache {
+    /// One object.
+    pub fn get(&self, kind: Kind, name: &str) -> Option<&Resource> {
+        self.objs.get(&kind).and_then(|m| m.get(name))
+    }
+
+    /// All objects of a kind, by name.
+    pub fn list(&self, kind: Kind) -> impl Iterator<Item = &Resource> {
+        self.objs.get(&kind).into_iter().flat_map(|m| m.values())
+    }
+
+    /// Typed objects of a kind.
+    pub fn typed<S: crate::api::KindSpec + 'static>(&self) -> impl Iterator<Item = &crate::api::Object<S, S::Status>> {
+        self.list(S::KIND).filter_map(|r| S::peek(r))
+    }
+
+    /// One typed object.
+    pub fn get_typed<S: crate::api::KindSpec + 'static>(
+        &self,
+        name: &str,
+    ) -> Option<&crate::api::Object<S, S::Status>> {
+        self.get(S::KIND, name).and_then(|r| S::peek(r))
+    }
+
+    /// Stores the newest state of an object.
+    pub fn put(&mut self, r: Resource) {
+        self.objs.entry(r.kind()).or_default().insert(r.name().to_string(), r);
+    }
+
+    /// Forgets an object.
+    pub fn remove(&mut self, kind: Kind, name: &str) -> Option<Resource> {
+        self.objs.get_mut(&kind).and_then(|m| m.remove(name))
+    }
+
+    /// Replaces all objects of a kind (after a relist).
+    pub fn replace(&mut self, kind: Kind, objs: Vec<Resource>) {
+        self.objs.insert(kind, objs.into_iter().map(|r| (r.name().to_string(), r)).collect());
+    }
+
+    /// Number of objects.
+    pub fn len(&self) -> usize {
+        self.objs.values().map(|m| m.len()).sum()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Pending reconciles by due time, at most one per object.
+#[derive(Debug, Default)]
+pub struct Scheduler {
+    due: BTreeSet<(u64, u64, Key)>,
+    index: HashMap<Key, (u64, u64)>,
+    seq: u64,
+}
+
+impl Scheduler {
+    /// Schedules `key` at simulated time `at`, unless it is already scheduled earlier.
+    pub fn schedule(&mut self, key: Key, at: u64) {
+        if let Some(&(t, s)) = self.index.get(&key) {
+            if t <= at {
+                return;
+            }
+            self.due.remove(&(t, s, key.clone()));
+        }
+        self.seq += 1;
+        self.index.insert(key.clone(), (at, self.seq));
+        self.due.insert((at, self.seq, key));
+    }
+
+    /// Takes the first item due at or before `now`, skipping keys in `busy`.
+    pub fn pop_due(&mut self, now: u64, busy: &BTreeSet<Key>) -> Option<Key> {
+        let item = self.due.iter().take_while(|(t, _, _)| *t <= now).find(|(_, _, k)| !busy.contains(k)).cloned()?;
+        self.due.remove(&item);
+        self.index.remove(&item.2);
+        Some(item.2)
+    }
+
+    /// The earliest due time.
+    pub fn next_time(&self) -> Option<u64> {
+        self.due.iter().next().map(|(t, _, _)| *t)
+    }
+
+    /// All pending items (due time, key), earliest first.
+    pub fn items(&self) -> Vec<(u64, Key)> {
+        self.due.iter().map(|(t, _, k)| (*t, k.clone())).collect()
+    }
+
+    /// Number of pending items.
+    pub fn len(&self) -> usize {
+        self.due.len()
+    }
+
+    /// True when nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.due.is_empty()
+    }
+}
+
+/// Exponential backoff per object for failing reconciles: 1 s, 2 s, 4 s ... up to 5 min
+/// (simulated), reset by a success.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: HashMap<Key, u32>,
+}
+
+impl Backoff {
+    /// Records a failure; returns the delay before the next try.
+    pub fn fail(&mut self, key: &Key) -> u64 {
+        let n = self.failures.entry(key.clone()).or_insert(0);
+        *n += 1;
+        (1000u64 << (*n - 1).min(20)).min(300_000)
+    }
+
+    /// Records a success.
+    pub fn succeed(&mut self, key: &Key) {
+        self.failures.remove(key);
+    }
+
+    /// Failures in a row so far.
+    pub fn failures(&self, key: &Key) -> u32 {
+        self.failures.get(key).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(n: &str) -> Key {
+        (Kind::VMDefinition, n.to_string())
+    }
+
+    #[test]
+    fn scheduler_dedups_and_keeps_earliest() {
+        let mut s = Scheduler::default();
+        s.schedule(k("a"), 10);
+        s.schedule(k("a"), 20);
+        s.schedule(k("b"), 5);
+        s.schedule(k("a"), 1);
+        assert_eq!(s.len(), 2);
+        let busy = BTreeSet::new();
+        assert_eq!(s.pop_due(100, &busy), Some(k("a")));
+        assert_eq!(s.pop_due(100, &busy), Some(k("b")));
+        assert_eq!(s.pop_due(100, &busy), None);
+    }
+
+    #[test]
+    fn scheduler_skips_busy_and_future() {
+        let mut s = Scheduler::default();
+        s.schedule(k("a"), 0);
+        s.schedule(k("b"), 0);
+        s.schedule(k("c"), 50);
+        let busy: BTreeSet<Key> = [k("a")].into_iter().collect();
+        assert_eq!(s.pop_due(10, &busy), Some(k("b")));
+        assert_eq!(s.pop_due(10, &busy), None);
+        assert_eq!(s.next_time(), Some(0));
+    }
+
+    #[test]
+    fn backoff_grows_and_resets() {
+        let mut b = Backoff::default();
+        assert_eq!(b.fail(&k("a")), 1000);
+        assert_eq!(b.fail(&k("a")), 2000);
+        assert_eq!(b.fail(&k("a")), 4000);
+        b.succeed(&k("a"));
+        assert_eq!(b.fail(&k("a")), 1000);
+        for _ in 0..30 {
+            b.fail(&k("x"));
+        }
+        assert_eq!(b.fail(&k("x")), 300_000);
+    }
+}

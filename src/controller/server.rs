@@ -1,0 +1,191 @@
+//! SEServer reconciler: makes the server's units exist in the simulated world
+//! (powered on when first created), keeps each SU's resources and I/O configuration in
+//! line with the spec, and reports every unit's power and state.
+
+use super::{Cx, Outcome};
+use crate::api::{set_condition, ConditionStatus, Object, SEServerSpec, SEServerStatus, ServerUnitSpec, UnitStatus};
+use crate::sim::{Disk, SimDevice, SuRuntime, Unit, UnitKind, World};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The SU runtime the spec asks for, keeping the live parts (subsystems, holders) of
+/// `old`.
+fn su_runtime(spec: &ServerUnitSpec, old: Option<&SuRuntime>) -> SuRuntime {
+    let mut pools: BTreeMap<String, u32> = spec.cpu_pools.iter().map(|p| (p.name.to_string(), p.cpus.get())).collect();
+    pools.entry("*STDPOOL".to_string()).or_insert(spec.cpus.get());
+    let mut devices = BTreeMap::new();
+    for d in &spec.devices {
+        let first_unit = u32::from_str_radix(d.unit_id.as_str(), 16).unwrap_or(0);
+        for (i, mn) in d.mn.expand().into_iter().enumerate() {
+            let holders = old.and_then(|o| o.devices.get(&mn)).map(|x| x.holders.clone()).unwrap_or_default();
+            devices.insert(
+                mn,
+                SimDevice {
+                    device_type: d.device_type,
+                    host_connector: d.host_connector.to_string(),
+                    unit_id: format!("{:02X}", (first_unit + i as u32) & 0xFF),
+                    holders,
+                },
+            );
+        }
+    }
+    SuRuntime {
+        su_type: spec.su_type,
+        mode: spec.operation_mode,
+        cpus: spec.cpus.get(),
+        memory_mib: spec.memory_mi_b.get(),
+        monitor_mib: spec.monitor_memory_mi_b,
+        max_vms: spec.max_vm_definitions.get(),
+        pools,
+        groups: spec.vm_groups.iter().map(|g| g.name.to_string()).collect(),
+        devices,
+        bcam_up: old.is_none_or(|o| o.bcam_up),
+        bcam_ended_on_purpose: old.is_some_and(|o| o.bcam_ended_on_purpose),
+        rewas_up: old.is_none_or(|o| o.rewas_up),
+        io_change_running: old.is_some_and(|o| o.io_change_running),
+        shutdown_initiated: old.is_some_and(|o| o.shutdown_initiated),
+    }
+}
+
+/// Makes the world's units of server `name` match `spec`. Returns units that belong to
+/// another server (a conflict the validation normally prevents).
+fn converge(w: &mut World, name: &str, spec: &SEServerSpec) -> Vec<String> {
+    let now = w.clock.now_ms;
+    let mut wanted: Vec<(String, UnitKind, Option<&ServerUnitSpec>)> = Vec::new();
+    wanted.extend(spec.management_units.iter().map(|m| (m.name.to_string(), UnitKind::MU, None)));
+    wanted.extend(spec.hncs.iter().map(|h| (h.name.to_string(), UnitKind::HNC, None)));
+    wanted.extend(spec.server_units.iter().map(|s| (s.name.to_string(), UnitKind::SU, Some(s))));
+    let mut changed = false;
+    let mut foreign = Vec::new();
+    let names: BTreeSet<String> = wanted.iter().map(|(n, _, _)| n.clone()).collect();
+    for (uname, kind, su_spec) in wanted {
+        match w.units.get_mut(&uname) {
+            Some(u) if u.server != name => foreign.push(format!("{uname} (unit of {})", u.server)),
+            Some(u) => {
+                let su = su_spec.map(|s| su_runtime(s, u.su.as_ref()));
+                if u.kind != kind || u.su != su {
+                    u.kind = kind;
+                    u.su = su;
+                    changed = true;
+                }
+            }
+            None => {
+                let su = su_spec.map(|s| su_runtime(s, None));
+                w.units.insert(
+                    uname.clone(),
+                    Unit { name: uname, server: name.to_string(), kind, power_on: true, power_changed_ms: now, su },
+                );
+                changed = true;
+            }
+        }
+    }
+    let before = w.units.len();
+    w.units.retain(|n, u| u.server != name || names.contains(n));
+    changed |= before != w.units.len();
+    // The server's own external configuration disks.
+    let owner = format!("SEServer/{name}");
+    for d in &spec.config_disks {
+        if !w.disks.contains_key(d.name.as_str()) {
+            w.disks.insert(d.name.to_string(), Disk { ok: true, owner: owner.clone() });
+            changed = true;
+        }
+    }
+    let keep: BTreeSet<&str> = spec.config_disks.iter().map(|d| d.name.as_str()).collect();
+    let before = w.disks.len();
+    w.disks.retain(|n, d| d.owner != owner || keep.contains(n.as_str()));
+    changed |= before != w.disks.len();
+    if changed {
+        w.touch();
+    }
+    foreign
+}
+
+/// Power and state of a unit as the SE Manager lists them.
+pub fn unit_status(w: &World, name: &str, kind: UnitKind) -> UnitStatus {
+    let u = w.unit(name);
+    let on = u.is_some_and(|u| u.power_on);
+    UnitStatus {
+        name: name.to_string(),
+        unit_type: kind.to_string(),
+        power: if on { "ON" } else { "OFF" }.to_string(),
+        state: match (u, on) {
+            (None, _) => "UNKNOWN".to_string(),
+            (_, false) => "DOWN".to_string(),
+            (Some(u), true) => match &u.su {
+                Some(su) if su.su_type == crate::api::SuType::S390 && !su.bcam_up => "RUNNING (BCAM down)".to_string(),
+                _ => "RUNNING".to_string(),
+            },
+        },
+    }
+}
+
+/// Reconciles one SEServer.
+pub fn reconcile(cx: &mut Cx, o: &Object<SEServerSpec, SEServerStatus>) -> anyhow::Result<Outcome> {
+    let name = o.name();
+    let foreign = converge(cx.world, name, &o.spec);
+    let gen = o.metadata.generation;
+    let now = cx.now();
+    let mut st = o.status.clone();
+    st.observed_generation = gen;
+    let mut units = Vec::new();
+    for m in &o.spec.management_units {
+        units.push(unit_status(cx.world, m.name.as_str(), UnitKind::MU));
+    }
+    for h in &o.spec.hncs {
+        units.push(unit_status(cx.world, h.name.as_str(), UnitKind::HNC));
+    }
+    for s in &o.spec.server_units {
+        units.push(unit_status(cx.world, s.name.as_str(), UnitKind::SU));
+    }
+    let off: Vec<String> =
+        units.iter().filter(|u| u.power != "ON").map(|u| format!("{} {}", u.unit_type, u.name)).collect();
+    st.units = units;
+    if off.is_empty() {
+        set_condition(
+            &mut st.conditions,
+            "Ready",
+            ConditionStatus::True,
+            "AllUnitsOn",
+            "all units are powered on",
+            gen,
+            &now,
+        );
+    } else {
+        set_condition(
+            &mut st.conditions,
+            "Ready",
+            ConditionStatus::False,
+            "UnitsPoweredOff",
+            &format!("powered off: {}", off.join(", ")),
+            gen,
+            &now,
+        );
+    }
+    if foreign.is_empty() {
+        crate::api::remove_condition(&mut st.conditions, "UnitsUnique");
+    } else {
+        set_condition(
+            &mut st.conditions,
+            "UnitsUnique",
+            ConditionStatus::False,
+            "UnitOfAnotherServer",
+            &format!("not taken over: {}", foreign.join(", ")),
+            gen,
+            &now,
+        );
+    }
+    let mut r = o.clone();
+    r.status = st;
+    Ok(Outcome::status(r.into_resource()))
+}
+
+/// A deleted server's units leave the world.
+pub fn cleanup(cx: &mut Cx, o: &Object<SEServerSpec, SEServerStatus>) {
+    let name = o.name().to_string();
+    let owner = format!("SEServer/{name}");
+    let before = (cx.world.units.len(), cx.world.disks.len());
+    cx.world.units.retain(|_, u| u.server != name);
+    cx.world.disks.retain(|_, d| d.owner != owner);
+    if before != (cx.world.units.len(), cx.world.disks.len()) {
+        cx.world.touch();
+    }
+}

@@ -1,0 +1,200 @@
+//! Faults and repairs: the `sectl sim ...` verbs as changes to the world. Each returns
+//! the events the hardware itself reports (e.g. M2000: "MU deactivated"); the
+//! consequences for clusters are found by the reconcilers.
+
+use super::{UnitKind, World};
+use crate::store::EventType;
+
+/// One change to the simulated world.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Power a unit (MU, SU, HNC) off or on.
+    Power { unit: String, on: bool },
+    /// Take the ISL-E of a management cluster down or up.
+    Link { cluster: String, up: bool },
+    /// Fail or repair an external configuration disk.
+    Disk { disk: String, ok: bool },
+    /// Stop (/BCEND, on purpose), fail, or start BCAM in an SU /390's monitor.
+    Bcam { su: String, up: bool, on_purpose: bool },
+    /// Stop or start REWAS in an SU /390's monitor.
+    Rewas { su: String, up: bool },
+    /// Move the clock forward.
+    Advance { ms: u64 },
+}
+
+/// An event the simulated hardware reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HwEvent {
+    /// Normal or Warning.
+    pub type_: EventType,
+    /// INFO, NOTICE, WARNING, ERROR.
+    pub priority: &'static str,
+    /// M2000, X2000, VM2000, ...
+    pub component: &'static str,
+    /// Unit or object.
+    pub object: String,
+    /// CamelCase reason.
+    pub reason: &'static str,
+    /// For people.
+    pub message: String,
+}
+
+/// Parses a duration like `90s`, `5m`, `1h30m`, `250ms`.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    humantime::parse_duration(s)
+        .map(|d| d.as_millis() as u64)
+        .map_err(|e| format!("invalid duration {s:?}: {e} (use e.g. 90s, 5m, 1h)"))
+}
+
+impl Fault {
+    /// Parses `sectl sim` arguments, e.g. `["power", "off", "abgwhite"]`.
+    pub fn parse(args: &[String]) -> Result<Fault, String> {
+        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let usage = "usage: sim power off|on UNIT | link down|up MGMT-CLUSTER | disk fail|repair DISK | \
+                     bcam stop|fail|start SU | rewas stop|start SU | advance DURATION";
+        Ok(match a.as_slice() {
+            ["power", "off", u] => Fault::Power { unit: u.to_string(), on: false },
+            ["power", "on", u] => Fault::Power { unit: u.to_string(), on: true },
+            ["link", "down", c] => Fault::Link { cluster: c.to_string(), up: false },
+            ["link", "up", c] => Fault::Link { cluster: c.to_string(), up: true },
+            ["disk", "fail", d] => Fault::Disk { disk: d.to_string(), ok: false },
+            ["disk", "repair", d] => Fault::Disk { disk: d.to_string(), ok: true },
+            ["bcam", "stop", s] => Fault::Bcam { su: s.to_string(), up: false, on_purpose: true },
+            ["bcam", "fail", s] => Fault::Bcam { su: s.to_string(), up: false, on_purpose: false },
+            ["bcam", "start", s] => Fault::Bcam { su: s.to_string(), up: true, on_purpose: false },
+            ["rewas", "stop", s] => Fault::Rewas { su: s.to_string(), up: false },
+            ["rewas", "start", s] => Fault::Rewas { su: s.to_string(), up: true },
+            ["advance", d] => Fault::Advance { ms: parse_duration(d)? },
+            _ => return Err(usage.to_string()),
+        })
+    }
+
+    /// Applies the change; returns what the hardware reports, or why it cannot apply.
+    pub fn apply(&self, w: &mut World) -> Result<Vec<HwEvent>, String> {
+        let now = w.clock.now_ms;
+        let mut evs = Vec::new();
+        match self {
+            Fault::Power { unit, on } => {
+                let known: Vec<String> = w.units.keys().cloned().collect();
+                let u = w.units.get_mut(unit).ok_or_else(|| {
+                    format!(
+                        "no unit {unit:?}; units are: {}",
+                        if known.is_empty() { "(none yet)".into() } else { known.join(", ") }
+                    )
+                })?;
+                if u.power_on != *on {
+                    u.power_on = *on;
+                    u.power_changed_ms = now;
+                    let component = match u.kind {
+                        UnitKind::MU => "M2000",
+                        UnitKind::SU => "Sys-Mgmt",
+                        UnitKind::HNC => "HNC",
+                    };
+                    evs.push(HwEvent {
+                        type_: if *on { EventType::Normal } else { EventType::Warning },
+                        priority: if *on { "INFO" } else { "NOTICE" },
+                        component,
+                        object: format!("SEServer/{}", u.server),
+                        reason: if *on { "UnitActivated" } else { "UnitDeactivated" },
+                        message: format!(
+                            "{} {} of {} {}",
+                            u.kind,
+                            u.name,
+                            u.server,
+                            if *on { "powered on and activated" } else { "powered off: deactivated" }
+                        ),
+                    });
+                    if let Some(su) = u.su.as_mut() {
+                        // A restarted monitor comes up with its subsystems running.
+                        if *on {
+                            su.bcam_up = true;
+                            su.bcam_ended_on_purpose = false;
+                            su.rewas_up = true;
+                        }
+                    }
+                }
+            }
+            Fault::Link { cluster, up } => {
+                let l =
+                    w.links.get_mut(cluster).ok_or_else(|| format!("no ISL-E of a management cluster {cluster:?}"))?;
+                if l.up != *up {
+                    l.up = *up;
+                    evs.push(HwEvent {
+                        type_: if *up { EventType::Normal } else { EventType::Warning },
+                        priority: if *up { "INFO" } else { "ERROR" },
+                        component: "Net",
+                        object: format!("ManagementCluster/{cluster}"),
+                        reason: if *up { "IslEUp" } else { "IslEDown" },
+                        message: format!("ISL-E of management cluster {cluster} {}", if *up { "up" } else { "down" }),
+                    });
+                }
+            }
+            Fault::Disk { disk, ok } => {
+                let d = w.disks.get_mut(disk).ok_or_else(|| format!("no external configuration disk {disk:?}"))?;
+                if d.ok != *ok {
+                    d.ok = *ok;
+                    evs.push(HwEvent {
+                        type_: if *ok { EventType::Normal } else { EventType::Warning },
+                        priority: if *ok { "INFO" } else { "WARNING" },
+                        component: "M2000",
+                        object: d.owner.clone(),
+                        reason: if *ok { "ConfigDiskRepaired" } else { "ConfigDiskFailed" },
+                        message: format!(
+                            "external configuration disk {disk} {}",
+                            if *ok { "available again" } else { "failed" }
+                        ),
+                    });
+                }
+            }
+            Fault::Bcam { su, up, on_purpose } => {
+                let server = w.unit(su).map(|u| format!("SEServer/{}", u.server)).unwrap_or_default();
+                let s = w.su_mut(su).ok_or_else(|| format!("no server unit {su:?}"))?;
+                if s.su_type != crate::api::SuType::S390 {
+                    return Err(format!("{su} is an SU x86; BCAM in a monitor system exists on SU /390 only"));
+                }
+                if s.bcam_up != *up {
+                    s.bcam_up = *up;
+                    s.bcam_ended_on_purpose = !*up && *on_purpose;
+                    evs.push(HwEvent {
+                        type_: if *up { EventType::Normal } else { EventType::Warning },
+                        priority: if *up { "INFO" } else { "WARNING" },
+                        component: "VM2000",
+                        object: server.clone(),
+                        reason: if *up { "BcamStarted" } else { "BcamStopped" },
+                        message: if *up {
+                            format!("BCAM active again in the monitor system of {su}")
+                        } else if *on_purpose {
+                            format!("VMS2331 BCAM ended in the monitor system of {su} (/BCEND)")
+                        } else {
+                            format!("BCAM failed in the monitor system of {su}")
+                        },
+                    });
+                }
+            }
+            Fault::Rewas { su, up } => {
+                let server = w.unit(su).map(|u| format!("SEServer/{}", u.server)).unwrap_or_default();
+                let s = w.su_mut(su).ok_or_else(|| format!("no server unit {su:?}"))?;
+                if s.su_type != crate::api::SuType::S390 {
+                    return Err(format!("{su} is an SU x86; REWAS in a monitor system exists on SU /390 only"));
+                }
+                if s.rewas_up != *up {
+                    s.rewas_up = *up;
+                    evs.push(HwEvent {
+                        type_: if *up { EventType::Normal } else { EventType::Warning },
+                        priority: if *up { "INFO" } else { "WARNING" },
+                        component: "VM2000",
+                        object: server.clone(),
+                        reason: if *up { "RewasStarted" } else { "RewasStopped" },
+                        message: format!(
+                            "REWAS {} in the monitor system of {su}",
+                            if *up { "started" } else { "stopped" }
+                        ),
+                    });
+                }
+            }
+            Fault::Advance { .. } => {}
+        }
+        w.touch();
+        Ok(evs)
+    }
+}

@@ -1,0 +1,235 @@
+//! The simulated SE hardware: what *is*, kept apart from what the specs *want*.
+//!
+//! `World` holds units (MU, SU, HNC) with power, SU resources and who holds them, the
+//! ISL-E links, the external configuration disks, BCAM/REWAS per SU /390 monitor, and
+//! a virtual clock. It changes only through reconcilers converging it toward the specs
+//! and through faults (`sectl sim ...`, see `Fault`). It is persisted in the store as
+//! one blob, so it survives a restart.
+
+mod clock;
+mod fault;
+
+pub use clock::Clock;
+pub use fault::{parse_duration, Fault, HwEvent};
+
+use crate::api::{DeviceType, DeviceUsage, OperationMode, SuType};
+use crate::store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Name of the blob that holds the world in the store.
+const BLOB: &str = "world";
+
+/// Interval at which monitor systems write their alive message to the CRD.
+pub const ALIVE_INTERVAL_MS: u64 = 10_000;
+
+/// Kind of unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UnitKind {
+    /// Management Unit.
+    MU,
+    /// Server Unit.
+    SU,
+    /// High-speed Net Connect.
+    HNC,
+}
+
+impl std::fmt::Display for UnitKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+/// One unit of a server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unit {
+    /// Unit name (unique across servers).
+    pub name: String,
+    /// SEServer object the unit belongs to.
+    pub server: String,
+    /// MU, SU or HNC.
+    pub kind: UnitKind,
+    /// Powered on.
+    pub power_on: bool,
+    /// Simulated time of the last power change.
+    pub power_changed_ms: u64,
+    /// Server Unit runtime, for SUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub su: Option<SuRuntime>,
+}
+
+/// A device generated on an SU and who holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimDevice {
+    /// Device class.
+    pub device_type: DeviceType,
+    /// Host connector.
+    pub host_connector: String,
+    /// Unit ID.
+    pub unit_id: String,
+    /// VMs (VMDefinition object names) holding the device, with how.
+    #[serde(default)]
+    pub holders: BTreeMap<String, DeviceUsage>,
+}
+
+/// Actual resources and subsystems of a Server Unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuRuntime {
+    /// /390 or x86.
+    pub su_type: SuType,
+    /// VM2000 or Native.
+    pub mode: OperationMode,
+    /// Real CPUs.
+    pub cpus: u32,
+    /// Main memory in MiB.
+    pub memory_mib: u64,
+    /// Memory the monitor system keeps.
+    pub monitor_mib: u64,
+    /// Limit of VM definitions.
+    pub max_vms: u32,
+    /// CPU pools and their CPUs.
+    pub pools: BTreeMap<String, u32>,
+    /// VM groups.
+    pub groups: BTreeSet<String>,
+    /// Generated devices by MN.
+    pub devices: BTreeMap<String, SimDevice>,
+    /// BCAM running in the monitor system (SU /390).
+    pub bcam_up: bool,
+    /// BCAM was ended on purpose (/BCEND): VMS2331 rather than a failure.
+    pub bcam_ended_on_purpose: bool,
+    /// REWAS running in the monitor system (SU /390).
+    pub rewas_up: bool,
+    /// A dynamic I/O configuration change is running.
+    #[serde(default)]
+    pub io_change_running: bool,
+    /// A VM2000 shutdown was initiated.
+    #[serde(default)]
+    pub shutdown_initiated: bool,
+}
+
+/// An ISL-E link of a management cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    /// Gbit/s.
+    pub bandwidth_gbps: f64,
+    /// Up.
+    pub up: bool,
+}
+
+/// An external configuration disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Disk {
+    /// Working.
+    pub ok: bool,
+    /// The object that declares it ("ManagementCluster/mc" or "SEServer/se701").
+    pub owner: String,
+}
+
+/// The simulated world.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct World {
+    /// The virtual clock.
+    pub clock: Clock,
+    /// Units by name.
+    pub units: BTreeMap<String, Unit>,
+    /// ISL-E links by ManagementCluster name.
+    pub links: BTreeMap<String, Link>,
+    /// External configuration disks by name.
+    pub disks: BTreeMap<String, Disk>,
+    /// Which MU runs the Cluster Manager, by ManagementCluster name.
+    pub cluster_managers: BTreeMap<String, String>,
+    /// Changes since creation; bumps on every change.
+    pub version: u64,
+    /// Controller bookkeeping: the newest resourceVersion it has processed.
+    #[serde(default)]
+    pub observed_rv: u64,
+    /// Controller bookkeeping: reconciles due later (simulated ms, kind, name).
+    #[serde(default)]
+    pub pending: Vec<(u64, String, String)>,
+}
+
+impl World {
+    /// Loads the world from the store, or a new one (clock at wall time) if none.
+    pub fn load(store: &dyn Store) -> Result<World, StoreError> {
+        match store.get_blob(BLOB)? {
+            Some(b) => {
+                serde_json::from_slice(&b).map_err(|e| StoreError::Backend(format!("corrupt simulated world: {e}")))
+            }
+            None => Ok(World { clock: Clock::starting_now(), ..Default::default() }),
+        }
+    }
+
+    /// Saves the world to the store (durably).
+    pub fn save(&self, store: &dyn Store) -> Result<(), StoreError> {
+        store.put_blob(BLOB, &serde_json::to_vec(self).expect("world serialises"))
+    }
+
+    /// Marks a change.
+    pub fn touch(&mut self) {
+        self.version += 1;
+    }
+
+    /// The unit of that name.
+    pub fn unit(&self, name: &str) -> Option<&Unit> {
+        self.units.get(name)
+    }
+
+    /// Whether the unit exists and is powered on.
+    pub fn powered(&self, name: &str) -> bool {
+        self.units.get(name).is_some_and(|u| u.power_on)
+    }
+
+    /// Units of a server, sorted by name.
+    pub fn units_of<'a>(&'a self, server: &'a str) -> impl Iterator<Item = &'a Unit> + 'a {
+        self.units.values().filter(move |u| u.server == server)
+    }
+
+    /// The SU runtime of a unit.
+    pub fn su(&self, name: &str) -> Option<&SuRuntime> {
+        self.units.get(name).and_then(|u| u.su.as_ref())
+    }
+
+    /// The SU runtime of a unit, mutable.
+    pub fn su_mut(&mut self, name: &str) -> Option<&mut SuRuntime> {
+        self.units.get_mut(name).and_then(|u| u.su.as_mut())
+    }
+
+    /// Simulated time of the SU's last alive message on the CRD: now while its
+    /// monitor runs (rounded down to the alive interval), the power-off time after.
+    pub fn last_alive_ms(&self, su: &str) -> Option<u64> {
+        let u = self.units.get(su)?;
+        if u.power_on {
+            let now = self.clock.now_ms;
+            Some(now - now % ALIVE_INTERVAL_MS)
+        } else {
+            Some(u.power_changed_ms)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alive_message_stops_at_power_off() {
+        let mut w = World::default();
+        w.units.insert(
+            "SU1".into(),
+            Unit {
+                name: "SU1".into(),
+                server: "s".into(),
+                kind: UnitKind::SU,
+                power_on: true,
+                power_changed_ms: 0,
+                su: None,
+            },
+        );
+        w.clock.now_ms = 25_000;
+        assert_eq!(w.last_alive_ms("SU1"), Some(20_000));
+        w.units.get_mut("SU1").unwrap().power_on = false;
+        w.units.get_mut("SU1").unwrap().power_changed_ms = 25_000;
+        w.clock.now_ms = 100_000;
+        assert_eq!(w.last_alive_ms("SU1"), Some(25_000));
+    }
+}

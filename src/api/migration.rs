@@ -18,6 +18,21 @@ pub struct LiveMigrationSpec {
     /// true = CHECK-VM-MIGRATION: check the preconditions, never move.
     #[serde(default)]
     pub check_only: bool,
+    /// true = MIGRATE-VM-DEFINITION: move only the definition of a VM that is not
+    /// initialised (DEFINED_ONLY); an initialised VM is refused (VMS4015). A
+    /// DEFINED_ONLY VM's definition is moved this way even when false.
+    #[serde(default)]
+    pub definition_only: bool,
+    /// The longest suspension aimed for, in ms: pre-copy stops when the rest of the
+    /// memory can be sent within it (default 2000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100))]
+    pub downtime_target_ms: Option<u64>,
+    /// SU /390: how long pre-copy may take before the migration is aborted with
+    /// VMS2425 (default: ten times a plain copy of the memory, at least 60 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub time_budget_s: Option<u64>,
 }
 
 /// Phase of a live migration.
@@ -117,6 +132,37 @@ pub struct LiveMigrationStatus {
     /// Console lines of both SUs, each with its message ID.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<String>,
+    /// While copying: the round in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<CopyProgress>,
+    /// Simulated start (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    /// Simulated end (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<String>,
+}
+
+/// The pre-copy round in flight, for live views.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CopyProgress {
+    /// Round number.
+    pub round: u32,
+    /// MiB this round sends.
+    pub sending_mi_b: f64,
+    /// Copy rate of this round (MiB/s).
+    pub rate_mi_bps: f64,
+    /// How fast the workload dirties memory (MiB/s).
+    pub dirty_rate_mi_bps: f64,
+    /// When the round started (RFC 3339, simulated).
+    pub round_start_time: String,
+    /// Simulated ms since the epoch when the round started (for progress bars).
+    pub round_start_ms: u64,
+    /// Simulated duration of the round.
+    pub round_duration_ms: u64,
+    /// The suspension expected if the migration suspended after this round.
+    pub expected_downtime_ms: u64,
 }
 
 /// Desired recovery of a VM definition from an unavailable SU.
@@ -127,6 +173,15 @@ pub struct VMRecoverySpec {
     pub vm: ObjectName,
     /// The local SU that takes the definition over (same SU cluster).
     pub target_server_unit: UnitName,
+    /// The intended time: the remote SU's monitor (or X2000) must have written no
+    /// alive message to the CRD for at least this many simulated seconds.
+    #[serde(default = "default_alive_timeout")]
+    #[schemars(range(min = 1))]
+    pub alive_timeout_s: u64,
+}
+
+fn default_alive_timeout() -> u64 {
+    60
 }
 
 /// Phase of a recovery.

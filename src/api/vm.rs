@@ -47,6 +47,22 @@ pub struct VMDefinitionSpec {
     /// Simulation only: how the BS2000 workload behaves.
     #[serde(default)]
     pub workload: Workload,
+    /// System parameter MIGHOST: which configuration SHOW-SYSTEM-INFORMATION shows by
+    /// default after a live migration, the IPL host's (IPL, NSI6231) or the current
+    /// host's (CURRENT, NSI6232).
+    #[serde(default)]
+    pub mighost: Mighost,
+}
+
+/// The MIGHOST setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Mighost {
+    /// Data of the IPL host (the default, for compatibility).
+    #[default]
+    Ipl,
+    /// Data of the current host.
+    Current,
 }
 
 fn yes() -> bool {
@@ -199,4 +215,33 @@ pub struct VMDefinitionStatus {
     /// The migration history, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub migration_history: Vec<MigrationRecord>,
+    /// SHOW-SYSTEM-INFORMATION after a migration: the configuration at IPL, the
+    /// current one, and which one is shown by default (MIGHOST).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_information: Option<SystemInformation>,
+    /// Devices detached by a live migration that stay detached (tapes, local disks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detached_devices: Vec<String>,
+    /// vCPUs detached because the target CPU pool is smaller.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub detached_cpus: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// What SHOW-SYSTEM-INFORMATION shows about the hosts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SystemInformation {
+    /// NSI6231 (IPL host shown) or NSI6232 (current host shown), after a migration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// CONFIGURATION as shown by default (per MIGHOST).
+    pub configuration: String,
+    /// Configuration of the host the system was loaded on.
+    pub ipl_configuration: String,
+    /// CURRENT-CONFIGURATION: the host it runs on now.
+    pub current_configuration: String,
 }

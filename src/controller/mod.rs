@@ -8,10 +8,13 @@
 //! status it observed plus `Action::Await` or `Action::RequeueAfter`. It never sees why
 //! it was woken.
 
+mod lm;
 mod mgmt;
+mod recovery;
 pub mod runtime;
 mod server;
 mod sucluster;
+mod vm;
 
 use crate::api::{Kind, Resource};
 use crate::sim::{Fault, HwEvent, World};
@@ -461,7 +464,9 @@ fn reconcile(cx: &mut Cx, obj: &Resource) -> anyhow::Result<Outcome> {
         Resource::SEServer(o) => server::reconcile(cx, o),
         Resource::ManagementCluster(o) => mgmt::reconcile(cx, o),
         Resource::SUCluster(o) => sucluster::reconcile(cx, o),
-        _ => Ok(Outcome { status: None, action: Action::Await }),
+        Resource::VMDefinition(o) => vm::reconcile(cx, o),
+        Resource::LiveMigration(o) => lm::reconcile(cx, o),
+        Resource::VMRecovery(o) => recovery::reconcile(cx, o),
     }
 }
 
@@ -470,6 +475,8 @@ fn cleanup(cx: &mut Cx, last: &Resource) {
     match last {
         Resource::SEServer(o) => server::cleanup(cx, o),
         Resource::ManagementCluster(o) => mgmt::cleanup(cx, o),
+        Resource::VMDefinition(o) => vm::cleanup(cx, o),
+        Resource::LiveMigration(o) => lm::cleanup(cx, o),
         _ => {}
     }
 }
@@ -485,6 +492,26 @@ fn gc(w: &mut World, cache: &Cache) {
         Some((k, n)) => Kind::from_manifest(k).is_some_and(|k| cache.get(k, n).is_some()),
         None => false,
     });
+    let gone: Vec<String> = w.vms.keys().filter(|k| cache.get(Kind::VMDefinition, k).is_none()).cloned().collect();
+    for k in gone {
+        if let Some(v) = w.vms.remove(&k) {
+            w.release_devices(&v.su, &k);
+        }
+    }
+    let units: std::collections::BTreeSet<String> = w.units.keys().cloned().collect();
+    w.vms.retain(|_, v| units.contains(&v.su));
+    let stale: Vec<String> = w
+        .migrations
+        .iter()
+        .filter(|(k, m)| cache.get(Kind::LiveMigration, k).is_none() || !w.vms.contains_key(&m.vm))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in stale {
+        if let Some(m) = w.migrations.remove(&k) {
+            w.release_devices(&m.target, &m.vm);
+        }
+    }
+    w.lost_vms.retain(|k, _| cache.get(Kind::VMDefinition, k).is_some());
     if *w != before {
         w.touch();
     }
@@ -498,11 +525,58 @@ fn related(cache: &Cache, r: &Resource) -> Vec<Key> {
         Kind::SEServer => {
             let mut v = all(Kind::ManagementCluster);
             v.extend(all(Kind::SUCluster));
+            v.extend(all(Kind::LiveMigration));
+            // The VMs on its SUs (their SU may just have appeared or changed).
+            if let Some(s) = r.as_typed::<crate::api::SEServerSpec>() {
+                let sus: std::collections::HashSet<&str> =
+                    s.spec.server_units.iter().map(|u| u.name.as_str()).collect();
+                v.extend(
+                    cache
+                        .typed::<crate::api::VMDefinitionSpec>()
+                        .filter(|vm| {
+                            sus.contains(vm.spec.server_unit.as_str())
+                                || vm.status.server_unit.as_deref().is_some_and(|x| sus.contains(x))
+                        })
+                        .map(|vm| (Kind::VMDefinition, vm.name().to_string())),
+                );
+            }
             v
         }
-        Kind::ManagementCluster => all(Kind::SUCluster),
+        Kind::ManagementCluster => {
+            let mut v = all(Kind::SUCluster);
+            v.extend(all(Kind::LiveMigration));
+            v
+        }
         // SU clusters compete for SUs: a change in one may settle another's claim.
-        Kind::SUCluster => all(Kind::SUCluster),
-        _ => Vec::new(),
+        Kind::SUCluster => {
+            let mut v = all(Kind::SUCluster);
+            v.extend(all(Kind::LiveMigration));
+            v
+        }
+        // A VM's migrations and recoveries depend on it.
+        Kind::VMDefinition => {
+            let vm = r.name();
+            let mut v: Vec<Key> = cache
+                .typed::<crate::api::LiveMigrationSpec>()
+                .filter(|l| l.spec.vm.as_str() == vm || l.spec.check_only)
+                .map(|l| (Kind::LiveMigration, l.name().to_string()))
+                .collect();
+            v.extend(
+                cache
+                    .typed::<crate::api::VMRecoverySpec>()
+                    .filter(|x| x.spec.vm.as_str() == vm)
+                    .map(|x| (Kind::VMRecovery, x.name().to_string())),
+            );
+            v
+        }
+        // A migration's VM shows its progress; a recovery's VM moves.
+        Kind::LiveMigration => r
+            .as_typed::<crate::api::LiveMigrationSpec>()
+            .map(|l| vec![(Kind::VMDefinition, l.spec.vm.to_string())])
+            .unwrap_or_default(),
+        Kind::VMRecovery => r
+            .as_typed::<crate::api::VMRecoverySpec>()
+            .map(|l| vec![(Kind::VMDefinition, l.spec.vm.to_string())])
+            .unwrap_or_default(),
     }
 }

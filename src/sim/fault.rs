@@ -18,6 +18,8 @@ pub enum Fault {
     Bcam { su: String, up: bool, on_purpose: bool },
     /// Stop or start REWAS in an SU /390's monitor.
     Rewas { su: String, up: bool },
+    /// Set how fast a VM's workload dirties memory (MiB/s).
+    Dirty { vm: String, mibps: f64 },
     /// Move the clock forward.
     Advance { ms: u64 },
 }
@@ -51,7 +53,7 @@ impl Fault {
     pub fn parse(args: &[String]) -> Result<Fault, String> {
         let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
         let usage = "usage: sim power off|on UNIT | link down|up MGMT-CLUSTER | disk fail|repair DISK | \
-                     bcam stop|fail|start SU | rewas stop|start SU | advance DURATION";
+                     bcam stop|fail|start SU | rewas stop|start SU | dirty VM MIB_PER_S | advance DURATION";
         Ok(match a.as_slice() {
             ["power", "off", u] => Fault::Power { unit: u.to_string(), on: false },
             ["power", "on", u] => Fault::Power { unit: u.to_string(), on: true },
@@ -65,6 +67,13 @@ impl Fault {
             ["rewas", "stop", s] => Fault::Rewas { su: s.to_string(), up: false },
             ["rewas", "start", s] => Fault::Rewas { su: s.to_string(), up: true },
             ["advance", d] => Fault::Advance { ms: parse_duration(d)? },
+            ["dirty", vm, rate] => {
+                let mibps: f64 = rate.parse().map_err(|_| format!("dirty rate {rate:?} must be a number of MiB/s"))?;
+                if !(mibps >= 0.0 && mibps.is_finite()) {
+                    return Err(format!("dirty rate must be >= 0, got {rate}"));
+                }
+                Fault::Dirty { vm: vm.to_string(), mibps }
+            }
             _ => return Err(usage.to_string()),
         })
     }
@@ -104,6 +113,7 @@ impl Fault {
                             if *on { "powered on and activated" } else { "powered off: deactivated" }
                         ),
                     });
+                    let is_su = u.su.is_some();
                     if let Some(su) = u.su.as_mut() {
                         // A restarted monitor comes up with its subsystems running.
                         if *on {
@@ -111,6 +121,9 @@ impl Fault {
                             su.bcam_ended_on_purpose = false;
                             su.rewas_up = true;
                         }
+                    }
+                    if is_su && !*on {
+                        evs.extend(su_down(w, unit));
                     }
                 }
             }
@@ -192,9 +205,52 @@ impl Fault {
                     });
                 }
             }
+            Fault::Dirty { vm, mibps } => {
+                let key = w
+                    .vms
+                    .iter()
+                    .find(|(k, v)| *k == vm || v.vm_name == *vm)
+                    .map(|(k, _)| k.clone())
+                    .ok_or_else(|| format!("no placed VM {vm:?} (give the VMDefinition name or the VM name)"))?;
+                w.dirty_override.insert(key, *mibps);
+            }
             Fault::Advance { .. } => {}
         }
         w.touch();
         Ok(evs)
     }
+}
+
+/// An SU went down: its initialised VMs are gone. Persistent definitions stay (as
+/// DEFINED_ONLY; RUNNING ones come back when the SU is powered on again), the others
+/// are lost.
+fn su_down(w: &mut World, su: &str) -> Vec<HwEvent> {
+    let mut evs = Vec::new();
+    let server = w.unit(su).map(|u| format!("SEServer/{}", u.server)).unwrap_or_default();
+    let names: Vec<String> = w.vms_on(su).map(|(k, _)| k.clone()).collect();
+    for name in names {
+        w.release_devices(su, &name);
+        let v = w.vms.get_mut(&name).expect("listed");
+        if v.persistent {
+            if v.initialised() {
+                v.state = crate::api::VmState::DefinedOnly;
+                v.index = None;
+            }
+        } else {
+            let v = w.vms.remove(&name).expect("listed");
+            w.lost_vms.insert(name.clone(), v.applied_generation);
+            evs.push(HwEvent {
+                type_: EventType::Warning,
+                priority: "WARNING",
+                component: "VM2000",
+                object: format!("VMDefinition/{name}"),
+                reason: "DefinitionLost",
+                message: format!(
+                    "VM {} on {su} was not persistent: its definition is gone with the SU ({server})",
+                    v.vm_name
+                ),
+            });
+        }
+    }
+    evs
 }

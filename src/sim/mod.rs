@@ -8,9 +8,13 @@
 
 mod clock;
 mod fault;
+pub mod migration;
+pub mod vm;
 
 pub use clock::Clock;
 pub use fault::{parse_duration, Fault, HwEvent};
+pub use migration::SimMigration;
+pub use vm::{Demand, Reservation, Shortfall, SimVm};
 
 use crate::api::{DeviceType, DeviceUsage, OperationMode, SuType};
 use crate::store::{Store, StoreError};
@@ -140,6 +144,22 @@ pub struct World {
     pub cluster_managers: BTreeMap<String, String>,
     /// Changes since creation; bumps on every change.
     pub version: u64,
+    /// VM definitions by VMDefinition object name.
+    #[serde(default)]
+    pub vms: BTreeMap<String, SimVm>,
+    /// Running (and recently ended) live migrations by LiveMigration object name.
+    #[serde(default)]
+    pub migrations: BTreeMap<String, SimMigration>,
+    /// `sim dirty`: dirty rates (MiB/s) overriding a VM's workload, by object name.
+    #[serde(default)]
+    pub dirty_override: BTreeMap<String, f64>,
+    /// Non-persistent definitions lost when their SU went down, with the generation
+    /// they had: not recreated until the spec changes.
+    #[serde(default)]
+    pub lost_vms: BTreeMap<String, u64>,
+    /// SUs /390 whose definition changes are held by the hypervisor while BCAM is down.
+    #[serde(default)]
+    pub held_definitions: BTreeSet<String>,
     /// Controller bookkeeping: the newest resourceVersion it has processed.
     #[serde(default)]
     pub observed_rv: u64,

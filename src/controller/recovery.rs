@@ -1,0 +1,144 @@
+//! VMRecovery reconciler (RECOVER-VM-DEFINITION, manual s5): moves a VM definition
+//! from an unavailable SU to the local SU of the same SU cluster, only when the remote
+//! monitor (or X2000) has written no alive message to the CRD within the intended
+//! time, the VM name is unused locally and the local definition limit is not reached.
+//! The definition arrives DEFINED_ONLY and stays so until the user changes its spec
+//! (e.g. swaps device ranges to the mirror disks and sets state RUNNING).
+
+use super::vm::wake_waiting;
+use super::{Cx, Outcome};
+use crate::api::{
+    set_condition, ConditionStatus, Conflict, Kind, Object, RecoveryPhase, SUClusterSpec, VMDefinitionSpec,
+    VMRecoverySpec, VMRecoveryStatus, VmState,
+};
+use crate::controller::runtime::Action;
+use crate::sim::Demand;
+use crate::store::EventType;
+
+fn conflict(reason: &str, message: String) -> Conflict {
+    Conflict { code: None, reason: reason.to_string(), message }
+}
+
+/// Reconciles one VMRecovery.
+pub fn reconcile(cx: &mut Cx, o: &Object<VMRecoverySpec, VMRecoveryStatus>) -> anyhow::Result<Outcome> {
+    let name = o.name().to_string();
+    let gen = o.metadata.generation.unwrap_or(1);
+    let now = cx.now();
+    let mut st = o.status.clone();
+    if st.phase != RecoveryPhase::Pending && st.observed_generation == Some(gen) {
+        return Ok(Outcome { status: None, action: Action::Await });
+    }
+    st = VMRecoveryStatus { observed_generation: Some(gen), conditions: st.conditions, ..Default::default() };
+    let vm = o.spec.vm.to_string();
+    let local = o.spec.target_server_unit.to_string();
+    let mut conflicts = Vec::new();
+    let vm_obj = cx.cache.get_typed::<VMDefinitionSpec>(&vm).cloned();
+    let sim = cx.world.vms.get(&vm).cloned();
+    match (&vm_obj, &sim) {
+        (None, _) => conflicts.push(conflict("VmNotFound", format!("VMDefinition {vm} does not exist"))),
+        (Some(_), None) if cx.world.lost_vms.contains_key(&vm) => conflicts.push(conflict(
+            "DefinitionNotPersistent",
+            format!("the definition of {vm} was not persistent and is gone with its SU; nothing to recover"),
+        )),
+        (Some(_), None) => conflicts.push(conflict("VmNotPlaced", format!("{vm} has no definition on any SU"))),
+        (Some(_), Some(v)) if v.su == local => {
+            conflicts.push(conflict("AlreadyLocal", format!("the definition of {} is already on {local}", v.vm_name)))
+        }
+        (Some(_), Some(v)) => {
+            let remote = v.su.clone();
+            let same = cx.cache.typed::<SUClusterSpec>().any(|c| {
+                c.spec.server_units.iter().any(|s| s.as_str() == remote)
+                    && c.spec.server_units.iter().any(|s| s.as_str() == local)
+            });
+            if !same {
+                conflicts
+                    .push(conflict("NotSameSuCluster", format!("SUs {remote} and {local} are not in one SU cluster")));
+            }
+            let limit_ms = o.spec.alive_timeout_s * 1000;
+            if let Some(last) = cx.world.last_alive_ms(&remote) {
+                let age = cx.world.clock.now_ms.saturating_sub(last);
+                if age < limit_ms {
+                    conflicts.push(conflict("RemoteSuAlive", format!(
+                        "the monitor of {remote} wrote an alive message to the CRD {} s ago; recovery needs none for {} s (make sure the SU is really down)",
+                        age / 1000, o.spec.alive_timeout_s)));
+                }
+            }
+            let empty = Default::default();
+            let demand = Demand {
+                owner: &vm,
+                vm_name: &v.vm_name,
+                index: None,
+                memory_mib: v.memory_mib,
+                pool: &v.pool,
+                group: v.group.as_deref(),
+                devices: &empty,
+                resources: false,
+            };
+            for s in cx.world.shortfalls(&local, &demand) {
+                conflicts.push(Conflict {
+                    code: s.code.map(|c| c.to_string()),
+                    reason: s.reason.to_string(),
+                    message: s.message,
+                });
+            }
+        }
+    }
+    if !conflicts.is_empty() {
+        st.phase = RecoveryPhase::Rejected;
+        let summary: Vec<&str> = conflicts.iter().map(|c| c.message.as_str()).collect();
+        set_condition(
+            &mut st.conditions,
+            "Completed",
+            ConditionStatus::False,
+            &conflicts[0].reason.clone(),
+            &summary.join("; "),
+            Some(gen),
+            &now,
+        );
+        cx.event(
+            EventType::Warning,
+            "WARNING",
+            "VM2000",
+            format!("VMRecovery/{name}"),
+            "RecoveryRejected",
+            format!("RECOVER-VM-DEFINITION of {vm} to {local} rejected: {}", summary.join("; ")),
+        );
+        st.conflicts = conflicts;
+        return Ok(finish(o, st));
+    }
+    let v = sim.expect("checked");
+    let remote = v.su.clone();
+    let vm_gen = vm_obj.as_ref().and_then(|o| o.metadata.generation).unwrap_or(1);
+    cx.world.release_devices(&remote, &vm);
+    let w = cx.world.vms.get_mut(&vm).expect("checked");
+    w.su = local.clone();
+    w.state = VmState::DefinedOnly;
+    w.index = None;
+    w.hold_until_generation_above = Some(vm_gen);
+    cx.world.touch();
+    st.phase = RecoveryPhase::Completed;
+    st.messages = vec![
+        format!("{local}: RECOVER-VM-DEFINITION VM-NAME={},SERVER-UNIT-NAME={remote}", v.vm_name),
+        format!("{local}: SEC2320 DEFINITION OF VM {} RECOVERED FROM SU '{remote}' (STATE DEFINED_ONLY)", v.vm_name),
+    ];
+    set_condition(&mut st.conditions, "Completed", ConditionStatus::True, "Recovered",
+        &format!("the definition of {} is on {local} in state DEFINED_ONLY; modify it (e.g. devices) and set state RUNNING to start it", v.vm_name),
+        Some(gen), &now);
+    cx.event(
+        EventType::Normal,
+        "NOTICE",
+        "VM2000",
+        format!("VMRecovery/{name}"),
+        "DefinitionRecovered",
+        format!("definition of VM {} recovered from {remote} to {local}", v.vm_name),
+    );
+    cx.wake.push((Kind::VMDefinition, vm));
+    wake_waiting(cx, &remote);
+    Ok(finish(o, st))
+}
+
+fn finish(o: &Object<VMRecoverySpec, VMRecoveryStatus>, st: VMRecoveryStatus) -> Outcome {
+    let mut r = o.clone();
+    r.status = st;
+    Outcome::status(r.into_resource())
+}

@@ -1,0 +1,489 @@
+//! VMDefinition reconciler (seed 004, manual s5): places a definition on its SU with
+//! real accounting (memory, VM index, definition limit, CPU pool, VM group, devices),
+//! carries out state changes (DEFINED_ONLY = DELETE-VM keeping the definition,
+//! INIT_ONLY, RUNNING, DOWN) and attribute changes, holds definition changes while
+//! BCAM is down on an SU /390 (VMS2332, written later: VMS2330), and reports where
+//! the definition is, its state, migrations and history.
+
+use super::{Cx, Outcome};
+use crate::api::{
+    remove_condition, set_condition, ConditionStatus, DeviceUsage, Kind, LmPhase, Mighost, MigrationRecord, Object,
+    SEServerSpec, SuType, SystemInformation, VMDefinitionSpec, VMDefinitionStatus, VmIndex, VmState,
+};
+use crate::sim::{Demand, SimVm, World};
+use crate::store::EventType;
+use std::collections::BTreeMap;
+
+/// The devices a spec asks for, by single MN.
+pub fn wanted_devices(spec: &VMDefinitionSpec) -> BTreeMap<String, DeviceUsage> {
+    let mut m = BTreeMap::new();
+    for d in &spec.devices {
+        for mn in d.mn.expand() {
+            m.insert(mn, d.usage);
+        }
+    }
+    m
+}
+
+fn fixed(i: VmIndex) -> Option<u32> {
+    match i {
+        VmIndex::Fixed(n) => Some(n),
+        VmIndex::Any => None,
+    }
+}
+
+/// The model of the server that has SU `su` (for configuration strings).
+pub fn model_of(cx: &Cx, su: &str) -> String {
+    cx.world
+        .unit(su)
+        .and_then(|u| cx.cache.get_typed::<SEServerSpec>(&u.server))
+        .map(|s| s.spec.model.clone())
+        .unwrap_or_default()
+}
+
+/// Whether a migration of `vm` is in flight.
+pub fn migrating(w: &World, vm: &str) -> bool {
+    w.migrations.values().any(|m| m.vm == vm && !matches!(m.phase, LmPhase::Completed | LmPhase::Aborted))
+}
+
+/// Wakes definitions that wait for resources on `su` (after something was freed there).
+pub fn wake_waiting(cx: &mut Cx, su: &str) {
+    let waiting: Vec<String> = cx
+        .cache
+        .typed::<VMDefinitionSpec>()
+        .filter(|v| {
+            let on = v.status.server_unit.as_deref().unwrap_or(v.spec.server_unit.as_str()) == su;
+            let ready = v.status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True);
+            on && !ready
+        })
+        .map(|v| v.name().to_string())
+        .collect();
+    cx.wake.extend(waiting.into_iter().map(|n| (Kind::VMDefinition, n)));
+}
+
+fn vm_event(cx: &mut Cx, name: &str, t: EventType, reason: &str, msg: String) {
+    let p = if t == EventType::Warning { "WARNING" } else { "INFO" };
+    cx.event(t, p, "Sys-Mgmt", format!("VMDefinition/{name}"), reason, msg);
+}
+
+fn ipl_line(time: String, configuration: String, su: &str, index: Option<u32>) -> MigrationRecord {
+    MigrationRecord { time, configuration, server_unit: su.to_string(), vm_index: index.unwrap_or(0) }
+}
+
+/// Reconciles one VMDefinition.
+pub fn reconcile(cx: &mut Cx, o: &Object<VMDefinitionSpec, VMDefinitionStatus>) -> anyhow::Result<Outcome> {
+    let name = o.name().to_string();
+    let gen = o.metadata.generation.unwrap_or(1);
+    let now = cx.now();
+    let spec = &o.spec;
+    let mut st = o.status.clone();
+    st.observed_generation = Some(gen);
+    let desired: VmState = spec.state.into();
+    let devices = wanted_devices(spec);
+
+    // A non-persistent definition lost with its SU stays lost until the spec changes.
+    if let Some(g) = cx.world.lost_vms.get(&name).copied() {
+        if gen <= g.max(1) && !cx.world.vms.contains_key(&name) {
+            st.state = None;
+            st.server_unit = None;
+            st.vm_index = None;
+            set_condition(&mut st.conditions, "Placed", ConditionStatus::False, "DefinitionLost",
+                "the definition was not persistent and was lost when its SU went down; change the spec to create it again", Some(gen), &now);
+            set_condition(&mut st.conditions, "Ready", ConditionStatus::False, "DefinitionLost", "", Some(gen), &now);
+            return Ok(finish(o, st));
+        }
+        cx.world.lost_vms.remove(&name);
+        cx.world.touch();
+    }
+
+    if !cx.world.vms.contains_key(&name) {
+        return place(cx, o, st, desired, devices);
+    }
+    let su = cx.world.vms[&name].su.clone();
+    if spec.server_unit.as_str() != su {
+        set_condition(&mut st.conditions, "Placement", ConditionStatus::True, "MovedBySectl",
+            &format!("spec.serverUnit is {} but the definition is on {su}, where a live migration or recovery moved it; applying the manifest again does not move it back", spec.server_unit),
+            Some(gen), &now);
+    } else {
+        remove_condition(&mut st.conditions, "Placement");
+    }
+    let s390 = cx.world.su(&su).is_some_and(|s| s.su_type == SuType::S390);
+    let bcam_up = cx.world.su(&su).is_none_or(|s| s.bcam_up);
+    let mut problems: Vec<(String, String)> = Vec::new();
+    let applied = cx.world.vms[&name].applied_generation;
+
+    if migrating(cx.world, &name) {
+        if applied != gen {
+            problems.push((
+                "ChangesWaitForMigration".into(),
+                "spec changes are carried out after the live migration".into(),
+            ));
+        }
+    } else if !cx.world.powered(&su) {
+        problems.push(("ServerUnitPoweredOff".into(), format!("SU {su} is powered off")));
+    } else if s390 && !bcam_up && applied != gen {
+        let on_purpose = cx.world.su(&su).is_some_and(|s| s.bcam_ended_on_purpose);
+        cx.world.held_definitions.insert(su.clone());
+        cx.world.touch();
+        let why = if on_purpose { "VMS2331 BCAM was ended (/BCEND)" } else { "BCAM is not active" };
+        set_condition(&mut st.conditions, "DefinitionSynced", ConditionStatus::False, "Vms2332",
+            &format!("VMS2332 {why} in the monitor system of {su}: definition commands are rejected; the change is held and carried out when BCAM is back (VMS2330)"),
+            Some(gen), &now);
+        return Ok(finish_status(cx, o, st, &name, problems));
+    } else {
+        if s390 && bcam_up && cx.world.held_definitions.remove(&su) {
+            cx.world.touch();
+            cx.event(EventType::Normal, "INFO", "VM2000", format!("VMDefinition/{name}"), "Vms2330",
+                format!("VMS2330 BCAM active again in the monitor system of {su}: VM definitions compared with the system disk and written"));
+        }
+        remove_condition(&mut st.conditions, "DefinitionSynced");
+        converge(cx, o, &name, &su, desired, &devices, &mut problems);
+    }
+    Ok(finish_status(cx, o, st, &name, problems))
+}
+
+/// Creates the definition on spec.serverUnit when everything it needs is there.
+fn place(
+    cx: &mut Cx,
+    o: &Object<VMDefinitionSpec, VMDefinitionStatus>,
+    mut st: VMDefinitionStatus,
+    desired: VmState,
+    devices: BTreeMap<String, DeviceUsage>,
+) -> anyhow::Result<Outcome> {
+    let name = o.name().to_string();
+    let gen = o.metadata.generation.unwrap_or(1);
+    let now = cx.now();
+    let spec = &o.spec;
+    let su = spec.server_unit.to_string();
+    st.state = None;
+    st.server_unit = None;
+    st.vm_index = None;
+    if let Some(s) = cx.world.su(&su) {
+        if s.su_type == SuType::S390 && !s.bcam_up && cx.world.powered(&su) {
+            let on_purpose = s.bcam_ended_on_purpose;
+            cx.world.held_definitions.insert(su.clone());
+            cx.world.touch();
+            let why = if on_purpose { "VMS2331 BCAM was ended (/BCEND)" } else { "BCAM is not active" };
+            set_condition(&mut st.conditions, "Placed", ConditionStatus::False, "Vms2332",
+                &format!("VMS2332 {why} in the monitor system of {su}: CREATE-VM-DEFINITION is rejected; the definition is created when BCAM is back"),
+                Some(gen), &now);
+            set_condition(&mut st.conditions, "Ready", ConditionStatus::False, "NotPlaced", "", Some(gen), &now);
+            return Ok(finish(o, st));
+        }
+    }
+    let needs = desired != VmState::DefinedOnly;
+    let demand = Demand {
+        owner: &name,
+        vm_name: spec.vm_name.as_str(),
+        index: fixed(spec.vm_index),
+        memory_mib: spec.memory_mi_b.get(),
+        pool: spec.cpu_pool.as_str(),
+        group: spec.vm_group.as_deref(),
+        devices: &devices,
+        resources: needs,
+    };
+    let short = cx.world.shortfalls(&su, &demand);
+    if !short.is_empty() {
+        let msg: Vec<String> = short.iter().map(|s| s.message.clone()).collect();
+        set_condition(
+            &mut st.conditions,
+            "Placed",
+            ConditionStatus::False,
+            short[0].reason,
+            &msg.join("; "),
+            Some(gen),
+            &now,
+        );
+        set_condition(
+            &mut st.conditions,
+            "Ready",
+            ConditionStatus::False,
+            "NotPlaced",
+            "waiting until the definition can be placed",
+            Some(gen),
+            &now,
+        );
+        return Ok(finish(o, st));
+    }
+    let index = if needs { cx.world.pick_index(&su, fixed(spec.vm_index), &name) } else { None };
+    let config = cx.world.configuration_of(&su, &model_of(cx, &su));
+    let mut v = SimVm {
+        vm_name: spec.vm_name.to_string(),
+        su: su.clone(),
+        state: desired,
+        persistent: spec.persistent,
+        index,
+        memory_mib: spec.memory_mi_b.get(),
+        cpus: spec.cpus.get(),
+        detached_cpus: 0,
+        pool: spec.cpu_pool.to_string(),
+        group: spec.vm_group.as_ref().map(|g| g.to_string()),
+        devices: devices.clone(),
+        detached: Default::default(),
+        substates: Default::default(),
+        lm_count: 0,
+        history: Vec::new(),
+        ipl_configuration: config.clone(),
+        applied_generation: gen,
+        hold_until_generation_above: None,
+    };
+    if desired == VmState::Running {
+        v.history.push(ipl_line(now.clone(), config, &su, index));
+    }
+    if needs {
+        cx.world.hold_devices(&su, &name, &devices);
+    }
+    cx.world.vms.insert(name.clone(), v);
+    cx.world.touch();
+    vm_event(
+        cx,
+        &name,
+        EventType::Normal,
+        "VmCreated",
+        format!(
+            "VM {} created on {su}{} ({desired})",
+            spec.vm_name,
+            index.map(|i| format!(" with index {i}")).unwrap_or_default()
+        ),
+    );
+    Ok(finish_status(cx, o, st, &name, Vec::new()))
+}
+
+/// Moves an existing definition toward the spec.
+fn converge(
+    cx: &mut Cx,
+    o: &Object<VMDefinitionSpec, VMDefinitionStatus>,
+    name: &str,
+    su: &str,
+    desired: VmState,
+    devices: &BTreeMap<String, DeviceUsage>,
+    problems: &mut Vec<(String, String)>,
+) {
+    let gen = o.metadata.generation.unwrap_or(1);
+    let spec = &o.spec;
+    let now = cx.now();
+    let v = cx.world.vms[name].clone();
+    // After a recovery the definition stays DEFINED_ONLY until the user changes it.
+    if let Some(h) = v.hold_until_generation_above {
+        if gen <= h {
+            problems.push((
+                "Recovered".into(),
+                format!(
+                "recovered to {su} in state DEFINED_ONLY; change the spec (e.g. devices, state) to activate it here"),
+            ));
+            return;
+        }
+        cx.world.vms.get_mut(name).expect("exists").hold_until_generation_above = None;
+        cx.world.touch();
+    }
+    let needs = desired != VmState::DefinedOnly;
+    let attrs_changed = v.memory_mib != spec.memory_mi_b.get()
+        || v.cpus != spec.cpus.get()
+        || v.pool != spec.cpu_pool.as_str()
+        || v.group.as_deref() != spec.vm_group.as_deref()
+        || &v.devices != devices
+        || v.vm_name != spec.vm_name.as_str()
+        || (fixed(spec.vm_index).is_some() && v.index.is_some() && v.index != fixed(spec.vm_index));
+    if !needs {
+        if v.initialised() {
+            cx.world.release_devices(su, name);
+            let w = cx.world.vms.get_mut(name).expect("exists");
+            w.state = VmState::DefinedOnly;
+            w.index = None;
+            vm_event(
+                cx,
+                name,
+                EventType::Normal,
+                "VmDeleted",
+                format!("VM {} deleted on {su} (DELETE-VM); definition kept", v.vm_name),
+            );
+            wake_waiting(cx, su);
+        }
+        let w = cx.world.vms.get_mut(name).expect("exists");
+        w.memory_mib = spec.memory_mi_b.get();
+        w.cpus = spec.cpus.get();
+        w.pool = spec.cpu_pool.to_string();
+        w.group = spec.vm_group.as_ref().map(|g| g.to_string());
+        w.devices = devices.clone();
+        w.persistent = spec.persistent;
+        w.vm_name = spec.vm_name.to_string();
+        w.applied_generation = gen;
+        cx.world.touch();
+        return;
+    }
+    if !v.initialised() || attrs_changed {
+        let demand = Demand {
+            owner: name,
+            vm_name: spec.vm_name.as_str(),
+            index: fixed(spec.vm_index).or(v.index),
+            memory_mib: spec.memory_mi_b.get(),
+            pool: spec.cpu_pool.as_str(),
+            group: spec.vm_group.as_deref(),
+            devices,
+            resources: true,
+        };
+        let short = cx.world.shortfalls(su, &demand);
+        if !short.is_empty() {
+            let verb = if v.initialised() { "the change cannot be carried out" } else { "the VM cannot be activated" };
+            let msg: Vec<String> = short.iter().map(|s| s.message.clone()).collect();
+            problems.push((short[0].reason.to_string(), format!("{verb}: {}", msg.join("; "))));
+            return;
+        }
+        let index = cx.world.pick_index(su, fixed(spec.vm_index).or(v.index), name);
+        cx.world.release_devices(su, name);
+        cx.world.hold_devices(su, name, devices);
+        let w = cx.world.vms.get_mut(name).expect("exists");
+        w.index = index;
+        w.memory_mib = spec.memory_mi_b.get();
+        w.cpus = spec.cpus.get();
+        w.pool = spec.cpu_pool.to_string();
+        w.group = spec.vm_group.as_ref().map(|g| g.to_string());
+        w.devices = devices.clone();
+        w.vm_name = spec.vm_name.to_string();
+        w.detached.retain(|d| devices.contains_key(d));
+        if !v.initialised() {
+            vm_event(
+                cx,
+                name,
+                EventType::Normal,
+                "VmActivated",
+                format!("VM {} activated on {su} with index {}", spec.vm_name, index.unwrap_or(0)),
+            );
+        }
+        if v.memory_mib > spec.memory_mi_b.get() || v.devices.len() > devices.len() {
+            wake_waiting(cx, su);
+        }
+    }
+    let model = model_of(cx, su);
+    let config = cx.world.configuration_of(su, &model);
+    let w = cx.world.vms.get_mut(name).expect("exists");
+    if w.state != desired {
+        if desired == VmState::Running && w.history.is_empty() {
+            w.history.push(ipl_line(now.clone(), config.clone(), su, w.index));
+            w.ipl_configuration = config;
+        }
+        let from = w.state;
+        w.state = desired;
+        let vm_name = w.vm_name.clone();
+        vm_event(cx, name, EventType::Normal, "VmStateChanged", format!("VM {vm_name} on {su}: {from} -> {desired}"));
+    }
+    let w = cx.world.vms.get_mut(name).expect("exists");
+    w.persistent = spec.persistent;
+    w.applied_generation = gen;
+    cx.world.touch();
+}
+
+/// Fills the status from the world.
+fn finish_status(
+    cx: &mut Cx,
+    o: &Object<VMDefinitionSpec, VMDefinitionStatus>,
+    mut st: VMDefinitionStatus,
+    name: &str,
+    problems: Vec<(String, String)>,
+) -> Outcome {
+    let gen = o.metadata.generation.unwrap_or(1);
+    let now = cx.now();
+    let Some(v) = cx.world.vms.get(name).cloned() else { return finish(o, st) };
+    st.state = Some(v.state);
+    st.server_unit = Some(v.su.clone());
+    st.vm_index = v.index;
+    let mut subs: Vec<String> = v.substates.iter().cloned().collect();
+    if migrating(cx.world, name) {
+        subs.insert(0, "MIGRATING".into());
+    }
+    st.substates = subs;
+    st.live_migration_count = v.lm_count;
+    st.migration_history = v.history.clone();
+    st.detached_devices = v.detached.iter().cloned().collect();
+    st.detached_cpus = v.detached_cpus;
+    st.system_information = if v.lm_count > 0 {
+        let current = cx.world.configuration_of(&v.su, &model_of(cx, &v.su));
+        let (note, shown) = match o.spec.mighost {
+            Mighost::Ipl => (
+                "NSI6231 LIVE MIGRATION HAS OCCURRED; DATA OF THE IPL HOST WILL BE DISPLAYED",
+                v.ipl_configuration.clone(),
+            ),
+            Mighost::Current => {
+                ("NSI6232 LIVE MIGRATION HAS OCCURRED; DATA OF THE CURRENT HOST WILL BE DISPLAYED", current.clone())
+            }
+        };
+        Some(SystemInformation {
+            note: Some(note.to_string()),
+            configuration: shown,
+            ipl_configuration: v.ipl_configuration.clone(),
+            current_configuration: current,
+        })
+    } else {
+        None
+    };
+    let placed_msg = format!("on SU {}{}", v.su, v.index.map(|i| format!(", VM index {i}")).unwrap_or_default());
+    set_condition(&mut st.conditions, "Placed", ConditionStatus::True, "Placed", &placed_msg, Some(gen), &now);
+    let desired: VmState = o.spec.state.into();
+    match problems.first() {
+        Some((reason, _)) => {
+            let msg: Vec<&str> = problems.iter().map(|(_, m)| m.as_str()).collect();
+            set_condition(
+                &mut st.conditions,
+                "Ready",
+                ConditionStatus::False,
+                reason,
+                &msg.join("; "),
+                Some(gen),
+                &now,
+            );
+        }
+        None if v.state == desired => {
+            set_condition(
+                &mut st.conditions,
+                "Ready",
+                ConditionStatus::True,
+                "StateReached",
+                &format!("{desired}"),
+                Some(gen),
+                &now,
+            );
+        }
+        None => {
+            set_condition(
+                &mut st.conditions,
+                "Ready",
+                ConditionStatus::False,
+                "Converging",
+                &format!("{} -> {desired}", v.state),
+                Some(gen),
+                &now,
+            );
+        }
+    }
+    finish(o, st)
+}
+
+fn finish(o: &Object<VMDefinitionSpec, VMDefinitionStatus>, st: VMDefinitionStatus) -> Outcome {
+    let mut r = o.clone();
+    r.status = st;
+    Outcome::status(r.into_resource())
+}
+
+/// A deleted definition: its VM is deleted and its resources freed; a migration of it
+/// is rolled back.
+pub fn cleanup(cx: &mut Cx, o: &Object<VMDefinitionSpec, VMDefinitionStatus>) {
+    let name = o.name().to_string();
+    cx.world.lost_vms.remove(&name);
+    cx.world.dirty_override.remove(&name);
+    let lms: Vec<String> = cx.world.migrations.iter().filter(|(_, m)| m.vm == name).map(|(k, _)| k.clone()).collect();
+    for lm in lms {
+        super::lm::rollback(cx, &lm, "the VMDefinition was deleted");
+    }
+    if let Some(v) = cx.world.vms.remove(&name) {
+        cx.world.release_devices(&v.su, &name);
+        vm_event(
+            cx,
+            &name,
+            EventType::Normal,
+            "VmDefinitionDeleted",
+            format!("VM {} and its definition deleted on {}", v.vm_name, v.su),
+        );
+        wake_waiting(cx, &v.su);
+    }
+    cx.world.touch();
+}

@@ -1,0 +1,379 @@
+//! VMs in the simulated world: where each definition lives, what an initialised VM
+//! holds (memory, VM index, devices), and the accounting rules every placement, live
+//! migration and recovery shares. Free memory and free indexes are always computed
+//! from the holdings, so the books cannot drift; `World::audit` checks the rest.
+
+use super::World;
+use crate::api::{DeviceType, DeviceUsage, MigrationRecord, OperationMode, SuType, VmState};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A VM definition as VM2000 knows it, keyed in the world by VMDefinition object name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimVm {
+    /// BS2000 VM name.
+    pub vm_name: String,
+    /// The SU the definition is assigned to.
+    pub su: String,
+    /// Actual state.
+    pub state: VmState,
+    /// Persistent definition (on the CRD).
+    pub persistent: bool,
+    /// VM index held while initialised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    /// Memory held while initialised (MiB).
+    pub memory_mib: u64,
+    /// Virtual CPUs (multiprocessor level).
+    pub cpus: u32,
+    /// vCPUs detached because the CPU pool is smaller than the multiprocessor level.
+    #[serde(default)]
+    pub detached_cpus: u32,
+    /// CPU pool.
+    pub pool: String,
+    /// VM group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Devices assigned (held on the SU while initialised), by MN.
+    pub devices: BTreeMap<String, DeviceUsage>,
+    /// Devices detached by a live migration that stay detached (tapes).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub detached: BTreeSet<String>,
+    /// Substates (DIFF, ...). MIGRATING is derived from running migrations.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub substates: BTreeSet<String>,
+    /// LIVE-MIG-COUNT.
+    #[serde(default)]
+    pub lm_count: u32,
+    /// SHOW-LIVE-MIGRATION-HISTORY, first line the IPL.
+    #[serde(default)]
+    pub history: Vec<MigrationRecord>,
+    /// Configuration at IPL, e.g. "390SU- 500".
+    #[serde(default)]
+    pub ipl_configuration: String,
+    /// The spec generation last carried out.
+    #[serde(default)]
+    pub applied_generation: u64,
+    /// After a recovery: stay DEFINED_ONLY until the spec changes past this generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_until_generation_above: Option<u64>,
+}
+
+impl SimVm {
+    /// Initialised VMs hold memory, an index and devices.
+    pub fn initialised(&self) -> bool {
+        !matches!(self.state, VmState::DefinedOnly)
+    }
+}
+
+/// What a VM asks of an SU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Demand<'a> {
+    /// VMDefinition object name (the holder name).
+    pub owner: &'a str,
+    /// VM name.
+    pub vm_name: &'a str,
+    /// Fixed index, or None for *ANY.
+    pub index: Option<u32>,
+    /// Memory (MiB).
+    pub memory_mib: u64,
+    /// CPU pool.
+    pub pool: &'a str,
+    /// VM group.
+    pub group: Option<&'a str>,
+    /// Devices and how.
+    pub devices: &'a BTreeMap<String, DeviceUsage>,
+    /// Whether resources (memory, index, devices) are needed: false for a
+    /// DEFINED_ONLY definition.
+    pub resources: bool,
+}
+
+/// One reason a placement is not possible (the LM conflicts reuse these).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shortfall {
+    /// VMS message ID, where the manual names one.
+    pub code: Option<&'static str>,
+    /// Stable CamelCase reason.
+    pub reason: &'static str,
+    /// For people.
+    pub message: String,
+    /// Extra detail for VMS2404 (e.g. the device MN).
+    pub detail: Option<String>,
+}
+
+fn short(reason: &'static str, message: String) -> Shortfall {
+    Shortfall { code: None, reason, message, detail: None }
+}
+
+/// A reservation an incoming live migration holds on its target SU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// VMDefinition object name.
+    pub vm: String,
+    /// VM name.
+    pub vm_name: String,
+    /// Target SU.
+    pub su: String,
+    /// Index reserved.
+    pub index: Option<u32>,
+    /// Memory reserved (MiB).
+    pub memory_mib: u64,
+    /// Devices reserved.
+    pub devices: BTreeMap<String, DeviceUsage>,
+}
+
+impl World {
+    /// VMs whose definition is on `su`.
+    pub fn vms_on<'a>(&'a self, su: &'a str) -> impl Iterator<Item = (&'a String, &'a SimVm)> + 'a {
+        self.vms.iter().filter(move |(_, v)| v.su == su)
+    }
+
+    /// Reservations of incoming migrations on `su`.
+    pub fn reservations_on<'a>(&'a self, su: &'a str) -> impl Iterator<Item = &'a Reservation> + 'a {
+        self.migrations.values().filter_map(|m| m.reservation.as_ref()).filter(move |r| r.su == su)
+    }
+
+    /// Memory held on `su`: initialised VMs plus reservations.
+    pub fn used_memory(&self, su: &str) -> u64 {
+        let vms: u64 = self.vms_on(su).filter(|(_, v)| v.initialised()).map(|(_, v)| v.memory_mib).sum();
+        let res: u64 = self.reservations_on(su).map(|r| r.memory_mib).sum();
+        vms + res
+    }
+
+    /// Memory free for VMs on `su`.
+    pub fn free_memory(&self, su: &str) -> u64 {
+        match self.su(su) {
+            None => 0,
+            Some(s) => s.memory_mib.saturating_sub(s.monitor_mib).saturating_sub(self.used_memory(su)),
+        }
+    }
+
+    /// VM indexes in use on `su` (1 is the monitor).
+    pub fn used_indexes(&self, su: &str) -> BTreeSet<u32> {
+        let mut s: BTreeSet<u32> = self.vms_on(su).filter_map(|(_, v)| v.index).collect();
+        s.extend(self.reservations_on(su).filter_map(|r| r.index));
+        s.insert(1);
+        s
+    }
+
+    /// Number of VM definitions on `su`, counting incoming migrations.
+    pub fn definitions_on(&self, su: &str) -> usize {
+        self.vms_on(su).count() + self.reservations_on(su).count()
+    }
+
+    /// Everything that prevents `d` on `su`, all together (empty: possible).
+    /// `leaving` is a VM that will leave `su` (ignored when counting).
+    pub fn shortfalls(&self, su_name: &str, d: &Demand) -> Vec<Shortfall> {
+        let mut out = Vec::new();
+        let Some(su) = self.su(su_name) else {
+            out.push(short("ServerUnitNotFound", format!("SU {su_name} does not exist")));
+            return out;
+        };
+        if !self.powered(su_name) {
+            out.push(short("ServerUnitPoweredOff", format!("SU {su_name} is powered off")));
+            return out;
+        }
+        let others: Vec<(&String, &SimVm)> = self.vms_on(su_name).filter(|(k, _)| k.as_str() != d.owner).collect();
+        if su.mode == OperationMode::Native {
+            if !others.is_empty() || self.reservations_on(su_name).any(|r| r.vm != d.owner) {
+                out.push(short(
+                    "NativeServerUnitOccupied",
+                    format!("SU {su_name} runs Native BS2000 and already has a BS2000 system"),
+                ));
+            }
+        } else {
+            if others.iter().any(|(_, v)| v.vm_name == d.vm_name)
+                || self.reservations_on(su_name).any(|r| r.vm != d.owner && r.vm_name == d.vm_name)
+            {
+                out.push(short("VmNameInUse", format!("VM name {} is already used on SU {su_name}", d.vm_name)));
+            }
+            let defs = others.len() + self.reservations_on(su_name).filter(|r| r.vm != d.owner).count();
+            if defs >= su.max_vms as usize {
+                out.push(short(
+                    "VmDefinitionLimitReached",
+                    format!("SU {su_name} already has {defs} VM definitions, its limit is {}", su.max_vms),
+                ));
+            }
+        }
+        if !d.resources {
+            return out;
+        }
+        let held_here: u64 =
+            self.vms.get(d.owner).filter(|v| v.su == su_name && v.initialised()).map(|v| v.memory_mib).unwrap_or(0);
+        let free = self.free_memory(su_name) + held_here;
+        if d.memory_mib > free {
+            out.push(short(
+                "InsufficientMemory",
+                format!("SU {su_name} has {free} MiB of main memory free, the VM needs {} MiB", d.memory_mib),
+            ));
+        }
+        if su.mode == OperationMode::VM2000 {
+            let mut used = self.used_indexes(su_name);
+            if let Some(own) = self.vms.get(d.owner).filter(|v| v.su == su_name).and_then(|v| v.index) {
+                used.remove(&own);
+            }
+            match d.index {
+                Some(i) if used.contains(&i) => {
+                    out.push(short("VmIndexInUse", format!("VM index {i} is already used on SU {su_name}")))
+                }
+                None if (2..=99).all(|i| used.contains(&i)) => {
+                    out.push(short("NoFreeVmIndex", format!("no VM index is free on SU {su_name}")))
+                }
+                _ => {}
+            }
+            match su.pools.get(d.pool) {
+                None => {
+                    out.push(short("CpuPoolMissing", format!("CPU pool {} does not exist on SU {su_name}", d.pool)))
+                }
+                Some(0) => out.push(short("CpuPoolEmpty", format!("CPU pool {} on SU {su_name} has no CPU", d.pool))),
+                _ => {}
+            }
+            if let Some(g) = d.group {
+                if !su.groups.contains(g) {
+                    out.push(short("VmGroupMissing", format!("VM group {g} does not exist on SU {su_name}")));
+                }
+            }
+        }
+        for (mn, usage) in d.devices {
+            match su.devices.get(mn) {
+                None => out.push(Shortfall {
+                    code: None,
+                    reason: "DeviceNotGenerated",
+                    message: format!("device {mn} is not generated on SU {su_name}"),
+                    detail: Some(mn.clone()),
+                }),
+                Some(dev) => {
+                    let others: Vec<(&String, &DeviceUsage)> =
+                        dev.holders.iter().filter(|(h, _)| h.as_str() != d.owner).collect();
+                    let excl_other = others.iter().find(|(_, u)| **u == DeviceUsage::Exclusive);
+                    if let Some((h, _)) = excl_other {
+                        out.push(Shortfall {
+                            code: Some("VMS2437"),
+                            reason: "DeviceAssignedExclusively",
+                            message: format!("VMS2437 DEVICE '{mn}' NOT ASSIGNABLE TO VIRTUAL MACHINE: already assigned exclusively to {h} on SU {su_name}"),
+                            detail: Some(mn.clone()),
+                        });
+                    } else if *usage == DeviceUsage::Exclusive && !others.is_empty() {
+                        out.push(Shortfall {
+                            code: Some("VMS2437"),
+                            reason: "DeviceAssignedExclusively",
+                            message: format!("VMS2437 DEVICE '{mn}' NOT ASSIGNABLE TO VIRTUAL MACHINE: wanted exclusively but already assigned to {} on SU {su_name}", others[0].0),
+                            detail: Some(mn.clone()),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Takes the devices of `owner` on `su` (adds it as holder).
+    pub fn hold_devices(&mut self, su: &str, owner: &str, devices: &BTreeMap<String, DeviceUsage>) {
+        if let Some(s) = self.su_mut(su) {
+            for (mn, u) in devices {
+                if let Some(d) = s.devices.get_mut(mn) {
+                    d.holders.insert(owner.to_string(), *u);
+                }
+            }
+        }
+    }
+
+    /// Gives back every device `owner` holds on `su`.
+    pub fn release_devices(&mut self, su: &str, owner: &str) {
+        if let Some(s) = self.su_mut(su) {
+            for d in s.devices.values_mut() {
+                d.holders.remove(owner);
+            }
+        }
+    }
+
+    /// A free VM index on `su` (the fixed one if given and free).
+    pub fn pick_index(&self, su: &str, fixed: Option<u32>, owner: &str) -> Option<u32> {
+        let mut used = self.used_indexes(su);
+        if let Some(own) = self.vms.get(owner).filter(|v| v.su == su).and_then(|v| v.index) {
+            used.remove(&own);
+        }
+        match fixed {
+            Some(i) => (!used.contains(&i)).then_some(i),
+            None => (2..=99).find(|i| !used.contains(i)),
+        }
+    }
+
+    /// Configuration string as SHOW-SYSTEM-INFORMATION prints it, e.g. "390SU- 700".
+    pub fn configuration_of(&self, su: &str, model: &str) -> String {
+        let arch = match self.su(su).map(|s| s.su_type) {
+            Some(SuType::X86) => "X86SU",
+            _ => "390SU",
+        };
+        let digits: String = model.chars().filter(|c| c.is_ascii_digit()).collect();
+        format!("{arch}-{digits:>4}")
+    }
+
+    /// Checks the books: every holding belongs to an existing VM or migration on the
+    /// right SU, no device is exclusive to two holders, no SU is over-committed, and
+    /// every VM is on exactly one existing SU. Returns what is wrong.
+    pub fn audit(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        for (name, v) in &self.vms {
+            if self.su(&v.su).is_none() {
+                bad.push(format!("VM {name} is on SU {} which does not exist", v.su));
+            }
+            if v.initialised() {
+                for mn in v.devices.keys() {
+                    let held =
+                        self.su(&v.su).and_then(|s| s.devices.get(mn)).is_some_and(|d| d.holders.contains_key(name));
+                    if !held && !v.detached.contains(mn) {
+                        bad.push(format!("VM {name} is assigned {mn} but does not hold it on {}", v.su));
+                    }
+                }
+            }
+        }
+        for (uname, u) in &self.units {
+            let Some(s) = &u.su else { continue };
+            for (mn, d) in &s.devices {
+                let excl = d.holders.values().filter(|u| **u == DeviceUsage::Exclusive).count();
+                if excl > 0 && d.holders.len() > 1 {
+                    bad.push(format!("device {mn} on {uname} is exclusive but has {} holders", d.holders.len()));
+                }
+                for h in d.holders.keys() {
+                    let by_vm = self.vms.get(h).is_some_and(|v| v.su == *uname && v.initialised());
+                    let by_res = self.reservations_on(uname).any(|r| &r.vm == h && r.devices.contains_key(mn));
+                    if !by_vm && !by_res {
+                        bad.push(format!(
+                            "device {mn} on {uname} is held by {h}, which neither runs there nor migrates there"
+                        ));
+                    }
+                }
+            }
+            if self.used_memory(uname) + s.monitor_mib > s.memory_mib {
+                bad.push(format!(
+                    "SU {uname} is over-committed: {} MiB used + {} MiB monitor > {} MiB",
+                    self.used_memory(uname),
+                    s.monitor_mib,
+                    s.memory_mib
+                ));
+            }
+            let idx: Vec<u32> = self
+                .vms_on(uname)
+                .filter_map(|(_, v)| v.index)
+                .chain(self.reservations_on(uname).filter_map(|r| r.index))
+                .collect();
+            let set: BTreeSet<u32> = idx.iter().copied().collect();
+            if set.len() != idx.len() {
+                bad.push(format!("SU {uname} has a VM index used twice: {idx:?}"));
+            }
+        }
+        bad
+    }
+}
+
+/// Whether a device of this type is detached by a live migration, and whether it
+/// comes back on the target.
+pub fn detached_by_lm(t: DeviceType) -> Option<bool> {
+    match t {
+        DeviceType::Tape => Some(false),
+        DeviceType::LocalDisk => Some(false),
+        DeviceType::PavAlias => Some(true),
+        _ => None,
+    }
+}

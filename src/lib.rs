@@ -3,7 +3,9 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod controller;
 pub mod manifest;
+pub mod server;
 pub mod sim;
 pub mod store;

@@ -1,13 +1,17 @@
 //! The command line: verbs of `shared/API.md` parsed with clap, each in its own
 //! function. Exit status: 0 success, 1 rejected or invalid, 2 usage error.
 
+mod backend;
 mod diff;
+mod live;
 mod output;
 
+pub use backend::Backend;
+
 use crate::api::{schema, Kind, Resource};
-use crate::controller::{Controller, Options};
+use crate::controller::Controller;
 use crate::manifest::{self, ManifestError};
-use crate::store::{SledStore, Store, StoreError};
+use crate::store::{SledStore, StoreError};
 use anyhow::{anyhow, bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -113,6 +117,28 @@ pub enum Command {
         #[arg(long, default_value = "schemas")]
         out: PathBuf,
     },
+    /// Run the controller: REST API, reconcilers, optional watch-folder GitOps.
+    Serve {
+        /// Address to listen on (loopback by default; port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        listen: String,
+        /// Apply every manifest under this folder, at start and on every change.
+        #[arg(long)]
+        watch: Option<PathBuf>,
+        /// Delete objects whose manifest was removed from the folder (only those).
+        #[arg(long)]
+        prune: bool,
+        /// Full resync period (e.g. 60s).
+        #[arg(long, default_value = "60s")]
+        resync: String,
+        /// Simulated seconds per real second (1 = real time: a 64 GiB migration over
+        /// 1 Gbit/s takes about 9 minutes to watch).
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+        /// Reconciles at once (distinct objects).
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
     /// Block until an object meets a condition, state or phase.
     Wait {
         /// KIND/NAME, e.g. lm/lm-vm12.
@@ -158,6 +184,11 @@ pub enum Command {
 /// Runs the command line; returns the exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs go to stderr; RUST_LOG overrides (serve logs at info, other verbs warn).
+    let default = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -167,54 +198,74 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// What verbs need: the store, opened on first use.
+/// What verbs need: the back end, opened on first use.
 pub struct Context {
-    cli_data_dir: PathBuf,
-    store: Option<Arc<SledStore>>,
+    data_dir: PathBuf,
+    server: Option<String>,
     reconcile: bool,
+    backend: Option<Backend>,
 }
 
 impl Context {
-    fn store(&mut self) -> anyhow::Result<&SledStore> {
-        Ok(self.shared_store()?.as_ref())
-    }
-
-    fn shared_store(&mut self) -> anyhow::Result<&Arc<SledStore>> {
-        if self.store.is_none() {
-            self.store = Some(Arc::new(SledStore::open(&self.cli_data_dir).map_err(|e| anyhow!("{e}"))?));
+    fn store(&mut self) -> anyhow::Result<&Backend> {
+        if self.backend.is_none() {
+            self.backend = Some(match &self.server {
+                Some(url) => Backend::Remote(crate::client::Client::new(url, &self.data_dir)?),
+                None => Backend::Embedded {
+                    store: Arc::new(SledStore::open(&self.data_dir).map_err(|e| anyhow!("{e}"))?),
+                    reconcile: self.reconcile,
+                },
+            });
         }
-        Ok(self.store.as_ref().expect("just opened"))
+        Ok(self.backend.as_ref().expect("just opened"))
     }
 
     fn controller(&mut self) -> anyhow::Result<Controller> {
-        let store: Arc<dyn Store> = self.shared_store()?.clone();
-        Controller::new(store, Options::default())
+        self.store()?.controller()
     }
 
-    /// Embedded mode: runs the reconcilers until the world is quiet (unless
-    /// --no-reconcile), so that a change has taken effect when the verb returns.
     fn settle(&mut self) -> anyhow::Result<()> {
-        if !self.reconcile {
-            return Ok(());
-        }
-        let mut c = self.controller()?;
-        c.run_until_quiet()
+        self.store()?.settle()
+    }
+
+    fn remote(&mut self) -> anyhow::Result<Option<&crate::client::Client>> {
+        Ok(self.store()?.remote())
     }
 }
 
 /// Runs one parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if cli.server.is_some() {
-        bail!("--server: talking to a running `sectl serve` is not available in this build yet; leave --server/SECTL_SERVER unset to use the embedded store");
-    }
-    let mut ctx = Context { cli_data_dir: cli.data_dir.clone(), store: None, reconcile: !cli.no_reconcile };
+    let mut ctx = Context {
+        data_dir: cli.data_dir.clone(),
+        server: cli.server.clone(),
+        reconcile: !cli.no_reconcile,
+        backend: None,
+    };
     match cli.command {
         Command::Apply { files, dry_run, wait: _, output } => apply(&mut ctx, &files, dry_run, output),
         Command::Get { kind, name, output, watch } => {
+            if kind == "sources" || kind == "source" {
+                return live::sources(&mut ctx);
+            }
             if watch {
-                bail!("get -w streams changes from a running `sectl serve`; give --server URL");
+                return live::watch(&mut ctx, &kind, output);
             }
             get(&mut ctx, &kind, name.as_deref(), output)
+        }
+        Command::Serve { listen, watch, prune, resync, time_scale, concurrency } => {
+            let resync = crate::sim::parse_duration(&resync).map_err(|e| anyhow!("--resync: {e}"))?;
+            crate::server::serve(
+                &cli.data_dir,
+                crate::server::ServeOptions {
+                    listen,
+                    watch,
+                    prune,
+                    resync: std::time::Duration::from_millis(resync),
+                    time_scale,
+                    concurrency,
+                },
+            )?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Describe { kind, name } => describe(&mut ctx, &kind, &name),
         Command::Delete { kind, name, files, ignore_not_found } => {
@@ -263,7 +314,7 @@ fn load(files: &[String], existing: &[Resource]) -> Option<Vec<manifest::Documen
     Some(docs)
 }
 
-fn all_objects(store: &dyn Store, kind: Kind) -> anyhow::Result<Vec<Resource>> {
+fn all_objects(store: &Backend, kind: Kind) -> anyhow::Result<Vec<Resource>> {
     Ok(store.list(kind).map_err(|e| anyhow!("{e}"))?.0)
 }
 
@@ -510,6 +561,11 @@ fn wait(ctx: &mut Context, target: &str, for_: &str, timeout: &str) -> anyhow::R
     let kind = parse_kind(k)?;
     let cond = parse_wait_for(for_)?;
     let timeout_ms = crate::sim::parse_duration(timeout).map_err(|e| anyhow!("--timeout: {e}"))?;
+    if ctx.remote()?.is_some() {
+        // With a server: watch it (real time) until the condition holds or time is up.
+        let store = ctx.store()?;
+        return live::wait_remote(store, kind, name, timeout_ms, for_, |o| check_wait(o, &cond));
+    }
     // Embedded mode: the reconcilers run here, on simulated time, until the object
     // meets the condition, the world is quiet, or the timeout (simulated) passes.
     let mut c = ctx.controller()?;
@@ -555,16 +611,26 @@ fn sim(ctx: &mut Context, args: &[String]) -> anyhow::Result<ExitCode> {
         }
     };
     let before = ctx.store()?.events().map_err(|e| anyhow!("{e}"))?.last().map(|e| e.seq).unwrap_or(0);
-    let mut c = ctx.controller()?;
-    if let Err(e) = c.apply_fault(&fault) {
-        eprintln!("error: {e}");
-        return Ok(ExitCode::from(1));
-    }
-    if ctx.reconcile {
-        c.run_until_quiet()?;
-    }
-    let now = c.world().clock.rfc3339();
-    drop(c);
+    let now = if let Some(client) = ctx.remote()? {
+        match client.sim(args) {
+            Ok(v) => v["simulatedTime"].as_str().unwrap_or("").to_string(),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    } else {
+        let _ = &fault;
+        let mut c = ctx.controller()?;
+        if let Err(e) = c.apply_fault(&fault) {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+        if ctx.reconcile {
+            c.run_until_quiet()?;
+        }
+        c.world().clock.rfc3339()
+    };
     let evs: Vec<_> =
         ctx.store()?.events().map_err(|e| anyhow!("{e}"))?.into_iter().filter(|e| e.seq > before).collect();
     println!("simulated time {now}");

@@ -128,6 +128,7 @@ pub struct Controller {
     last_rv: u64,
     own_writes: HashMap<Key, u64>,
     saved_version: u64,
+    saved_clock: u64,
     opts: Options,
     /// Counters.
     pub stats: Stats,
@@ -144,6 +145,7 @@ impl Controller {
     pub fn new(store: Arc<dyn Store>, opts: Options) -> anyhow::Result<Controller> {
         let world = World::load(store.as_ref()).map_err(se)?;
         let saved_version = world.version;
+        let saved_clock = world.clock.now_ms;
         let mut c = Controller {
             store,
             world: Mutex::new(world),
@@ -153,6 +155,7 @@ impl Controller {
             last_rv: 0,
             own_writes: HashMap::new(),
             saved_version,
+            saved_clock,
             opts,
             stats: Stats::default(),
         };
@@ -285,12 +288,13 @@ impl Controller {
             })
             .collect();
         self.write_events(evs)?;
-        self.wake_all_infrastructure();
+        self.wake_all();
         self.save_world()?;
         Ok(())
     }
 
-    fn wake_all_infrastructure(&mut self) {
+    /// Schedules every object now (a resync).
+    pub fn wake_all(&mut self) {
         let now = self.now_ms();
         for k in Kind::ALL {
             let names: Vec<String> = self.cache.list(*k).map(|r| r.name().to_string()).collect();
@@ -349,10 +353,15 @@ impl Controller {
             self.sched.items().into_iter().map(|(t, (k, n))| (t, k.as_str().to_string(), n)).collect();
         let saved = {
             let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
-            if w.version != self.saved_version || w.observed_rv != self.last_rv || w.pending != pending {
+            if w.version != self.saved_version
+                || w.observed_rv != self.last_rv
+                || w.pending != pending
+                || w.clock.now_ms != self.saved_clock
+            {
                 w.observed_rv = self.last_rv;
                 w.pending = pending;
                 w.save(self.store.as_ref()).map_err(se)?;
+                self.saved_clock = w.clock.now_ms;
                 Some(w.version)
             } else {
                 None
@@ -364,6 +373,7 @@ impl Controller {
         Ok(())
     }
 
+    #[allow(clippy::type_complexity)]
     fn run_batch(&mut self, batch: Vec<Key>) -> anyhow::Result<()> {
         self.stats.max_parallel = self.stats.max_parallel.max(batch.len());
         let results: Vec<(Key, anyhow::Result<Option<(Outcome, Vec<NewEvent>, Vec<Key>)>>)> = if batch.len() == 1 {
@@ -387,13 +397,26 @@ impl Controller {
                         if unchanged {
                             self.stats.skipped_writes += 1;
                         } else {
-                            match self.store.update_status(status) {
-                                Ok(written) => {
+                            match self.write_status(status) {
+                                Ok((written, retried)) => {
                                     self.stats.status_writes += 1;
                                     self.own_writes.insert(key.clone(), written.meta().rv());
                                     self.cache.put(written);
+                                    if retried {
+                                        // Its new spec is reconciled next.
+                                        self.sched.schedule(key.clone(), now);
+                                    }
                                 }
                                 Err(StoreError::NotFound { .. }) => {}
+                                Err(e @ StoreError::Conflict { .. }) => {
+                                    // Changed again meanwhile: try again later; the
+                                    // events come again with the status.
+                                    self.stats.errors += 1;
+                                    let delay = self.backoff.fail(&key);
+                                    tracing::warn!(object = %format!("{}/{}", key.0, key.1), error = %e, retry_ms = delay, "status write failed");
+                                    self.sched.schedule(key, now + delay);
+                                    continue;
+                                }
                                 Err(e) => return Err(se(e)),
                             }
                         }
@@ -416,6 +439,21 @@ impl Controller {
             }
         }
         Ok(())
+    }
+
+    /// Writes a status. It is the world's as the reconciler saw it, so when someone
+    /// changed the object meanwhile (Conflict: a newer spec), it goes onto the newest
+    /// object (true: retried); that change itself is reconciled next.
+    fn write_status(&self, status: Resource) -> Result<(Resource, bool), StoreError> {
+        match self.store.update_status(status.clone()) {
+            Err(StoreError::Conflict { .. }) => {
+                let (kind, name) = (status.kind(), status.name().to_string());
+                let mut current = self.store.get(kind, &name)?.ok_or(StoreError::NotFound { kind, name })?;
+                current.take_status_from(&status);
+                Ok((self.store.update_status(current)?, true))
+            }
+            r => r.map(|w| (w, false)),
+        }
     }
 
     /// Runs the reconciler of one object; None when the object is gone.
@@ -450,6 +488,41 @@ impl Controller {
                 .map_err(se)?;
         }
         Ok(())
+    }
+
+    /// Runs everything due at the current simulated time, without moving the clock
+    /// (the serve loop moves it with real time).
+    pub fn run_due(&mut self) -> anyhow::Result<()> {
+        loop {
+            self.ingest()?;
+            let now = self.now_ms();
+            let busy = BTreeSet::new();
+            let mut batch = Vec::new();
+            while batch.len() < self.opts.concurrency.max(1) {
+                match self.sched.pop_due(now, &busy) {
+                    Some(k) => batch.push(k),
+                    None => break,
+                }
+            }
+            if batch.is_empty() {
+                return Ok(());
+            }
+            self.run_batch(batch)?;
+        }
+    }
+
+    /// Moves the simulated clock forward by `ms`.
+    pub fn advance_clock(&mut self, ms: u64) {
+        if ms > 0 {
+            let mut w = self.lock_world();
+            let t = w.clock.now_ms + ms;
+            w.clock.advance_to(t);
+        }
+    }
+
+    /// The simulated time of the next pending reconcile.
+    pub fn next_due(&self) -> Option<u64> {
+        self.sched.next_time()
     }
 
     /// Pending reconciles.

@@ -58,6 +58,9 @@ pub enum StoreError {
     /// The storage engine failed.
     #[error("store: {0}")]
     Backend(String),
+    /// A running server refused the request (its message as given).
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// Result of store calls.

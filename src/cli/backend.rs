@@ -1,0 +1,100 @@
+//! Where the verbs send their calls: the embedded store (reconcilers run in-process
+//! after a change) or a running `sectl serve` (`--server`).
+
+use crate::api::{Kind, Resource};
+use crate::client::Client;
+use crate::controller::{Controller, Options};
+use crate::store::{ApplyOutcome, Event, SledStore, Store, StoreError};
+use std::sync::Arc;
+
+/// The embedded store or a server.
+pub enum Backend {
+    /// In-process: the sled store in --data-dir.
+    Embedded {
+        /// The store.
+        store: Arc<SledStore>,
+        /// Run the reconcilers after a change.
+        reconcile: bool,
+    },
+    /// A running `sectl serve`.
+    Remote(Client),
+}
+
+impl Backend {
+    /// Creates or updates objects atomically.
+    pub fn apply(&self, objs: Vec<Resource>, dry_run: bool) -> Result<Vec<(ApplyOutcome, Resource)>, StoreError> {
+        match self {
+            Backend::Embedded { store, .. } => store.apply(objs, dry_run),
+            Backend::Remote(c) => c.apply(&objs, dry_run),
+        }
+    }
+
+    /// One object.
+    pub fn get(&self, kind: Kind, name: &str) -> Result<Option<Resource>, StoreError> {
+        match self {
+            Backend::Embedded { store, .. } => store.get(kind, name),
+            Backend::Remote(c) => c.get(kind, name),
+        }
+    }
+
+    /// All objects of a kind.
+    pub fn list(&self, kind: Kind) -> Result<(Vec<Resource>, u64), StoreError> {
+        match self {
+            Backend::Embedded { store, .. } => store.list(kind),
+            Backend::Remote(c) => c.list(kind),
+        }
+    }
+
+    /// Deletes one object.
+    pub fn delete(&self, kind: Kind, name: &str) -> Result<Resource, StoreError> {
+        match self {
+            Backend::Embedded { store, .. } => store.delete(kind, name),
+            Backend::Remote(c) => c.delete(kind, name),
+        }
+    }
+
+    /// The event log, oldest first.
+    pub fn events(&self) -> Result<Vec<Event>, StoreError> {
+        match self {
+            Backend::Embedded { store, .. } => store.events(),
+            Backend::Remote(c) => c.events(),
+        }
+    }
+
+    /// Acknowledges all events.
+    pub fn ack_events(&self) -> Result<usize, StoreError> {
+        match self {
+            Backend::Embedded { store, .. } => store.ack_events(),
+            Backend::Remote(c) => c.ack(),
+        }
+    }
+
+    /// A controller on the embedded store.
+    pub fn controller(&self) -> anyhow::Result<Controller> {
+        match self {
+            Backend::Embedded { store, .. } => {
+                let s: Arc<dyn Store> = store.clone();
+                Controller::new(s, Options::default())
+            }
+            Backend::Remote(_) => anyhow::bail!("the server runs the controller"),
+        }
+    }
+
+    /// Embedded mode: runs the reconcilers until the world is quiet (unless
+    /// --no-reconcile), so that a change has taken effect when the verb returns. With
+    /// a server, the server's controller does the work and this returns at once.
+    pub fn settle(&self) -> anyhow::Result<()> {
+        match self {
+            Backend::Embedded { reconcile: true, .. } => self.controller()?.run_until_quiet(),
+            _ => Ok(()),
+        }
+    }
+
+    /// The client, with a server.
+    pub fn remote(&self) -> Option<&Client> {
+        match self {
+            Backend::Remote(c) => Some(c),
+            _ => None,
+        }
+    }
+}

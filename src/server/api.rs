@@ -1,0 +1,344 @@
+//! The REST API of `sectl serve`, at kube-like paths:
+//! `/apis/sectl.io/v1alpha1/<plural>[/<name>[/status]]` (list, get, create, update,
+//! status, delete; `?watch=1&resourceVersion=N` streams ADDED/MODIFIED/DELETED as JSON
+//! lines, 410 when the history is gone), plus `apply` (atomic batch), `events`,
+//! `events/ack`, `sim` and `sources`. Every `/apis` request needs the bearer token.
+//! Errors are JSON: `{"code", "reason", "message"}`.
+
+use super::engine::Cmd;
+use super::gitops::Sources;
+use crate::api::{Kind, Resource};
+use crate::manifest;
+use crate::store::{Store, StoreError, WatchType};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{mpsc, Arc, Mutex};
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Requests to the controller thread.
+    pub engine: Arc<Mutex<mpsc::Sender<Cmd>>>,
+    /// The bearer token.
+    pub token: Arc<String>,
+    /// GitOps per-file status.
+    pub sources: Sources,
+    /// False once shutdown began.
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// Simulated time (ms), published by the controller loop.
+    pub sim_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Simulated seconds per real second.
+    pub time_scale: f64,
+}
+
+/// An API error response.
+pub struct ApiErr(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiErr {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"code": self.0.as_u16(), "reason": self.1, "message": self.2}))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiErr {
+    fn from(e: StoreError) -> Self {
+        let msg = e.to_string();
+        match e {
+            StoreError::NotFound { .. } => ApiErr(StatusCode::NOT_FOUND, "NotFound", msg),
+            StoreError::AlreadyExists { .. } => ApiErr(StatusCode::CONFLICT, "AlreadyExists", msg),
+            StoreError::Conflict { .. } => ApiErr(StatusCode::CONFLICT, "Conflict", msg),
+            StoreError::Expired { .. } => ApiErr(StatusCode::GONE, "Expired", msg),
+            StoreError::Invalid(_) | StoreError::Remote(_) => ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", msg),
+            StoreError::Backend(_) => ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", msg),
+        }
+    }
+}
+
+type ApiResult = Result<Response, ApiErr>;
+
+fn kind_of(plural: &str) -> Result<Kind, ApiErr> {
+    Kind::ALL
+        .iter()
+        .copied()
+        .find(|k| k.plural() == plural)
+        .ok_or_else(|| ApiErr(StatusCode::NOT_FOUND, "NotFound", format!("no resource type {plural:?}")))
+}
+
+/// Decodes a request body (JSON or YAML) into objects, with the decoder's checks.
+fn decode_body(body: &Bytes) -> Result<Vec<Resource>, ApiErr> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiErr(StatusCode::BAD_REQUEST, "BadRequest", "body is not UTF-8".into()))?;
+    // A JSON list wrapper {"items": [...]} or one object; YAML is a superset of JSON.
+    let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let docs: Vec<String> = match value.get("items").and_then(|i| i.as_array()) {
+        Some(items) => items.iter().map(|i| i.to_string()).collect(),
+        None => vec![text.to_string()],
+    };
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (i, d) in docs.iter().enumerate() {
+        match manifest::decode(&format!("item {}", i + 1), d.as_bytes()) {
+            Ok(ds) => out.extend(ds.into_iter().map(|d| d.resource)),
+            Err(es) => errors.extend(es.into_iter().map(|e| e.to_string())),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", errors.join("\n")));
+    }
+    Ok(out)
+}
+
+fn list_json(items: &[Resource], rv: u64) -> Value {
+    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": rv.to_string()}, "items": items})
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    watch: Option<String>,
+    #[serde(rename = "resourceVersion")]
+    resource_version: Option<u64>,
+}
+
+async fn list(State(s): State<AppState>, Path(plural): Path<String>, Query(q): Query<ListQuery>) -> ApiResult {
+    let kind = kind_of(&plural)?;
+    let watching = q.watch.as_deref().is_some_and(|w| w == "1" || w == "true");
+    if !watching {
+        let (items, rv) = s.store.list(kind)?;
+        return Ok(Json(list_json(&items, rv)).into_response());
+    }
+    let from = match q.resource_version {
+        Some(rv) => rv,
+        None => s.store.resource_version(),
+    };
+    // Refuse at once when the history no longer reaches back.
+    s.store.watch_from(from)?;
+    let rx = s.store.subscribe();
+    let store = s.store.clone();
+    let stream = futures_util::stream::unfold(
+        (from, rx, store, Vec::<Bytes>::new(), false),
+        move |(mut rv, mut rx, store, mut buf, done)| async move {
+            loop {
+                if done {
+                    return None;
+                }
+                if let Some(b) = buf.pop() {
+                    return Some((Ok::<Bytes, std::io::Error>(b), (rv, rx, store, buf, false)));
+                }
+                match store.watch_from(rv) {
+                    Err(e) => {
+                        let line = json!({"type": "ERROR", "object": {"code": 410, "reason": "Expired", "message": e.to_string()}});
+                        return Some((Ok(Bytes::from(format!("{line}\n"))), (rv, rx, store, buf, true)));
+                    }
+                    Ok(evs) => {
+                        for ev in evs.iter().rev() {
+                            if ev.object.kind() != kind {
+                                continue;
+                            }
+                            let t = match ev.type_ {
+                                WatchType::Added => "ADDED",
+                                WatchType::Modified => "MODIFIED",
+                                WatchType::Deleted => "DELETED",
+                            };
+                            buf.push(Bytes::from(format!("{}\n", json!({"type": t, "object": ev.object}))));
+                        }
+                        if let Some(last) = evs.last() {
+                            rv = last.rv;
+                        }
+                        if !buf.is_empty() {
+                            continue;
+                        }
+                        if rx.changed().await.is_err() {
+                            return None;
+                        }
+                    }
+                }
+            }
+        },
+    );
+    Ok(Response::builder()
+        .header("Content-Type", "application/json")
+        .body(Body::from_stream(stream))
+        .expect("response"))
+}
+
+async fn get_one(State(s): State<AppState>, Path((plural, name)): Path<(String, String)>) -> ApiResult {
+    let kind = kind_of(&plural)?;
+    match s.store.get(kind, &name)? {
+        Some(o) => Ok(Json(o).into_response()),
+        None => Err(StoreError::NotFound { kind, name }.into()),
+    }
+}
+
+async fn create(State(s): State<AppState>, Path(plural): Path<String>, body: Bytes) -> ApiResult {
+    let kind = kind_of(&plural)?;
+    let mut objs = decode_body(&body)?;
+    if objs.len() != 1 || objs[0].kind() != kind {
+        return Err(ApiErr(StatusCode::BAD_REQUEST, "BadRequest", format!("send one {} object", kind.as_str())));
+    }
+    let obj = objs.remove(0);
+    check_against_store(&s, std::slice::from_ref(&obj))?;
+    let created = s.store.create(obj)?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+fn check_against_store(s: &AppState, objs: &[Resource]) -> Result<(), ApiErr> {
+    let (servers, _) = s.store.list(Kind::SEServer)?;
+    let problems = crate::api::validate::check_set(objs, &servers);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let msgs: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{} {}: {}: {}", objs[p.index].kind(), objs[p.index].name(), p.path, p.message))
+        .collect();
+    Err(ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", msgs.join("\n")))
+}
+
+async fn update(State(s): State<AppState>, Path((plural, name)): Path<(String, String)>, body: Bytes) -> ApiResult {
+    let kind = kind_of(&plural)?;
+    let mut objs = decode_body(&body)?;
+    if objs.len() != 1 || objs[0].kind() != kind || objs[0].name() != name {
+        return Err(ApiErr(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("send the {} object named {name}", kind.as_str()),
+        ));
+    }
+    let obj = objs.remove(0);
+    check_against_store(&s, std::slice::from_ref(&obj))?;
+    Ok(Json(s.store.update(obj)?).into_response())
+}
+
+async fn update_status(
+    State(s): State<AppState>,
+    Path((plural, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let kind = kind_of(&plural)?;
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()))?;
+    let mut current =
+        s.store.get(kind, &name)?.ok_or_else(|| ApiErr::from(StoreError::NotFound { kind, name: name.clone() }))?;
+    if let Some(rv) = v["metadata"]["resourceVersion"].as_str() {
+        current.meta_mut().resource_version = Some(rv.to_string());
+    }
+    current
+        .set_status_json(v["status"].clone())
+        .map_err(|e| ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("status: {e}")))?;
+    Ok(Json(s.store.update_status(current)?).into_response())
+}
+
+async fn delete(State(s): State<AppState>, Path((plural, name)): Path<(String, String)>) -> ApiResult {
+    let kind = kind_of(&plural)?;
+    Ok(Json(s.store.delete(kind, &name)?).into_response())
+}
+
+async fn apply(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>, body: Bytes) -> ApiResult {
+    let objs = decode_body(&body)?;
+    check_against_store(&s, &objs)?;
+    let dry = q.get("dryRun").is_some_and(|v| v == "true");
+    let store = s.store.clone();
+    let results = tokio::task::spawn_blocking(move || store.apply(objs, dry))
+        .await
+        .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))??;
+    let items: Vec<Value> = results.iter().map(|(o, r)| json!({"outcome": o, "object": r})).collect();
+    Ok(Json(json!({"items": items})).into_response())
+}
+
+async fn events(State(s): State<AppState>) -> ApiResult {
+    Ok(Json(json!({"items": s.store.events()?})).into_response())
+}
+
+async fn ack(State(s): State<AppState>) -> ApiResult {
+    Ok(Json(json!({"acknowledged": s.store.ack_events()?})).into_response())
+}
+
+async fn sim(State(s): State<AppState>, Json(v): Json<Value>) -> ApiResult {
+    let args: Vec<String> = serde_json::from_value(v["args"].clone())
+        .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()))?;
+    let fault = crate::sim::Fault::parse(&args).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, "BadRequest", e))?;
+    let (tx, rx) = mpsc::channel();
+    s.engine
+        .lock()
+        .map_err(|_| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "controller gone".into()))?
+        .send(Cmd::Fault(fault, tx))
+        .map_err(|_| ApiErr(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "the controller is stopping".into()))?;
+    let r = tokio::task::spawn_blocking(move || rx.recv())
+        .await
+        .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))?
+        .map_err(|_| ApiErr(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "the controller is stopping".into()))?;
+    match r {
+        Ok(time) => Ok(Json(json!({"simulatedTime": time})).into_response()),
+        Err(e) => Err(ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e)),
+    }
+}
+
+async fn sources(State(s): State<AppState>) -> ApiResult {
+    let items = s.sources.lock().map(|m| m.values().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    Ok(Json(json!({"items": items})).into_response())
+}
+
+async fn clock(State(s): State<AppState>) -> ApiResult {
+    Ok(Json(json!({"simulatedMs": s.sim_ms.load(std::sync::atomic::Ordering::SeqCst), "timeScale": s.time_scale}))
+        .into_response())
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    if s.ready.load(std::sync::atomic::Ordering::SeqCst) {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    }
+}
+
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(s): State<AppState>, headers: HeaderMap, req: Request, next: Next) -> Response {
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !same(given.as_bytes(), s.token.as_bytes()) {
+        return ApiErr(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "a valid bearer token is required (SECTL_TOKEN, or the token file in the server's data directory)".into(),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// The router.
+pub fn router(state: AppState) -> Router {
+    let p = crate::client::PREFIX;
+    let apis = Router::new()
+        .route(&format!("{p}/apply"), post(apply))
+        .route(&format!("{p}/events"), get(events))
+        .route(&format!("{p}/events/ack"), post(ack))
+        .route(&format!("{p}/sim"), post(sim))
+        .route(&format!("{p}/sources"), get(sources))
+        .route(&format!("{p}/clock"), get(clock))
+        .route(&format!("{p}/{{plural}}"), get(list).post(create))
+        .route(&format!("{p}/{{plural}}/{{name}}"), get(get_one).put(update).delete(delete))
+        .route(&format!("{p}/{{plural}}/{{name}}/status"), axum::routing::put(update_status))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).merge(apis).with_state(state)
+}

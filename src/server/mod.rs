@@ -1,0 +1,132 @@
+//! `sectl serve`: the long-running controller. Owns the store, runs the reconcilers
+//! on a thread (`engine`), serves the REST API (`api`) on loopback by default behind a
+//! bearer token, and optionally applies a watched folder (`gitops`). SIGTERM or Ctrl-C
+//! shuts down gracefully: no new requests, the reconcile batch in hand finishes, the
+//! world (with any migration in flight) is saved and the store flushed.
+
+pub mod api;
+pub mod engine;
+pub mod gitops;
+
+use crate::client::TOKEN_FILE;
+use crate::store::{SledStore, Store};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Settings of `sectl serve`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to listen on (port 0 picks a free one; the address is printed).
+    pub listen: String,
+    /// Folder to apply and watch.
+    pub watch: Option<PathBuf>,
+    /// Delete objects whose manifest is gone (only those from the folder).
+    pub prune: bool,
+    /// Full resync period (GitOps and reconcilers).
+    pub resync: Duration,
+    /// Simulated seconds per real second.
+    pub time_scale: f64,
+    /// Reconciles at once.
+    pub concurrency: usize,
+}
+
+/// Reads the token, creating it (mode 0600) at first start.
+pub fn load_or_create_token(data_dir: &Path) -> anyhow::Result<String> {
+    let p = data_dir.join(TOKEN_FILE);
+    if let Ok(t) = std::fs::read_to_string(&p) {
+        if !t.trim().is_empty() {
+            return Ok(t.trim().to_string());
+        }
+    }
+    let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    use std::io::Write;
+    let mut f = opts.open(&p)?;
+    f.write_all(token.as_bytes())?;
+    f.sync_all()?;
+    Ok(token)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
+    let store = Arc::new(SledStore::open(data_dir).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let token = load_or_create_token(data_dir)?;
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let engine = engine::Engine::start(
+        dyn_store.clone(),
+        engine::EngineOptions { time_scale: opts.time_scale, concurrency: opts.concurrency, resync: opts.resync },
+    )?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let ready = Arc::new(AtomicBool::new(true));
+    let result = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
+        let addr = listener.local_addr()?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut sources: gitops::Sources = Default::default();
+        let mut gitops_task = None;
+        if let Some(dir) = &opts.watch {
+            let g = gitops::GitOps::new(dir.clone(), opts.prune, dyn_store.clone());
+            sources = g.sources.clone();
+            gitops_task = Some(tokio::spawn(gitops::run(g, opts.resync, stop_rx.clone())));
+        }
+        let state = api::AppState {
+            store: dyn_store.clone(),
+            engine: Arc::new(Mutex::new(engine.tx.clone())),
+            token: Arc::new(token),
+            sources,
+            ready: ready.clone(),
+            sim_ms: engine.sim_ms.clone(),
+            time_scale: opts.time_scale,
+        };
+        println!("sectl serve: listening on http://{addr}");
+        tracing::info!(%addr, watch = ?opts.watch, time_scale = opts.time_scale, "serving");
+        let ready2 = ready.clone();
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                ready2.store(false, std::sync::atomic::Ordering::SeqCst);
+                tracing::info!("shutting down: no new requests");
+            })
+            .await?;
+        let _ = stop_tx.send(true);
+        if let Some(t) = gitops_task {
+            let _ = t.await;
+        }
+        anyhow::Ok(())
+    });
+    // Let running reconciles finish, then save the world and flush the store.
+    engine.shutdown()?;
+    drop(dyn_store);
+    let _ = store.put_blob("shutdown", crate::store::now_rfc3339().as_bytes());
+    tracing::info!("stopped");
+    result
+}

@@ -76,7 +76,9 @@ macro_rules! checked_string {
                         $name::new(v).map_err(E::custom)
                     }
                 }
-                d.deserialize_str(V)
+                // deserialize_any, so that an unquoted number is a type error (as in
+                // the schema) rather than silently taken as text.
+                d.deserialize_any(V)
             }
         }
 
@@ -433,7 +435,7 @@ impl<'de> Deserialize<'de> for StringMap {
                     if k.is_empty() || k.len() > 253 || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
                         return Err(de::Error::custom(format!("key {k:?} must be 1-253 characters without spaces")));
                     }
-                    let v: String = m.next_value()?;
+                    let v: String = m.next_value::<StrictString>()?.0;
                     if out.insert(k.clone(), v).is_some() {
                         return Err(de::Error::custom(format!("duplicate key {k:?}")));
                     }
@@ -442,6 +444,25 @@ impl<'de> Deserialize<'de> for StringMap {
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// A string that must be written as one: numbers and booleans are type errors.
+struct StrictString(String);
+
+impl<'de> Deserialize<'de> for StrictString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrictString;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string (quote numbers and true/false)")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StrictString, E> {
+                Ok(StrictString(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

@@ -25,7 +25,7 @@ pub struct SEServerSpec {
     /// The Net Unit: the LAN switches of the server.
     #[serde(default)]
     pub net_unit: NetUnit,
-    /// HNCs (x86 high-speed net connect units), if any.
+    /// HNCs (High Speed Net Connect): the Net Unit's LAN connection of the SU /390.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hncs: Vec<NamedUnit>,
     /// The Server Units. Unit names are unique across all servers.
@@ -279,8 +279,9 @@ impl JsonSchema for LinkSpeed {
     }
 }
 
-/// Architecture of a Server Unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+/// Architecture of a Server Unit. Written "390" or "x86"; an unquoted 390 is taken
+/// as "390" too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SuType {
     /// SU /390: BS2000 on /390 firmware, always under VM2000.
     #[serde(rename = "390")]
@@ -288,6 +289,19 @@ pub enum SuType {
     /// SU x86: BS2000 on x86, Native or under VM2000.
     #[serde(rename = "x86")]
     X86,
+}
+
+impl JsonSchema for SuType {
+    fn schema_name() -> String {
+        "SuType".into()
+    }
+    fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        serde_json::from_value(serde_json::json!({
+            "description": "Architecture: \"390\" (SU /390) or \"x86\" (SU x86)",
+            "enum": ["390", 390, "x86"]
+        }))
+        .expect("static schema")
+    }
 }
 
 impl std::fmt::Display for SuType {

@@ -122,6 +122,17 @@ pub fn check_object(r: &Resource) -> Vec<(String, String)> {
                 }
             }
         }
+        Resource::LiveMigration(o) => {
+            if let Some(ms) = o.spec.downtime_target_ms.filter(|ms| *ms < 100) {
+                out.push(("spec.downtimeTargetMs".into(), format!("must be at least 100 (ms), got {ms}")));
+            }
+            if o.spec.time_budget_s == Some(0) {
+                out.push(("spec.timeBudgetS".into(), "must be at least 1 (s), got 0".into()));
+            }
+        }
+        Resource::VMRecovery(o) if o.spec.alive_timeout_s == 0 => {
+            out.push(("spec.aliveTimeoutS".into(), "must be at least 1 (s), got 0".into()));
+        }
         _ => {}
     }
     out

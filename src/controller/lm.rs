@@ -98,6 +98,11 @@ pub fn reconcile(cx: &mut Cx, o: &Object<LiveMigrationSpec, LiveMigrationStatus>
     let mut st = o.status.clone();
     let terminal = matches!(st.phase, LmPhase::Completed | LmPhase::Aborted | LmPhase::Rejected | LmPhase::Possible);
     if let Some(m) = cx.world.migrations.get(&name) {
+        if m.phase == LmPhase::Aborted && !terminal {
+            // Rolled back from outside (the VM was deleted): report it as aborted.
+            let why = m.abort_reason.clone().unwrap_or_else(|| "aborted".into());
+            return Ok(aborted(cx, o, st, &name, &why));
+        }
         if !matches!(m.phase, LmPhase::Completed | LmPhase::Aborted) {
             return step(cx, o, st);
         }
@@ -233,16 +238,22 @@ fn start(
         v.index.filter(|_| matches!(vm_obj.spec.vm_index, crate::api::VmIndex::Fixed(_))),
         &vm_key,
     );
+    // Devices an earlier migration detached stay detached: not moved, not reported.
     let detach: BTreeMap<String, bool> = v
         .devices
         .keys()
+        .filter(|mn| !v.detached.contains(*mn))
         .filter_map(|mn| {
             let t = cx.world.su(&source)?.devices.get(mn)?.device_type;
             crate::sim::vm::detached_by_lm(t).map(|back| (mn.clone(), back))
         })
         .collect();
-    let devices: BTreeMap<String, DeviceUsage> =
-        v.devices.iter().filter(|(mn, _)| detach.get(*mn) != Some(&false)).map(|(k, u)| (k.clone(), *u)).collect();
+    let devices: BTreeMap<String, DeviceUsage> = v
+        .devices
+        .iter()
+        .filter(|(mn, _)| detach.get(*mn) != Some(&false) && !v.detached.contains(*mn))
+        .map(|(k, u)| (k.clone(), *u))
+        .collect();
     cx.world.hold_devices(&target, &vm_key, &devices);
     let memory = v.memory_mib as f64;
     let now_ms = cx.world.clock.now_ms;
@@ -275,6 +286,7 @@ fn start(
         downtime_ms: None,
         messages: Vec::new(),
         warnings: Vec::new(),
+        abort_reason: None,
     };
     let new_label = vm_label(index, &v.vm_name);
     let x86 = su_type == SuType::X86;
@@ -385,7 +397,16 @@ fn preconditions(cx: &Cx, vm: &str, source: &str, target: &str) -> Vec<Conflict>
         out.push(conflict(None, "VmStateWait", format!("VM {} is in state WAIT", v.vm_name)));
     }
     // Target resources (the same rules as placing a definition).
-    let devices = if v.initialised() { v.devices.clone() } else { wanted_devices(&vm_obj.spec) };
+    let mut devices = if v.initialised() { v.devices.clone() } else { wanted_devices(&vm_obj.spec) };
+    // Tapes and local disks are detached for the migration and not attached on the
+    // target (s4.4, s4.8): the target need not have them (a local disk never has).
+    // Devices an earlier migration detached are not moved either.
+    if v.initialised() {
+        devices.retain(|mn, _| {
+            !v.detached.contains(mn)
+                && src.devices.get(mn).and_then(|d| crate::sim::vm::detached_by_lm(d.device_type)) != Some(false)
+        });
+    }
     let fixed = match vm_obj.spec.vm_index {
         crate::api::VmIndex::Fixed(_) => v.index,
         crate::api::VmIndex::Any => None,
@@ -584,16 +605,27 @@ pub fn rollback(cx: &mut Cx, lm: &str, why: &str) -> bool {
     if matches!(m.phase, LmPhase::Completed | LmPhase::Aborted) {
         return false;
     }
-    cx.world.release_devices(&m.target, &m.vm);
+    // After the resume (post-treatment) the VM already runs on the target and holds
+    // its devices there; the source's are released. Nothing is left to undo.
+    let resumed = m.phase == LmPhase::PostTreatment;
+    if !resumed {
+        cx.world.release_devices(&m.target, &m.vm);
+    }
     m.reservation = None;
     let vm_name = cx.world.vms.get(&m.vm).map(|v| v.vm_name.clone()).unwrap_or_else(|| m.vm.clone());
     let index = cx.world.vms.get(&m.vm).and_then(|v| v.index);
     let label = vm_label(index, &vm_name);
     let (source, target) = (m.source.clone(), m.target.clone());
-    m.messages.push(format!(
-        "{source}: SEC2001 LIVE MIGRATION OF VM {label} TO TARGET SU '{target}' ABORTED: {why}; ALL ACTIONS REVERSED"
-    ));
-    if let Some(v) = cx.world.vms.get(&m.vm) {
+    if resumed {
+        m.messages.push(format!(
+            "{target}: SEC2002 LIVE MIGRATION OF VM {label} FROM SOURCE SU '{source}' ENDED AFTER THE RESUME: {why}; THE VM RUNS ON THE TARGET SU"
+        ));
+    } else {
+        m.messages.push(format!(
+            "{source}: SEC2001 LIVE MIGRATION OF VM {label} TO TARGET SU '{target}' ABORTED: {why}; ALL ACTIONS REVERSED"
+        ));
+    }
+    if let Some(v) = cx.world.vms.get(&m.vm).filter(|_| !resumed) {
         for mn in v.devices.keys() {
             if cx
                 .world
@@ -606,13 +638,15 @@ pub fn rollback(cx: &mut Cx, lm: &str, why: &str) -> bool {
         }
     }
     m.phase = LmPhase::Aborted;
+    m.abort_reason = Some(why.to_string());
+    let stays = if resumed { &target } else { &source };
     cx.event(
         EventType::Warning,
         "WARNING",
         "Sys-Mgmt",
         format!("LiveMigration/{lm}"),
         "LiveMigrationAborted",
-        format!("live migration of VM {vm_name} from {source} to {target} aborted: {why}; the VM stays on {source}"),
+        format!("live migration of VM {vm_name} from {source} to {target} aborted: {why}; the VM stays on {stays}"),
     );
     cx.wake.push((Kind::VMDefinition, m.vm.clone()));
     cx.world.migrations.insert(lm.to_string(), m);
@@ -632,7 +666,11 @@ fn step(
     let now = cx.now();
     let now_ms = cx.world.clock.now_ms;
     let m = cx.world.migrations[&name].clone();
-    if let Some(why) = fault(cx, &m) {
+    // After the resume only a deleted VM stops the post-treatment: the source's
+    // resources are already released and the VM runs on the target (an outage there
+    // is the target's, not the migration's).
+    let fault = fault(cx, &m).filter(|_| m.phase != LmPhase::PostTreatment || !cx.world.vms.contains_key(&m.vm));
+    if let Some(why) = fault {
         rollback(cx, &name, &why);
         return Ok(aborted(cx, o, st, &name, &why));
     }
@@ -747,8 +785,11 @@ fn step(
             // are released in post-treatment (here at once, in the books).
             cx.world.release_devices(&m.source, &m.vm);
             let pool_cpus = cx.world.su(&m.target).and_then(|s| s.pools.get(&vm.pool).copied()).unwrap_or(u32::MAX);
+            // DIFF: the target's I/O configuration differs from that of the SU the
+            // system was loaded on; it goes when the system is back there (s4.8).
+            let home = vm.history.first().map(|h| h.server_unit.clone()).unwrap_or_else(|| m.source.clone());
             let diff = {
-                let (a, b) = (cx.world.su(&m.source), cx.world.su(&m.target));
+                let (a, b) = (cx.world.su(&home), cx.world.su(&m.target));
                 match (a, b) {
                     (Some(a), Some(b)) if m.su_type == SuType::S390 => {
                         let sig = |s: &crate::sim::SuRuntime| -> Vec<(String, String, String)> {

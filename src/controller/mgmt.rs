@@ -4,6 +4,7 @@
 //! and computes NORMAL / WARNING / ERROR with a reason for each cause. It also reports
 //! an inhomogeneous cluster (s2.5) and conflicting global objects (s2.1).
 
+use super::runtime::Action;
 use super::{Cx, Outcome};
 use crate::api::{
     remove_condition, set_condition, ClusterState, ConditionStatus, ManagementClusterSpec, ManagementClusterStatus,
@@ -107,6 +108,37 @@ fn cond(st: &mut ManagementClusterStatus, t: &str, ok: bool, reason: &str, msg: 
     set_condition(&mut st.conditions, t, s, reason, msg, gen, now);
 }
 
+/// Whether every unit of a server exists in the world. Until then the server has not
+/// been reconciled: clusters over it wait (its status write wakes them) rather than
+/// report its units as powered off and elect a Cluster Manager among the others.
+pub fn units_present(w: &World, spec: &SEServerSpec) -> bool {
+    spec.management_units
+        .iter()
+        .map(|m| m.name.as_str())
+        .chain(spec.server_units.iter().map(|u| u.name.as_str()))
+        .all(|u| w.unit(u).is_some())
+}
+
+/// No status yet: wait to be woken.
+pub fn not_yet() -> Outcome {
+    Outcome { status: None, action: Action::Await }
+}
+
+/// The refusal of server `server` to a cluster because cluster `owner` has it.
+fn claimed(server: &str, owner: &str) -> String {
+    format!("{server} already belongs to management cluster {owner}")
+}
+
+/// Whether cluster `c` holds server `server`: its status reflects its current spec and
+/// does not refuse it the server.
+fn holds(c: &Object<ManagementClusterSpec, ManagementClusterStatus>, server: &str) -> bool {
+    let refused = claimed(server, "");
+    c.spec.servers.iter().any(|s| s.as_str() == server)
+        && c.status.observed_generation.is_some()
+        && c.status.observed_generation == c.metadata.generation
+        && !c.status.conditions.iter().any(|k| k.type_ == "Prerequisites" && k.message.contains(&refused))
+}
+
 /// Reconciles one ManagementCluster.
 pub fn reconcile(cx: &mut Cx, o: &Object<ManagementClusterSpec, ManagementClusterStatus>) -> anyhow::Result<Outcome> {
     let name = o.name().to_string();
@@ -126,20 +158,37 @@ pub fn reconcile(cx: &mut Cx, o: &Object<ManagementClusterSpec, ManagementCluste
         .iter()
         .map(|s| (s.to_string(), cx.cache.get_typed::<SEServerSpec>(s.as_str()).map(|x| x.spec.clone())))
         .collect();
+    if servers.iter().filter_map(|(_, s)| s.as_ref()).any(|s| !units_present(cx.world, s)) {
+        return Ok(not_yet());
+    }
     let missing: Vec<&str> = servers.iter().filter(|(_, s)| s.is_none()).map(|(n, _)| n.as_str()).collect();
+    // A server belongs to one management cluster: the cluster that holds it keeps it;
+    // of two new claims the older wins (creation timestamps have whole seconds only).
     let mut taken = Vec::new();
     for other in cx.cache.typed::<ManagementClusterSpec>() {
-        if other.name() == name || !older(other, o) {
+        if other.name() == name {
             continue;
         }
         for s in &o.spec.servers {
-            if other.spec.servers.contains(s) {
-                taken.push(format!("{s} already belongs to management cluster {}", other.name()));
+            if !other.spec.servers.contains(s) {
+                continue;
+            }
+            let theirs = match (holds(other, s.as_str()), holds(o, s.as_str())) {
+                (true, false) => true,
+                (false, true) => false,
+                _ => older(other, o),
+            };
+            if theirs {
+                taken.push(claimed(s.as_str(), other.name()));
             }
         }
     }
     if !missing.is_empty() {
-        let m = format!("SEServer {} not found", missing.join(", "));
+        // Claims of another cluster are named too: `holds` reads them from here.
+        let m = std::iter::once(format!("SEServer {} not found", missing.join(", ")))
+            .chain(taken.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("; ");
         cond(&mut st, "Prerequisites", false, "ServerNotFound", &m, gen, &now);
         errors.push(m);
     } else if !taken.is_empty() {
@@ -154,11 +203,17 @@ pub fn reconcile(cx: &mut Cx, o: &Object<ManagementClusterSpec, ManagementCluste
             let m = "no ISL-E between the servers: the Net Units are not linked";
             cond(&mut st, "IslE", false, "NoIslE", m, gen, &now);
             errors.push(m.to_string());
-            cx.world.links.remove(&name);
+            if cx.world.links.remove(&name).is_some() {
+                cx.world.touch();
+            }
             false
         }
         Some(isl) => {
-            let l = cx.world.links.entry(name.clone()).or_insert(Link { bandwidth_gbps: isl.bandwidth_gbps, up: true });
+            if !cx.world.links.contains_key(&name) {
+                cx.world.links.insert(name.clone(), Link { bandwidth_gbps: isl.bandwidth_gbps, up: true });
+                cx.world.touch();
+            }
+            let l = cx.world.links.get_mut(&name).expect("just ensured");
             if l.bandwidth_gbps != isl.bandwidth_gbps {
                 l.bandwidth_gbps = isl.bandwidth_gbps;
                 cx.world.touch();

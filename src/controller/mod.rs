@@ -87,6 +87,9 @@ impl Outcome {
     }
 }
 
+/// A reconcile's outcome with the events it logged and the objects it woke.
+type Reconciled = (Outcome, Vec<NewEvent>, Vec<Key>);
+
 /// Tuning.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -373,10 +376,9 @@ impl Controller {
         Ok(())
     }
 
-    #[allow(clippy::type_complexity)]
     fn run_batch(&mut self, batch: Vec<Key>) -> anyhow::Result<()> {
         self.stats.max_parallel = self.stats.max_parallel.max(batch.len());
-        let results: Vec<(Key, anyhow::Result<Option<(Outcome, Vec<NewEvent>, Vec<Key>)>>)> = if batch.len() == 1 {
+        let results: Vec<(Key, anyhow::Result<Option<Reconciled>>)> = if batch.len() == 1 {
             batch.into_iter().map(|k| (k.clone(), self.reconcile_one(&k))).collect()
         } else {
             let this = &*self;
@@ -457,8 +459,7 @@ impl Controller {
     }
 
     /// Runs the reconciler of one object; None when the object is gone.
-    #[allow(clippy::type_complexity)]
-    fn reconcile_one(&self, key: &Key) -> anyhow::Result<Option<(Outcome, Vec<NewEvent>, Vec<Key>)>> {
+    fn reconcile_one(&self, key: &Key) -> anyhow::Result<Option<Reconciled>> {
         let Some(obj) = self.cache.get(key.0, &key.1) else { return Ok(None) };
         let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
         let mut cx = Cx { world: &mut w, cache: &self.cache, events: Vec::new(), wake: Vec::new() };

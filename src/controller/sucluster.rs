@@ -1,9 +1,10 @@
 //! SUCluster reconciler (manual s3): two SUs of one type; an SU in one SU cluster only
-//! (the older cluster keeps it); across two servers a ManagementCluster over exactly
-//! those servers; inside one server SU x86 only, with a CRD. `active: false` gives
-//! INACTIVE, an SU off ERROR, an MU off WARNING. For SU /390 the status lists the MUs.
+//! (the cluster that holds it keeps it); across two servers a ManagementCluster over
+//! exactly those servers; inside one server SU x86 only, with a CRD. `active: false`
+//! gives INACTIVE, an SU off ERROR (also an SU /390 whose server has no MU running), an
+//! MU off WARNING. For SU /390 the status lists the MUs.
 
-use super::mgmt::{camel, older};
+use super::mgmt::{camel, not_yet, older, units_present};
 use super::server::unit_status;
 use super::{Cx, Outcome};
 use crate::api::{
@@ -33,6 +34,21 @@ pub fn mgmt_cluster_of<'a>(
         .find(|m| m.spec.servers.iter().any(|s| s.as_str() == a) && m.spec.servers.iter().any(|s| s.as_str() == b))
 }
 
+/// The refusal of SU `su` to a cluster because cluster `owner` has it.
+fn claimed(su: &str, owner: &str) -> String {
+    format!("SU {su} already belongs to SU cluster {owner}")
+}
+
+/// Whether cluster `c` holds SU `su`: its status reflects its current spec and does not
+/// refuse it the SU.
+fn holds(c: &Object<SUClusterSpec, SUClusterStatus>, su: &str) -> bool {
+    let refused = claimed(su, "");
+    c.spec.server_units.iter().any(|s| s.as_str() == su)
+        && c.status.observed_generation.is_some()
+        && c.status.observed_generation == c.metadata.generation
+        && !c.status.conditions.iter().any(|k| k.type_ == "Prerequisites" && k.message.contains(&refused))
+}
+
 /// Reconciles one SUCluster.
 pub fn reconcile(cx: &mut Cx, o: &Object<SUClusterSpec, SUClusterStatus>) -> anyhow::Result<Outcome> {
     let name = o.name().to_string();
@@ -48,6 +64,9 @@ pub fn reconcile(cx: &mut Cx, o: &Object<SUClusterSpec, SUClusterStatus>) -> any
 
     let sus: Vec<&str> = o.spec.server_units.iter().map(|s| s.as_str()).collect();
     let found: Vec<Option<(&str, &SEServerSpec)>> = sus.iter().map(|s| server_of(cx.cache, s)).collect();
+    if found.iter().flatten().any(|(_, s)| !units_present(cx.world, s)) {
+        return Ok(not_yet());
+    }
     for (su, f) in sus.iter().zip(&found) {
         if f.is_none() {
             prereq.push((format!("SU {su} is not a unit of any SEServer"), "ServerUnitNotFound"));
@@ -67,17 +86,24 @@ pub fn reconcile(cx: &mut Cx, o: &Object<SUClusterSpec, SUClusterStatus>) -> any
             ));
         }
     }
-    // An SU belongs to one SU cluster only: the older claim wins.
+    // An SU belongs to one SU cluster only: the cluster that holds it keeps it; of two
+    // new claims the older wins. (Creation timestamps have whole seconds, so "older"
+    // alone would let a later cluster with a smaller name take the SU away.)
     for other in cx.cache.typed::<SUClusterSpec>() {
-        if other.name() == name || !older(other, o) {
+        if other.name() == name {
             continue;
         }
         for su in &sus {
-            if other.spec.server_units.iter().any(|s| s == su) {
-                prereq.push((
-                    format!("SU {su} already belongs to SU cluster {}", other.name()),
-                    "ServerUnitInAnotherCluster",
-                ));
+            if !other.spec.server_units.iter().any(|s| s == su) {
+                continue;
+            }
+            let theirs = match (holds(other, su), holds(o, su)) {
+                (true, false) => true,
+                (false, true) => false,
+                _ => older(other, o),
+            };
+            if theirs {
+                prereq.push((claimed(su, other.name()), "ServerUnitInAnotherCluster"));
             }
         }
     }
@@ -90,6 +116,8 @@ pub fn reconcile(cx: &mut Cx, o: &Object<SUClusterSpec, SUClusterStatus>) -> any
                     format!("the SUs are in two servers ({sa}, {sb}) but no ManagementCluster joins them"),
                     "NoManagementCluster",
                 )),
+                // Not reconciled yet: wait for its status (its write wakes this one).
+                Some(mc) if mc.status.state.is_none() => return Ok(not_yet()),
                 Some(mc) => match mc.status.state {
                     Some(ClusterState::Error) => errors.push(format!(
                         "management cluster {} is in ERROR: {}",
@@ -122,6 +150,11 @@ pub fn reconcile(cx: &mut Cx, o: &Object<SUClusterSpec, SUClusterStatus>) -> any
                 .flat_map(|m| m.spec.config_disks.iter().map(|d| d.name.to_string()))
                 .collect();
             let all: Vec<String> = own.iter().map(|s| s.to_string()).chain(via_mc).collect();
+            if all.iter().any(|d| !cx.world.disks.contains_key(d.as_str())) {
+                // Declared by an object not reconciled yet: wait (its status write
+                // wakes this cluster) rather than count the disk as failed.
+                return Ok(not_yet());
+            }
             let ok = all.iter().filter(|d| cx.world.disks.get(d.as_str()).is_some_and(|x| x.ok)).count();
             if all.is_empty() {
                 prereq.push((
@@ -176,6 +209,17 @@ pub fn reconcile(cx: &mut Cx, o: &Object<SUClusterSpec, SUClusterStatus>) -> any
                 warnings.push(format!("MU {m} is powered off: redundancy lost"));
             }
             mu_status.push(u);
+        }
+    }
+    // Manual, glossary "Redundant SKP functionality": an SU /390 is only operable while
+    // at least one MU of its own server runs.
+    for (su, f) in sus.iter().zip(&found) {
+        let Some((sname, spec)) = f else { continue };
+        let is_390 = spec.server_units.iter().any(|u| u.name == *su && u.su_type == SuType::S390);
+        let known: Vec<&str> =
+            spec.management_units.iter().map(|m| m.name.as_str()).filter(|m| cx.world.unit(m).is_some()).collect();
+        if is_390 && !known.is_empty() && known.iter().all(|m| !cx.world.powered(m)) {
+            errors.push(format!("SU {su} cannot be operated: no MU of server {sname} is running (SKP)"));
         }
     }
     st.management_units = if types.iter().flatten().any(|t| *t == SuType::S390) { mu_status } else { Vec::new() };

@@ -131,15 +131,22 @@ pub fn reconcile(cx: &mut Cx, o: &Object<VMDefinitionSpec, VMDefinitionStatus>) 
             Some(gen), &now);
         return Ok(finish_status(cx, o, st, &name, problems));
     } else {
-        if s390 && bcam_up && cx.world.held_definitions.remove(&su) {
-            cx.world.touch();
-            cx.event(EventType::Normal, "INFO", "VM2000", format!("VMDefinition/{name}"), "Vms2330",
-                format!("VMS2330 BCAM active again in the monitor system of {su}: VM definitions compared with the system disk and written"));
+        if s390 && bcam_up {
+            bcam_back(cx, &su, &name);
         }
         remove_condition(&mut st.conditions, "DefinitionSynced");
         converge(cx, o, &name, &su, desired, &devices, &mut problems);
     }
     Ok(finish_status(cx, o, st, &name, problems))
+}
+
+/// BCAM is active again on `su` after definition changes were held: VMS2330, once.
+fn bcam_back(cx: &mut Cx, su: &str, name: &str) {
+    if cx.world.held_definitions.remove(su) {
+        cx.world.touch();
+        cx.event(EventType::Normal, "INFO", "VM2000", format!("VMDefinition/{name}"), "Vms2330",
+            format!("VMS2330 BCAM active again in the monitor system of {su}: VM definitions compared with the system disk and written"));
+    }
 }
 
 /// Creates the definition on spec.serverUnit when everything it needs is there.
@@ -169,6 +176,10 @@ fn place(
                 Some(gen), &now);
             set_condition(&mut st.conditions, "Ready", ConditionStatus::False, "NotPlaced", "", Some(gen), &now);
             return Ok(finish(o, st));
+        }
+        if s.su_type == SuType::S390 && s.bcam_up && cx.world.powered(&su) {
+            // A creation held while BCAM was down is written now.
+            bcam_back(cx, &su, &name);
         }
     }
     let needs = desired != VmState::DefinedOnly;
@@ -290,6 +301,10 @@ fn converge(
             let w = cx.world.vms.get_mut(name).expect("exists");
             w.state = VmState::DefinedOnly;
             w.index = None;
+            // The VM is gone: the DIFF and detached vCPUs a live migration left go
+            // with it (detached devices are attached at the next activation).
+            w.substates.remove("DIFF");
+            w.detached_cpus = 0;
             vm_event(
                 cx,
                 name,
@@ -312,6 +327,15 @@ fn converge(
         return;
     }
     if !v.initialised() || attrs_changed {
+        // A running VM keeps devices a live migration detached (tapes, local disks)
+        // detached; a VM activated anew gets those generated on this SU (a local disk
+        // of the SU it came from is not).
+        let generated_here = |mn: &str| cx.world.su(su).is_some_and(|s| s.devices.contains_key(mn));
+        let attach: BTreeMap<String, DeviceUsage> = devices
+            .iter()
+            .filter(|(mn, _)| !v.detached.contains(*mn) || (!v.initialised() && generated_here(mn)))
+            .map(|(k, u)| (k.clone(), *u))
+            .collect();
         let demand = Demand {
             owner: name,
             vm_name: spec.vm_name.as_str(),
@@ -319,7 +343,7 @@ fn converge(
             memory_mib: spec.memory_mi_b.get(),
             pool: spec.cpu_pool.as_str(),
             group: spec.vm_group.as_deref(),
-            devices,
+            devices: &attach,
             resources: true,
         };
         let short = cx.world.shortfalls(su, &demand);
@@ -331,7 +355,7 @@ fn converge(
         }
         let index = cx.world.pick_index(su, fixed(spec.vm_index).or(v.index), name);
         cx.world.release_devices(su, name);
-        cx.world.hold_devices(su, name, devices);
+        cx.world.hold_devices(su, name, &attach);
         let w = cx.world.vms.get_mut(name).expect("exists");
         w.index = index;
         w.memory_mib = spec.memory_mi_b.get();
@@ -342,6 +366,8 @@ fn converge(
         w.vm_name = spec.vm_name.to_string();
         w.detached.retain(|d| devices.contains_key(d));
         if !v.initialised() {
+            w.detached.retain(|d| !attach.contains_key(d));
+            w.substates.remove("DIFF");
             vm_event(
                 cx,
                 name,

@@ -82,6 +82,9 @@ pub struct SimMigration {
     pub messages: Vec<String>,
     /// Warnings (make MONJV $TW).
     pub warnings: Vec<String>,
+    /// Why it was rolled back, once it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_reason: Option<String>,
 }
 
 /// One pre-copy round: how long sending `mib` takes at `rate` MiB/s, and how much the

@@ -1638,10 +1638,14 @@ fn one_outgoing_migration_per_source_su_incoming_may_overlap_and_bandwidth_is_sh
     e.run_for(0);
     assert_eq!(e.lm("lm-a").phase, LmPhase::Setup);
     assert_eq!(e.lm("lm-c").phase, LmPhase::Setup);
-    // A second migration leaving SEX1 is rejected; so is a second one of the same VM.
+    // A second migration leaving SEX1 waits for its turn (VM2000 would reject it; the
+    // object queues, MONJV $S); a second one of the same VM is rejected.
     e.put(&format!("{}\n---\n{}", lm("lm-b", "vb", "SEX2", json!({})), lm("lm-a2", "va", "SEX2", json!({}))));
     e.run_for(0);
-    assert_eq!(reasons(&e.lm("lm-b")), vec!["MigrationFromSourceRunning"]);
+    let b = e.lm("lm-b");
+    assert_eq!(b.phase, LmPhase::Pending, "{b:#?}");
+    assert_eq!(b.monjv.as_deref(), Some("$S"));
+    assert!(b.conditions.iter().any(|c| c.reason == "Queued"), "{b:#?}");
     assert_eq!(reasons(&e.lm("lm-a2")), vec!["AlreadyMigrating"]);
     e.run_for(SETUP_MS + 10);
     let half = gbps_to_mibps(1.0) / 2.0;
@@ -1659,9 +1663,11 @@ fn one_outgoing_migration_per_source_su_incoming_may_overlap_and_bandwidth_is_sh
     }
     assert_eq!(e.vm("va").server_unit.as_deref(), Some("SEX2"));
     assert_eq!(e.vm("vc").server_unit.as_deref(), Some("SEX1"));
-    assert_eq!(e.lm("lm-b").phase, LmPhase::Rejected, "a rejected request stays rejected");
+    let b = e.lm("lm-b");
+    assert_eq!(b.phase, LmPhase::Completed, "the queued migration ran when the source was free: {b:#?}");
+    assert_eq!(e.vm("vb").server_unit.as_deref(), Some("SEX2"));
     // Alone on the link, the whole bandwidth.
-    e.apply(&lm("lm-b2", "vb", "SEX2", json!({})));
+    e.apply(&lm("lm-b2", "vb", "SEX1", json!({})));
     let st = e.lm("lm-b2");
     assert_eq!(st.phase, LmPhase::Completed);
     assert!(close(st.rounds[0].duration_ms as f64, 1024.0 / (2.0 * half) * 1000.0, 0.01), "{:?}", st.rounds);
@@ -1888,7 +1894,9 @@ fn fault_at(x86: bool, persistent: bool, hit: Hit, at_ms: u64) -> LmPhase {
             assert_eq!(w.used_memory(other), 0);
             let held_other = w.su(other).unwrap().devices.values().any(|d| d.holders.contains_key("v"));
             assert!(!held_other, "devices held on {other}");
-            assert_eq!(st.live_migration_count, u32::from(v.su == tgt));
+            // One migration at most; a restart (IPL) after a power cycle starts the
+            // count again.
+            assert!(st.live_migration_count <= u32::from(v.su == tgt), "{st:#?}");
             if let Some(st) = &lm_st {
                 let want = if st.phase == LmPhase::Completed { tgt } else { src };
                 assert_eq!(v.su, want, "{st:#?}");

@@ -180,6 +180,24 @@ fn start(
         return Ok(reject(cx, o, st, vec![c], Some(&target)));
     }
     let conflicts = preconditions(cx, &vm_key, &source, &target);
+    // VM2000 allows one outgoing migration per SU and rejects a second one; a
+    // declarative object waits for its turn instead (MONJV $S: accepted), and is
+    // checked again in full when the running one ends.
+    if !spec.check_only && !conflicts.is_empty() && conflicts.iter().all(|c| c.reason == "MigrationFromSourceRunning") {
+        st.phase = LmPhase::Pending;
+        st.monjv = Some("$S".into());
+        st.conflicts.clear();
+        set_condition(
+            &mut st.conditions,
+            "Completed",
+            ConditionStatus::False,
+            "Queued",
+            &format!("waits until the live migration leaving SU {source} ends (one outgoing migration per SU)"),
+            Some(gen),
+            &now,
+        );
+        return Ok(done(o, st));
+    }
     if !conflicts.is_empty() {
         return Ok(reject(cx, o, st, conflicts, Some(&target)));
     }
@@ -200,8 +218,7 @@ fn start(
     }
     if !v.initialised() {
         // MIGRATE-VM-DEFINITION: move the definition; nothing is allocated.
-        let w = cx.world.vms.get_mut(&vm_key).expect("exists");
-        w.su = target.clone();
+        cx.world.move_vm(&vm_key, &target);
         cx.world.touch();
         st.phase = LmPhase::Completed;
         st.monjv = Some("$T".into());
@@ -291,7 +308,7 @@ fn start(
     let new_label = vm_label(index, &v.vm_name);
     let x86 = su_type == SuType::X86;
     m.messages.push(format!(
-        "{source}: MIGRATE-VM VM-ID={},SERVER-UNIT-NAME={target}",
+        "{source}: SEC2000 COMMAND /MIGRATE-VM VM-ID={},SERVER-UNIT-NAME={target}",
         v.index.map(|i| i.to_string()).unwrap_or(v.vm_name.clone())
     ));
     m.messages.push(format!("{source}: VMS2450 LIVE MIGRATION OF VM {label} TO TARGET SU '{target}' STARTED"));
@@ -308,7 +325,7 @@ fn start(
     m.messages.push(format!("{}: ETMDR01 DYNAMIC RECONFIGURATION WITH FUNCTION 'MIGRATE' STARTED", v.vm_name));
     for (mn, back) in &detach {
         let what = if *back { "PAV alias, re-attached on the target" } else { "stays detached" };
-        m.messages.push(format!("{}: /DETACH-DEVICE {mn} ({what})", v.vm_name));
+        m.messages.push(format!("{}: SEC2011 /DETACH-DEVICE {mn} ({what})", v.vm_name));
     }
     cx.world.migrations.insert(name.clone(), m);
     cx.world.touch();
@@ -633,7 +650,7 @@ pub fn rollback(cx: &mut Cx, lm: &str, why: &str) -> bool {
                 .and_then(|s| s.devices.get(mn))
                 .is_some_and(|d| crate::sim::vm::detached_by_lm(d.device_type).is_some())
             {
-                m.messages.push(format!("{vm_name}: /ATTACH-DEVICE {mn} (re-attached after the abort)"));
+                m.messages.push(format!("{vm_name}: SEC2012 /ATTACH-DEVICE {mn} (re-attached after the abort)"));
             }
         }
     }
@@ -652,6 +669,10 @@ pub fn rollback(cx: &mut Cx, lm: &str, why: &str) -> bool {
     cx.world.migrations.insert(lm.to_string(), m);
     cx.world.touch();
     wake_waiting(cx, &target);
+    // Migrations queued behind this one may start now.
+    let queued: Vec<String> =
+        cx.cache.typed::<LiveMigrationSpec>().filter(|l| l.name() != lm).map(|l| l.name().to_string()).collect();
+    cx.wake.extend(queued.into_iter().map(|n| (Kind::LiveMigration, n)));
     true
 }
 
@@ -726,7 +747,7 @@ fn step(
                 }
                 Next::Suspend(rest) => {
                     m2.messages.push(format!(
-                        "{}: I/O STOPPED FOR THE MIGRATION (I/O REQUESTS NOTED, STARTED ON THE TARGET)",
+                        "{}: SEC2010 I/O STOPPED FOR THE MIGRATION (I/O REQUESTS NOTED, STARTED ON THE TARGET)",
                         vm.vm_name
                     ));
                     if x86 {
@@ -804,10 +825,10 @@ fn step(
                 }
             };
             let time = now.clone();
+            cx.world.move_vm(&m.vm, &m.target);
             let w = cx.world.vms.get_mut(&m.vm).expect("checked");
             let detached_now: Vec<String> =
                 w.devices.keys().filter(|mn| !res.devices.contains_key(*mn)).cloned().collect();
-            w.su = m.target.clone();
             w.index = res.index;
             w.lm_count += 1;
             if w.history.is_empty() {
@@ -843,12 +864,14 @@ fn step(
                     vm.pool, m.target
                 ));
                 m2.messages.push(format!(
-                    "{}: /DETACH-DEVICE of {detached_cpus} surplus CPU(s) (target pool smaller)",
+                    "{}: SEC2011 /DETACH-DEVICE of {detached_cpus} surplus CPU(s) (target pool smaller)",
                     vm.vm_name
                 ));
             } else if vm.detached_cpus > 0 {
-                m2.messages
-                    .push(format!("{}: /ATTACH-DEVICE of {} CPU(s) detached earlier", vm.vm_name, vm.detached_cpus));
+                m2.messages.push(format!(
+                    "{}: SEC2012 /ATTACH-DEVICE of {} CPU(s) detached earlier",
+                    vm.vm_name, vm.detached_cpus
+                ));
             }
             if diff {
                 m2.warnings.push("I/O configurations of source and target differ: substate DIFF".into());

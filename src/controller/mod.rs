@@ -568,12 +568,15 @@ fn gc(w: &mut World, cache: &Cache) {
     });
     let gone: Vec<String> = w.vms.keys().filter(|k| cache.get(Kind::VMDefinition, k).is_none()).cloned().collect();
     for k in gone {
-        if let Some(v) = w.vms.remove(&k) {
+        if let Some(v) = w.remove_vm(&k) {
             w.release_devices(&v.su, &k);
         }
     }
-    let units: std::collections::BTreeSet<String> = w.units.keys().cloned().collect();
-    w.vms.retain(|_, v| units.contains(&v.su));
+    let orphans: Vec<String> =
+        w.vms.iter().filter(|(_, v)| !w.units.contains_key(&v.su)).map(|(k, _)| k.clone()).collect();
+    for k in orphans {
+        w.remove_vm(&k);
+    }
     let stale: Vec<String> = w
         .migrations
         .iter()

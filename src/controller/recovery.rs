@@ -110,15 +110,15 @@ pub fn reconcile(cx: &mut Cx, o: &Object<VMRecoverySpec, VMRecoveryStatus>) -> a
     let remote = v.su.clone();
     let vm_gen = vm_obj.as_ref().and_then(|o| o.metadata.generation).unwrap_or(1);
     cx.world.release_devices(&remote, &vm);
+    cx.world.move_vm(&vm, &local);
     let w = cx.world.vms.get_mut(&vm).expect("checked");
-    w.su = local.clone();
     w.state = VmState::DefinedOnly;
     w.index = None;
     w.hold_until_generation_above = Some(vm_gen);
     cx.world.touch();
     st.phase = RecoveryPhase::Completed;
     st.messages = vec![
-        format!("{local}: RECOVER-VM-DEFINITION VM-NAME={},SERVER-UNIT-NAME={remote}", v.vm_name),
+        format!("{local}: SEC2000 COMMAND /RECOVER-VM-DEFINITION VM-NAME={},SERVER-UNIT-NAME={remote}", v.vm_name),
         format!("{local}: SEC2320 DEFINITION OF VM {} RECOVERED FROM SU '{remote}' (STATE DEFINED_ONLY)", v.vm_name),
     ];
     set_condition(&mut st.conditions, "Completed", ConditionStatus::True, "Recovered",

@@ -244,7 +244,7 @@ fn place(
     if needs {
         cx.world.hold_devices(&su, &name, &devices);
     }
-    cx.world.vms.insert(name.clone(), v);
+    cx.world.insert_vm(name.clone(), v);
     cx.world.touch();
     vm_event(
         cx,
@@ -384,9 +384,13 @@ fn converge(
     let config = cx.world.configuration_of(su, &model);
     let w = cx.world.vms.get_mut(name).expect("exists");
     if w.state != desired {
-        if desired == VmState::Running && w.history.is_empty() {
-            w.history.push(ipl_line(now.clone(), config.clone(), su, w.index));
+        if desired == VmState::Running {
+            // Starting BS2000 is an IPL: LIVE-MIG-COUNT and the migration history
+            // start again, with this SU as the IPL host.
+            w.lm_count = 0;
+            w.history = vec![ipl_line(now.clone(), config.clone(), su, w.index)];
             w.ipl_configuration = config;
+            w.substates.remove("DIFF");
         }
         let from = w.state;
         w.state = desired;
@@ -500,7 +504,7 @@ pub fn cleanup(cx: &mut Cx, o: &Object<VMDefinitionSpec, VMDefinitionStatus>) {
     for lm in lms {
         super::lm::rollback(cx, &lm, "the VMDefinition was deleted");
     }
-    if let Some(v) = cx.world.vms.remove(&name) {
+    if let Some(v) = cx.world.remove_vm(&name) {
         cx.world.release_devices(&v.su, &name);
         vm_event(
             cx,

@@ -237,7 +237,7 @@ fn su_down(w: &mut World, su: &str) -> Vec<HwEvent> {
                 v.index = None;
             }
         } else {
-            let v = w.vms.remove(&name).expect("listed");
+            let v = w.remove_vm(&name).expect("listed");
             w.lost_vms.insert(name.clone(), v.applied_generation);
             evs.push(HwEvent {
                 type_: EventType::Warning,

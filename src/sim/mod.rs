@@ -144,9 +144,13 @@ pub struct World {
     pub cluster_managers: BTreeMap<String, String>,
     /// Changes since creation; bumps on every change.
     pub version: u64,
-    /// VM definitions by VMDefinition object name.
+    /// VM definitions by VMDefinition object name. Read freely; add, remove and move
+    /// them with `insert_vm`, `remove_vm` and `move_vm`, which keep the per-SU index.
     #[serde(default)]
     pub vms: BTreeMap<String, SimVm>,
+    /// Index: VM names per SU (derived from `vms`, rebuilt on load).
+    #[serde(skip)]
+    pub(crate) by_su: BTreeMap<String, BTreeSet<String>>,
     /// Running (and recently ended) live migrations by LiveMigration object name.
     #[serde(default)]
     pub migrations: BTreeMap<String, SimMigration>,
@@ -173,7 +177,10 @@ impl World {
     pub fn load(store: &dyn Store) -> Result<World, StoreError> {
         match store.get_blob(BLOB)? {
             Some(b) => {
-                serde_json::from_slice(&b).map_err(|e| StoreError::Backend(format!("corrupt simulated world: {e}")))
+                let mut w: World = serde_json::from_slice(&b)
+                    .map_err(|e| StoreError::Backend(format!("corrupt simulated world: {e}")))?;
+                w.reindex();
+                Ok(w)
             }
             None => Ok(World { clock: Clock::starting_now(), ..Default::default() }),
         }

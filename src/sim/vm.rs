@@ -125,7 +125,41 @@ pub struct Reservation {
 impl World {
     /// VMs whose definition is on `su`.
     pub fn vms_on<'a>(&'a self, su: &'a str) -> impl Iterator<Item = (&'a String, &'a SimVm)> + 'a {
-        self.vms.iter().filter(move |(_, v)| v.su == su)
+        self.by_su.get(su).into_iter().flatten().filter_map(|n| self.vms.get_key_value(n))
+    }
+
+    /// Rebuilds the per-SU index from `vms`.
+    pub fn reindex(&mut self) {
+        self.by_su.clear();
+        for (n, v) in &self.vms {
+            self.by_su.entry(v.su.clone()).or_default().insert(n.clone());
+        }
+    }
+
+    /// Adds (or replaces) a VM definition.
+    pub fn insert_vm(&mut self, name: String, vm: SimVm) {
+        self.remove_vm(&name);
+        self.by_su.entry(vm.su.clone()).or_default().insert(name.clone());
+        self.vms.insert(name, vm);
+    }
+
+    /// Removes a VM definition.
+    pub fn remove_vm(&mut self, name: &str) -> Option<SimVm> {
+        let v = self.vms.remove(name)?;
+        if let Some(set) = self.by_su.get_mut(&v.su) {
+            set.remove(name);
+        }
+        Some(v)
+    }
+
+    /// Assigns a VM definition to another SU.
+    pub fn move_vm(&mut self, name: &str, su: &str) {
+        let Some(v) = self.vms.get_mut(name) else { return };
+        if let Some(set) = self.by_su.get_mut(&v.su) {
+            set.remove(name);
+        }
+        v.su = su.to_string();
+        self.by_su.entry(su.to_string()).or_default().insert(name.to_string());
     }
 
     /// Reservations of incoming migrations on `su`.
@@ -314,6 +348,12 @@ impl World {
     /// every VM is on exactly one existing SU. Returns what is wrong.
     pub fn audit(&self) -> Vec<String> {
         let mut bad = Vec::new();
+        let indexed: usize = self.by_su.values().map(|s| s.len()).sum();
+        if indexed != self.vms.len()
+            || self.vms.iter().any(|(n, v)| !self.by_su.get(&v.su).is_some_and(|s| s.contains(n)))
+        {
+            bad.push("the per-SU index of VM definitions does not match the definitions".to_string());
+        }
         for (name, v) in &self.vms {
             if self.su(&v.su).is_none() {
                 bad.push(format!("VM {name} is on SU {} which does not exist", v.su));

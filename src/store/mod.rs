@@ -146,7 +146,9 @@ pub struct Event {
     pub acknowledged: bool,
 }
 
-/// The store's interface. All writes are durable when the call returns.
+/// The store's interface. Writes of what users own (create, update, delete, apply,
+/// ack, blobs) are durable when the call returns; status writes and event records are
+/// atomic and become durable within half a second or with the next durable write.
 pub trait Store: Send + Sync {
     /// One object.
     fn get(&self, kind: Kind, name: &str) -> Result<Option<Resource>>;

@@ -154,13 +154,21 @@ impl SledStore {
         Ok(())
     }
 
-    fn commit(&self, mut batch: sled::Batch, c: &Counters) -> Result<()> {
+    /// Applies a batch atomically; with `durable`, flushes before returning.
+    fn commit_with(&self, mut batch: sled::Batch, c: &Counters, durable: bool) -> Result<()> {
         batch.insert(b"m/rv".to_vec(), c.rv.to_be_bytes().to_vec());
         batch.insert(b"m/eseq".to_vec(), c.eseq.to_be_bytes().to_vec());
         self.tree.apply_batch(batch).map_err(be)?;
-        self.db.flush().map_err(be)?;
+        if durable {
+            self.db.flush().map_err(be)?;
+        }
         self.notify.send_replace(c.rv);
         Ok(())
+    }
+
+    /// Applies a batch atomically and flushes it (user writes, blobs).
+    fn commit(&self, batch: sled::Batch, c: &Counters) -> Result<()> {
+        self.commit_with(batch, c, true)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
@@ -271,7 +279,9 @@ impl Store for SledStore {
         current.take_status_from(&obj);
         let mut batch = sled::Batch::default();
         self.stage(&mut batch, &mut c, WatchType::Modified, &mut current)?;
-        self.commit(batch, &c)?;
+        // Status is the controller's and is recomputed from the world: it is made
+        // durable by sled's periodic flush (500 ms) or the next durable write.
+        self.commit_with(batch, &c, false)?;
         Ok(current)
     }
 
@@ -394,7 +404,7 @@ impl Store for SledStore {
         if ev.seq > MAX_EVENTS {
             batch.remove(event_key(ev.seq - MAX_EVENTS));
         }
-        if let Err(e) = self.commit(batch, &c) {
+        if let Err(e) = self.commit_with(batch, &c, false) {
             c.eseq -= 1;
             return Err(e);
         }

@@ -394,6 +394,19 @@ impl Controller {
             match res {
                 Ok(None) => {}
                 Ok(Some((outcome, events, wake))) => {
+                    if tracing::enabled!(tracing::Level::INFO) {
+                        let wrote = outcome
+                            .status
+                            .as_ref()
+                            .is_some_and(|s| !self.cache.get(key.0, &key.1).is_some_and(|c| c.status_eq(s)));
+                        tracing::info!(
+                            object = %format!("{}/{}", key.0, key.1),
+                            status = if wrote { "written" } else { "unchanged" },
+                            next = ?outcome.action,
+                            events = events.len(),
+                            "reconciled"
+                        );
+                    }
                     if let Some(status) = outcome.status {
                         let unchanged = self.cache.get(key.0, &key.1).is_some_and(|c| c.status_eq(&status));
                         if unchanged {

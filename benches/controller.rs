@@ -20,7 +20,7 @@ use std::time::Instant;
 /// A site: `clusters` pairs of x86 servers, each server with `sus` SUs, a management
 /// cluster per pair and an SU cluster over the first SU of each server; `vms` VMs
 /// spread over all SUs.
-fn site(clusters: usize, sus: usize, vms: usize, gbps: u32) -> String {
+fn site(clusters: usize, sus: usize, vms: usize, gbps: u32, arch: &str) -> String {
     let mut s = String::new();
     for c in 0..clusters {
         for side in ["a", "b"] {
@@ -32,7 +32,7 @@ fn site(clusters: usize, sus: usize, vms: usize, gbps: u32) -> String {
             for u in 0..sus {
                 let _ = writeln!(
                     s,
-                    "    - {{name: SU{side}{c}X{u}, type: x86, cpus: 16, memoryMiB: 262144, cpuPools: [{{name: \"*STDPOOL\", cpus: 16}}], devices: [{{mn: \"A000-A0FF\", type: disk, hostConnector: \"01\", unitId: \"00\"}}]}}"
+                    "    - {{name: SU{side}{c}X{u}, type: \"{arch}\", cpus: 16, memoryMiB: 262144, cpuPools: [{{name: \"*STDPOOL\", cpus: 16}}], devices: [{{mn: \"A000-A0FF\", type: disk, hostConnector: \"01\", unitId: \"00\"}}]}}"
                 );
             }
         }
@@ -48,7 +48,9 @@ fn site(clusters: usize, sus: usize, vms: usize, gbps: u32) -> String {
         let side = if (su_i / sus).is_multiple_of(2) { "a" } else { "b" };
         let u = su_i % sus;
         let state = ["RUNNING", "RUNNING", "INIT_ONLY", "DOWN", "DEFINED_ONLY"][i % 5];
-        let mn = 0xA000 + (i / total_sus) % 256;
+        // Each side of a pair uses its own half of A000-A0FF, so a VM can migrate to
+        // the other side without meeting its devices held there.
+        let mn = 0xA000 + if side == "a" { 0 } else { 0x80 } + (i / total_sus) % 128;
         let _ = write!(
             s,
             "---\napiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {{name: vm{i:05}}}\nspec:\n  vmName: V{i:05}\n  serverUnit: SU{side}{c}X{u}\n  state: {state}\n  memoryMiB: 1024\n  devices: [{{mn: \"{mn:04X}\", usage: exclusive}}]\n  workload: {{dirtyRateMiBps: 20}}\n"
@@ -69,7 +71,7 @@ fn apply_text(store: &Arc<SledStore>, text: &str) {
 
 fn converge(clusters: usize, vms: usize) -> (f64, f64, u64) {
     let dir = tempfile::tempdir().expect("tmp");
-    let text = site(clusters, 3, vms, 10);
+    let text = site(clusters, 3, vms, 10, "x86");
     let store = open(dir.path());
     let t = Instant::now();
     apply_text(&store, &text);
@@ -101,7 +103,7 @@ fn main() {
         let dir = tempfile::tempdir().expect("tmp");
         let store = open(dir.path());
         // 10 SU clusters of 2 SUs (one SU per server here), 50 VMs per SU.
-        apply_text(&store, &site(10, 1, 1000, 10));
+        apply_text(&store, &site(10, 1, 1000, 10, "x86"));
         let dynstore: Arc<dyn Store> = store.clone();
         let mut c = Controller::new(dynstore, Options::default()).expect("controller");
         c.run_until_quiet().expect("quiet");
@@ -136,14 +138,14 @@ fn main() {
     }
 
     if want("table") {
-        println!("\n| VM size | dirty MiB/s | link | duration | downtime | rounds | result |");
-        println!("|---|---|---|---|---|---|---|");
-        for gbps in [1u32, 10] {
+        println!("\n| SU | VM size | dirty MiB/s | link | duration | downtime | rounds | result |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for (arch, gbps) in [("x86", 1u32), ("x86", 10), ("390", 1), ("390", 10)] {
             for gib in [1u64, 4, 16, 64] {
                 for dirty in [0u32, 50, 200] {
                     let dir = tempfile::tempdir().expect("tmp");
                     let store = open(dir.path());
-                    let mut text = site(1, 1, 0, gbps);
+                    let mut text = site(1, 1, 0, gbps, arch);
                     let _ = write!(text, "---\napiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {{name: big}}\nspec:\n  vmName: BIG\n  serverUnit: SUa0X0\n  state: RUNNING\n  memoryMiB: {}\n  workload: {{dirtyRateMiBps: {dirty}}}\n---\napiVersion: sectl.io/v1alpha1\nkind: LiveMigration\nmetadata: {{name: lm}}\nspec: {{vm: big}}\n", gib * 1024);
                     apply_text(&store, &text);
                     let dynstore: Arc<dyn Store> = store.clone();
@@ -162,7 +164,8 @@ fn main() {
                         .unwrap_or("-".into())
                     };
                     println!(
-                        "| {gib} GiB | {dirty} | {gbps} Gbit/s | {} | {} | {} | {} |",
+                        "| {} | {gib} GiB | {dirty} | {gbps} Gbit/s | {} | {} | {} | {} |",
+                        if arch == "390" { "/390" } else { "x86" },
                         fmt(l.status.duration_ms),
                         fmt(l.status.downtime_ms),
                         l.status.rounds.len(),

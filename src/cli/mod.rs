@@ -304,9 +304,8 @@ fn print_errors(errors: &[ManifestError]) {
 /// Reads and checks manifests, also against `existing`. On error, prints all problems.
 fn load(files: &[String], existing: &[Resource]) -> Option<Vec<manifest::Document>> {
     let (docs, mut errors) = manifest::read_inputs(files);
-    if errors.is_empty() {
-        errors = manifest::check_documents(&docs, existing);
-    }
+    // Cross-document checks run on what did decode, so all errors come at once.
+    errors.extend(manifest::check_documents(&docs, existing));
     if !errors.is_empty() {
         print_errors(&errors);
         return None;
@@ -320,8 +319,9 @@ fn all_objects(store: &Backend, kind: Kind) -> anyhow::Result<Vec<Resource>> {
 
 fn apply(ctx: &mut Context, files: &[String], dry_run: bool, output: Option<Format>) -> anyhow::Result<ExitCode> {
     // Decode first: a file with errors never opens (or locks) the store.
-    let (docs, errors) = manifest::read_inputs(files);
+    let (docs, mut errors) = manifest::read_inputs(files);
     if !errors.is_empty() {
+        errors.extend(manifest::check_documents(&docs, &[]));
         print_errors(&errors);
         return Ok(ExitCode::from(1));
     }
@@ -437,8 +437,9 @@ fn delete(
 }
 
 fn diff(ctx: &mut Context, files: &[String]) -> anyhow::Result<ExitCode> {
-    let (docs, errors) = manifest::read_inputs(files);
+    let (docs, mut errors) = manifest::read_inputs(files);
     if !errors.is_empty() {
+        errors.extend(manifest::check_documents(&docs, &[]));
         print_errors(&errors);
         return Ok(ExitCode::from(2));
     }

@@ -39,6 +39,8 @@ pub struct AppState {
     pub sim_ms: Arc<std::sync::atomic::AtomicU64>,
     /// Simulated seconds per real second.
     pub time_scale: f64,
+    /// Becomes true when shutdown begins; open watch streams end then.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 /// An API error response.
@@ -105,8 +107,9 @@ fn list_json(items: &[Resource], rv: u64) -> Value {
 #[derive(Deserialize)]
 struct ListQuery {
     watch: Option<String>,
+    // A string, parsed by the handler, so that a bad value is a JSON error too.
     #[serde(rename = "resourceVersion")]
-    resource_version: Option<u64>,
+    resource_version: Option<String>,
 }
 
 async fn list(State(s): State<AppState>, Path(plural): Path<String>, Query(q): Query<ListQuery>) -> ApiResult {
@@ -116,28 +119,31 @@ async fn list(State(s): State<AppState>, Path(plural): Path<String>, Query(q): Q
         let (items, rv) = s.store.list(kind)?;
         return Ok(Json(list_json(&items, rv)).into_response());
     }
-    let from = match q.resource_version {
-        Some(rv) => rv,
+    let from = match q.resource_version.as_deref() {
+        Some(rv) => rv.parse::<u64>().map_err(|_| {
+            ApiErr(StatusCode::BAD_REQUEST, "BadRequest", format!("resourceVersion {rv:?} is not a number"))
+        })?,
         None => s.store.resource_version(),
     };
     // Refuse at once when the history no longer reaches back.
     s.store.watch_from(from)?;
     let rx = s.store.subscribe();
     let store = s.store.clone();
+    let stop = s.stop.clone();
     let stream = futures_util::stream::unfold(
-        (from, rx, store, Vec::<Bytes>::new(), false),
-        move |(mut rv, mut rx, store, mut buf, done)| async move {
+        (from, rx, store, Vec::<Bytes>::new(), false, stop),
+        move |(mut rv, mut rx, store, mut buf, done, mut stop)| async move {
             loop {
-                if done {
+                if done || *stop.borrow() {
                     return None;
                 }
                 if let Some(b) = buf.pop() {
-                    return Some((Ok::<Bytes, std::io::Error>(b), (rv, rx, store, buf, false)));
+                    return Some((Ok::<Bytes, std::io::Error>(b), (rv, rx, store, buf, false, stop)));
                 }
                 match store.watch_from(rv) {
                     Err(e) => {
                         let line = json!({"type": "ERROR", "object": {"code": 410, "reason": "Expired", "message": e.to_string()}});
-                        return Some((Ok(Bytes::from(format!("{line}\n"))), (rv, rx, store, buf, true)));
+                        return Some((Ok(Bytes::from(format!("{line}\n"))), (rv, rx, store, buf, true, stop)));
                     }
                     Ok(evs) => {
                         for ev in evs.iter().rev() {
@@ -157,8 +163,11 @@ async fn list(State(s): State<AppState>, Path(plural): Path<String>, Query(q): Q
                         if !buf.is_empty() {
                             continue;
                         }
-                        if rx.changed().await.is_err() {
-                            return None;
+                        // Wait for the next change, or end the stream when the
+                        // server shuts down (graceful shutdown waits for it).
+                        tokio::select! {
+                            r = rx.changed() => if r.is_err() { return None; },
+                            _ = stop.changed() => return None,
                         }
                     }
                 }
@@ -263,7 +272,9 @@ async fn ack(State(s): State<AppState>) -> ApiResult {
     Ok(Json(json!({"acknowledged": s.store.ack_events()?})).into_response())
 }
 
-async fn sim(State(s): State<AppState>, Json(v): Json<Value>) -> ApiResult {
+async fn sim(State(s): State<AppState>, body: Bytes) -> ApiResult {
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()))?;
     let args: Vec<String> = serde_json::from_value(v["args"].clone())
         .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()))?;
     let fault = crate::sim::Fault::parse(&args).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, "BadRequest", e))?;
@@ -340,5 +351,21 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{p}/{{plural}}/{{name}}"), get(get_one).put(update).delete(delete))
         .route(&format!("{p}/{{plural}}/{{name}}/status"), axum::routing::put(update_status))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).merge(apis).with_state(state)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(apis)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// Unknown paths: a JSON error like every other.
+async fn not_found(uri: axum::http::Uri) -> ApiErr {
+    ApiErr(StatusCode::NOT_FOUND, "NotFound", format!("no such path {}", uri.path()))
+}
+
+/// A known path with a method it does not serve.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiErr {
+    ApiErr(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} is not served at {}", uri.path()))
 }

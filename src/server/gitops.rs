@@ -3,9 +3,11 @@
 //! validation applies nothing and is reported (log line, event, `sectl get sources`)
 //! while the other files still apply. Each object remembers its file in the
 //! `sectl.io/source` annotation; with `--prune`, objects whose file (or document) is
-//! gone are deleted — only those, never objects applied by hand. An object changed by
-//! hand is set back to its file and that is reported as drift. Status is never drift,
-//! and neither is a VM moved by a live migration (its spec does not change).
+//! gone are deleted — only those, never objects applied by hand; a folder that cannot
+//! be listed (removed, unmounted) syncs nothing rather than pruning everything. An
+//! object changed (or deleted) by hand is set back to its file and that is reported as
+//! drift. Status is never drift, and neither is a VM moved by a live migration (its
+//! spec does not change).
 
 use crate::api::{Kind, Resource};
 use crate::manifest;
@@ -49,6 +51,8 @@ pub struct GitOps {
     last_desired: HashMap<(Kind, String), serde_json::Value>,
     /// Objects per file at its last good sync (kept while the file is invalid).
     last_good: HashMap<String, Vec<(Kind, String)>>,
+    /// The folder could not be listed at the last sync (reported once).
+    unreadable: bool,
 }
 
 /// What one sync did.
@@ -85,6 +89,7 @@ impl GitOps {
             sources: Arc::new(Mutex::new(BTreeMap::new())),
             last_desired: HashMap::new(),
             last_good: HashMap::new(),
+            unreadable: false,
         }
     }
 
@@ -108,25 +113,43 @@ impl GitOps {
 
     /// Lists the manifest files once they have stopped changing (a file being written
     /// is never read half-way: its size or time must hold still for a moment).
-    fn stable_files(&self) -> Vec<PathBuf> {
+    ///
+    /// A folder that cannot be listed is an error, not an empty folder: read as empty,
+    /// it would prune every object that came from it.
+    fn stable_files(&self) -> std::io::Result<Vec<PathBuf>> {
         for _ in 0..20 {
-            let files = manifest::collect_files(&self.dir).unwrap_or_default();
+            let files = manifest::collect_files(&self.dir)?;
             let before: Vec<_> = files.iter().map(|f| mtime_and_len(f)).collect();
             std::thread::sleep(Duration::from_millis(30));
-            let again = manifest::collect_files(&self.dir).unwrap_or_default();
+            let again = manifest::collect_files(&self.dir)?;
             let after: Vec<_> = again.iter().map(|f| mtime_and_len(f)).collect();
             if files == again && before == after {
-                return files;
+                return Ok(files);
             }
         }
-        manifest::collect_files(&self.dir).unwrap_or_default()
+        manifest::collect_files(&self.dir)
     }
 
     /// Reads the folder and makes the store match it.
     pub fn sync(&mut self) -> SyncReport {
         let mut report = SyncReport::default();
         let now = crate::store::now_rfc3339();
-        let files = self.stable_files();
+        let files = match self.stable_files() {
+            Ok(f) => {
+                self.unreadable = false;
+                f
+            }
+            Err(e) => {
+                // Change nothing (above all, prune nothing) until it can be read again.
+                let msg = format!("cannot read the watched folder {}: {e}; nothing synced", self.dir.display());
+                tracing::error!("{msg}");
+                if !self.unreadable {
+                    self.event(EventType::Warning, format!("Source/{}", self.dir.display()), "SourceUnreadable", msg);
+                    self.unreadable = true;
+                }
+                return report;
+            }
+        };
         report.files = files.len();
         let mut statuses: BTreeMap<String, SourceStatus> = BTreeMap::new();
         let mut desired: Vec<(String, Resource)> = Vec::new();
@@ -176,6 +199,10 @@ impl GitOps {
             for mut o in objs {
                 seen.insert((o.kind(), o.name().to_string()), rel.clone());
                 o.meta_mut().annotations.0.insert(SOURCE_ANNOTATION.to_string(), rel.clone());
+                // The file is the desired state: a resourceVersion in it (a manifest
+                // exported with `get -o yaml`) would make every later sync a conflict,
+                // and the whole sync, every other file's included, would fail.
+                o.meta_mut().resource_version = None;
                 desired.push((rel.clone(), o));
             }
             statuses.insert(
@@ -209,13 +236,14 @@ impl GitOps {
         for s in statuses.values_mut().filter(|s| s.state != "Applied") {
             s.objects.clear();
         }
-        // Drift: the file did not change since we applied it, but the object did.
+        // Drift: the file did not change since we applied it, but the object did (or
+        // was deleted by hand).
         let mut drifted = Vec::new();
         for (_, o) in &desired {
             let key = (o.kind(), o.name().to_string());
-            if let (Some(prev), Ok(Some(cur))) = (self.last_desired.get(&key), self.store.get(key.0, &key.1)) {
-                if *prev == o.spec_json() && !cur.spec_eq(o) {
-                    drifted.push(o.key());
+            if let (Some(prev), Ok(cur)) = (self.last_desired.get(&key), self.store.get(key.0, &key.1)) {
+                if *prev == o.spec_json() && cur.as_ref().is_none_or(|c| !c.spec_eq(o)) {
+                    drifted.push((o.key(), cur.is_none()));
                 }
             }
         }
@@ -224,8 +252,12 @@ impl GitOps {
             Ok(results) => {
                 for (outcome, r) in &results {
                     match outcome {
+                        ApplyOutcome::Created | ApplyOutcome::Configured
+                            if drifted.iter().any(|(k, _)| *k == r.key()) =>
+                        {
+                            report.drift += 1
+                        }
                         ApplyOutcome::Created => report.created += 1,
-                        ApplyOutcome::Configured if drifted.contains(&r.key()) => report.drift += 1,
                         ApplyOutcome::Configured => report.configured += 1,
                         ApplyOutcome::Unchanged => {}
                     }
@@ -241,15 +273,17 @@ impl GitOps {
                     s.message = format!("apply failed, nothing written: {e}");
                 }
                 desired.clear();
+                // Nothing was set back.
+                drifted.clear();
             }
         }
-        for key in &drifted {
-            self.event(
-                EventType::Warning,
-                key.clone(),
-                "DriftCorrected",
-                format!("{key} was changed by hand; set back to its file"),
-            );
+        for (key, deleted) in &drifted {
+            let what = if *deleted {
+                "deleted by hand; created again from its file"
+            } else {
+                "changed by hand; set back to its file"
+            };
+            self.event(EventType::Warning, key.clone(), "DriftCorrected", format!("{key} was {what}"));
         }
         // Remember each good file's objects; an invalid file keeps its previous ones.
         for (file, s) in &statuses {

@@ -32,11 +32,28 @@ pub struct ServeOptions {
     pub concurrency: usize,
 }
 
+/// Makes the token file readable by its owner only (mode 0600), whoever created it.
+fn restrict(p: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(p)?.permissions().mode() & 0o777;
+        if mode != 0o600 {
+            tracing::warn!(file = %p.display(), "token file had mode {mode:o}; set to 600");
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = p;
+    Ok(())
+}
+
 /// Reads the token, creating it (mode 0600) at first start.
 pub fn load_or_create_token(data_dir: &Path) -> anyhow::Result<String> {
     let p = data_dir.join(TOKEN_FILE);
     if let Ok(t) = std::fs::read_to_string(&p) {
         if !t.trim().is_empty() {
+            restrict(&p)?;
             return Ok(t.trim().to_string());
         }
     }
@@ -50,6 +67,8 @@ pub fn load_or_create_token(data_dir: &Path) -> anyhow::Result<String> {
     }
     use std::io::Write;
     let mut f = opts.open(&p)?;
+    // The mode above applies only when the file is new (an empty one may exist).
+    restrict(&p)?;
     f.write_all(token.as_bytes())?;
     f.sync_all()?;
     Ok(token)
@@ -90,7 +109,10 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     let result = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
         let addr = listener.local_addr()?;
+        // Fires when shutdown begins: ends watch streams (graceful shutdown waits for
+        // open connections, and a watch never ends by itself) and the GitOps loop.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop_tx = Arc::new(stop_tx);
         let mut sources: gitops::Sources = Default::default();
         let mut gitops_task = None;
         if let Some(dir) = &opts.watch {
@@ -106,18 +128,21 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
             ready: ready.clone(),
             sim_ms: engine.sim_ms.clone(),
             time_scale: opts.time_scale,
+            stop: stop_rx.clone(),
         };
         println!("sectl serve: listening on http://{addr}");
         tracing::info!(%addr, watch = ?opts.watch, time_scale = opts.time_scale, "serving");
         let ready2 = ready.clone();
+        let stop_tx2 = stop_tx.clone();
         axum::serve(listener, api::router(state))
             .with_graceful_shutdown(async move {
                 shutdown_signal().await;
                 ready2.store(false, std::sync::atomic::Ordering::SeqCst);
+                stop_tx2.send_replace(true);
                 tracing::info!("shutting down: no new requests");
             })
             .await?;
-        let _ = stop_tx.send(true);
+        stop_tx.send_replace(true);
         if let Some(t) = gitops_task {
             let _ = t.await;
         }

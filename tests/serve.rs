@@ -1,0 +1,1134 @@
+//! Issue 5, end to end: a real `sectl serve` (the binary, on 127.0.0.1:0, in a
+//! temporary data folder) driven over HTTP and through the CLI with `--server`: the
+//! REST API (CRUD, optimistic concurrency, JSON errors, watch with resume and 410),
+//! the bearer token, health, `get -w` and `wait`, watch-folder GitOps (apply, edit,
+//! invalid files, editor saves, prune, drift, migrated VMs, 200 files at once), and
+//! SIGTERM in the middle of a live migration followed by a restart that finishes it.
+//!
+//! Every wait is bounded (`LIMIT`); every server and CLI child is killed on drop.
+
+mod common;
+
+use common::SITE;
+use sectl::sim::World;
+use sectl::store::{SledStore, Store};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The longest any wait in this file may take.
+const LIMIT: Duration = Duration::from_secs(20);
+/// How often a wait looks again.
+const POLL: Duration = Duration::from_millis(50);
+/// API prefix.
+const API: &str = "/apis/sectl.io/v1alpha1";
+
+// ---------------------------------------------------------------------------------
+// Helpers
+
+/// Polls `f` until it returns Some, at most `LIMIT`.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {LIMIT:?} waiting for {what}");
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// A child process, killed (and reaped) on drop.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The lines of `r`, delivered on a channel by a thread.
+fn lines_of(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Receives from `rx` until `done` holds for what was received, at most `LIMIT`.
+fn recv_until<T: std::fmt::Debug>(rx: &mpsc::Receiver<T>, what: &str, mut done: impl FnMut(&[T]) -> bool) -> Vec<T> {
+    let deadline = Instant::now() + LIMIT;
+    let mut got = Vec::new();
+    while !done(&got) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(v) => got.push(v),
+            Err(e) => panic!("waiting for {what}: {e}; received so far: {got:#?}"),
+        }
+    }
+    got
+}
+
+/// The resourceVersion of an object as JSON.
+fn rv(obj: &Value) -> u64 {
+    obj["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no resourceVersion in {obj}"))
+}
+
+/// A VMDefinition as YAML (DEFINED_ONLY unless `state` says otherwise).
+fn vm_yaml(name: &str, vm_name: &str, memory: u64, state: &str) -> String {
+    format!(
+        "apiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {{name: {name}}}\nspec:\n  vmName: {vm_name}\n  serverUnit: ABGSE501\n  state: {state}\n  memoryMiB: {memory}\n"
+    )
+}
+
+/// The same as JSON.
+fn vm_json(name: &str, vm_name: &str, memory: u64) -> Value {
+    json!({"apiVersion": "sectl.io/v1alpha1", "kind": "VMDefinition", "metadata": {"name": name},
+        "spec": {"vmName": vm_name, "serverUnit": "ABGSE501", "state": "DEFINED_ONLY", "memoryMiB": memory}})
+}
+
+/// A LiveMigration of vm12prod to ABGSE701.
+const LM: &str = r#"apiVersion: sectl.io/v1alpha1
+kind: LiveMigration
+metadata: {name: lm-vm12}
+spec: {vm: vm12prod, targetServerUnit: ABGSE701}
+"#;
+
+/// Sends SIGTERM to a process.
+fn sigterm(pid: u32) {
+    let st = Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("run kill");
+    assert!(st.success(), "kill -TERM {pid} failed");
+}
+
+/// A running `sectl serve`.
+struct Server {
+    proc: Guard,
+    url: String,
+    data: PathBuf,
+    token: String,
+    log: Arc<Mutex<String>>,
+    agent: ureq::Agent,
+    /// Keeps the stdout pipe read (the server prints one line, but never block it).
+    _stdout: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts `sectl --data-dir DATA serve --listen 127.0.0.1:0 EXTRA...` and reads the
+    /// address from the first line of stdout.
+    fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sectl"))
+            .arg("--data-dir")
+            .arg(data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("SECTL_SERVER")
+            .env_remove("SECTL_DATA_DIR")
+            .env_remove("SECTL_TOKEN")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sectl serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let proc = Guard(child);
+        let log = Arc::new(Mutex::new(String::new()));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut l = log2.lock().unwrap_or_else(|p| p.into_inner());
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let out = lines_of(stdout);
+        let first = out.recv_timeout(LIMIT).unwrap_or_else(|e| {
+            panic!("sectl serve printed no first line ({e}); log:\n{}", log.lock().unwrap_or_else(|p| p.into_inner()))
+        });
+        let url = first
+            .strip_prefix("sectl serve: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        assert!(!url.ends_with(":0"), "the real port is printed: {url}");
+        let token = std::fs::read_to_string(data.join("token")).expect("token file").trim().to_string();
+        let agent = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).timeout(LIMIT).build();
+        Server { proc, url, data: data.to_path_buf(), token, log, agent, _stdout: out }
+    }
+
+    /// The server's log so far.
+    fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A raw request: status and body text.
+    fn req(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+        let mut r = self.agent.request(method, &format!("{}{path}", self.url));
+        if let Some(t) = token {
+            r = r.set("Authorization", &format!("Bearer {t}"));
+        }
+        let res = match body {
+            Some(b) => r.set("Content-Type", "application/json").send_string(b),
+            None => r.call(),
+        };
+        match res {
+            Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    }
+
+    /// An API request with the token, `path` below the API prefix; the body as JSON.
+    fn api(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let b = body.map(|b| b.to_string());
+        let (code, text) = self.req(method, &format!("{API}{path}"), Some(&self.token), b.as_deref());
+        let v =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path} ({code}): not JSON ({e}): {text}"));
+        (code, v)
+    }
+
+    /// One object, or None on 404.
+    fn obj(&self, plural: &str, name: &str) -> Option<Value> {
+        match self.api("GET", &format!("/{plural}/{name}"), None) {
+            (200, v) => Some(v),
+            (404, _) => None,
+            (code, v) => panic!("GET {plural}/{name}: {code} {v}"),
+        }
+    }
+
+    /// All objects of a kind.
+    fn list(&self, plural: &str) -> Vec<Value> {
+        let (code, v) = self.api("GET", &format!("/{plural}"), None);
+        assert_eq!(code, 200, "{v}");
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Names of all objects of a kind.
+    fn names(&self, plural: &str) -> Vec<String> {
+        self.list(plural).iter().map(|o| o["metadata"]["name"].as_str().unwrap_or("").to_string()).collect()
+    }
+
+    /// The event log.
+    fn events(&self) -> Vec<Value> {
+        let (code, v) = self.api("GET", "/events", None);
+        assert_eq!(code, 200, "{v}");
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Events with this reason.
+    fn events_with(&self, reason: &str) -> Vec<Value> {
+        self.events().into_iter().filter(|e| e["reason"] == reason).collect()
+    }
+
+    /// GitOps sources.
+    fn sources(&self) -> Vec<Value> {
+        let (code, v) = self.api("GET", "/sources", None);
+        assert_eq!(code, 200, "{v}");
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Opens a watch of `plural` from `rv`: the events as they come, or the refusal.
+    fn watch(&self, plural: &str, rv: u64) -> Result<mpsc::Receiver<Value>, (u16, Value)> {
+        // No overall timeout (the body is a stream); a read gives up after LIMIT.
+        let agent = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).timeout_read(LIMIT).build();
+        let url = format!("{}{API}/{plural}?watch=1&resourceVersion={rv}", self.url);
+        match agent.get(&url).set("Authorization", &format!("Bearer {}", self.token)).call() {
+            Ok(resp) => {
+                let lines = lines_of(resp.into_reader());
+                let (tx, rx) = mpsc::channel();
+                std::thread::spawn(move || {
+                    while let Ok(l) = lines.recv() {
+                        if l.trim().is_empty() {
+                            continue;
+                        }
+                        let v: Value =
+                            serde_json::from_str(&l).unwrap_or_else(|e| panic!("watch line not JSON: {e}: {l}"));
+                        if tx.send(v).is_err() {
+                            break;
+                        }
+                    }
+                });
+                Ok(rx)
+            }
+            Err(ureq::Error::Status(code, resp)) => {
+                let text = resp.into_string().unwrap_or_default();
+                Err((code, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+            }
+            Err(e) => panic!("watch {plural}: {e}"),
+        }
+    }
+
+    /// The CLI talking to this server (token from the data folder).
+    fn cli(&self) -> assert_cmd::Command {
+        let mut c = common::sectl_in(&self.data);
+        c.env_remove("SECTL_TOKEN").arg("--server").arg(&self.url).timeout(LIMIT);
+        c
+    }
+
+    /// Runs the CLI; must succeed; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli().args(args).assert().success().get_output().stdout.clone();
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    /// Runs the CLI; returns (exit code, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.cli().args(args).output().expect("run sectl");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    /// SIGTERM, then waits (bounded) for a clean exit.
+    fn stop(&mut self) -> ExitStatus {
+        sigterm(self.proc.0.id());
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Some(st) = self.proc.0.try_wait().expect("try_wait") {
+                return st;
+            }
+            if Instant::now() >= deadline {
+                panic!("sectl serve did not stop within {LIMIT:?} of SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// A temporary folder with `data/` (the store) and `watch/` (GitOps) in it.
+struct Dirs {
+    tmp: tempfile::TempDir,
+}
+
+impl Dirs {
+    fn new() -> Dirs {
+        let d = Dirs { tmp: tempfile::tempdir().expect("tempdir") };
+        std::fs::create_dir_all(d.watch()).expect("watch dir");
+        d
+    }
+    fn data(&self) -> PathBuf {
+        self.tmp.path().join("data")
+    }
+    fn watch(&self) -> PathBuf {
+        self.tmp.path().join("watch")
+    }
+    fn file(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+    /// Writes `text` to `name` in the watched folder.
+    fn put(&self, name: &str, text: &str) {
+        std::fs::write(self.watch().join(name), text).expect("write manifest");
+    }
+}
+
+fn spec_memory(o: &Value) -> u64 {
+    o["spec"]["memoryMiB"].as_u64().unwrap_or_else(|| panic!("no spec.memoryMiB in {o}"))
+}
+
+fn source_of(o: &Value) -> Option<String> {
+    o["metadata"]["annotations"]["sectl.io/source"].as_str().map(String::from)
+}
+
+// ---------------------------------------------------------------------------------
+// REST API, token, health
+
+#[test]
+fn http_crud_conflicts_errors_and_token() {
+    let d = Dirs::new();
+    let s = Server::start(&d.data(), &[]);
+
+    // Health and readiness need no token.
+    assert_eq!(s.req("GET", "/healthz", None, None), (200, "ok".to_string()));
+    assert_eq!(s.req("GET", "/readyz", None, None).0, 200);
+
+    // The token was generated at first start, with mode 0600.
+    assert!(s.token.len() >= 32, "token too short: {:?}", s.token);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.data().join("token")).expect("token").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "token file mode is {mode:o}");
+    }
+
+    // Without the token, or with a wrong one: 401 as JSON, and nothing is written.
+    let body = vm_json("web1", "WEB1", 1024).to_string();
+    let wrong = format!("{}x", s.token);
+    for tok in [None, Some(""), Some("wrong"), Some(wrong.as_str())] {
+        for (method, path, b) in [
+            ("GET", format!("{API}/vmdefinitions"), None),
+            ("POST", format!("{API}/vmdefinitions"), Some(body.as_str())),
+        ] {
+            let (code, text) = s.req(method, &path, tok, b);
+            assert_eq!(code, 401, "{method} {path} with {tok:?}: {text}");
+            let v: Value = serde_json::from_str(&text).expect("401 body is JSON");
+            assert_eq!(v["code"], 401);
+            assert_eq!(v["reason"], "Unauthorized");
+            assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+    }
+    assert!(s.obj("vmdefinitions", "web1").is_none(), "an unauthorised create must write nothing");
+    let (code, list) = s.api("GET", "/vmdefinitions", None);
+    assert_eq!(code, 200);
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"], json!([]));
+
+    // Create: 201 with the store's metadata; again: 409 AlreadyExists.
+    let (code, created) = s.api("POST", "/vmdefinitions", Some(&vm_json("web1", "WEB1", 1024)));
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["metadata"]["generation"], 1);
+    assert!(created["metadata"]["uid"].as_str().is_some_and(|u| !u.is_empty()));
+    let rv1 = rv(&created);
+    let (code, err) = s.api("POST", "/vmdefinitions", Some(&vm_json("web1", "WEB1", 1024)));
+    assert_eq!((code, err["code"].clone(), err["reason"].clone()), (409, json!(409), json!("AlreadyExists")), "{err}");
+
+    // Get and list.
+    let got = s.obj("vmdefinitions", "web1").expect("web1");
+    assert_eq!(got["kind"], "VMDefinition");
+    assert_eq!(got["metadata"]["uid"], created["metadata"]["uid"]);
+    let (_, list) = s.api("GET", "/vmdefinitions", None);
+    assert_eq!(list["items"].as_array().map(|a| a.len()), Some(1));
+    let list_rv: u64 = list["metadata"]["resourceVersion"].as_str().and_then(|r| r.parse().ok()).expect("list rv");
+    assert!(list_rv >= rv1);
+
+    // Update with the current resourceVersion (the controller may write status in
+    // between: then re-read and try again).
+    let updated = eventually("an update with a fresh resourceVersion", || {
+        let mut cur = s.obj("vmdefinitions", "web1").expect("web1");
+        cur["spec"]["memoryMiB"] = json!(2048);
+        match s.api("PUT", "/vmdefinitions/web1", Some(&cur)) {
+            (200, v) => Some(v),
+            (409, v) => {
+                assert_eq!(v["reason"], "Conflict", "{v}");
+                None
+            }
+            (code, v) => panic!("PUT: {code} {v}"),
+        }
+    });
+    assert_eq!(spec_memory(&updated), 2048);
+    assert_eq!(updated["metadata"]["generation"], 2);
+    assert!(rv(&updated) > rv1);
+
+    // Update with a stale resourceVersion: 409 Conflict, nothing changes.
+    let mut stale = created.clone();
+    stale["spec"]["memoryMiB"] = json!(4096);
+    let (code, err) = s.api("PUT", "/vmdefinitions/web1", Some(&stale));
+    assert_eq!(code, 409, "{err}");
+    assert_eq!(err["code"], 409);
+    assert_eq!(err["reason"], "Conflict");
+    assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert_eq!(spec_memory(&s.obj("vmdefinitions", "web1").expect("web1")), 2048);
+
+    // Other errors, all JSON.
+    let (code, err) = s.api("PUT", "/vmdefinitions/other", Some(&updated));
+    assert_eq!((code, err["reason"].as_str()), (400, Some("BadRequest")), "{err}");
+    let mut bad = vm_json("web3", "WEB3", 512);
+    bad["spec"]["colour"] = json!("blue");
+    let (code, err) = s.api("POST", "/vmdefinitions", Some(&bad));
+    assert_eq!((code, err["reason"].as_str()), (422, Some("Invalid")), "{err}");
+    assert!(err["message"].as_str().is_some_and(|m| m.contains("colour")), "{err}");
+    assert!(s.obj("vmdefinitions", "web3").is_none());
+    let (code, err) = s.api("GET", "/vmdefinitions/nosuch", None);
+    assert_eq!((code, err["code"].clone(), err["reason"].clone()), (404, json!(404), json!("NotFound")), "{err}");
+    let (code, err) = s.api("GET", "/gadgets", None);
+    assert_eq!((code, err["reason"].as_str()), (404, Some("NotFound")), "{err}");
+    let (code, err) = s.api("GET", "/vmdefinitions/a/b/c", None);
+    assert_eq!((code, err["code"].clone()), (404, json!(404)), "{err}");
+    let (code, err) = s.api("PATCH", "/vmdefinitions/web1", Some(&updated));
+    assert_eq!((code, err["code"].clone()), (405, json!(405)), "{err}");
+    let (code, err) = s.api("GET", "/vmdefinitions?watch=1&resourceVersion=abc", None);
+    assert_eq!((code, err["reason"].as_str()), (400, Some("BadRequest")), "{err}");
+    let (code, text) = s.req("POST", &format!("{API}/sim"), Some(&s.token), Some("not json"));
+    let err: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("sim error not JSON ({e}): {text}"));
+    assert_eq!((code, err["reason"].as_str()), (400, Some("BadRequest")), "{err}");
+    let (code, err) = s.api("POST", "/sim", Some(&json!({"args": ["power", "off", "NOSUCH"]})));
+    assert_eq!((code, err["reason"].as_str()), (422, Some("Invalid")), "{err}");
+
+    // Apply: dry run writes nothing; then created, then unchanged.
+    let batch = json!({"items": [vm_json("web2", "WEB2", 512)]});
+    let (code, v) = s.api("POST", "/apply?dryRun=true", Some(&batch));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["items"][0]["outcome"], "created");
+    assert!(s.obj("vmdefinitions", "web2").is_none(), "dry run wrote");
+    let (_, v) = s.api("POST", "/apply", Some(&batch));
+    assert_eq!(v["items"][0]["outcome"], "created", "{v}");
+    let (_, v) = s.api("POST", "/apply", Some(&batch));
+    assert_eq!(v["items"][0]["outcome"], "unchanged", "{v}");
+
+    // Delete: the object, then 404; a delete without the token is refused.
+    let (code, text) = s.req("DELETE", &format!("{API}/vmdefinitions/web2"), Some("wrong"), None);
+    assert_eq!(code, 401, "{text}");
+    assert!(s.obj("vmdefinitions", "web2").is_some());
+    let (code, v) = s.api("DELETE", "/vmdefinitions/web1", None);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["metadata"]["name"], "web1");
+    assert!(s.obj("vmdefinitions", "web1").is_none());
+    let (code, err) = s.api("DELETE", "/vmdefinitions/web1", None);
+    assert_eq!((code, err["reason"].as_str()), (404, Some("NotFound")), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn token_file_is_kept_private_and_reused() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).expect("token").permissions().mode() & 0o777;
+    // An empty, world-readable token file left behind: the new token is still private.
+    let d = Dirs::new();
+    std::fs::create_dir_all(d.data()).expect("data");
+    let tok = d.data().join("token");
+    std::fs::write(&tok, "").expect("write");
+    std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mut s = Server::start(&d.data(), &[]);
+    assert!(!s.token.is_empty());
+    assert_eq!(mode(&tok), 0o600);
+    assert_eq!(s.api("GET", "/seservers", None).0, 200);
+    let first = s.token.clone();
+    assert!(s.stop().success());
+    drop(s);
+    // A token made readable by others is reused (clients keep working) but made private.
+    std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let s = Server::start(&d.data(), &[]);
+    assert_eq!(s.token, first);
+    assert_eq!(mode(&tok), 0o600);
+    assert_eq!(s.api("GET", "/seservers", None).0, 200);
+}
+
+// ---------------------------------------------------------------------------------
+// Watch
+
+/// Events' resourceVersions are all above `from` and strictly increasing.
+fn assert_in_order(evs: &[Value], from: u64) {
+    let mut last = from;
+    for e in evs {
+        let r = rv(&e["object"]);
+        assert!(r > last, "event at {r} after {last} (watch from {from}): {evs:#?}");
+        last = r;
+    }
+}
+
+fn ev_is(e: &Value, t: &str, name: &str) -> bool {
+    e["type"] == t && e["object"]["metadata"]["name"] == name
+}
+
+#[test]
+fn watch_streams_and_resumes_from_a_resource_version() {
+    let d = Dirs::new();
+    let s = Server::start(&d.data(), &[]);
+    let create = |n: &str, vm: &str| {
+        let (code, v) = s.api("POST", "/vmdefinitions", Some(&vm_json(n, vm, 512)));
+        assert_eq!(code, 201, "{v}");
+        v
+    };
+    let a = create("wa", "WA");
+    let from = rv(&a);
+    create("wb", "WB");
+    create("wc", "WC");
+
+    // From wa's resourceVersion: wb and wc are added (wa is not), in order.
+    let rx = s.watch("vmdefinitions", from).expect("watch");
+    let evs = recv_until(&rx, "ADDED wb and wc", |evs| {
+        evs.iter().any(|e| ev_is(e, "ADDED", "wb")) && evs.iter().any(|e| ev_is(e, "ADDED", "wc"))
+    });
+    assert_in_order(&evs, from);
+    assert!(!evs.iter().any(|e| ev_is(e, "ADDED", "wa")), "wa was added before {from}: {evs:#?}");
+    for n in ["wb", "wc"] {
+        let first = evs.iter().find(|e| e["object"]["metadata"]["name"] == n).expect("seen");
+        assert_eq!(first["type"], "ADDED", "first event of {n}: {first}");
+    }
+    let seen = rv(&evs.last().expect("events")["object"]);
+    drop(rx);
+
+    // Changes while nobody watches, then resume from the last event seen.
+    let (code, _) = s.api("DELETE", "/vmdefinitions/wb", None);
+    assert_eq!(code, 200);
+    create("wd", "WD");
+    let rx = s.watch("vmdefinitions", seen).expect("resume");
+    let evs = recv_until(&rx, "DELETED wb and ADDED wd", |evs| {
+        evs.iter().any(|e| ev_is(e, "DELETED", "wb")) && evs.iter().any(|e| ev_is(e, "ADDED", "wd"))
+    });
+    assert_in_order(&evs, seen);
+    let del = evs.iter().position(|e| ev_is(e, "DELETED", "wb")).expect("deleted");
+    let add = evs.iter().position(|e| e["object"]["metadata"]["name"] == "wd").expect("wd");
+    assert!(del < add, "wb was deleted before wd was created: {evs:#?}");
+    assert!(!evs.iter().any(|e| ev_is(e, "ADDED", "wc")), "wc was added before {seen}: {evs:#?}");
+
+    // The stream stays open: a new change arrives live; other kinds are not streamed.
+    let before = rv(&evs.last().expect("events")["object"]);
+    let (code, _) = s.api("POST", "/livemigrations", Some(&serde_json::to_value(common::one(LM)).expect("lm")));
+    assert_eq!(code, 201);
+    create("we", "WE");
+    let more = recv_until(&rx, "ADDED we", |evs| evs.iter().any(|e| ev_is(e, "ADDED", "we")));
+    assert_in_order(&more, before);
+    assert!(more.iter().all(|e| e["object"]["kind"] == "VMDefinition"), "{more:#?}");
+}
+
+#[test]
+fn watch_from_a_version_older_than_the_history_is_410() {
+    let d = Dirs::new();
+    // A store with more writes than the watch history keeps (10,000): status writes of
+    // one object, through the library, before the server starts.
+    {
+        let store = SledStore::open(&d.data()).expect("open store");
+        let mut o = store.create(common::vm("filler", 512)).expect("create");
+        for i in 0..10_050u32 {
+            o.set_status_json(json!({"liveMigrationCount": i + 1})).expect("status");
+            o = store.update_status(o).expect("update_status");
+        }
+        assert!(store.resource_version() > 10_050);
+    }
+    let s = Server::start(&d.data(), &[]);
+    for old in [0, 1, 40] {
+        let (code, err) = s.watch("vmdefinitions", old).map(|_| ()).expect_err("an expired watch is refused");
+        assert_eq!(code, 410, "from {old}: {err}");
+        assert_eq!(err["code"], 410, "{err}");
+        assert_eq!(err["reason"], "Expired", "{err}");
+        assert!(err["message"].as_str().is_some_and(|m| m.contains("list again")), "{err}");
+    }
+    let (_, list) = s.api("GET", "/vmdefinitions", None);
+    let now: u64 = list["metadata"]["resourceVersion"].as_str().and_then(|r| r.parse().ok()).expect("rv");
+    // A recent version is still served: the newest change of `filler` after it.
+    let rx = s.watch("vmdefinitions", now - 5).expect("a recent version is served");
+    let evs = recv_until(&rx, "filler", |evs| !evs.is_empty());
+    assert_eq!(evs[0]["object"]["metadata"]["name"], "filler");
+    assert_in_order(&evs, now - 5);
+}
+
+// ---------------------------------------------------------------------------------
+// The CLI with --server
+
+#[test]
+fn cli_verbs_with_server() {
+    let d = Dirs::new();
+    let s = Server::start(&d.data(), &["--time-scale", "100"]);
+    let site = d.file("site.yaml");
+    std::fs::write(&site, SITE).expect("write site");
+    let lm = d.file("lm.yaml");
+    std::fs::write(&lm, LM).expect("write lm");
+
+    // apply returns at once (the server reconciles); wait blocks until it holds.
+    let out = s.ok(&["apply", "-f", site.to_str().expect("utf-8")]);
+    for k in ["seserver/se701 created", "sucluster/su390 created", "vmdefinition/vm12prod created"] {
+        assert!(out.contains(k), "{out}");
+    }
+    let out = s.ok(&["wait", "vm/vm12prod", "--for=state=RUNNING", "--timeout", "20s"]);
+    assert!(out.contains("condition met"), "{out}");
+    s.ok(&["wait", "suc/su390", "--for=state=NORMAL", "--timeout", "20s"]);
+    let v: Value = serde_json::from_str(&s.ok(&["get", "vm", "vm12prod", "-o", "json"])).expect("json");
+    assert_eq!(v["status"]["serverUnit"], "ABGSE501");
+    let v: Value = serde_json::from_str(&s.ok(&["get", "se", "-o", "json"])).expect("json");
+    assert_eq!(v["kind"], "List");
+    assert_eq!(v["items"].as_array().map(|a| a.len()), Some(2));
+    assert!(s.ok(&["get", "vm"]).contains("vm12prod"));
+
+    // get -w streams: the table, then a row per change. Run it, read, kill it.
+    let mut w = Command::new(env!("CARGO_BIN_EXE_sectl"));
+    w.arg("--data-dir")
+        .arg(&s.data)
+        .args(["--server", &s.url, "get", "lm", "-w"])
+        .env_remove("SECTL_TOKEN")
+        .env_remove("SECTL_SERVER")
+        .env_remove("SECTL_DATA_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = w.spawn().expect("spawn get -w");
+    let lines = lines_of(child.stdout.take().expect("stdout"));
+    let _watcher = Guard(child);
+    let head = recv_until(&lines, "the table header", |l| !l.is_empty());
+    assert!(head[0].starts_with("NAME"), "{head:?}");
+
+    let out = s.ok(&["apply", "-f", lm.to_str().expect("utf-8")]);
+    assert!(out.contains("livemigration/lm-vm12 created"), "{out}");
+    let out = s.ok(&["wait", "lm/lm-vm12", "--for=phase=Completed", "--timeout", "20s"]);
+    assert!(out.contains("lm/lm-vm12 condition met") || out.contains("livemigration/lm-vm12 condition met"), "{out}");
+    let streamed = recv_until(&lines, "a Completed row for lm-vm12", |l| {
+        l.iter().any(|x| x.contains("lm-vm12") && x.contains("Completed"))
+    });
+    assert!(streamed.iter().any(|l| l.starts_with("lm-vm12")), "{streamed:#?}");
+    drop(_watcher);
+
+    let v: Value = serde_json::from_str(&s.ok(&["get", "vm", "vm12prod", "-o", "json"])).expect("json");
+    assert_eq!(v["status"]["serverUnit"], "ABGSE701", "{v}");
+    assert_eq!(v["status"]["liveMigrationCount"], 1, "{v}");
+
+    // events: the log, filtered by object.
+    let evs: Value = serde_json::from_str(&s.ok(&["events", "vm/vm12prod", "-o", "json"])).expect("json");
+    let evs = evs.as_array().expect("array");
+    assert!(!evs.is_empty());
+    assert!(evs.iter().all(|e| e["object"] == "VMDefinition/vm12prod"), "{evs:#?}");
+    let all: Value = serde_json::from_str(&s.ok(&["events", "-o", "json", "--limit", "1000"])).expect("json");
+    assert!(all.as_array().expect("array").iter().any(|e| e["object"] == "LiveMigration/lm-vm12"), "{all:#}");
+    assert!(s.ok(&["events", "ack"]).contains("acknowledged"));
+    assert!(s.events().iter().all(|e| e["acknowledged"] == true));
+    assert!(s.ok(&["describe", "vm", "vm12prod"]).contains("vm12prod"));
+
+    // sim: carried out by the server's controller.
+    let clock = |s: &Server| s.api("GET", "/clock", None).1["simulatedMs"].as_u64().expect("clock");
+    let t0 = clock(&s);
+    let out = s.ok(&["sim", "advance", "1h"]);
+    assert!(out.contains("simulated time"), "{out}");
+    eventually("the server's clock an hour ahead", || (clock(&s) >= t0 + 3_600_000).then_some(()));
+
+    // --time-scale 100: about 100 simulated seconds per real second.
+    assert_eq!(s.api("GET", "/clock", None).1["timeScale"], 100.0);
+    let (t1, real) = (clock(&s), Instant::now());
+    std::thread::sleep(Duration::from_millis(500));
+    let (sim, real) = (clock(&s) - t1, real.elapsed().as_millis() as u64);
+    assert!(sim >= real * 50 && sim <= real * 150 + 1_000, "{sim} simulated ms in {real} real ms at scale 100");
+    assert_eq!(s.run(&["sim", "bogus"]).0, 2, "usage error");
+    let (code, _, err) = s.run(&["sim", "power", "off", "NOSUCHUNIT"]);
+    assert_eq!(code, 1, "{err}");
+
+    // wait gives up after its timeout (real time with a server).
+    let t = Instant::now();
+    let (code, _, err) = s.run(&["wait", "lm/lm-vm12", "--for=phase=Aborted", "--timeout", "1s"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("timed out"), "{err}");
+    assert!(t.elapsed() >= Duration::from_millis(900), "wait returned before its timeout");
+
+    // A stale resourceVersion in a manifest: refused, nothing written.
+    let cur: Value = serde_json::from_str(&s.ok(&["get", "vm", "vm12prod", "-o", "json"])).expect("json");
+    let mut spec = cur["spec"].clone();
+    spec["memoryMiB"] = json!(1024);
+    let stale = d.file("stale.yaml");
+    let doc = json!({"apiVersion": "sectl.io/v1alpha1", "kind": "VMDefinition",
+        "metadata": {"name": "vm12prod", "resourceVersion": "1"}, "spec": spec});
+    std::fs::write(&stale, doc.to_string()).expect("write");
+    let (code, _, err) = s.run(&["apply", "-f", stale.to_str().expect("utf-8")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("409") || err.contains("onflict"), "{err}");
+    assert_eq!(spec_memory(&s.obj("vmdefinitions", "vm12prod").expect("vm")), 2048);
+
+    // diff and a dry run against the server's objects.
+    let lm_path = lm.to_str().expect("utf-8");
+    assert_eq!(s.run(&["diff", "-f", lm_path]).0, 0, "no change");
+    let other = d.file("other.yaml");
+    std::fs::write(&other, LM.replace("ABGSE701", "ABGSE501")).expect("write");
+    let other = other.to_str().expect("utf-8");
+    let (code, out, _) = s.run(&["diff", "-f", other]);
+    assert_eq!(code, 1, "a change: {out}");
+    assert!(s.ok(&["apply", "-f", other, "--dry-run"]).contains("(dry run)"));
+    let v = s.obj("livemigrations", "lm-vm12").expect("lm");
+    assert_eq!(v["spec"]["targetServerUnit"], "ABGSE701", "a dry run wrote");
+
+    // delete, by name and from files.
+    assert!(s.ok(&["delete", "-f", lm_path]).contains("livemigration/lm-vm12 deleted"));
+    let (code, _, err) = s.run(&["get", "lm", "lm-vm12"]);
+    assert_eq!(code, 1, "{err}");
+    let (code, _, err) = s.run(&["delete", "lm", "lm-vm12"]);
+    assert_eq!(code, 1, "{err}");
+    s.ok(&["delete", "lm", "lm-vm12", "--ignore-not-found"]);
+
+    // The token: from SECTL_TOKEN with another data folder; without it, refused.
+    let elsewhere = d.file("elsewhere");
+    let cli = |token: Option<&str>| {
+        let mut c = common::sectl_in(&elsewhere);
+        c.env_remove("SECTL_TOKEN").args(["--server", &s.url, "get", "se"]).timeout(LIMIT);
+        if let Some(t) = token {
+            c.env("SECTL_TOKEN", t);
+        }
+        c.output().expect("run")
+    };
+    let out = cli(Some(&s.token));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("se701"));
+    let out = cli(None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(Some("not-the-token"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+// ---------------------------------------------------------------------------------
+// GitOps
+
+const BAD: &str = "apiVersion: sectl.io/v1alpha1
+kind: VMDefinition
+metadata: {name: vm-bad-ok}
+spec: {vmName: VMBADOK, serverUnit: ABGSE501, state: DEFINED_ONLY, memoryMiB: 512}
+---
+apiVersion: sectl.io/v1alpha1
+kind: VMDefinition
+metadata: {name: vm-bad}
+spec:
+  vmName: VMBAD
+  serverUnit: ABGSE501
+  memoryMiB: 512
+  colour: blue
+";
+
+#[test]
+fn gitops_applies_edits_reports_bad_files_and_keeps_objects_without_prune() {
+    let d = Dirs::new();
+    d.put("site.yaml", SITE);
+    d.put("a.yaml", &vm_yaml("vm-a", "VMA", 1024, "DEFINED_ONLY"));
+    let watch = d.watch();
+    let s = Server::start(&d.data(), &["--watch", watch.to_str().expect("utf-8"), "--time-scale", "100"]);
+
+    // Everything in the folder at start is applied, each object naming its file.
+    let a = eventually("vm-a from the folder", || s.obj("vmdefinitions", "vm-a"));
+    assert_eq!(source_of(&a).as_deref(), Some("a.yaml"));
+    assert!(s.obj("seservers", "se701").is_some());
+
+    // A new file.
+    d.put("b.yaml", &vm_yaml("vm-b", "VMB", 1024, "DEFINED_ONLY"));
+    let b = eventually("vm-b from a new file", || s.obj("vmdefinitions", "vm-b"));
+    assert_eq!(source_of(&b).as_deref(), Some("b.yaml"));
+
+    // An edit.
+    d.put("a.yaml", &vm_yaml("vm-a", "VMA", 2048, "DEFINED_ONLY"));
+    eventually("vm-a edited", || s.obj("vmdefinitions", "vm-a").filter(|o| spec_memory(o) == 2048));
+
+    // A bad file applies nothing and is reported; a good file dropped with it applies.
+    d.put("bad.yaml", BAD);
+    d.put("c.yaml", &vm_yaml("vm-c", "VMC", 512, "DEFINED_ONLY"));
+    eventually("vm-c beside a bad file", || s.obj("vmdefinitions", "vm-c"));
+    let bad = eventually("bad.yaml reported Invalid", || {
+        s.sources().into_iter().find(|x| x["file"] == "bad.yaml" && x["state"] == "Invalid")
+    });
+    let msg = bad["message"].as_str().expect("message");
+    assert!(msg.contains("bad.yaml:13:"), "file:line in {msg}");
+    assert!(msg.contains("colour"), "{msg}");
+    assert!(s.obj("vmdefinitions", "vm-bad-ok").is_none(), "nothing of a bad file is applied");
+    assert!(s.obj("vmdefinitions", "vm-bad").is_none());
+    let ev = eventually("a SourceInvalid event", || {
+        s.events_with("SourceInvalid")
+            .into_iter()
+            .find(|e| e["object"].as_str().is_some_and(|o| o.contains("bad.yaml")))
+    });
+    assert_eq!(ev["type"], "Warning", "{ev}");
+    eventually("the log names bad.yaml", || s.log().contains("bad.yaml").then_some(()));
+    // `sectl get sources` shows it, with file:line.
+    let out = s.ok(&["get", "sources"]);
+    let row = out.lines().find(|l| l.contains("bad.yaml") && l.contains("Invalid")).unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains("bad.yaml:"), "{row}");
+    assert!(out.lines().any(|l| l.contains("c.yaml") && l.contains("Applied")), "{out}");
+    // Fixing it applies it.
+    d.put("bad.yaml", &BAD.replace("  colour: blue\n", ""));
+    eventually("vm-bad once fixed", || s.obj("vmdefinitions", "vm-bad"));
+    assert!(s.obj("vmdefinitions", "vm-bad-ok").is_some());
+
+    // Editor saves: a temporary file (a dot-name in the folder, or in another folder),
+    // then renamed over the manifest.
+    let tmp = d.watch().join(".a.yaml.swp");
+    std::fs::write(&tmp, vm_yaml("vm-a", "VMA", 3072, "DEFINED_ONLY")).expect("write");
+    std::fs::rename(&tmp, d.watch().join("a.yaml")).expect("rename");
+    eventually("vm-a saved by rename", || s.obj("vmdefinitions", "vm-a").filter(|o| spec_memory(o) == 3072));
+    let outside = d.file("b.yaml.new");
+    std::fs::write(&outside, vm_yaml("vm-b", "VMB", 4096, "DEFINED_ONLY")).expect("write");
+    std::fs::rename(&outside, d.watch().join("b.yaml")).expect("rename");
+    eventually("vm-b saved by rename", || s.obj("vmdefinitions", "vm-b").filter(|o| spec_memory(o) == 4096));
+    assert!(
+        !s.sources().iter().any(|x| x["file"].as_str().is_some_and(|f| f.starts_with('.'))),
+        "dot-files are not manifests"
+    );
+
+    // Removing a file without --prune leaves its objects.
+    std::fs::remove_file(d.watch().join("b.yaml")).expect("remove");
+    eventually("b.yaml gone from the sources", || (!s.sources().iter().any(|x| x["file"] == "b.yaml")).then_some(()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(s.obj("vmdefinitions", "vm-b").is_some(), "without --prune nothing is deleted");
+    assert!(s.events_with("Pruned").is_empty());
+}
+
+#[test]
+fn gitops_prune_drift_and_migrated_vms() {
+    let d = Dirs::new();
+    d.put("site.yaml", SITE);
+    d.put(
+        "extra.yaml",
+        &format!(
+            "{}---\n{}",
+            vm_yaml("vm-x", "VMX", 1024, "DEFINED_ONLY"),
+            vm_yaml("vm-y", "VMY", 1024, "DEFINED_ONLY")
+        ),
+    );
+    let watch = d.watch();
+    let s = Server::start(
+        &d.data(),
+        &["--watch", watch.to_str().expect("utf-8"), "--prune", "--resync", "1s", "--time-scale", "100"],
+    );
+    eventually("vm-x from the folder", || s.obj("vmdefinitions", "vm-x"));
+    s.ok(&["wait", "vm/vm12prod", "--for=state=RUNNING", "--timeout", "20s"]);
+
+    // An object applied by hand.
+    let hand = d.file("hand.yaml");
+    std::fs::write(&hand, vm_yaml("vm-hand", "VMHAND", 512, "DEFINED_ONLY")).expect("write");
+    assert!(s.ok(&["apply", "-f", hand.to_str().expect("utf-8")]).contains("vmdefinition/vm-hand created"));
+
+    // A hand change of an object from the folder is set back and reported.
+    let drift = d.file("drift.yaml");
+    std::fs::write(&drift, vm_yaml("vm-x", "VMX", 4096, "DEFINED_ONLY")).expect("write");
+    assert!(s.ok(&["apply", "-f", drift.to_str().expect("utf-8")]).contains("vmdefinition/vm-x configured"));
+    let x =
+        eventually("vm-x set back to its file", || s.obj("vmdefinitions", "vm-x").filter(|o| spec_memory(o) == 1024));
+    assert_eq!(source_of(&x).as_deref(), Some("extra.yaml"));
+    let ev = eventually("a DriftCorrected event", || {
+        s.events_with("DriftCorrected").into_iter().find(|e| e["object"] == "VMDefinition/vm-x")
+    });
+    assert!(ev["message"].as_str().is_some_and(|m| m.contains("vm-x")), "{ev}");
+
+    // An object of the folder deleted by hand comes back, and that is reported too.
+    assert!(s.ok(&["delete", "vm", "vm-y"]).contains("deleted"));
+    let y = eventually("vm-y created again", || s.obj("vmdefinitions", "vm-y"));
+    assert_eq!(source_of(&y).as_deref(), Some("extra.yaml"));
+    eventually("a DriftCorrected event for vm-y", || {
+        s.events_with("DriftCorrected").into_iter().find(|e| e["object"] == "VMDefinition/vm-y")
+    });
+
+    // A VM moved by a live migration is not moved back by the next sync.
+    let lm = d.file("lm.yaml");
+    std::fs::write(&lm, LM).expect("write");
+    s.ok(&["apply", "-f", lm.to_str().expect("utf-8")]);
+    s.ok(&["wait", "lm/lm-vm12", "--for=phase=Completed", "--timeout", "20s"]);
+    let v = s.obj("vmdefinitions", "vm12prod").expect("vm");
+    assert_eq!(v["status"]["serverUnit"], "ABGSE701");
+    // Two syncs after it: one on a change, one periodic.
+    d.put("z.yaml", &vm_yaml("vm-z", "VMZ", 512, "DEFINED_ONLY"));
+    eventually("vm-z (a sync after the migration)", || s.obj("vmdefinitions", "vm-z"));
+    let synced = s.sources().iter().find(|x| x["file"] == "site.yaml").expect("site")["lastSync"].clone();
+    eventually("a periodic resync", || {
+        s.sources().iter().find(|x| x["file"] == "site.yaml").filter(|x| x["lastSync"] != synced).map(|_| ())
+    });
+    let v = s.obj("vmdefinitions", "vm12prod").expect("vm");
+    assert_eq!(v["status"]["serverUnit"], "ABGSE701", "moved back: {v}");
+    assert_eq!(v["spec"]["serverUnit"], "ABGSE501", "the spec stays as in the file");
+    assert_eq!(v["metadata"]["generation"], 1, "the spec was never rewritten: {v}");
+    let drifted: Vec<Value> = s.events_with("DriftCorrected");
+    assert!(
+        drifted.iter().all(|e| e["object"] == "VMDefinition/vm-x" || e["object"] == "VMDefinition/vm-y"),
+        "status or a migration reported as drift: {drifted:#?}"
+    );
+
+    // Removing a file with --prune deletes its objects, and only those.
+    std::fs::remove_file(d.watch().join("extra.yaml")).expect("remove");
+    eventually("vm-x and vm-y pruned", || {
+        let names = s.names("vmdefinitions");
+        (!names.iter().any(|n| n == "vm-x" || n == "vm-y")).then_some(())
+    });
+    assert!(s.obj("vmdefinitions", "vm-hand").is_some(), "a hand-applied object is never pruned");
+    assert!(s.obj("livemigrations", "lm-vm12").is_some(), "a hand-applied object is never pruned");
+    assert!(s.obj("vmdefinitions", "vm12prod").is_some());
+    assert!(s.obj("vmdefinitions", "vm-z").is_some());
+    assert_eq!(s.list("seservers").len(), 2);
+    let pruned: Vec<String> =
+        s.events_with("Pruned").iter().map(|e| e["object"].as_str().unwrap_or("").to_string()).collect();
+    assert!(pruned.contains(&"VMDefinition/vm-x".to_string()), "{pruned:?}");
+    assert!(pruned.iter().all(|o| o == "VMDefinition/vm-x" || o == "VMDefinition/vm-y"), "{pruned:?}");
+
+    // The whole folder vanishing (unmounted, moved away) is not "every file removed":
+    // nothing is pruned, and it is reported.
+    let vms = s.names("vmdefinitions");
+    std::fs::remove_dir_all(d.watch()).expect("remove the folder");
+    eventually("the unreadable folder reported in the log", || {
+        s.log().contains("cannot read the watched folder").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(s.names("vmdefinitions"), vms, "objects pruned because the folder is gone");
+    assert_eq!(s.list("seservers").len(), 2);
+}
+
+#[test]
+fn gitops_file_with_a_resource_version_does_not_block_the_others() {
+    // A manifest exported with `get -o yaml` keeps metadata.resourceVersion; in the
+    // folder it must neither fail the sync of every other file nor stay unapplied.
+    let d = Dirs::new();
+    let watch = d.watch();
+    let s = Server::start(&d.data(), &["--watch", watch.to_str().expect("utf-8"), "--resync", "1s"]);
+    let exported =
+        vm_yaml("vm-e", "VME", 512, "DEFINED_ONLY").replace("{name: vm-e}", "{name: vm-e, resourceVersion: '1'}");
+    // Some write first, so that vm-e's resourceVersion is not the one in the file.
+    let (code, _) = s.api("POST", "/vmdefinitions", Some(&vm_json("vm-first", "VMFIRST", 512)));
+    assert_eq!(code, 201);
+    d.put("exported.yaml", &exported);
+    let e = eventually("vm-e", || s.obj("vmdefinitions", "vm-e"));
+    assert!(rv(&e) > 1);
+    d.put("good.yaml", &vm_yaml("vm-g", "VMG", 512, "DEFINED_ONLY"));
+    eventually("vm-g beside an exported manifest", || s.obj("vmdefinitions", "vm-g"));
+    d.put("exported.yaml", &exported.replace("memoryMiB: 512", "memoryMiB: 1024"));
+    eventually("the exported manifest's edit applied", || {
+        s.obj("vmdefinitions", "vm-e").filter(|o| spec_memory(o) == 1024)
+    });
+    let src = s.sources();
+    assert!(src.iter().all(|x| x["state"] == "Applied"), "{src:#?}");
+}
+
+#[test]
+fn gitops_applies_200_files_dropped_at_once() {
+    let d = Dirs::new();
+    let watch = d.watch();
+    let s = Server::start(&d.data(), &["--watch", watch.to_str().expect("utf-8")]);
+    for i in 0..200 {
+        d.put(&format!("vm-{i:03}.yaml"), &vm_yaml(&format!("vm-{i:03}"), &format!("V{i:03}"), 256, "DEFINED_ONLY"));
+    }
+    eventually("all 200 objects", || (s.list("vmdefinitions").len() == 200).then_some(()));
+    let sources = eventually("200 applied sources", || {
+        let src = s.sources();
+        (src.len() == 200 && src.iter().all(|x| x["state"] == "Applied")).then_some(src)
+    });
+    assert_eq!(sources[7]["objects"], json!(["VMDefinition/vm-007"]));
+    for o in s.list("vmdefinitions") {
+        let name = o["metadata"]["name"].as_str().expect("name").to_string();
+        assert_eq!(source_of(&o), Some(format!("{name}.yaml")));
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// SIGTERM and restart in the middle of a live migration
+
+/// The books: nothing the audit finds, and vm12prod on exactly one SU.
+fn check_world(data: &Path, expect_su: Option<&str>) -> World {
+    let store = SledStore::open(data).expect("open store after stop");
+    let w = World::load(&store).expect("load world");
+    let bad = w.audit();
+    assert!(bad.is_empty(), "audit: {bad:#?}");
+    let vms: Vec<_> = w.vms.iter().filter(|(_, v)| v.vm_name == "VM12PROD").collect();
+    assert_eq!(vms.len(), 1, "VM12PROD once in the world: {vms:#?}");
+    let (name, vm) = vms[0];
+    assert_eq!(name, "vm12prod");
+    if let Some(su) = expect_su {
+        assert_eq!(vm.su, su, "VM12PROD is on the wrong SU");
+    }
+    assert!(w.su(&vm.su).is_some(), "on an existing SU");
+    w
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_mid_migration_persists_it_and_the_next_start_resumes_it() {
+    let d = Dirs::new();
+    // 16 GiB over a 1 Gbit/s ISL-E: round 0 alone takes over two simulated minutes.
+    let site = SITE.replace("bandwidthGbps: 10", "bandwidthGbps: 1").replace("memoryMiB: 2048", "memoryMiB: 16384");
+    assert_ne!(site, SITE);
+    let mut s = Server::start(&d.data(), &["--time-scale", "1"]);
+    let token = s.token.clone();
+    let site_file = d.file("site.yaml");
+    std::fs::write(&site_file, &site).expect("write");
+    s.ok(&["apply", "-f", site_file.to_str().expect("utf-8")]);
+    s.ok(&["wait", "vm/vm12prod", "--for=state=RUNNING", "--timeout", "20s"]);
+    let lm = d.file("lm.yaml");
+    std::fs::write(&lm, LM).expect("write");
+    s.ok(&["apply", "-f", lm.to_str().expect("utf-8")]);
+    s.ok(&["wait", "lm/lm-vm12", "--for=phase=Copying", "--timeout", "20s"]);
+
+    // A watch is open while the server stops: it must not hold the shutdown up.
+    let rx = s.watch("livemigrations", rv(&s.obj("livemigrations", "lm-vm12").expect("lm"))).expect("watch");
+    let st = s.stop();
+    assert!(st.success(), "exit status {st:?}; log:\n{}", s.log());
+    eventually("the log says the world was saved", || s.log().contains("world saved").then_some(()));
+    drop(rx);
+
+    // The migration in flight was persisted: its object and the world agree.
+    {
+        let w = check_world(&d.data(), Some("ABGSE501"));
+        let m = w.migrations.get("lm-vm12").expect("the migration in the saved world");
+        assert_eq!(format!("{:?}", m.phase), "Copying");
+        let store = SledStore::open(&d.data()).expect("open");
+        let o = store.get(sectl::api::Kind::LiveMigration, "lm-vm12").expect("get").expect("lm");
+        assert_eq!(o.status_json()["phase"], "Copying");
+    }
+
+    // The next start (faster clock) resumes it to the end.
+    let mut s = Server::start(&d.data(), &["--time-scale", "1000"]);
+    assert_eq!(s.token, token, "the token is generated only at first start");
+    let phase = eventually("the migration to end", || {
+        let o = s.obj("livemigrations", "lm-vm12").expect("lm");
+        let p = o["status"]["phase"].as_str().unwrap_or("").to_string();
+        (p == "Completed" || p == "Aborted").then_some(p)
+    });
+    let expect = if phase == "Completed" { "ABGSE701" } else { "ABGSE501" };
+    let vm = s.obj("vmdefinitions", "vm12prod").expect("vm");
+    assert_eq!(vm["status"]["serverUnit"], expect, "{vm}");
+    let o = s.obj("livemigrations", "lm-vm12").expect("lm");
+    assert_eq!(phase, "Completed", "the resumed migration should complete: {o}");
+    // Resumed, not started again: one start message, one round 0 of all 16 GiB.
+    let msgs: Vec<&str> =
+        o["status"]["messages"].as_array().expect("messages").iter().filter_map(|m| m.as_str()).collect();
+    assert_eq!(msgs.iter().filter(|m| m.contains("VMS2450")).count(), 1, "{msgs:#?}");
+    let rounds = o["status"]["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.iter().filter(|r| r["round"] == 0).count(), 1, "{rounds:#?}");
+    assert_eq!(rounds[0]["sentMiB"].as_f64(), Some(16384.0));
+    assert_eq!(vm["status"]["liveMigrationCount"], 1, "{vm}");
+    let st = s.stop();
+    assert!(st.success(), "exit status {st:?}");
+    let w = check_world(&d.data(), Some(expect));
+    assert!(w.migrations.get("lm-vm12").is_none_or(|m| format!("{:?}", m.phase) == phase), "{:?}", w.migrations);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_at_any_point_of_migrations_never_loses_or_doubles_the_vm() {
+    let d = Dirs::new();
+    let site = SITE.replace("bandwidthGbps: 10", "bandwidthGbps: 1").replace("memoryMiB: 2048", "memoryMiB: 16384");
+    // About 0.2 s of real time per migration: stops land in different phases.
+    let args = ["--time-scale", "1000"];
+    let mut s = Server::start(&d.data(), &args);
+    let items: Vec<Value> =
+        common::all(&site).iter().map(|r| serde_json::to_value(r).expect("json")).collect::<Vec<_>>();
+    let (code, v) = s.api("POST", "/apply", Some(&json!({ "items": items })));
+    assert_eq!(code, 200, "{v}");
+    eventually("vm12prod RUNNING", || {
+        s.obj("vmdefinitions", "vm12prod").filter(|o| o["status"]["state"] == "RUNNING").map(|_| ())
+    });
+    let mut su = "ABGSE501".to_string();
+    let mut stopped_in = Vec::new();
+    for (i, delay_ms) in [0u64, 60, 150, 180, 210, 240, 400].into_iter().enumerate() {
+        let target = if su == "ABGSE501" { "ABGSE701" } else { "ABGSE501" };
+        let name = format!("lm-{i}");
+        let lm = json!({"apiVersion": "sectl.io/v1alpha1", "kind": "LiveMigration", "metadata": {"name": name},
+            "spec": {"vm": "vm12prod", "targetServerUnit": target}});
+        let (code, v) = s.api("POST", "/livemigrations", Some(&lm));
+        assert_eq!(code, 201, "{v}");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let st = s.stop();
+        assert!(st.success(), "exit status {st:?}");
+        drop(s);
+        let w = check_world(&d.data(), None);
+        let store = SledStore::open(&d.data()).expect("open");
+        let o = store.get(sectl::api::Kind::LiveMigration, &name).expect("get").expect("lm");
+        stopped_in.push(format!(
+            "{name}: {} / world {:?}",
+            o.status_json()["phase"],
+            w.migrations.get(&name).map(|m| m.phase)
+        ));
+        drop(store);
+
+        s = Server::start(&d.data(), &args);
+        let (phase, o) = eventually(&format!("{name} to end"), || {
+            let o = s.obj("livemigrations", &name).expect("lm");
+            let p = o["status"]["phase"].as_str().unwrap_or("").to_string();
+            matches!(p.as_str(), "Completed" | "Aborted" | "Rejected").then_some((p, o))
+        });
+        let now = if phase == "Completed" { target.to_string() } else { su.clone() };
+        eventually(&format!("vm12prod RUNNING on {now} after {name} ({phase}: {o})"), || {
+            s.obj("vmdefinitions", "vm12prod")
+                .filter(|v| v["status"]["serverUnit"] == now.as_str() && v["status"]["state"] == "RUNNING")
+                .filter(|v| v["status"]["substates"].as_array().is_none_or(|a| a.is_empty()))
+                .map(|_| ())
+        });
+        su = now;
+    }
+    let st = s.stop();
+    assert!(st.success());
+    check_world(&d.data(), Some(&su));
+    eprintln!("stopped in: {stopped_in:#?}");
+}

@@ -242,7 +242,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         backend: None,
     };
     match cli.command {
-        Command::Apply { files, dry_run, wait: _, output } => apply(&mut ctx, &files, dry_run, output),
+        Command::Apply { files, dry_run, wait, output } => apply(&mut ctx, &files, dry_run, wait, output),
         Command::Get { kind, name, output, watch } => {
             if kind == "sources" || kind == "source" {
                 return live::sources(&mut ctx);
@@ -317,7 +317,13 @@ fn all_objects(store: &Backend, kind: Kind) -> anyhow::Result<Vec<Resource>> {
     Ok(store.list(kind).map_err(|e| anyhow!("{e}"))?.0)
 }
 
-fn apply(ctx: &mut Context, files: &[String], dry_run: bool, output: Option<Format>) -> anyhow::Result<ExitCode> {
+fn apply(
+    ctx: &mut Context,
+    files: &[String],
+    dry_run: bool,
+    wait: bool,
+    output: Option<Format>,
+) -> anyhow::Result<ExitCode> {
     // Decode first: a file with errors never opens (or locks) the store.
     let (docs, mut errors) = manifest::read_inputs(files);
     if !errors.is_empty() {
@@ -346,6 +352,16 @@ fn apply(ctx: &mut Context, files: &[String], dry_run: bool, output: Option<Form
         ctx.settle()?;
     }
     let store = ctx.store()?;
+    if wait && !dry_run && store.remote().is_some() {
+        // With a server: block until the controller has observed every object's
+        // generation, and every live migration or recovery has ended.
+        for (_, r) in &results {
+            let code = live::wait_remote(store, r.kind(), r.name(), 300_000, "converged", converged)?;
+            if code != ExitCode::SUCCESS {
+                return Ok(code);
+            }
+        }
+    }
     match output {
         Some(f @ (Format::Json | Format::Yaml)) => {
             // Show the objects as they are now, status included.
@@ -535,6 +551,23 @@ fn parse_wait_for(s: &str) -> anyhow::Result<WaitFor> {
         return Ok(WaitFor::Field("phase", v.to_string()));
     }
     bail!("--for must be condition=TYPE[=STATUS], state=VALUE or phase=VALUE, got {s:?}")
+}
+
+/// Whether the controller has caught up with `obj`: its status reflects the current
+/// generation, and a migration or recovery has ended.
+fn converged(obj: &Resource) -> Result<(), String> {
+    let st = obj.status_json();
+    let gen = obj.meta().generation.unwrap_or(1);
+    if st["observedGeneration"].as_u64().unwrap_or(0) < gen {
+        return Err(format!("generation {gen} not observed yet"));
+    }
+    match (obj.kind(), st["phase"].as_str()) {
+        (Kind::LiveMigration, Some("Pending" | "Checking" | "Setup" | "Copying" | "Suspended" | "PostTreatment")) => {
+            Err(format!("phase {}", st["phase"]))
+        }
+        (Kind::VMRecovery, Some("Pending")) => Err("phase Pending".into()),
+        _ => Ok(()),
+    }
 }
 
 /// Whether `obj` meets `w`; otherwise what it shows instead.

@@ -101,9 +101,226 @@ pub fn decode(file: &str, bytes: &[u8]) -> Result<Vec<Document>, Vec<ManifestErr
             "contains a NUL byte (a binary file?); manifests must be YAML",
         )]);
     }
-    let starts = doc_start_lines(text);
+    if let Some((line, column, message)) = flow_nesting_problem(text) {
+        return Err(vec![ManifestError { file: file.to_string(), line, column, path: String::new(), message }]);
+    }
+    if let Some(docs) = decode_fast(file, text) {
+        return Ok(docs);
+    }
+    let (docs, errors) = decode_docs(file, text, &doc_start_lines(text));
+    if errors.is_empty() {
+        Ok(docs)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Deepest nesting of flow collections (`[`, `{`) accepted. serde_yaml rejects more
+/// than 128 levels of nesting anyway, so deeper input can only fail: it fails at once.
+const MAX_FLOW_DEPTH: usize = 1000;
+
+/// Most work accepted for the YAML scanner's flow nesting, counted as the nesting
+/// depth summed over the tokens inside flow collections. The scanner's time grows
+/// with it (it revisits every open level at each token), so a file of many moderately
+/// deep collections would take minutes. Real manifests stay far below: 16 MiB of JSON
+/// nested 8 deep is about 30 million.
+const MAX_FLOW_WORK: u64 = 50_000_000;
+
+/// Checks the nesting of flow collections before the YAML parser sees it: where it
+/// first goes over `MAX_FLOW_DEPTH` or `MAX_FLOW_WORK`, as 1-based line, column and
+/// message. A light scan that follows where nodes start: brackets in quoted, plain
+/// and block scalars and in comments do not count.
+fn flow_nesting_problem(text: &str) -> Option<(usize, usize, String)> {
+    // Cheap first (a form the compiler vectorises): with few brackets, neither limit
+    // can be reached, as depth <= brackets and tokens <= bytes.
+    let brackets = text.bytes().map(|c| usize::from(c | 0x20 == b'{')).sum::<usize>();
+    if brackets <= MAX_FLOW_DEPTH && (brackets as u64).saturating_mul(text.len() as u64) <= MAX_FLOW_WORK {
+        return None;
+    }
+    let blank = |c: Option<&u8>| matches!(c, None | Some(b' ' | b'\t' | b'\r'));
+    let (mut depth, mut work) = (0usize, 0u64);
+    let mut quote: Option<u8> = None;
+    // Whether the next significant byte starts a node.
+    let mut at_node = true;
+    let mut block_scalar_above: Option<usize> = None;
+    for (n, line) in text.lines().enumerate() {
+        let b = line.as_bytes();
+        let indent = b.iter().take_while(|&&c| c == b' ').count();
+        if let Some(i) = block_scalar_above {
+            if indent > i || line.trim().is_empty() {
+                continue;
+            }
+            block_scalar_above = None;
+        }
+        if depth == 0 && quote.is_none() {
+            at_node = true;
+        }
+        let mut end = b.len();
+        let mut k = 0;
+        while k < b.len() {
+            let c = b[k];
+            k += 1;
+            if let Some(q) = quote {
+                if q == b'"' && c == b'\\' {
+                    k += 1;
+                } else if c == q {
+                    quote = None;
+                    at_node = false;
+                }
+                continue;
+            }
+            // Whether `c` is a token inside a flow collection.
+            let token = match c {
+                b' ' | b'\t' => false,
+                b'#' if k == 1 || blank(b.get(k - 2)) => {
+                    end = k - 1;
+                    break;
+                }
+                b'[' | b'{' if depth > 0 || at_node => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        let msg = format!("flow collections ('[', '{{') are nested more than {MAX_FLOW_DEPTH} deep");
+                        return Some((n + 1, k, msg));
+                    }
+                    at_node = true;
+                    true
+                }
+                b']' | b'}' if depth > 0 => {
+                    depth -= 1;
+                    at_node = false;
+                    true
+                }
+                b',' if depth > 0 => {
+                    at_node = true;
+                    true
+                }
+                b':' if depth > 0 || blank(b.get(k)) => {
+                    at_node = true;
+                    depth > 0
+                }
+                b'-' | b'?' if at_node && blank(b.get(k)) => false,
+                b'&' | b'!' if at_node => {
+                    while k < b.len() && !blank(b.get(k)) {
+                        k += 1;
+                    }
+                    depth > 0
+                }
+                b'"' | b'\'' if at_node => {
+                    quote = Some(c);
+                    at_node = false;
+                    depth > 0
+                }
+                _ => std::mem::replace(&mut at_node, false) && depth > 0,
+            };
+            if token {
+                work += depth as u64;
+                if work > MAX_FLOW_WORK {
+                    let msg = format!(
+                        "flow collections ('[', '{{') are nested too deeply for their size (depth {depth} here): \
+                         the YAML parser's work grows with depth times length; flatten them"
+                    );
+                    return Some((n + 1, k, msg));
+                }
+            }
+        }
+        let last = line[..end].trim_end().rsplit([' ', '\t']).next().unwrap_or("");
+        let header = matches!(last.as_bytes().first(), Some(b'|' | b'>'))
+            && last[1..].bytes().all(|c| c == b'-' || c == b'+' || c.is_ascii_digit());
+        if depth == 0 && quote.is_none() && header {
+            block_scalar_above = Some(indent);
+        }
+    }
+    None
+}
+
+/// Files at least this big take the fast path (see `decode_fast`).
+const FAST_MIN_BYTES: usize = 256 * 1024;
+
+/// The fast path for big files, for when every document is valid: slices of whole
+/// documents, cut at document markers ("---" at column 0), are decoded on several
+/// threads, without field-path tracking. Returns None when the file is small, or when
+/// anything is not clean: an error in a slice, or a slice whose documents do not line
+/// up with its markers. The caller then decodes the whole text the reference way
+/// (`decode_docs`), so errors and line numbers are exactly the same.
+fn decode_fast(file: &str, text: &str) -> Option<Vec<Document>> {
+    if text.len() < FAST_MIN_BYTES {
+        return None;
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    // Cut points (byte offset, 1-based line) at markers, never at the first one, so
+    // the first slice keeps the file's prologue with its first document.
+    let step = text.len() / threads;
+    let mut cuts = Vec::with_capacity(threads);
+    let (mut offset, mut line, mut seen_marker) = (0, 1, false);
+    for l in text.split_inclusive('\n') {
+        let strict_marker =
+            l.starts_with("---") && matches!(l.as_bytes().get(3), None | Some(b' ' | b'\t' | b'\r' | b'\n'));
+        if strict_marker {
+            if seen_marker && offset >= step * (cuts.len() + 1) && cuts.len() < threads - 1 {
+                cuts.push((offset, line));
+            }
+            seen_marker = true;
+        }
+        offset += l.len();
+        line += 1;
+    }
+    let mut slices = Vec::with_capacity(cuts.len() + 1);
+    let mut from = (0, 1);
+    for &cut in &cuts {
+        slices.push((&text[from.0..cut.0], from.1 - 1));
+        from = cut;
+    }
+    slices.push((&text[from.0..], from.1 - 1));
+    let decode_slice = |(slice, line_offset): (&str, usize)| {
+        let starts: Vec<usize> = doc_start_lines(slice).into_iter().map(|l| l + line_offset).collect();
+        decode_clean(file, slice, &starts)
+    };
+    // The last slice on this thread, the others on new ones (if one cannot be started:
+    // the slow path).
+    let (last, others) = slices.split_last()?;
+    let parts: Vec<Option<Vec<Document>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = others
+            .iter()
+            .map(|&slice| std::thread::Builder::new().spawn_scoped(s, move || decode_slice(slice)))
+            .collect();
+        let last = decode_slice(*last);
+        let mut parts: Vec<_> = handles.into_iter().map(|h| h.ok().and_then(|h| h.join().ok().flatten())).collect();
+        parts.push(last);
+        parts
+    });
+    let mut docs = Vec::with_capacity(parts.iter().flatten().map(Vec::len).sum());
+    for part in parts {
+        docs.extend(part?);
+    }
+    Some(docs)
+}
+
+/// Decodes `text` whose documents start at `starts`, without path tracking. Returns
+/// None at the first problem of any kind, or when serde_yaml does not yield exactly one
+/// document per start line.
+fn decode_clean(file: &str, text: &str, starts: &[usize]) -> Option<Vec<Document>> {
+    let mut docs = Vec::with_capacity(starts.len());
+    let mut yielded = 0;
+    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        yielded = i + 1;
+        let line = *starts.get(i)?;
+        if let Some(resource) = de.deserialize_any(DocVisitor).ok()? {
+            if !validate::check_set(std::slice::from_ref(&resource), &[]).is_empty() {
+                return None;
+            }
+            docs.push(Document { source: Source { file: file.to_string(), line }, resource });
+        }
+    }
+    (yielded == starts.len()).then_some(docs)
+}
+
+/// Decodes the documents of `text` in order, the reference way; `starts` are their
+/// start lines. Returns the documents and every error, with field paths.
+fn decode_docs(file: &str, text: &str, starts: &[usize]) -> (Vec<Document>, Vec<ManifestError>) {
     let mut docs = Vec::new();
     let mut errors = Vec::new();
+    // Found at the first error: the first document serde_yaml cannot load whole.
+    let mut unloadable: Option<Option<(usize, serde_yaml::Error)>> = None;
     for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let doc_line = starts.get(i).copied().unwrap_or(1);
         let mut track = serde_path_to_error::Track::new();
@@ -129,14 +346,30 @@ pub fn decode(file: &str, bytes: &[u8]) -> Result<Vec<Document>, Vec<ManifestErr
                 if e.location().is_none() && is_fatal(&e) {
                     break;
                 }
+                // After a document serde_yaml could not load whole (a syntax error, an
+                // unknown anchor), its iterator yields the same error for ever, or reads
+                // on from the middle of that document (and may panic): stop there.
+                if let Some((j, load_error)) = unloadable.get_or_insert_with(|| first_unloadable(text)) {
+                    if *j <= i {
+                        if load_error.to_string() != e.to_string() {
+                            errors.push(yaml_error(file, doc_line, "", load_error));
+                        }
+                        break;
+                    }
+                }
             }
         }
     }
-    if errors.is_empty() {
-        Ok(docs)
-    } else {
-        Err(errors)
-    }
+    (docs, errors)
+}
+
+/// Index of the first document of `text` that serde_yaml cannot load whole. A loading
+/// error may hide behind a decoding error in the same document, so this loads the
+/// documents again, as anything (only a loading error fails that).
+fn first_unloadable(text: &str) -> Option<(usize, serde_yaml::Error)> {
+    serde_yaml::Deserializer::from_str(text)
+        .enumerate()
+        .find_map(|(i, de)| IgnoredAny::deserialize(de).err().map(|e| (i, e)))
 }
 
 fn is_fatal(e: &serde_yaml::Error) -> bool {
@@ -492,6 +725,108 @@ mod tests {
     fn spec_before_kind_still_decodes() {
         let text = "spec: {vmName: VM1, serverUnit: SU1, memoryMiB: 5}\napiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {name: a}\n";
         assert_eq!(decode("f", text.as_bytes()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn syntax_error_is_reported_once() {
+        let text = format!("{VM}---\nmetadata: {{name: vm1\nspec:\n  a: 1\n");
+        let errs = decode("f.yaml", text.as_bytes()).unwrap_err();
+        let syntax = errs.iter().filter(|e| e.message.contains("did not find expected")).count();
+        assert_eq!(syntax, 1, "{errs:?}");
+    }
+
+    /// A file big enough for the parallel path, with comments, blank and empty documents.
+    fn big_text() -> String {
+        let mut text = String::from("# prologue\n\n");
+        let mut i = 0;
+        while text.len() < 3 * FAST_MIN_BYTES {
+            i += 1;
+            text.push_str(&format!("---\n{}", VM.replace("vm1", &format!("vm{i}"))));
+            if i % 97 == 0 {
+                text.push_str("--- \n# empty\n");
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn fast_decode_equals_reference() {
+        let text = big_text();
+        let par = decode_fast("big.yaml", &text).expect("fast path taken");
+        let (seq, errors) = decode_docs("big.yaml", &text, &doc_start_lines(&text));
+        assert!(errors.is_empty());
+        assert_eq!(par.len(), seq.len());
+        for (a, b) in par.iter().zip(&seq) {
+            assert_eq!(a.source, b.source);
+            assert_eq!(a.resource, b.resource);
+        }
+        assert_eq!(decode("big.yaml", text.as_bytes()).unwrap().len(), seq.len());
+    }
+
+    #[test]
+    fn fast_decode_falls_back_on_errors() {
+        let mut text = big_text();
+        let at = text.len() * 2 / 3;
+        let at = at + text[at..].find("memoryMiB: 1024").unwrap();
+        text.replace_range(at..at + "memoryMiB: 1024".len(), "memoryMiB: lots");
+        text.push_str("---\nmetadata: {name: x\n");
+        assert!(decode_fast("big.yaml", &text).is_none());
+        let (_, want) = decode_docs("big.yaml", &text, &doc_start_lines(&text));
+        assert_eq!(want.len(), 2, "{want:?}");
+        assert_eq!(decode("big.yaml", text.as_bytes()).unwrap_err(), want);
+    }
+
+    #[test]
+    fn unknown_anchor_stops_cleanly() {
+        let text = format!("{}---\n{VM}", VM.replace("memoryMiB: 1024", "memoryMiB: 1024\n  cpuPool: *STDPOOL"));
+        let errs = decode("f.yaml", text.as_bytes()).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!((errs[0].line, errs[0].column), (8, 12), "{errs:?}");
+        assert!(errs[0].message.starts_with("unknown anchor"), "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_anchor_after_an_error_stops_cleanly() {
+        let bad = VM.replace("vmName", "vmNam").replace("memoryMiB: 1024", "memoryMiB: 1024\n  cpuPool: *STDPOOL");
+        let errs = decode("f.yaml", format!("{bad}---\n{VM}").as_bytes()).unwrap_err();
+        let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert!(shown[0].starts_with("f.yaml:5:3: spec.vmNam: unknown field `vmNam`"), "{shown:?}");
+        assert!(shown[1].starts_with("f.yaml:8:12: unknown anchor"), "{shown:?}");
+        assert_eq!(shown.len(), 2, "{shown:?}");
+    }
+
+    #[test]
+    fn deep_flow_nesting_fails_fast() {
+        let deep = |d: usize| format!("a: {}{}\n", "[".repeat(d), "]".repeat(d));
+        let at = |t: &str| flow_nesting_problem(t).map(|(l, c, _)| (l, c));
+        assert_eq!(at(&deep(MAX_FLOW_DEPTH)), None);
+        assert_eq!(at(&deep(100_000)), Some((1, 4 + MAX_FLOW_DEPTH)));
+        let start = std::time::Instant::now();
+        let errs = decode("deep.yaml", deep(100_000).as_bytes()).unwrap_err();
+        assert!(errs[0].to_string().starts_with("deep.yaml:1:1004: flow collections"), "{errs:?}");
+        // Many collections, each under the depth limit.
+        let one = deep(900);
+        let many = format!("a: [{}]\n", vec![&one[3..one.len() - 1]; 200].join(", "));
+        let errs = decode("many.yaml", many.as_bytes()).unwrap_err();
+        assert!(errs[0].to_string().starts_with("many.yaml:1:"), "{errs:?}");
+        assert!(errs[0].message.contains("too deeply"), "{errs:?}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        // Brackets in quoted, plain, block scalars and comments do not count.
+        let many = "[".repeat(3 * MAX_FLOW_DEPTH);
+        for text in [
+            format!("a: \"{many}\"\n"),
+            format!("a: '{many}'\n"),
+            format!("a: x{many}\n"),
+            format!("a: |\n  - {many}\n  {many}\nb: 1\n"),
+            format!("a: 1 # {many}\n"),
+            format!("a: [\"{many}\", '{many}', b]\n"),
+            format!("a: x - {many}, y {many}\n"),
+        ] {
+            assert_eq!(at(&text), None, "{text:.40}");
+        }
+        // Big flat JSON-style input stays well within the work limit.
+        let flat = format!("a: [{}]\n", vec!["{b: [1, 2, {c: [3, 4]}]}"; 200_000].join(", "));
+        assert_eq!(at(&flat), None);
     }
 
     #[test]

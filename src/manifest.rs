@@ -506,8 +506,14 @@ impl<'de> Visitor<'de> for DocVisitor {
                         return Err(de::Error::duplicate_field("status"));
                     }
                     seen_status = true;
-                    // Status is written by the controller only; a manifest's is ignored.
-                    map.next_value::<IgnoredAny>()?;
+                    // Status is written by the controller only; a manifest's is checked
+                    // (unknown fields are errors, as in the schema) and then ignored.
+                    match kind {
+                        Some(k) => map.next_value_seed(StatusSeed(k))?,
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
                 }
                 other => return Err(de::Error::unknown_field(other, TOP_FIELDS)),
             }
@@ -566,6 +572,14 @@ impl<'de> DeserializeSeed<'de> for KindSeed {
             }
         }
         d.deserialize_str(V)
+    }
+}
+
+struct StatusSeed(Kind);
+impl<'de> DeserializeSeed<'de> for StatusSeed {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        api::check_status(self.0, d)
     }
 }
 

@@ -258,6 +258,11 @@ macro_rules! kinds {
             match kind { $( Kind::$variant => Ok(AnySpec::$variant(<$spec as Deserialize>::deserialize(d)?)) ),* }
         }
 
+        /// Checks a status of `kind` as written in a manifest, then drops it.
+        pub fn check_status<'de, D: serde::Deserializer<'de>>(kind: Kind, d: D) -> Result<(), D::Error> {
+            match kind { $( Kind::$variant => { <$status as Deserialize>::deserialize(d)?; Ok(()) } ),* }
+        }
+
         /// Decodes the status of `kind` from JSON.
         fn decode_status(kind: Kind, raw: &serde_json::value::RawValue, r: &mut Resource) -> Result<(), serde_json::Error> {
             let _ = kind;

@@ -132,11 +132,13 @@ fn claimed(server: &str, owner: &str) -> String {
 /// Whether cluster `c` holds server `server`: its status reflects its current spec and
 /// does not refuse it the server.
 fn holds(c: &Object<ManagementClusterSpec, ManagementClusterStatus>, server: &str) -> bool {
-    let refused = claimed(server, "");
-    c.spec.servers.iter().any(|s| s.as_str() == server)
-        && c.status.observed_generation.is_some()
-        && c.status.observed_generation == c.metadata.generation
-        && !c.status.conditions.iter().any(|k| k.type_ == "Prerequisites" && k.message.contains(&refused))
+    super::holds_member(
+        c.spec.servers.iter().any(|s| s.as_str() == server),
+        c.status.observed_generation,
+        c.metadata.generation,
+        &c.status.conditions,
+        &claimed(server, ""),
+    )
 }
 
 /// Reconciles one ManagementCluster.

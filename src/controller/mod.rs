@@ -319,15 +319,7 @@ impl Controller {
         let start = self.stats.reconciles;
         loop {
             self.ingest()?;
-            let now = self.now_ms();
-            let busy = BTreeSet::new();
-            let mut batch = Vec::new();
-            while batch.len() < self.opts.concurrency.max(1) {
-                match self.sched.pop_due(now, &busy) {
-                    Some(k) => batch.push(k),
-                    None => break,
-                }
-            }
+            let batch = self.due_batch();
             if !batch.is_empty() {
                 self.run_batch(batch)?;
                 if self.stats.reconciles - start > self.opts.max_reconciles {
@@ -504,20 +496,26 @@ impl Controller {
         Ok(())
     }
 
+    /// Takes up to `concurrency` distinct objects due now.
+    fn due_batch(&mut self) -> Vec<Key> {
+        let now = self.now_ms();
+        let busy = BTreeSet::new();
+        let mut batch = Vec::new();
+        while batch.len() < self.opts.concurrency.max(1) {
+            match self.sched.pop_due(now, &busy) {
+                Some(k) => batch.push(k),
+                None => break,
+            }
+        }
+        batch
+    }
+
     /// Runs everything due at the current simulated time, without moving the clock
     /// (the serve loop moves it with real time).
     pub fn run_due(&mut self) -> anyhow::Result<()> {
         loop {
             self.ingest()?;
-            let now = self.now_ms();
-            let busy = BTreeSet::new();
-            let mut batch = Vec::new();
-            while batch.len() < self.opts.concurrency.max(1) {
-                match self.sched.pop_due(now, &busy) {
-                    Some(k) => batch.push(k),
-                    None => break,
-                }
-            }
+            let batch = self.due_batch();
             if batch.is_empty() {
                 return Ok(());
             }
@@ -566,6 +564,23 @@ fn cleanup(cx: &mut Cx, last: &Resource) {
         Resource::LiveMigration(o) => lm::cleanup(cx, o),
         _ => {}
     }
+}
+
+/// Whether a cluster object holds a member (a server or an SU) it lists: its status
+/// reflects its current spec and its Prerequisites condition does not carry
+/// `refusal`, the message that refuses it the member. Settles competing claims: the
+/// cluster that holds a member keeps it.
+pub fn holds_member(
+    lists: bool,
+    observed: Option<u64>,
+    generation: Option<u64>,
+    conditions: &[crate::api::Condition],
+    refusal: &str,
+) -> bool {
+    lists
+        && observed.is_some()
+        && observed == generation
+        && !conditions.iter().any(|k| k.type_ == "Prerequisites" && k.message.contains(refusal))
 }
 
 /// Removes from the world what belongs to objects that no longer exist (they may

@@ -42,11 +42,13 @@ fn claimed(su: &str, owner: &str) -> String {
 /// Whether cluster `c` holds SU `su`: its status reflects its current spec and does not
 /// refuse it the SU.
 fn holds(c: &Object<SUClusterSpec, SUClusterStatus>, su: &str) -> bool {
-    let refused = claimed(su, "");
-    c.spec.server_units.iter().any(|s| s.as_str() == su)
-        && c.status.observed_generation.is_some()
-        && c.status.observed_generation == c.metadata.generation
-        && !c.status.conditions.iter().any(|k| k.type_ == "Prerequisites" && k.message.contains(&refused))
+    super::holds_member(
+        c.spec.server_units.iter().any(|s| s.as_str() == su),
+        c.status.observed_generation,
+        c.metadata.generation,
+        &c.status.conditions,
+        &claimed(su, ""),
+    )
 }
 
 /// Reconciles one SUCluster.

@@ -100,8 +100,24 @@ fn decode_body(body: &Bytes) -> Result<Vec<Resource>, ApiErr> {
     Ok(out)
 }
 
-fn list_json(items: &[Resource], rv: u64) -> Value {
-    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": rv.to_string()}, "items": items})
+/// A list as kube-like clients expect it; serialised straight from the objects.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListBody<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: ListMeta,
+    items: &'a [Resource],
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListMeta {
+    resource_version: String,
+}
+
+fn list_body(items: &[Resource], rv: u64) -> ListBody<'_> {
+    ListBody { api_version: "v1", kind: "List", metadata: ListMeta { resource_version: rv.to_string() }, items }
 }
 
 #[derive(Deserialize)]
@@ -117,7 +133,7 @@ async fn list(State(s): State<AppState>, Path(plural): Path<String>, Query(q): Q
     let watching = q.watch.as_deref().is_some_and(|w| w == "1" || w == "true");
     if !watching {
         let (items, rv) = s.store.list(kind)?;
-        return Ok(Json(list_json(&items, rv)).into_response());
+        return Ok(Json(list_body(&items, rv)).into_response());
     }
     let from = match q.resource_version.as_deref() {
         Some(rv) => rv.parse::<u64>().map_err(|_| {

@@ -343,7 +343,10 @@ impl Store for SledStore {
     }
 
     fn watch_from(&self, rv: u64) -> Result<Vec<WatchEvent>> {
-        let current = self.lock().rv;
+        // Hold the writer lock for the scan: history and objects are then one
+        // snapshot, so no write can land between a record and the object it names.
+        let guard = self.lock();
+        let current = guard.rv;
         let oldest = current.saturating_sub(self.history);
         if rv < oldest {
             return Err(StoreError::Expired { requested: rv, oldest });

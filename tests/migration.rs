@@ -1963,3 +1963,55 @@ fn every_fault_in_every_phase() {
         }
     }
 }
+
+/// A folder applied in one go (servers, clusters, VM and its migration together) works
+/// whatever order the reconciles run in: a migration waits (Pending) for its VM and SU
+/// cluster instead of being rejected.
+#[test]
+fn migration_applied_together_with_its_site_waits_then_completes() {
+    let text = r#"
+apiVersion: sectl.io/v1alpha1
+kind: LiveMigration
+metadata: {name: lm}
+spec: {vm: big}
+---
+apiVersion: sectl.io/v1alpha1
+kind: VMDefinition
+metadata: {name: big}
+spec: {vmName: BIG, serverUnit: SX1, state: RUNNING, memoryMiB: 2048, workload: {dirtyRateMiBps: 10}}
+---
+apiVersion: sectl.io/v1alpha1
+kind: SUCluster
+metadata: {name: suc}
+spec: {serverUnits: [SX1, SX2]}
+---
+apiVersion: sectl.io/v1alpha1
+kind: ManagementCluster
+metadata: {name: mc}
+spec: {servers: [s1, s2], islE: {bandwidthGbps: 1}, configDisks: [{name: d1}]}
+---
+apiVersion: sectl.io/v1alpha1
+kind: SEServer
+metadata: {name: s1}
+spec: {model: SE310, version: V6.3, managementUnits: [{name: mu1}], serverUnits: [{name: SX1, type: x86, cpus: 8, memoryMiB: 65536}]}
+---
+apiVersion: sectl.io/v1alpha1
+kind: SEServer
+metadata: {name: s2}
+spec: {model: SE310, version: V6.3, managementUnits: [{name: mu2}], serverUnits: [{name: SX2, type: x86, cpus: 8, memoryMiB: 65536}]}
+"#;
+    for concurrency in [1, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let objs: Vec<_> =
+            sectl::manifest::decode("f.yaml", text.as_bytes()).unwrap().into_iter().map(|d| d.resource).collect();
+        store.apply(objs, false).unwrap();
+        let dynstore: Arc<dyn Store> = store.clone();
+        let mut c = Controller::new(dynstore, Options { concurrency, ..Default::default() }).unwrap();
+        c.run_until_quiet().unwrap();
+        let lm = store.get(Kind::LiveMigration, "lm").unwrap().unwrap();
+        let l = lm.as_typed::<sectl::api::LiveMigrationSpec>().unwrap();
+        assert_eq!(l.status.phase, LmPhase::Completed, "concurrency {concurrency}: {:#?}", l.status);
+        assert!(c.world().audit().is_empty());
+    }
+}

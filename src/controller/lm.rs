@@ -136,22 +136,18 @@ fn start(
     let now = cx.now();
     let spec = &o.spec;
     let vm_key = spec.vm.to_string();
+    // What the migration refers to may not be there yet (a folder applied in one go):
+    // the object waits, and is checked in full when it is.
     let Some(vm_obj) = cx.cache.get_typed::<VMDefinitionSpec>(&vm_key).cloned() else {
-        return Ok(reject(
-            cx,
-            o,
-            st,
-            vec![conflict(None, "VmNotFound", format!("VMDefinition {vm_key} does not exist"))],
-            None,
-        ));
+        return Ok(waiting(cx, o, st, "VmNotFound", format!("VMDefinition {vm_key} does not exist (yet)")));
     };
     let Some(v) = cx.world.vms.get(&vm_key).cloned() else {
-        return Ok(reject(
+        return Ok(waiting(
             cx,
             o,
             st,
-            vec![conflict(None, "VmNotPlaced", format!("VM {} has no definition on any SU yet", vm_obj.spec.vm_name))],
-            None,
+            "VmNotPlaced",
+            format!("VM {} has no definition on any SU yet", vm_obj.spec.vm_name),
         ));
     };
     let source = v.su.clone();
@@ -178,6 +174,12 @@ fn start(
             format!("VMS4015 VIRTUAL MACHINE {label} ALREADY INITIALIZED. /MIGRATE-VM-DEFINITION REJECTED"),
         );
         return Ok(reject(cx, o, st, vec![c], Some(&target)));
+    }
+    if let Some(c) = su_cluster(cx, &source, &target) {
+        if c.status.state.is_none() || c.status.observed_generation != c.metadata.generation {
+            let msg = format!("SU cluster {} has not been reconciled yet", c.name());
+            return Ok(waiting(cx, o, st, "SuClusterNotReconciled", msg));
+        }
     }
     let conflicts = preconditions(cx, &vm_key, &source, &target);
     // VM2000 allows one outgoing migration per SU and rejects a second one; a
@@ -491,6 +493,23 @@ fn preconditions(cx: &Cx, vm: &str, source: &str, target: &str) -> Vec<Conflict>
     out
 }
 
+/// Leaves the object Pending until what it refers to exists.
+fn waiting(
+    cx: &mut Cx,
+    o: &Object<LiveMigrationSpec, LiveMigrationStatus>,
+    mut st: LiveMigrationStatus,
+    reason: &str,
+    message: String,
+) -> Outcome {
+    let now = cx.now();
+    st.phase = LmPhase::Pending;
+    st.monjv = None;
+    st.conflicts.clear();
+    let kind = if o.spec.check_only { "Possible" } else { "Completed" };
+    set_condition(&mut st.conditions, kind, ConditionStatus::Unknown, reason, &message, o.metadata.generation, &now);
+    done(o, st)
+}
+
 /// Ends the object as Rejected with all conflicts (VMS2404 lists the target's).
 fn reject(
     cx: &mut Cx,
@@ -589,7 +608,12 @@ fn sync_status(cx: &Cx, name: &str, st: &mut LiveMigrationStatus) {
             round_start_time: cx.world.clock.rfc3339_at(start),
             round_start_ms: start,
             round_duration_ms: m.next_at_ms - start,
-            expected_downtime_ms: (m.sending_mib / m.rate_mibps.max(0.001) * 1000.0) as u64 + mig::SUSPEND_OVERHEAD_MS,
+            expected_downtime_ms: {
+                // If it suspended after this round: what the workload dirties meanwhile.
+                let secs = m.sending_mib / m.rate_mibps.max(0.001);
+                let rest = (dirty_rate(cx, &m.vm) * secs).min(m.memory_mib);
+                (rest / m.rate_mibps.max(0.001) * 1000.0) as u64 + mig::SUSPEND_OVERHEAD_MS
+            },
         })
     } else {
         None

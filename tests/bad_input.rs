@@ -362,7 +362,7 @@ fn unit_name_in_two_servers_of_one_input() {
     Case::file(
         "unit_in_two_servers.yaml",
         &[
-            "unit_in_two_servers.yaml:13:1: spec: unit ABGSE702 is already a unit of SEServer se702",
+            "unit_in_two_servers.yaml:13:1: spec.serverUnits[0].name: unit ABGSE702 is already a unit of SEServer se702",
             "unique across all servers",
         ],
     )
@@ -374,7 +374,7 @@ fn unit_name_already_used_by_a_stored_server() {
     Case::file(
         "unit_taken_in_store.yaml",
         &[
-            "unit_taken_in_store.yaml:1:1: spec: unit ABGSE701 is already a unit of SEServer se701",
+            "unit_taken_in_store.yaml:1:1: spec.serverUnits[0].name: unit ABGSE701 is already a unit of SEServer se701",
             "unique across all servers",
         ],
     )
@@ -582,7 +582,7 @@ fn document_errors_and_cross_document_errors_are_listed_together() {
         vec![fixture("cpus_zero.yaml"), fixture("unit_in_two_servers.yaml")],
         &[
             "cpus_zero.yaml:8:9: spec.cpus: number of CPUs must be from 1 to 1024, got 0",
-            "unit_in_two_servers.yaml:13:1: spec: unit ABGSE702 is already a unit of SEServer se702",
+            "unit_in_two_servers.yaml:13:1: spec.serverUnits[0].name: unit ABGSE702 is already a unit of SEServer se702",
         ],
     )
     .check();

@@ -161,19 +161,19 @@ pub fn check_set(objs: &[Resource], existing: &[Resource]) -> Vec<Problem> {
     let mut owner: HashMap<String, String> = HashMap::new();
     for r in existing.iter().filter(|r| r.kind() == Kind::SEServer && !replaced.contains(r.name())) {
         if let Resource::SEServer(o) = r {
-            for u in unit_names(&o.spec) {
+            for (_, u) in unit_names(&o.spec) {
                 owner.insert(u, o.name().to_string());
             }
         }
     }
     for (i, r) in objs.iter().enumerate() {
         if let Resource::SEServer(o) = r {
-            for u in unit_names(&o.spec) {
+            for (path, u) in unit_names(&o.spec) {
                 if let Some(other) = owner.get(&u) {
                     if other != o.name() {
                         problems.push(Problem {
                             index: i,
-                            path: "spec".into(),
+                            path,
                             message: format!("unit {u} is already a unit of SEServer {other}; unit names are unique across all servers"),
                         });
                     }
@@ -186,10 +186,18 @@ pub fn check_set(objs: &[Resource], existing: &[Resource]) -> Vec<Problem> {
     problems
 }
 
-fn unit_names(s: &super::SEServerSpec) -> Vec<String> {
-    let mut v: Vec<String> = s.management_units.iter().map(|m| m.name.to_string()).collect();
-    v.extend(s.hncs.iter().map(|h| h.name.to_string()));
-    v.extend(s.server_units.iter().map(|u| u.name.to_string()));
+/// Every unit name of a server with the path of its field.
+fn unit_names(s: &super::SEServerSpec) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = s
+        .management_units
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (format!("spec.managementUnits[{i}].name"), m.name.to_string()))
+        .collect();
+    v.extend(s.hncs.iter().enumerate().map(|(i, h)| (format!("spec.hncs[{i}].name"), h.name.to_string())));
+    v.extend(
+        s.server_units.iter().enumerate().map(|(i, u)| (format!("spec.serverUnits[{i}].name"), u.name.to_string())),
+    );
     v
 }
 

@@ -2015,3 +2015,24 @@ spec: {model: SE310, version: V6.3, managementUnits: [{name: mu2}], serverUnits:
         assert!(c.world().audit().is_empty());
     }
 }
+
+/// A VM the simulation puts in WAIT cannot be migrated (status WAIT is a conflict); once
+/// it resumes, the same check says Possible and the VM is RUNNING again.
+#[test]
+fn a_vm_in_wait_cannot_be_migrated_until_it_resumes() {
+    let mut e = Env::new(&site_x86(1, "VM2000"));
+    e.apply(&vm("va", "VA", "SEX1", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    e.sim("wait va");
+    assert_eq!(e.vm("va").state, Some(VmState::Wait));
+    e.apply(&lm("chk", "va", "SEX2", json!({"checkOnly": true})));
+    let st = e.lm("chk");
+    assert_eq!(st.phase, LmPhase::Rejected, "{st:#?}");
+    assert!(reasons(&st).contains(&"VmStateWait".to_string()), "{st:#?}");
+    // A VM in WAIT stays there whatever its spec says.
+    e.apply(&vm("va", "VA", "SEX1", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    assert_eq!(e.vm("va").state, Some(VmState::Wait));
+    e.sim("resume va");
+    assert_eq!(e.vm("va").state, Some(VmState::Running));
+    assert_eq!(e.lm("chk").phase, LmPhase::Possible);
+    assert!(e.world().audit().is_empty());
+}

@@ -153,7 +153,8 @@ pub enum Command {
     /// Change the simulated world: faults, repairs, the clock.
     ///
     /// power off|on UNIT, link down|up MGMT-CLUSTER, disk fail|repair DISK,
-    /// bcam stop|fail|start SU, rewas stop|start SU, advance DURATION.
+    /// bcam stop|fail|start SU, rewas stop|start SU, dirty VM MIB_PER_S,
+    /// wait|resume VM, advance DURATION.
     Sim {
         /// E.g. `power off abgwhite`, `advance 90s`.
         #[arg(required = true, num_args = 1..)]

@@ -617,6 +617,8 @@ fn gc(w: &mut World, cache: &Cache) {
         }
     }
     w.lost_vms.retain(|k, _| cache.get(Kind::VMDefinition, k).is_some());
+    let placed: std::collections::BTreeSet<String> = w.vms.keys().cloned().collect();
+    w.waiting_vms.retain(|k| placed.contains(k));
     if *w != before {
         w.touch();
     }

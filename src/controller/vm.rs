@@ -112,7 +112,10 @@ pub fn reconcile(cx: &mut Cx, o: &Object<VMDefinitionSpec, VMDefinitionStatus>) 
     let mut problems: Vec<(String, String)> = Vec::new();
     let applied = cx.world.vms[&name].applied_generation;
 
-    if migrating(cx.world, &name) {
+    if cx.world.waiting_vms.contains(&name) {
+        problems
+            .push(("Wait".into(), "the VM is in state WAIT (sim wait); nothing is changed until it resumes".into()));
+    } else if migrating(cx.world, &name) {
         if applied != gen {
             problems.push((
                 "ChangesWaitForMigration".into(),
@@ -500,6 +503,7 @@ pub fn cleanup(cx: &mut Cx, o: &Object<VMDefinitionSpec, VMDefinitionStatus>) {
     let name = o.name().to_string();
     cx.world.lost_vms.remove(&name);
     cx.world.dirty_override.remove(&name);
+    cx.world.waiting_vms.remove(&name);
     let lms: Vec<String> = cx.world.migrations.iter().filter(|(_, m)| m.vm == name).map(|(k, _)| k.clone()).collect();
     for lm in lms {
         super::lm::rollback(cx, &lm, "the VMDefinition was deleted");

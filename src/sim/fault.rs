@@ -20,6 +20,8 @@ pub enum Fault {
     Rewas { su: String, up: bool },
     /// Set how fast a VM's workload dirties memory (MiB/s).
     Dirty { vm: String, mibps: f64 },
+    /// Put a running VM in state WAIT (the hypervisor stopped it), or let it resume.
+    Wait { vm: String, on: bool },
     /// Move the clock forward.
     Advance { ms: u64 },
 }
@@ -53,7 +55,7 @@ impl Fault {
     pub fn parse(args: &[String]) -> Result<Fault, String> {
         let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
         let usage = "usage: sim power off|on UNIT | link down|up MGMT-CLUSTER | disk fail|repair DISK | \
-                     bcam stop|fail|start SU | rewas stop|start SU | dirty VM MIB_PER_S | advance DURATION";
+                     bcam stop|fail|start SU | rewas stop|start SU | dirty VM MIB_PER_S | wait|resume VM | advance DURATION";
         Ok(match a.as_slice() {
             ["power", "off", u] => Fault::Power { unit: u.to_string(), on: false },
             ["power", "on", u] => Fault::Power { unit: u.to_string(), on: true },
@@ -67,6 +69,8 @@ impl Fault {
             ["rewas", "stop", s] => Fault::Rewas { su: s.to_string(), up: false },
             ["rewas", "start", s] => Fault::Rewas { su: s.to_string(), up: true },
             ["advance", d] => Fault::Advance { ms: parse_duration(d)? },
+            ["wait", vm] => Fault::Wait { vm: vm.to_string(), on: true },
+            ["resume", vm] => Fault::Wait { vm: vm.to_string(), on: false },
             ["dirty", vm, rate] => {
                 let mibps: f64 = rate.parse().map_err(|_| format!("dirty rate {rate:?} must be a number of MiB/s"))?;
                 if !(mibps >= 0.0 && mibps.is_finite()) {
@@ -214,6 +218,32 @@ impl Fault {
                     .ok_or_else(|| format!("no placed VM {vm:?} (give the VMDefinition name or the VM name)"))?;
                 w.dirty_override.insert(key, *mibps);
             }
+            Fault::Wait { vm, on } => {
+                let key = w
+                    .vms
+                    .iter()
+                    .find(|(k, v)| *k == vm || v.vm_name == *vm)
+                    .map(|(k, _)| k.clone())
+                    .ok_or_else(|| format!("no placed VM {vm:?} (give the VMDefinition name or the VM name)"))?;
+                let v = &w.vms[&key];
+                if *on {
+                    if v.state != crate::api::VmState::Running {
+                        return Err(format!(
+                            "VM {} is {}, not RUNNING: only a running VM can be put in WAIT",
+                            v.vm_name, v.state
+                        ));
+                    }
+                    w.waiting_vms.insert(key.clone());
+                    if let Some(v) = w.vms.get_mut(&key) {
+                        v.state = crate::api::VmState::Wait;
+                    }
+                } else if w.waiting_vms.remove(&key) {
+                    // The VM reconciler takes it back to its desired state.
+                    if let Some(v) = w.vms.get_mut(&key) {
+                        v.state = crate::api::VmState::Running;
+                    }
+                }
+            }
             Fault::Advance { .. } => {}
         }
         w.touch();
@@ -230,6 +260,7 @@ fn su_down(w: &mut World, su: &str) -> Vec<HwEvent> {
     let names: Vec<String> = w.vms_on(su).map(|(k, _)| k.clone()).collect();
     for name in names {
         w.release_devices(su, &name);
+        w.waiting_vms.remove(&name);
         let v = w.vms.get_mut(&name).expect("listed");
         if v.persistent {
             if v.initialised() {

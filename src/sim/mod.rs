@@ -161,6 +161,9 @@ pub struct World {
     /// they had: not recreated until the spec changes.
     #[serde(default)]
     pub lost_vms: BTreeMap<String, u64>,
+    /// VMs the simulation holds in state WAIT (`sim wait VM`), by object name.
+    #[serde(default)]
+    pub waiting_vms: BTreeSet<String>,
     /// SUs /390 whose definition changes are held by the hypervisor while BCAM is down.
     #[serde(default)]
     pub held_definitions: BTreeSet<String>,

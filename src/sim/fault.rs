@@ -164,11 +164,8 @@ impl Fault {
                 }
             }
             Fault::Bcam { su, up, on_purpose } => {
-                let server = w.unit(su).map(|u| format!("SEServer/{}", u.server)).unwrap_or_default();
-                let s = w.su_mut(su).ok_or_else(|| format!("no server unit {su:?}"))?;
-                if s.su_type != crate::api::SuType::S390 {
-                    return Err(format!("{su} is an SU x86; BCAM in a monitor system exists on SU /390 only"));
-                }
+                let server = server_key(w, su);
+                let s = monitor_390(w, su, "BCAM")?;
                 if s.bcam_up != *up {
                     s.bcam_up = *up;
                     s.bcam_ended_on_purpose = !*up && *on_purpose;
@@ -189,11 +186,8 @@ impl Fault {
                 }
             }
             Fault::Rewas { su, up } => {
-                let server = w.unit(su).map(|u| format!("SEServer/{}", u.server)).unwrap_or_default();
-                let s = w.su_mut(su).ok_or_else(|| format!("no server unit {su:?}"))?;
-                if s.su_type != crate::api::SuType::S390 {
-                    return Err(format!("{su} is an SU x86; REWAS in a monitor system exists on SU /390 only"));
-                }
+                let server = server_key(w, su);
+                let s = monitor_390(w, su, "REWAS")?;
                 if s.rewas_up != *up {
                     s.rewas_up = *up;
                     evs.push(HwEvent {
@@ -210,21 +204,11 @@ impl Fault {
                 }
             }
             Fault::Dirty { vm, mibps } => {
-                let key = w
-                    .vms
-                    .iter()
-                    .find(|(k, v)| *k == vm || v.vm_name == *vm)
-                    .map(|(k, _)| k.clone())
-                    .ok_or_else(|| format!("no placed VM {vm:?} (give the VMDefinition name or the VM name)"))?;
+                let key = vm_key(w, vm)?;
                 w.dirty_override.insert(key, *mibps);
             }
             Fault::Wait { vm, on } => {
-                let key = w
-                    .vms
-                    .iter()
-                    .find(|(k, v)| *k == vm || v.vm_name == *vm)
-                    .map(|(k, _)| k.clone())
-                    .ok_or_else(|| format!("no placed VM {vm:?} (give the VMDefinition name or the VM name)"))?;
+                let key = vm_key(w, vm)?;
                 let v = &w.vms[&key];
                 if *on {
                     if v.state != crate::api::VmState::Running {
@@ -251,12 +235,35 @@ impl Fault {
     }
 }
 
+/// "SEServer/<name>" of the server that has unit `unit` (the object events name).
+fn server_key(w: &World, unit: &str) -> String {
+    w.unit(unit).map(|u| format!("SEServer/{}", u.server)).unwrap_or_default()
+}
+
+/// The runtime of SU /390 `su`, whose monitor system runs `what` (BCAM, REWAS).
+fn monitor_390<'a>(w: &'a mut World, su: &str, what: &str) -> Result<&'a mut super::SuRuntime, String> {
+    let s = w.su_mut(su).ok_or_else(|| format!("no server unit {su:?}"))?;
+    if s.su_type != crate::api::SuType::S390 {
+        return Err(format!("{su} is an SU x86; {what} in a monitor system exists on SU /390 only"));
+    }
+    Ok(s)
+}
+
+/// The VMDefinition name of a placed VM given by object name or VM name.
+fn vm_key(w: &World, vm: &str) -> Result<String, String> {
+    w.vms
+        .iter()
+        .find(|(k, v)| *k == vm || v.vm_name == vm)
+        .map(|(k, _)| k.clone())
+        .ok_or_else(|| format!("no placed VM {vm:?} (give the VMDefinition name or the VM name)"))
+}
+
 /// An SU went down: its initialised VMs are gone. Persistent definitions stay (as
 /// DEFINED_ONLY; RUNNING ones come back when the SU is powered on again), the others
 /// are lost.
 fn su_down(w: &mut World, su: &str) -> Vec<HwEvent> {
     let mut evs = Vec::new();
-    let server = w.unit(su).map(|u| format!("SEServer/{}", u.server)).unwrap_or_default();
+    let server = server_key(w, su);
     let names: Vec<String> = w.vms_on(su).map(|(k, _)| k.clone()).collect();
     for name in names {
         w.release_devices(su, &name);

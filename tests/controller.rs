@@ -1206,20 +1206,8 @@ struct Interfering {
 /// What to do to the store, once.
 type Hook = Box<dyn FnOnce(&SledStore) + Send>;
 
-impl Store for Interfering {
-    fn get(&self, kind: Kind, name: &str) -> sectl::store::Result<Option<Resource>> {
-        self.inner.get(kind, name)
-    }
-    fn list(&self, kind: Kind) -> sectl::store::Result<(Vec<Resource>, u64)> {
-        self.inner.list(kind)
-    }
-    fn create(&self, obj: Resource) -> sectl::store::Result<Resource> {
-        self.inner.create(obj)
-    }
-    fn update(&self, obj: Resource) -> sectl::store::Result<Resource> {
-        self.inner.update(obj)
-    }
-    fn update_status(&self, obj: Resource) -> sectl::store::Result<Resource> {
+impl Interfering {
+    fn run_hook(&self, obj: &Resource) {
         let hook = {
             let mut h = self.before_status.lock().unwrap();
             if h.as_ref().is_some_and(|(k, _)| *k == obj.key()) {
@@ -1231,7 +1219,37 @@ impl Store for Interfering {
         if let Some((_, f)) = hook {
             f(&self.inner);
         }
+    }
+}
+
+impl Store for Interfering {
+    fn get(&self, kind: Kind, name: &str) -> sectl::store::Result<Option<Resource>> {
+        self.inner.get(kind, name)
+    }
+    fn list_report(&self, kind: Kind) -> sectl::store::Result<sectl::store::Listing> {
+        self.inner.list_report(kind)
+    }
+    fn create(&self, obj: Resource) -> sectl::store::Result<Resource> {
+        self.inner.create(obj)
+    }
+    fn update(&self, obj: Resource) -> sectl::store::Result<Resource> {
+        self.inner.update(obj)
+    }
+    fn update_status(&self, obj: Resource) -> sectl::store::Result<Resource> {
+        self.run_hook(&obj);
         self.inner.update_status(obj)
+    }
+    fn commit_batch(&self, b: sectl::store::Batch) -> sectl::store::Result<sectl::store::Committed> {
+        for s in &b.statuses {
+            self.run_hook(s);
+        }
+        self.inner.commit_batch(b)
+    }
+    fn read_state(&self, prefix: &str) -> sectl::store::Result<Vec<(String, Vec<u8>)>> {
+        self.inner.read_state(prefix)
+    }
+    fn sync(&self) -> sectl::store::Result<()> {
+        self.inner.sync()
     }
     fn delete(&self, kind: Kind, name: &str) -> sectl::store::Result<Resource> {
         self.inner.delete(kind, name)

@@ -8,6 +8,7 @@
 //! status it observed plus `Action::Await` or `Action::RequeueAfter`. It never sees why
 //! it was woken.
 
+pub(crate) mod effects;
 mod lm;
 mod mgmt;
 mod recovery;
@@ -18,9 +19,10 @@ mod vm;
 
 use crate::api::{Kind, Resource};
 use crate::sim::{Fault, HwEvent, World};
-use crate::store::{Event, EventType, Store, StoreError, WatchType};
+use crate::store::{Batch, Committed, Event, EventType, StatusWrite, Store, StoreError, WatchType};
 use runtime::{Action, Backoff, Cache, Key, Scheduler};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// An event a reconciler wants logged.
@@ -87,9 +89,6 @@ impl Outcome {
     }
 }
 
-/// A reconcile's outcome with the events it logged and the objects it woke.
-type Reconciled = (Outcome, Vec<NewEvent>, Vec<Key>);
-
 /// Tuning.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -117,6 +116,10 @@ pub struct Stats {
     pub skipped_writes: u64,
     /// Reconciles that failed.
     pub errors: u64,
+    /// Reconciles that panicked (counted in `errors` too).
+    pub panics: u64,
+    /// Store batches committed.
+    pub batches: u64,
     /// Most reconciles seen running at once.
     pub max_parallel: usize,
 }
@@ -129,9 +132,10 @@ pub struct Controller {
     sched: Scheduler,
     backoff: Backoff,
     last_rv: u64,
+    /// The newest processed resourceVersion as stored.
+    stored_rv: AtomicU64,
     own_writes: HashMap<Key, u64>,
-    saved_version: u64,
-    saved_clock: u64,
+    batches: AtomicU64,
     opts: Options,
     /// Counters.
     pub stats: Stats,
@@ -141,35 +145,57 @@ fn se(e: StoreError) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
+/// How one reconcile ended, after its batch was committed.
+enum Ended {
+    /// It ran; its effects are stored.
+    Ran { action: Action, wake: Vec<Key>, status: Option<StatusWrite>, events: usize },
+    /// It failed (an error, a panic, or effects the store refused): retry after backoff.
+    Failed { error: String, panicked: bool, status: Option<StatusWrite> },
+}
+
 impl Controller {
-    /// Starts a controller on `store`: loads the world, lists every object, removes
-    /// what the world holds for objects that no longer exist, and schedules every
-    /// object once.
+    /// Starts a controller on `store`: loads the world and the bookkeeping, lists
+    /// every object, and either resumes from the last processed change (when the watch
+    /// history still reaches back) or removes what the world holds for objects that no
+    /// longer exist and schedules every object once.
     pub fn new(store: Arc<dyn Store>, opts: Options) -> anyhow::Result<Controller> {
-        let world = World::load(store.as_ref()).map_err(se)?;
-        let saved_version = world.version;
-        let saved_clock = world.clock.now_ms;
+        let loaded = World::load_full(store.as_ref()).map_err(se)?;
+        let (observed, pending) = match &loaded.legacy {
+            Some(book) => {
+                let p = book
+                    .pending
+                    .iter()
+                    .filter_map(|(t, k, n)| Kind::from_manifest(k).map(|k| (*t, (k, n.clone()))))
+                    .collect();
+                (Some(book.observed_rv), p)
+            }
+            None => effects::load(store.as_ref()).map_err(se)?,
+        };
+        let legacy = loaded.legacy.is_some();
+        let last = observed.unwrap_or(0);
         let mut c = Controller {
             store,
-            world: Mutex::new(world),
+            world: Mutex::new(loaded.world),
             cache: Cache::default(),
             sched: Scheduler::default(),
             backoff: Backoff::default(),
             last_rv: 0,
+            stored_rv: AtomicU64::new(if legacy { 0 } else { last }),
             own_writes: HashMap::new(),
-            saved_version,
-            saved_clock,
+            batches: AtomicU64::new(0),
             opts,
             stats: Stats::default(),
         };
-        let (last, pending) = {
-            let w = c.lock_world();
-            (w.observed_rv, w.pending.clone())
-        };
-        for (t, k, n) in pending {
-            if let Some(k) = Kind::from_manifest(&k) {
-                c.sched.schedule((k, n), t);
+        for (t, k) in pending {
+            c.sched.schedule(k, t);
+        }
+        if legacy {
+            // A store of an older version: write its world by entity, once.
+            let mut b = Batch { durable: true, ..Default::default() };
+            for (t, k) in c.sched.items() {
+                effects::set_pending(&mut b, &k, Some(t));
             }
+            c.commit_world(b)?;
         }
         // Resume from the last processed change when the history still reaches back:
         // only what changed since is reconciled. Otherwise reconcile everything.
@@ -188,7 +214,7 @@ impl Controller {
 
     /// The simulated world (a copy).
     pub fn world(&self) -> World {
-        self.world.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.lock_world().clone()
     }
 
     /// Simulated now.
@@ -196,8 +222,27 @@ impl Controller {
         self.lock_world().clock.now_ms
     }
 
+    /// The world, locked. A lock poisoned by a panic is not reused as it is: the
+    /// world is read again from the store (the state after the last committed step).
     fn lock_world(&self) -> std::sync::MutexGuard<'_, World> {
-        self.world.lock().unwrap_or_else(|p| p.into_inner())
+        match self.world.lock() {
+            Ok(g) => g,
+            Err(p) => {
+                let mut g = p.into_inner();
+                self.reload(&mut g);
+                self.world.clear_poison();
+                g
+            }
+        }
+    }
+
+    /// Replaces the world in memory by the stored one: the changes of a step that
+    /// was not committed are dropped.
+    fn reload(&self, w: &mut World) {
+        match World::load(self.store.as_ref()) {
+            Ok(stored) => *w = stored,
+            Err(e) => panic!("the simulated world cannot be read back from the store: {e}"),
+        }
     }
 
     /// The reflector cache.
@@ -205,36 +250,90 @@ impl Controller {
         &self.cache
     }
 
+    /// Commits one step's batch (test hook: may abort the process first).
+    fn commit(&self, b: Batch) -> Result<Committed, StoreError> {
+        effects::before_commit();
+        match self.store.commit_batch(b) {
+            Ok(r) => {
+                self.batches.fetch_add(1, Ordering::Relaxed);
+                Ok(r)
+            }
+            Err(e) => {
+                // The processed resourceVersion may not be stored: store it again.
+                self.stored_rv.store(u64::MAX, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    /// Adds the world's changes and the processed resourceVersion to `b` and commits
+    /// it. When the store refuses it, the world in memory goes back to the stored one.
+    fn commit_world(&self, mut b: Batch) -> anyhow::Result<Committed> {
+        let mut w = self.lock_world();
+        let r = match w.take_changes() {
+            Ok(state) => {
+                b.state.extend(state);
+                self.add_observed(&mut b);
+                self.commit(b).map_err(se)
+            }
+            Err(e) => Err(anyhow::anyhow!("the simulated world cannot be stored: {e}")),
+        };
+        if r.is_err() {
+            self.reload(&mut w);
+        }
+        r
+    }
+
+    fn add_observed(&self, b: &mut Batch) {
+        if self.stored_rv.load(Ordering::SeqCst) != self.last_rv {
+            effects::set_observed(b, self.last_rv);
+            self.stored_rv.store(self.last_rv, Ordering::SeqCst);
+        }
+    }
+
     fn relist(&mut self) -> anyhow::Result<()> {
         let rv = self.store.resource_version();
         for k in Kind::ALL {
-            let (objs, _) = self.store.list(*k).map_err(se)?;
-            self.cache.replace(*k, objs);
+            let l = self.store.list_report(*k).map_err(se)?;
+            for bad in &l.bad {
+                tracing::warn!(object = %format!("{}/{}", bad.kind, bad.name), error = %bad.error, "stored object cannot be read; not reconciled");
+            }
+            self.cache.replace(*k, l.items);
         }
         self.last_rv = rv;
         {
-            let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
+            let mut w = self.lock_world();
             gc(&mut w, &self.cache);
         }
         let now = self.now_ms();
+        let mut b = Batch::default();
         for k in Kind::ALL {
             let names: Vec<String> = self.cache.list(*k).map(|r| r.name().to_string()).collect();
             for n in names {
-                self.sched.schedule((*k, n), now);
+                let key = (*k, n);
+                effects::set_pending(&mut b, &key, Some(now));
+                self.sched.schedule(key, now);
             }
         }
+        self.commit_world(b)?;
         Ok(())
     }
 
     /// Reads the store's changes since the last look into the cache and schedules the
-    /// changed objects and those related to them.
+    /// changed objects and those related to them; stores what it scheduled, the world
+    /// released for deleted objects and their events as one batch.
     pub fn ingest(&mut self) -> anyhow::Result<()> {
         let events = match self.store.watch_from(self.last_rv) {
             Ok(e) => e,
             Err(StoreError::Expired { .. }) => return self.relist(),
             Err(e) => return Err(se(e)),
         };
+        if events.is_empty() {
+            return Ok(());
+        }
         let now = self.now_ms();
+        let mut scheduled: BTreeSet<Key> = BTreeSet::new();
+        let mut logged = Vec::new();
         for ev in events {
             self.last_rv = ev.rv;
             let key: Key = (ev.object.kind(), ev.object.name().to_string());
@@ -244,55 +343,85 @@ impl Controller {
                 WatchType::Deleted => {
                     self.cache.remove(key.0, &key.1);
                     self.own_writes.remove(&key);
-                    let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut w = self.lock_world();
                     let mut cx = Cx { world: &mut w, cache: &self.cache, events: Vec::new(), wake: Vec::new() };
                     cleanup(&mut cx, &ev.object);
                     let (evs, more) = (cx.events, cx.wake);
+                    let time = w.clock.rfc3339();
                     drop(w);
                     wake.extend(more);
-                    self.write_events(evs)?;
+                    logged.extend(evs.into_iter().map(|e| to_event(e, &time)));
+                    scheduled.insert(key.clone());
                 }
                 _ => {
                     self.cache.put(ev.object.clone());
                     if !own {
                         self.sched.schedule(key.clone(), now);
+                        scheduled.insert(key.clone());
                     }
                 }
             }
             for k in wake {
                 if k != key {
-                    self.sched.schedule(k, now);
+                    self.sched.schedule(k.clone(), now);
+                    scheduled.insert(k);
                 }
             }
         }
+        let changed = !scheduled.is_empty() || !logged.is_empty() || self.lock_world().has_changes();
+        if !changed {
+            // Only the controller's own writes: the next batch stores the new rv.
+            return Ok(());
+        }
+        let mut b = Batch { events: logged, ..Default::default() };
+        for k in scheduled {
+            let due = self.sched.due_of(&k);
+            effects::set_pending(&mut b, &k, due);
+        }
+        let done = self.commit_world(b)?;
+        self.log_events(&done.events);
         Ok(())
     }
 
     /// Applies a fault or repair to the world, logs what the hardware reports, and
-    /// wakes every object it may concern.
+    /// wakes every object it may concern; stored as one durable batch.
     pub fn apply_fault(&mut self, f: &Fault) -> anyhow::Result<()> {
         if let Fault::Advance { ms } = f {
             let target = self.now_ms() + ms;
             return self.run_until(Some(target));
         }
-        let evs = {
+        let (evs, time) = {
             let mut w = self.lock_world();
-            f.apply(&mut w).map_err(|e| anyhow::anyhow!("{e}"))?
+            match f.apply(&mut w) {
+                Ok(evs) => (evs, w.clock.rfc3339()),
+                Err(e) => {
+                    // A refused fault may have changed nothing; make sure.
+                    self.reload(&mut w);
+                    return Err(anyhow::anyhow!("{e}"));
+                }
+            }
         };
-        let evs: Vec<NewEvent> = evs
+        let events: Vec<Event> = evs
             .into_iter()
-            .map(|e: HwEvent| NewEvent {
-                type_: e.type_,
-                priority: e.priority,
-                component: e.component,
-                object: e.object,
-                reason: e.reason.to_string(),
-                message: e.message,
+            .map(|e: HwEvent| {
+                let ne = NewEvent {
+                    type_: e.type_,
+                    priority: e.priority,
+                    component: e.component,
+                    object: e.object,
+                    reason: e.reason.to_string(),
+                    message: e.message,
+                };
+                to_event(ne, &time)
             })
             .collect();
-        self.write_events(evs)?;
         self.wake_all();
-        self.save_world()?;
+        let mut b = Batch { events, durable: true, ..Default::default() };
+        for (t, k) in self.sched.items() {
+            effects::set_pending(&mut b, &k, Some(t));
+        }
+        let done = self.commit_world(b)?;
+        self.log_events(&done.events);
         Ok(())
     }
 
@@ -342,158 +471,261 @@ impl Controller {
         Ok(())
     }
 
-    /// Saves the world, with the controller's bookkeeping, if anything changed.
+    /// Stores what is not stored yet (the clock, the processed resourceVersion) and
+    /// makes everything durable.
     pub fn save_world(&mut self) -> anyhow::Result<()> {
-        let pending: Vec<(u64, String, String)> =
-            self.sched.items().into_iter().map(|(t, (k, n))| (t, k.as_str().to_string(), n)).collect();
-        let saved = {
-            let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
-            if w.version != self.saved_version
-                || w.observed_rv != self.last_rv
-                || w.pending != pending
-                || w.clock.now_ms != self.saved_clock
-            {
-                w.observed_rv = self.last_rv;
-                w.pending = pending;
-                w.save(self.store.as_ref()).map_err(se)?;
-                self.saved_clock = w.clock.now_ms;
-                Some(w.version)
-            } else {
-                None
-            }
-        };
-        if let Some(v) = saved {
-            self.saved_version = v;
+        self.store_clock()?;
+        self.store.sync().map_err(se)?;
+        Ok(())
+    }
+
+    /// Stores the clock (and the processed resourceVersion) if they moved since the
+    /// last batch; not flushed.
+    pub fn store_clock(&mut self) -> anyhow::Result<()> {
+        let moved = self.lock_world().has_changes() || self.stored_rv.load(Ordering::SeqCst) != self.last_rv;
+        if moved {
+            self.commit_world(Batch::default())?;
         }
+        self.stats.batches = self.batches.load(Ordering::Relaxed);
         Ok(())
     }
 
     fn run_batch(&mut self, batch: Vec<Key>) -> anyhow::Result<()> {
         self.stats.max_parallel = self.stats.max_parallel.max(batch.len());
-        let results: Vec<(Key, anyhow::Result<Option<Reconciled>>)> = if batch.len() == 1 {
+        let results: Vec<(Key, anyhow::Result<Option<Ended>>)> = if batch.len() == 1 {
             batch.into_iter().map(|k| (k.clone(), self.reconcile_one(&k))).collect()
         } else {
             let this = &*self;
             std::thread::scope(|s| {
                 let handles: Vec<_> =
-                    batch.into_iter().map(|k| s.spawn(move || (k.clone(), this.reconcile_one(&k)))).collect();
-                handles.into_iter().map(|h| h.join().expect("reconcile thread")).collect()
+                    batch.into_iter().map(|k| (k.clone(), s.spawn(move || this.reconcile_one(&k)))).collect();
+                handles
+                    .into_iter()
+                    .map(|(k, h)| {
+                        let r = h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("reconcile thread of {}/{} died", k.0, k.1)));
+                        (k, r)
+                    })
+                    .collect()
             })
         };
         let now = self.now_ms();
+        let mut fatal = None;
         for (key, res) in results {
             self.stats.reconciles += 1;
             match res {
                 Ok(None) => {}
-                Ok(Some((outcome, events, wake))) => {
-                    if tracing::enabled!(tracing::Level::INFO) {
-                        let wrote = outcome
-                            .status
-                            .as_ref()
-                            .is_some_and(|s| !self.cache.get(key.0, &key.1).is_some_and(|c| c.status_eq(s)));
-                        tracing::info!(
-                            object = %format!("{}/{}", key.0, key.1),
-                            status = if wrote { "written" } else { "unchanged" },
-                            next = ?outcome.action,
-                            events = events.len(),
-                            "reconciled"
-                        );
+                Ok(Some(Ended::Ran { action, wake, status, events })) => {
+                    let retried = self.note_status(&key, status);
+                    tracing::info!(object = %format!("{}/{}", key.0, key.1), next = ?action, events, "reconciled");
+                    if retried {
+                        // Its new spec is reconciled next.
+                        self.sched.schedule(key.clone(), now);
                     }
-                    if let Some(status) = outcome.status {
-                        let unchanged = self.cache.get(key.0, &key.1).is_some_and(|c| c.status_eq(&status));
-                        if unchanged {
-                            self.stats.skipped_writes += 1;
-                        } else {
-                            match self.write_status(status) {
-                                Ok((written, retried)) => {
-                                    self.stats.status_writes += 1;
-                                    self.own_writes.insert(key.clone(), written.meta().rv());
-                                    self.cache.put(written);
-                                    if retried {
-                                        // Its new spec is reconciled next.
-                                        self.sched.schedule(key.clone(), now);
-                                    }
-                                }
-                                Err(StoreError::NotFound { .. }) => {}
-                                Err(e @ StoreError::Conflict { .. }) => {
-                                    // Changed again meanwhile: try again later; the
-                                    // events come again with the status.
-                                    self.stats.errors += 1;
-                                    let delay = self.backoff.fail(&key);
-                                    tracing::warn!(object = %format!("{}/{}", key.0, key.1), error = %e, retry_ms = delay, "status write failed");
-                                    self.sched.schedule(key, now + delay);
-                                    continue;
-                                }
-                                Err(e) => return Err(se(e)),
-                            }
-                        }
-                    }
-                    self.write_events(events)?;
                     for k in wake {
                         self.sched.schedule(k, now);
                     }
                     self.backoff.succeed(&key);
-                    if let Action::RequeueAfter(ms) = outcome.action {
+                    if let Action::RequeueAfter(ms) = action {
                         self.sched.schedule(key, now + ms);
                     }
                 }
+                Ok(Some(Ended::Failed { error, panicked, status })) => {
+                    self.note_status(&key, status);
+                    self.stats.errors += 1;
+                    if panicked {
+                        self.stats.panics += 1;
+                    }
+                    let delay = self.backoff.fail(&key);
+                    tracing::warn!(object = %format!("{}/{}", key.0, key.1), error = %error, panicked, retry_ms = delay, "reconcile failed");
+                    self.sched.schedule(key, now + delay);
+                }
                 Err(e) => {
+                    // The store failed: nothing of the step is stored; stop here.
                     self.stats.errors += 1;
                     let delay = self.backoff.fail(&key);
-                    tracing::warn!(object = %format!("{}/{}", key.0, key.1), error = %e, retry_ms = delay, "reconcile failed");
                     self.sched.schedule(key, now + delay);
+                    fatal.get_or_insert(e);
                 }
             }
         }
-        Ok(())
+        self.stats.batches = self.batches.load(Ordering::Relaxed);
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
-    /// Writes a status. It is the world's as the reconciler saw it, so when someone
-    /// changed the object meanwhile (Conflict: a newer spec), it goes onto the newest
-    /// object (true: retried); that change itself is reconciled next.
-    fn write_status(&self, status: Resource) -> Result<(Resource, bool), StoreError> {
-        match self.store.update_status(status.clone()) {
-            Err(StoreError::Conflict { .. }) => {
-                let (kind, name) = (status.kind(), status.name().to_string());
-                let mut current = self.store.get(kind, &name)?.ok_or(StoreError::NotFound { kind, name })?;
-                current.take_status_from(&status);
-                Ok((self.store.update_status(current)?, true))
+    /// Takes a committed status into the cache; true when it went onto a newer object.
+    fn note_status(&mut self, key: &Key, status: Option<StatusWrite>) -> bool {
+        match status {
+            None => {
+                self.stats.skipped_writes += 1;
+                false
             }
-            r => r.map(|w| (w, false)),
+            Some(StatusWrite::Written { object, retried }) => {
+                self.stats.status_writes += 1;
+                self.own_writes.insert(key.clone(), object.meta().rv());
+                self.cache.put(object);
+                retried
+            }
+            Some(StatusWrite::Unchanged(_)) => {
+                self.stats.skipped_writes += 1;
+                false
+            }
+            Some(StatusWrite::Gone) => false,
         }
     }
 
-    /// Runs the reconciler of one object; None when the object is gone.
-    fn reconcile_one(&self, key: &Key) -> anyhow::Result<Option<Reconciled>> {
+    /// Runs the reconciler of one object and commits its effects as one batch (under
+    /// the world lock, so batches are stored in the order the world saw them). None
+    /// when the object is gone; Err when the store failed.
+    fn reconcile_one(&self, key: &Key) -> anyhow::Result<Option<Ended>> {
         let Some(obj) = self.cache.get(key.0, &key.1) else { return Ok(None) };
-        let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = self.lock_world();
         let mut cx = Cx { world: &mut w, cache: &self.cache, events: Vec::new(), wake: Vec::new() };
-        let out = reconcile(&mut cx, obj)?;
-        Ok(Some((out, cx.events, cx.wake)))
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            effects::maybe_panic_reconcile(key);
+            reconcile(&mut cx, obj)
+        }));
+        let (logged, wake) = (std::mem::take(&mut cx.events), std::mem::take(&mut cx.wake));
+        let now = w.clock.now_ms;
+        let time = w.clock.rfc3339();
+        let outcome = match ran {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => Err((format!("{e:#}"), false)),
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_string());
+                // Half-done changes of a panicking reconcile are not kept.
+                self.reload(&mut w);
+                Err((msg, true))
+            }
+        };
+        let mut b = Batch::default();
+        let ended = match outcome {
+            Ok(out) => {
+                let status = out.status.filter(|s| !obj.status_eq(s));
+                let has_status = status.is_some();
+                b.statuses.extend(status);
+                b.events = logged.into_iter().map(|e| to_event(e, &time)).collect();
+                let own_due = match out.action {
+                    Action::RequeueAfter(ms) => Some(now + ms),
+                    Action::Await => None,
+                };
+                effects::set_pending(&mut b, key, own_due);
+                for k in &wake {
+                    if k != key {
+                        let due = self.sched.due_of(k).map_or(now, |t| t.min(now));
+                        effects::set_pending(&mut b, k, Some(due));
+                    }
+                }
+                let events = b.events.len();
+                match self.commit_step(&mut w, b) {
+                    Ok(mut done) => {
+                        self.log_events(&done.events);
+                        let status = if has_status { done.statuses.pop() } else { None };
+                        Ended::Ran { action: out.action, wake, status, events }
+                    }
+                    Err(StepError::Refused(error)) => self.failed(&mut w, obj, key, error, false, now, &time)?,
+                    Err(StepError::Store(e)) => return Err(e),
+                }
+            }
+            Err((error, panicked)) => {
+                // An error keeps the changes it made (as they were made); a panic's
+                // were dropped above.
+                self.failed(&mut w, obj, key, error, panicked, now, &time)?
+            }
+        };
+        Ok(Some(ended))
     }
 
-    fn write_events(&self, evs: Vec<NewEvent>) -> anyhow::Result<()> {
-        if evs.is_empty() {
-            return Ok(());
+    /// Stores a failed reconcile: the world as it is, a Warning event, the object's
+    /// `Reconciled` condition set to False, and the retry after backoff.
+    #[allow(clippy::too_many_arguments)]
+    fn failed(
+        &self,
+        w: &mut World,
+        obj: &Resource,
+        key: &Key,
+        error: String,
+        panicked: bool,
+        now: u64,
+        time: &str,
+    ) -> anyhow::Result<Ended> {
+        let (reason, what) = if panicked { ("ReconcilePanicked", "panicked") } else { ("ReconcileFailed", "failed") };
+        let message = format!("the reconcile of {}/{} {what}: {error}", key.0, key.1);
+        let mut st = obj.clone();
+        crate::api::set_condition(
+            st.conditions_mut(),
+            "Reconciled",
+            crate::api::ConditionStatus::False,
+            reason,
+            &message,
+            obj.meta().generation,
+            time,
+        );
+        let mut b = Batch::default();
+        let has_status = !obj.status_eq(&st);
+        if has_status {
+            b.statuses.push(st);
         }
-        let time = self.lock_world().clock.rfc3339();
+        // The event once per failure streak, not at every retry.
+        if self.backoff.failures(key) == 0 {
+            b.events.push(to_event(
+                NewEvent {
+                    type_: EventType::Warning,
+                    priority: "ERROR",
+                    component: "Controller",
+                    object: format!("{}/{}", key.0, key.1),
+                    reason: reason.to_string(),
+                    message: message.clone(),
+                },
+                time,
+            ));
+        }
+        effects::set_pending(&mut b, key, Some(now + self.backoff.next_delay(key)));
+        match self.commit_step(w, b) {
+            Ok(mut done) => {
+                self.log_events(&done.events);
+                let status = if has_status { done.statuses.pop() } else { None };
+                Ok(Ended::Failed { error: message, panicked, status })
+            }
+            Err(StepError::Refused(e)) => Err(anyhow::anyhow!("{message}; storing that failed too: {e}")),
+            Err(StepError::Store(e)) => Err(e),
+        }
+    }
+
+    /// Commits a step with the world's changes; a refused step (invalid content) puts
+    /// the world back to the stored one.
+    fn commit_step(&self, w: &mut World, mut b: Batch) -> Result<Committed, StepError> {
+        let state = match w.take_changes() {
+            Ok(s) => s,
+            Err(e) => {
+                self.reload(w);
+                return Err(StepError::Refused(format!("the simulated world cannot be stored: {e}")));
+            }
+        };
+        b.state.extend(state);
+        self.add_observed(&mut b);
+        match self.commit(b) {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                self.reload(w);
+                match e {
+                    StoreError::Invalid(m) => Err(StepError::Refused(m)),
+                    other => Err(StepError::Store(se(other))),
+                }
+            }
+        }
+    }
+
+    fn log_events(&self, evs: &[Event]) {
         for e in evs {
             tracing::info!(object = %e.object, reason = %e.reason, "{}", e.message);
-            self.store
-                .record_event(Event {
-                    seq: 0,
-                    time: time.clone(),
-                    type_: e.type_,
-                    priority: e.priority.to_string(),
-                    component: e.component.to_string(),
-                    object: e.object,
-                    reason: e.reason,
-                    message: e.message,
-                    acknowledged: false,
-                })
-                .map_err(se)?;
         }
-        Ok(())
     }
 
     /// Takes up to `concurrency` distinct objects due now.
@@ -537,9 +769,37 @@ impl Controller {
         self.sched.next_time()
     }
 
+    /// Store batches committed so far.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
     /// Pending reconciles.
     pub fn pending(&self) -> usize {
         self.sched.len()
+    }
+}
+
+/// Why a step's batch was not stored.
+enum StepError {
+    /// The content was refused (e.g. a non-finite number): an error of that object.
+    Refused(String),
+    /// The store failed.
+    Store(anyhow::Error),
+}
+
+/// An event for the log, stamped with the simulated time.
+fn to_event(e: NewEvent, time: &str) -> Event {
+    Event {
+        seq: 0,
+        time: time.to_string(),
+        type_: e.type_,
+        priority: e.priority.to_string(),
+        component: e.component.to_string(),
+        object: e.object,
+        reason: e.reason,
+        message: e.message,
+        acknowledged: false,
     }
 }
 

@@ -103,6 +103,11 @@ impl Scheduler {
         Some(item.2)
     }
 
+    /// When `key` is due, if it is pending.
+    pub fn due_of(&self, key: &Key) -> Option<u64> {
+        self.index.get(key).map(|&(t, _)| t)
+    }
+
     /// The earliest due time.
     pub fn next_time(&self) -> Option<u64> {
         self.due.iter().next().map(|(t, _, _)| *t)
@@ -137,6 +142,12 @@ impl Backoff {
         let n = self.failures.entry(key.clone()).or_insert(0);
         *n += 1;
         (1000u64 << (*n - 1).min(20)).min(300_000)
+    }
+
+    /// The delay `fail` would return next, without recording anything.
+    pub fn next_delay(&self, key: &Key) -> u64 {
+        let n = self.failures(key) + 1;
+        (1000u64 << (n - 1).min(20)).min(300_000)
     }
 
     /// Records a success.

@@ -320,11 +320,17 @@ async fn clock(State(s): State<AppState>) -> ApiResult {
         .into_response())
 }
 
-async fn healthz() -> &'static str {
-    "ok"
+async fn healthz() -> Response {
+    if !super::engine::alive() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the controller loop died").into_response();
+    }
+    "ok".into_response()
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
+    if !super::engine::alive() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the controller loop died").into_response();
+    }
     if s.ready.load(std::sync::atomic::Ordering::SeqCst) {
         "ok".into_response()
     } else {

@@ -1,8 +1,12 @@
 //! The controller loop of `sectl serve`: one thread that owns the `Controller`, moves
 //! the simulated clock with real time (times `--time-scale`), runs what falls due,
-//! resyncs every object on a period, carries out `sim` requests, saves the world, and
-//! on shutdown finishes the batch in hand and saves everything (a migration in flight
-//! included, so the next start resumes it).
+//! resyncs every object on a period, carries out `sim` requests, and on shutdown
+//! finishes the batch in hand. Every reconcile stores its own effects (see
+//! `controller`); the loop only makes them durable soon (`SYNC_EVERY`) and stores the
+//! clock when nothing else did (`SAVE_CLOCK`).
+//!
+//! If the loop dies (an error it cannot go on from, or a panic), `alive()` turns false:
+//! `/healthz` and `/readyz` fail and `serve` stops with a non-zero exit.
 
 use crate::controller::{Controller, Options};
 use crate::sim::Fault;
@@ -11,6 +15,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// False once the controller loop of this process has died.
+static ALIVE: AtomicBool = AtomicBool::new(true);
+
+/// Whether the controller loop of this process is alive (for /healthz, /readyz).
+pub fn alive() -> bool {
+    ALIVE.load(Ordering::SeqCst)
+}
 
 /// A request to the controller thread.
 pub enum Cmd {
@@ -37,6 +49,8 @@ pub struct Engine {
     pub sim_ms: Arc<std::sync::atomic::AtomicU64>,
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    /// Fires when the loop dies.
+    pub died: Arc<tokio::sync::Notify>,
 }
 
 impl Engine {
@@ -48,13 +62,32 @@ impl Engine {
         let mut c = Controller::new(store.clone(), Options { concurrency: opts.concurrency, ..Default::default() })?;
         let sim_ms = Arc::new(std::sync::atomic::AtomicU64::new(c.now_ms()));
         let sm = sim_ms.clone();
-        let handle = std::thread::Builder::new()
-            .name("controller".into())
-            .spawn(move || run(&mut c, store.as_ref(), rx, s2, opts, sm))?;
-        Ok(Engine { tx, sim_ms, stop, handle: Some(handle) })
+        let died = Arc::new(tokio::sync::Notify::new());
+        let d2 = died.clone();
+        let handle = std::thread::Builder::new().name("controller".into()).spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run(&mut c, store.as_ref(), rx, s2, opts, sm)
+            }))
+            .unwrap_or_else(|p| {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(anyhow::anyhow!("the controller loop panicked: {msg}"))
+            });
+            if let Err(e) = &r {
+                ALIVE.store(false, Ordering::SeqCst);
+                tracing::error!(error = %format!("{e:#}"), "the controller loop died; the server stops");
+                d2.notify_one();
+            }
+            r
+        })?;
+        Ok(Engine { tx, sim_ms, stop, handle: Some(handle), died })
     }
 
-    /// Asks the loop to stop after the batch in hand and waits for it.
+    /// Asks the loop to stop after the batch in hand and waits for it; its error if
+    /// it died.
     pub fn shutdown(mut self) -> anyhow::Result<()> {
         self.stop.store(true, Ordering::SeqCst);
         match self.handle.take() {
@@ -64,16 +97,13 @@ impl Engine {
     }
 }
 
-/// While reconciles keep changing the world, it is saved at most this often. A save
-/// serialises the whole world (about 0.6 KB per VM definition: 6 MB at 10,000) and
-/// writes it as one value; the store holds on to the copies it replaced for a while,
-/// so saving every 200 ms during a burst kept some 90 MB of old copies alive.
-const SAVE_BUSY: Duration = Duration::from_secs(2);
-/// Once the reconciles have caught up, changes are saved this soon.
-const SAVE_QUIET: Duration = Duration::from_millis(200);
-/// A world in which only the clock moved is saved this often (a restart after a crash
-/// resumes the clock from there; a shutdown always saves).
-const SAVE_CLOCK: Duration = Duration::from_secs(10);
+/// Committed batches are made durable (flushed) at most this often: what the API
+/// serves of the controller's work is on disk a moment later.
+const SYNC_EVERY: Duration = Duration::from_millis(50);
+/// A clock that moved while nothing else was stored is stored this often (a restart
+/// after a crash resumes the clock from there; it never goes back behind an event,
+/// since every batch carries the clock).
+const SAVE_CLOCK: Duration = Duration::from_secs(1);
 /// Freed heap is handed back to the operating system at most this often.
 const TRIM_EVERY: Duration = Duration::from_secs(2);
 
@@ -105,11 +135,14 @@ fn run(
     let mut last = Instant::now();
     let mut carry = 0.0f64;
     let mut last_save = Instant::now();
+    let mut last_sync = Instant::now();
     let mut last_resync = Instant::now();
     let mut last_trim = Instant::now();
-    // What the last save covered: reconciles run and the store's version.
-    let mut saved_at = (c.stats.reconciles, store.resource_version());
+    let mut synced = c.batches();
     loop {
+        if super::super::controller::effects::engine_should_panic() {
+            panic!("test fault hook: the engine loop panics");
+        }
         let reconciles_before = c.stats.reconciles;
         while let Ok(cmd) = rx.try_recv() {
             match cmd {
@@ -126,9 +159,9 @@ fn run(
         carry -= whole;
         c.advance_clock(whole as u64);
         sim_ms.store(c.now_ms(), Ordering::SeqCst);
-        if let Err(e) = c.run_due() {
-            tracing::error!(error = %format!("{e:#}"), "controller step failed");
-        }
+        // Errors of single objects are handled inside (backoff); what comes out here
+        // is the store failing.
+        c.run_due()?;
         if last_resync.elapsed() >= opts.resync {
             tracing::info!("periodic resync of all objects");
             c.wake_all();
@@ -140,18 +173,14 @@ fn run(
             return Ok(());
         }
         let busy = c.stats.reconciles != reconciles_before;
-        let now_at = (c.stats.reconciles, store.resource_version());
-        let every = match (now_at != saved_at, busy) {
-            (true, true) => SAVE_BUSY,
-            (true, false) => SAVE_QUIET,
-            (false, _) => SAVE_CLOCK,
-        };
-        if last_save.elapsed() >= every {
-            if let Err(e) = c.save_world() {
-                tracing::error!(error = %format!("{e:#}"), "saving the simulated world failed");
-            }
+        if last_save.elapsed() >= SAVE_CLOCK {
+            c.store_clock()?;
             last_save = Instant::now();
-            saved_at = now_at;
+        }
+        if c.batches() != synced && last_sync.elapsed() >= SYNC_EVERY {
+            store.sync().map_err(|e| anyhow::anyhow!("{e}"))?;
+            synced = c.batches();
+            last_sync = Instant::now();
         }
         if !busy && last_trim.elapsed() >= TRIM_EVERY {
             trim_heap();

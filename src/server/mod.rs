@@ -134,9 +134,14 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         tracing::info!(%addr, watch = ?opts.watch, time_scale = opts.time_scale, "serving");
         let ready2 = ready.clone();
         let stop_tx2 = stop_tx.clone();
+        let died = engine.died.clone();
         axum::serve(listener, api::router(state))
             .with_graceful_shutdown(async move {
-                shutdown_signal().await;
+                // A dead controller loop ends the server too (with its error, below).
+                tokio::select! {
+                    _ = shutdown_signal() => {},
+                    _ = died.notified() => {},
+                }
                 ready2.store(false, std::sync::atomic::Ordering::SeqCst);
                 stop_tx2.send_replace(true);
                 tracing::info!("shutting down: no new requests");
@@ -148,8 +153,9 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     });
-    // Let running reconciles finish, then save the world and flush the store.
-    engine.shutdown()?;
+    // Let running reconciles finish, then store the clock and flush the store. A loop
+    // that died makes the exit status non-zero.
+    engine.shutdown().map_err(|e| anyhow::anyhow!("the controller died: {e:#}"))?;
     drop(dyn_store);
     let _ = store.put_blob("shutdown", crate::store::now_rfc3339().as_bytes());
     tracing::info!("stopped");

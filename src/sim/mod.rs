@@ -3,13 +3,18 @@
 //! `World` holds units (MU, SU, HNC) with power, SU resources and who holds them, the
 //! ISL-E links, the external configuration disks, BCAM/REWAS per SU /390 monitor, and
 //! a virtual clock. It changes only through reconcilers converging it toward the specs
-//! and through faults (`sectl sim ...`, see `Fault`). It is persisted in the store as
-//! one blob, so it survives a restart.
+//! and through faults (`sectl sim ...`, see `Fault`). It is persisted in the store by
+//! entity (`persist.rs`): each unit, VM placement, migration ... is one value, and the
+//! maps remember what changed (`entity.rs`), so a reconcile writes only that.
 
 mod clock;
+pub mod entity;
 mod fault;
 pub mod migration;
+pub mod persist;
 pub mod vm;
+
+pub use entity::EntityMap;
 
 pub use clock::Clock;
 pub use fault::{parse_duration, Fault, HwEvent};
@@ -17,12 +22,8 @@ pub use migration::SimMigration;
 pub use vm::{Demand, Reservation, Shortfall, SimVm};
 
 use crate::api::{DeviceType, DeviceUsage, OperationMode, SuType};
-use crate::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Name of the blob that holds the world in the store.
-const BLOB: &str = "world";
 
 /// Interval at which monitor systems write their alive message to the CRD.
 pub const ALIVE_INTERVAL_MS: u64 = 10_000;
@@ -135,65 +136,44 @@ pub struct World {
     /// The virtual clock.
     pub clock: Clock,
     /// Units by name.
-    pub units: BTreeMap<String, Unit>,
+    pub units: EntityMap<Unit>,
     /// ISL-E links by ManagementCluster name.
-    pub links: BTreeMap<String, Link>,
+    pub links: EntityMap<Link>,
     /// External configuration disks by name.
-    pub disks: BTreeMap<String, Disk>,
+    pub disks: EntityMap<Disk>,
     /// Which MU runs the Cluster Manager, by ManagementCluster name.
-    pub cluster_managers: BTreeMap<String, String>,
+    pub cluster_managers: EntityMap<String>,
     /// Changes since creation; bumps on every change.
     pub version: u64,
     /// VM definitions by VMDefinition object name. Read freely; add, remove and move
     /// them with `insert_vm`, `remove_vm` and `move_vm`, which keep the per-SU index.
     #[serde(default)]
-    pub vms: BTreeMap<String, SimVm>,
+    pub vms: EntityMap<SimVm>,
     /// Index: VM names per SU (derived from `vms`, rebuilt on load).
     #[serde(skip)]
     pub(crate) by_su: BTreeMap<String, BTreeSet<String>>,
     /// Running (and recently ended) live migrations by LiveMigration object name.
     #[serde(default)]
-    pub migrations: BTreeMap<String, SimMigration>,
+    pub migrations: EntityMap<SimMigration>,
     /// `sim dirty`: dirty rates (MiB/s) overriding a VM's workload, by object name.
     #[serde(default)]
-    pub dirty_override: BTreeMap<String, f64>,
+    pub dirty_override: EntityMap<f64>,
     /// Non-persistent definitions lost when their SU went down, with the generation
     /// they had: not recreated until the spec changes.
     #[serde(default)]
-    pub lost_vms: BTreeMap<String, u64>,
+    pub lost_vms: EntityMap<u64>,
     /// VMs the simulation holds in state WAIT (`sim wait VM`), by object name.
     #[serde(default)]
     pub waiting_vms: BTreeSet<String>,
     /// SUs /390 whose definition changes are held by the hypervisor while BCAM is down.
     #[serde(default)]
     pub held_definitions: BTreeSet<String>,
-    /// Controller bookkeeping: the newest resourceVersion it has processed.
-    #[serde(default)]
-    pub observed_rv: u64,
-    /// Controller bookkeeping: reconciles due later (simulated ms, kind, name).
-    #[serde(default)]
-    pub pending: Vec<(u64, String, String)>,
+    /// What was last written of the parts kept as one value (clock, sets).
+    #[serde(skip)]
+    pub(crate) persisted_meta: persist::Shadow,
 }
 
 impl World {
-    /// Loads the world from the store, or a new one (clock at wall time) if none.
-    pub fn load(store: &dyn Store) -> Result<World, StoreError> {
-        match store.get_blob(BLOB)? {
-            Some(b) => {
-                let mut w: World = serde_json::from_slice(&b)
-                    .map_err(|e| StoreError::Backend(format!("corrupt simulated world: {e}")))?;
-                w.reindex();
-                Ok(w)
-            }
-            None => Ok(World { clock: Clock::starting_now(), ..Default::default() }),
-        }
-    }
-
-    /// Saves the world to the store (durably).
-    pub fn save(&self, store: &dyn Store) -> Result<(), StoreError> {
-        store.put_blob(BLOB, &serde_json::to_vec(self).expect("world serialises"))
-    }
-
     /// Marks a change.
     pub fn touch(&mut self) {
         self.version += 1;

@@ -5,9 +5,17 @@
 //!
 //! Callers use the `Store` trait only; `SledStore` is the embedded implementation. An
 //! etcd-backed one can be added beside it without touching callers.
+//!
+//! The controller writes everything one reconcile did (statuses, events, and the
+//! entities of the simulated world it changed) as one `Batch`: all of it or none of it
+//! is there after a crash. A batch is a list of independent puts and deletes, so a
+//! backend with a request cap (etcd: 128 operations, 1.5 MiB) can stage it in pieces
+//! and make it visible with one small commit.
 
+mod finite;
 mod sled_store;
 
+pub use finite::{check as check_finite, NonFinite};
 pub use sled_store::SledStore;
 
 use crate::api::{Kind, Resource};
@@ -146,14 +154,110 @@ pub struct Event {
     pub acknowledged: bool,
 }
 
+/// What one reconcile (or fault, or clock tick) changed, written atomically.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    /// Statuses to write, as `update_status` does, except that a stale resourceVersion
+    /// is no conflict: the status is what the controller observed in the world, so it
+    /// goes onto the newest object and `StatusWrite::Written::retried` says so.
+    pub statuses: Vec<Resource>,
+    /// Events to append (their `seq` is assigned).
+    pub events: Vec<Event>,
+    /// Controller state (the simulated world by entity, the controller's bookkeeping):
+    /// key -> `Some(bytes)` to write, `None` to delete. Keys are the caller's.
+    pub state: Vec<(String, Option<Vec<u8>>)>,
+    /// Flush before returning (otherwise durable within half a second or with the
+    /// next durable write; either all of the batch or none of it survives a crash).
+    pub durable: bool,
+}
+
+impl Batch {
+    /// True when the batch writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.statuses.is_empty() && self.events.is_empty() && self.state.is_empty()
+    }
+}
+
+/// What became of one status in a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatusWrite {
+    /// Written; `retried` when the object had changed since the status was computed.
+    Written {
+        /// The object as stored now.
+        object: Resource,
+        /// The object's resourceVersion was newer than the status's.
+        retried: bool,
+    },
+    /// Equal to the stored status: nothing written.
+    Unchanged(Resource),
+    /// The object no longer exists.
+    Gone,
+}
+
+/// What a committed batch wrote.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    /// One entry per status of the batch, in order.
+    pub statuses: Vec<StatusWrite>,
+    /// The events with their sequence numbers.
+    pub events: Vec<Event>,
+}
+
+/// A stored object that cannot be decoded, reported by name instead of failing a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadObject {
+    /// Kind.
+    pub kind: Kind,
+    /// Name (from the key).
+    pub name: String,
+    /// Why it cannot be read.
+    pub error: String,
+}
+
+impl std::fmt::Display for BadObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} cannot be read ({}); `sectl delete {} {}` removes it",
+            self.kind,
+            self.name,
+            self.error,
+            self.kind.as_str().to_lowercase(),
+            self.name
+        )
+    }
+}
+
+/// A list with the objects that could not be decoded named apart.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// The readable objects, sorted by name.
+    pub items: Vec<Resource>,
+    /// The unreadable ones.
+    pub bad: Vec<BadObject>,
+    /// The resourceVersion of the list.
+    pub rv: u64,
+}
+
 /// The store's interface. Writes of what users own (create, update, delete, apply,
 /// ack, blobs) are durable when the call returns; status writes and event records are
 /// atomic and become durable within half a second or with the next durable write.
 pub trait Store: Send + Sync {
     /// One object.
     fn get(&self, kind: Kind, name: &str) -> Result<Option<Resource>>;
-    /// All objects of a kind, sorted by name, and the resourceVersion of the list.
-    fn list(&self, kind: Kind) -> Result<(Vec<Resource>, u64)>;
+    /// All readable objects of a kind, sorted by name, and the resourceVersion of the
+    /// list. An object that cannot be decoded is left out (and logged); `list_report`
+    /// names it.
+    fn list(&self, kind: Kind) -> Result<(Vec<Resource>, u64)> {
+        let l = self.list_report(kind)?;
+        for b in &l.bad {
+            tracing::warn!(object = %format!("{}/{}", b.kind, b.name), error = %b.error, "stored object cannot be read");
+        }
+        Ok((l.items, l.rv))
+    }
+    /// All objects of a kind: the readable ones, and the unreadable ones by name. One
+    /// bad object never fails the whole list.
+    fn list_report(&self, kind: Kind) -> Result<Listing>;
     /// Creates an object; sets uid, resourceVersion, generation 1, creationTimestamp,
     /// and an empty status.
     fn create(&self, obj: Resource) -> Result<Resource>;
@@ -181,10 +285,19 @@ pub trait Store: Send + Sync {
     fn events(&self) -> Result<Vec<Event>>;
     /// Marks all events acknowledged; returns how many were newly acknowledged.
     fn ack_events(&self) -> Result<usize>;
-    /// Reads a named blob (used for the simulated world).
+    /// Reads a named blob (the simulated world of stores written before it was kept
+    /// by entity, the shutdown mark).
     fn get_blob(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// Writes a named blob durably.
     fn put_blob(&self, name: &str, bytes: &[u8]) -> Result<()>;
+    /// Writes a batch atomically: all of it or nothing, also across a crash. Statuses
+    /// of objects that are gone are skipped (`StatusWrite::Gone`); any other failure
+    /// writes nothing. Numbers must be finite (else `Invalid`).
+    fn commit_batch(&self, batch: Batch) -> Result<Committed>;
+    /// The controller state entries whose key starts with `prefix`, sorted by key.
+    fn read_state(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Makes every committed write durable.
+    fn sync(&self) -> Result<()>;
 }
 
 /// The current time as RFC 3339 (UTC, seconds).

@@ -2,14 +2,20 @@
 //! - `o/<Kind>/<name>`  the object, JSON
 //! - `h/<rv, u64 BE>`   the watch history: one compact record per change
 //! - `e/<seq, u64 BE>`  the event log
-//! - `b/<name>`         blobs (the simulated world)
+//! - `b/<name>`         blobs (the world of older stores, the shutdown mark)
+//! - `s/<key>`          controller state: the simulated world by entity, bookkeeping
 //! - `m/rv`, `m/eseq`   counters
+//! - `m/rvres`, `m/eseqres` the highest resourceVersion / event seq that may have been
+//!   handed out (reserved durably, a block at a time)
 //!
-//! Every write is one sled batch (atomic) followed by a flush, under one writer lock,
-//! so the global resourceVersion counter, the object and its history record always
-//! move together: a crash leaves either all of a write or none of it.
+//! Every write is one sled batch (atomic) under one writer lock, so the global
+//! resourceVersion counter, the object and its history record always move together: a
+//! crash leaves either all of a write or none of it. User writes are flushed before
+//! they return; controller batches within half a second. A version handed out by a
+//! batch that a crash then lost is never handed out again: the counters restart past
+//! the durable reservation, and a watch from inside the lost range is `Expired`.
 
-use super::{ApplyOutcome, Event, Result, Store, StoreError, WatchEvent, WatchType};
+use super::{ApplyOutcome, Batch, Committed, Event, Result, StatusWrite, Store, StoreError, WatchEvent, WatchType};
 use crate::api::{Kind, Resource};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -19,6 +25,8 @@ use std::sync::Mutex;
 pub const DEFAULT_HISTORY: u64 = 10_000;
 /// How many events the event log keeps.
 const MAX_EVENTS: u64 = 10_000;
+/// How many resourceVersions (and event seqs) one durable reservation covers.
+const RESERVE_BLOCK: u64 = 1_000;
 
 /// The sled-backed store.
 pub struct SledStore {
@@ -27,11 +35,40 @@ pub struct SledStore {
     writer: Mutex<Counters>,
     history: u64,
     notify: tokio::sync::watch::Sender<u64>,
+    /// resourceVersions that a crash may have taken back (after the last durable one,
+    /// up to the reservation): a watch from inside must relist.
+    lost: (u64, u64),
 }
 
+#[derive(Clone)]
 struct Counters {
     rv: u64,
     eseq: u64,
+    /// Reserved durably: no rv / seq up to these is handed out twice.
+    rv_res: u64,
+    eseq_res: u64,
+    /// The batch being built raised a reservation: it must be flushed.
+    reserve: bool,
+}
+
+impl Counters {
+    fn next_rv(&mut self) -> u64 {
+        self.rv += 1;
+        if self.rv > self.rv_res {
+            self.rv_res = self.rv + RESERVE_BLOCK;
+            self.reserve = true;
+        }
+        self.rv
+    }
+
+    fn next_eseq(&mut self) -> u64 {
+        self.eseq += 1;
+        if self.eseq > self.eseq_res {
+            self.eseq_res = self.eseq + RESERVE_BLOCK;
+            self.reserve = true;
+        }
+        self.eseq
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -42,6 +79,9 @@ struct HistoryRecord {
     /// The last state, for deletions only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     o: Option<Box<serde_json::value::RawValue>>,
+    /// The removal of an object that could not be decoded (no `o`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    u: bool,
 }
 
 fn be(err: impl std::fmt::Display) -> StoreError {
@@ -76,6 +116,16 @@ fn read_counter(tree: &sled::Tree, key: &[u8]) -> Result<u64> {
         .unwrap_or(0))
 }
 
+/// Removes history records too old to serve a watch (after a restart past a
+/// reservation, the record-by-record trimming skips some).
+fn trim_history(tree: &sled::Tree, rv: u64, history: u64) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    for item in tree.range(hist_key(0)..hist_key(rv.saturating_sub(history) + 1)) {
+        batch.remove(item.map_err(be)?.0);
+    }
+    tree.apply_batch(batch).map_err(be)
+}
+
 impl SledStore {
     /// Opens (or creates) the store in `dir`, created with mode 0700.
     pub fn open(dir: &Path) -> Result<SledStore> {
@@ -107,10 +157,15 @@ impl SledStore {
                 other => be(other),
             })?;
         let tree = db.open_tree("sectl").map_err(be)?;
-        let rv = read_counter(&tree, b"m/rv")?;
-        let eseq = read_counter(&tree, b"m/eseq")?;
+        let durable_rv = read_counter(&tree, b"m/rv")?;
+        // Versions up to the reservation may have been served before a crash took
+        // them back: start after it.
+        let rv = durable_rv.max(read_counter(&tree, b"m/rvres")?);
+        let eseq = read_counter(&tree, b"m/eseq")?.max(read_counter(&tree, b"m/eseqres")?);
         let (notify, _) = tokio::sync::watch::channel(rv);
-        Ok(SledStore { db, tree, writer: Mutex::new(Counters { rv, eseq }), history: history.max(1), notify })
+        let c = Counters { rv, eseq, rv_res: rv, eseq_res: eseq, reserve: false };
+        trim_history(&tree, rv, history.max(1))?;
+        Ok(SledStore { db, tree, writer: Mutex::new(c), history: history.max(1), notify, lost: (durable_rv, rv) })
     }
 
     fn read(&self, kind: Kind, name: &str) -> Result<Option<Resource>> {
@@ -124,12 +179,15 @@ impl SledStore {
 
     /// Adds one change to `batch`: the object (or its removal) and its history record.
     fn stage(&self, batch: &mut sled::Batch, c: &mut Counters, t: WatchType, obj: &mut Resource) -> Result<()> {
-        c.rv += 1;
-        let rv = c.rv;
+        if t != WatchType::Deleted {
+            super::check_finite(obj).map_err(|e| StoreError::Invalid(format!("{}: {e}", obj.key())))?;
+        }
+        let rv = c.next_rv();
         obj.meta_mut().resource_version = Some(rv.to_string());
         let bytes = obj.to_json();
         let key = obj_key(obj.kind(), obj.name());
         let rec = HistoryRecord {
+            u: false,
             t,
             k: obj.kind().as_str().to_string(),
             n: obj.name().to_string(),
@@ -155,11 +213,20 @@ impl SledStore {
     }
 
     /// Applies a batch atomically; with `durable`, flushes before returning.
-    fn commit_with(&self, mut batch: sled::Batch, c: &Counters, durable: bool) -> Result<()> {
+    fn commit_with(&self, mut batch: sled::Batch, c: &mut Counters, durable: bool) -> Result<()> {
         batch.insert(b"m/rv".to_vec(), c.rv.to_be_bytes().to_vec());
         batch.insert(b"m/eseq".to_vec(), c.eseq.to_be_bytes().to_vec());
-        self.tree.apply_batch(batch).map_err(be)?;
-        if durable {
+        let reserve = std::mem::take(&mut c.reserve);
+        if reserve {
+            batch.insert(b"m/rvres".to_vec(), c.rv_res.to_be_bytes().to_vec());
+            batch.insert(b"m/eseqres".to_vec(), c.eseq_res.to_be_bytes().to_vec());
+        }
+        if let Err(e) = self.tree.apply_batch(batch) {
+            c.reserve = reserve;
+            return Err(be(e));
+        }
+        // A raised reservation is durable before any version under it is visible.
+        if durable || reserve {
             self.db.flush().map_err(be)?;
         }
         self.notify.send_replace(c.rv);
@@ -167,12 +234,119 @@ impl SledStore {
     }
 
     /// Applies a batch atomically and flushes it (user writes, blobs).
-    fn commit(&self, batch: sled::Batch, c: &Counters) -> Result<()> {
+    fn commit(&self, batch: sled::Batch, c: &mut Counters) -> Result<()> {
         self.commit_with(batch, c, true)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The objects of a kind, readable and not (no lock taken).
+    fn scan(&self, kind: Kind, rv: u64) -> Result<super::Listing> {
+        let prefix = format!("o/{}/", kind.as_str());
+        let mut out = super::Listing::default();
+        for item in self.tree.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = item.map_err(be)?;
+            match Resource::from_json(&v) {
+                Ok(r) => out.items.push(r),
+                Err(error) => out.bad.push(super::BadObject {
+                    kind,
+                    name: String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                    error,
+                }),
+            }
+        }
+        out.rv = out.items.iter().map(|r| r.meta().rv()).max().unwrap_or(0).max(rv);
+        Ok(out)
+    }
+
+
+    /// Checks across objects (unit names unique across servers) against the stored
+    /// servers; called under the writer lock, so two writes cannot both pass.
+    fn check_across(&self, objs: &[Resource]) -> Result<()> {
+        let servers: Vec<Resource> = objs.iter().filter(|r| r.kind() == Kind::SEServer).cloned().collect();
+        if servers.is_empty() {
+            return Ok(());
+        }
+        let existing = self.scan(Kind::SEServer, 0)?.items;
+        let problems = crate::api::validate::check_set(&servers, &existing);
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let msgs: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{} {}: {}: {}", servers[p.index].kind(), servers[p.index].name(), p.path, p.message))
+            .collect();
+        Err(StoreError::Invalid(msgs.join("\n")))
+    }
+
+    /// Removes an object whose stored form cannot be decoded. When it decodes without
+    /// its status (the controller's, recomputed anyway), that is its last state;
+    /// otherwise the removal is recorded without one and reported as an error that
+    /// says the object is gone.
+    fn remove_unreadable(&self, c: &mut Counters, kind: Kind, name: &str) -> Result<Resource> {
+        let raw = self.tree.get(obj_key(kind, name)).map_err(be)?.unwrap_or_default();
+        let salvaged = serde_json::from_slice::<serde_json::Value>(&raw)
+            .map_err(|e| e.to_string())
+            .and_then(|mut v| {
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("status");
+                }
+                Resource::from_json(&serde_json::to_vec(&v).map_err(|e| e.to_string())?)
+            });
+        let mut batch = sled::Batch::default();
+        match salvaged {
+            Ok(mut last) => {
+                self.stage(&mut batch, c, WatchType::Deleted, &mut last)?;
+                self.commit(batch, c)?;
+                Ok(last)
+            }
+            Err(e) => {
+                let rv = c.next_rv();
+                let rec = HistoryRecord { t: WatchType::Deleted, k: kind.as_str().to_string(), n: name.to_string(), o: None, u: true };
+                batch.remove(obj_key(kind, name));
+                batch.insert(hist_key(rv), serde_json::to_vec(&rec).map_err(be)?);
+                self.commit(batch, c)?;
+                Err(StoreError::Backend(format!("{kind}/{name} was removed; its stored form could not be read ({e})")))
+            }
+        }
+    }
+
+    /// Stages a controller batch; returns what it will have written.
+    fn stage_batch(&self, c: &mut Counters, b: Batch) -> Result<(sled::Batch, Committed)> {
+        let mut batch = sled::Batch::default();
+        let mut done = Committed::default();
+        for st in b.statuses {
+            let Some(mut current) = self.read(st.kind(), st.name())? else {
+                done.statuses.push(StatusWrite::Gone);
+                continue;
+            };
+            let retried = st.meta().resource_version.is_some() && st.meta().rv() != current.meta().rv();
+            if current.status_eq(&st) {
+                done.statuses.push(StatusWrite::Unchanged(current));
+                continue;
+            }
+            current.take_status_from(&st);
+            self.stage(&mut batch, c, WatchType::Modified, &mut current)?;
+            done.statuses.push(StatusWrite::Written { object: current, retried });
+        }
+        for mut ev in b.events {
+            ev.seq = c.next_eseq();
+            batch.insert(event_key(ev.seq), serde_json::to_vec(&ev).map_err(be)?);
+            if ev.seq > MAX_EVENTS {
+                batch.remove(event_key(ev.seq - MAX_EVENTS));
+            }
+            done.events.push(ev);
+        }
+        for (k, v) in b.state {
+            let key = format!("s/{k}").into_bytes();
+            match v {
+                Some(bytes) => batch.insert(key, bytes),
+                None => batch.remove(key),
+            }
+        }
+        Ok((batch, done))
     }
 
     fn check_rv(obj: &Resource, current: &Resource) -> Result<()> {
@@ -224,36 +398,28 @@ impl Store for SledStore {
         self.read(kind, name)
     }
 
-    fn list(&self, kind: Kind) -> Result<(Vec<Resource>, u64)> {
+    fn list_report(&self, kind: Kind) -> Result<super::Listing> {
         // Take the rv first: the list is at least as new as it.
         let rv = self.lock().rv;
-        let prefix = format!("o/{}/", kind.as_str());
-        let mut out = Vec::new();
-        for item in self.tree.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = item.map_err(be)?;
-            out.push(
-                Resource::from_json(&v)
-                    .map_err(|e| StoreError::Backend(format!("corrupt object {}: {e}", String::from_utf8_lossy(&k))))?,
-            );
-        }
-        let rv = out.iter().map(|r| r.meta().rv()).max().unwrap_or(0).max(rv);
-        Ok((out, rv))
+        self.scan(kind, rv)
     }
 
     fn create(&self, obj: Resource) -> Result<Resource> {
         let mut c = self.lock();
+        self.check_across(std::slice::from_ref(&obj))?;
         if self.read(obj.kind(), obj.name())?.is_some() {
             return Err(StoreError::AlreadyExists { kind: obj.kind(), name: obj.name().to_string() });
         }
         let mut obj = Self::fresh(obj);
         let mut batch = sled::Batch::default();
         self.stage(&mut batch, &mut c, WatchType::Added, &mut obj)?;
-        self.commit(batch, &c)?;
+        self.commit(batch, &mut c)?;
         Ok(obj)
     }
 
     fn update(&self, obj: Resource) -> Result<Resource> {
         let mut c = self.lock();
+        self.check_across(std::slice::from_ref(&obj))?;
         let mut current = self
             .read(obj.kind(), obj.name())?
             .ok_or_else(|| StoreError::NotFound { kind: obj.kind(), name: obj.name().to_string() })?;
@@ -263,7 +429,7 @@ impl Store for SledStore {
         }
         let mut batch = sled::Batch::default();
         self.stage(&mut batch, &mut c, WatchType::Modified, &mut current)?;
-        self.commit(batch, &c)?;
+        self.commit(batch, &mut c)?;
         Ok(current)
     }
 
@@ -281,29 +447,34 @@ impl Store for SledStore {
         self.stage(&mut batch, &mut c, WatchType::Modified, &mut current)?;
         // Status is the controller's and is recomputed from the world: it is made
         // durable by sled's periodic flush (500 ms) or the next durable write.
-        self.commit_with(batch, &c, false)?;
+        self.commit_with(batch, &mut c, false)?;
         Ok(current)
     }
 
     fn delete(&self, kind: Kind, name: &str) -> Result<Resource> {
         let mut c = self.lock();
-        let mut current =
-            self.read(kind, name)?.ok_or_else(|| StoreError::NotFound { kind, name: name.to_string() })?;
+        let mut current = match self.read(kind, name) {
+            Ok(found) => found.ok_or_else(|| StoreError::NotFound { kind, name: name.to_string() })?,
+            // One that cannot be decoded can still be removed.
+            Err(_) => return self.remove_unreadable(&mut c, kind, name),
+        };
         let mut batch = sled::Batch::default();
         self.stage(&mut batch, &mut c, WatchType::Deleted, &mut current)?;
-        self.commit(batch, &c)?;
+        self.commit(batch, &mut c)?;
         Ok(current)
     }
 
     fn apply(&self, objs: Vec<Resource>, dry_run: bool) -> Result<Vec<(ApplyOutcome, Resource)>> {
         let mut c = self.lock();
-        let start = (c.rv, c.eseq);
+        // Checks across objects see the store as it is while nothing else writes.
+        self.check_across(&objs)?;
+        let start = c.clone();
         let mut batch = sled::Batch::default();
         let mut out = Vec::with_capacity(objs.len());
         let mut seen = std::collections::HashSet::new();
         for obj in objs {
             if !seen.insert((obj.kind(), obj.name().to_string())) {
-                *c = Counters { rv: start.0, eseq: start.1 };
+                *c = start.clone();
                 return Err(StoreError::Invalid(format!("{} is given twice", obj.key())));
             }
             let staged = match self.read(obj.kind(), obj.name()) {
@@ -324,18 +495,18 @@ impl Store for SledStore {
                 Ok(x) => out.push(x),
                 Err(e) => {
                     // Nothing was written: forget the counters we advanced.
-                    *c = Counters { rv: start.0, eseq: start.1 };
+                    *c = start.clone();
                     return Err(e);
                 }
             }
         }
         if dry_run {
-            *c = Counters { rv: start.0, eseq: start.1 };
+            *c = start.clone();
             return Ok(out);
         }
-        if c.rv != start.0 {
-            if let Err(e) = self.commit(batch, &c) {
-                *c = Counters { rv: start.0, eseq: start.1 };
+        if c.rv != start.rv {
+            if let Err(e) = self.commit(batch, &mut c) {
+                *c = start.clone();
                 return Err(e);
             }
         }
@@ -350,6 +521,10 @@ impl Store for SledStore {
         let oldest = current.saturating_sub(self.history);
         if rv < oldest {
             return Err(StoreError::Expired { requested: rv, oldest });
+        }
+        if rv > self.lost.0 && rv < self.lost.1 {
+            // Handed out before a crash that took it back: start again from a list.
+            return Err(StoreError::Expired { requested: rv, oldest: self.lost.1 });
         }
         if rv >= current {
             return Ok(Vec::new());
@@ -368,12 +543,18 @@ impl Store for SledStore {
             let key = (kind, rec.n.clone());
             match rec.t {
                 WatchType::Deleted => {
-                    pending_added.remove(&key);
-                    let raw = rec.o.ok_or_else(|| be("deletion record without object"))?;
-                    let object = Resource::from_json(raw.get().as_bytes()).map_err(be)?;
-                    out.push(WatchEvent { type_: WatchType::Deleted, rv: at, object });
+                    let added = pending_added.remove(&key);
+                    match rec.o.map(|raw| Resource::from_json(raw.get().as_bytes())) {
+                        Some(Ok(object)) => out.push(WatchEvent { type_: WatchType::Deleted, rv: at, object }),
+                        // The removal of an object that could not be read: its last
+                        // readable state was reported before (if ever).
+                        _ if rec.u => {
+                            let _ = added;
+                        }
+                        _ => return Err(be("deletion record without a readable object")),
+                    }
                 }
-                t => match self.read(kind, &rec.n)? {
+                t => match self.read(kind, &rec.n).unwrap_or(None) {
                     Some(object) if object.meta().rv() == at => {
                         let type_ = if pending_added.remove(&key) { WatchType::Added } else { t };
                         out.push(WatchEvent { type_, rv: at, object });
@@ -400,14 +581,13 @@ impl Store for SledStore {
 
     fn record_event(&self, mut ev: Event) -> Result<Event> {
         let mut c = self.lock();
-        c.eseq += 1;
-        ev.seq = c.eseq;
+        ev.seq = c.next_eseq();
         let mut batch = sled::Batch::default();
         batch.insert(event_key(ev.seq), serde_json::to_vec(&ev).map_err(be)?);
         if ev.seq > MAX_EVENTS {
             batch.remove(event_key(ev.seq - MAX_EVENTS));
         }
-        if let Err(e) = self.commit_with(batch, &c, false) {
+        if let Err(e) = self.commit_with(batch, &mut c, false) {
             c.eseq -= 1;
             return Err(e);
         }
@@ -424,7 +604,7 @@ impl Store for SledStore {
     }
 
     fn ack_events(&self) -> Result<usize> {
-        let c = self.lock();
+        let mut c = self.lock();
         let mut batch = sled::Batch::default();
         let mut n = 0;
         for item in self.tree.scan_prefix(b"e/") {
@@ -437,7 +617,7 @@ impl Store for SledStore {
             }
         }
         if n > 0 {
-            self.commit(batch, &c)?;
+            self.commit(batch, &mut c)?;
         }
         Ok(n)
     }
@@ -446,10 +626,41 @@ impl Store for SledStore {
         Ok(self.tree.get(format!("b/{name}")).map_err(be)?.map(|v| v.to_vec()))
     }
 
+    fn commit_batch(&self, b: Batch) -> Result<Committed> {
+        let mut c = self.lock();
+        let start = c.clone();
+        let durable = b.durable;
+        let others = !b.events.is_empty() || !b.state.is_empty();
+        let staged = self.stage_batch(&mut c, b).and_then(|(batch, done)| {
+            let statuses = done.statuses.iter().any(|s| matches!(s, StatusWrite::Written { .. }));
+            if !others && !statuses {
+                return Ok(done);
+            }
+            self.commit_with(batch, &mut c, durable).map(|_| done)
+        });
+        if staged.is_err() {
+            *c = start;
+        }
+        staged
+    }
+
+    fn read_state(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(format!("s/{prefix}").as_bytes()) {
+            let (k, v) = item.map_err(be)?;
+            out.push((String::from_utf8_lossy(&k[2..]).into_owned(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.db.flush().map(|_| ()).map_err(be)
+    }
+
     fn put_blob(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        let c = self.lock();
+        let mut c = self.lock();
         let mut batch = sled::Batch::default();
         batch.insert(format!("b/{name}").into_bytes(), bytes.to_vec());
-        self.commit(batch, &c)
+        self.commit(batch, &mut c)
     }
 }

@@ -116,6 +116,22 @@ fn read_counter(tree: &sled::Tree, key: &[u8]) -> Result<u64> {
         .unwrap_or(0))
 }
 
+impl Drop for SledStore {
+    /// A clean close gives back the unused part of the reservations, so the next open
+    /// continues right after the last version handed out.
+    fn drop(&mut self) {
+        let c = self.lock().clone();
+        if c.rv_res > c.rv || c.eseq_res > c.eseq {
+            let mut batch = sled::Batch::default();
+            batch.insert(b"m/rvres".to_vec(), c.rv.to_be_bytes().to_vec());
+            batch.insert(b"m/eseqres".to_vec(), c.eseq.to_be_bytes().to_vec());
+            if self.tree.apply_batch(batch).is_ok() {
+                let _ = self.db.flush();
+            }
+        }
+    }
+}
+
 /// Removes history records too old to serve a watch (after a restart past a
 /// reservation, the record-by-record trimming skips some).
 fn trim_history(tree: &sled::Tree, rv: u64, history: u64) -> Result<()> {

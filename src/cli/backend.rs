@@ -45,6 +45,15 @@ impl Backend {
         }
     }
 
+    /// Stored objects of a kind that cannot be read (embedded store; a server logs
+    /// them and leaves them out of its lists).
+    pub fn unreadable(&self, kind: Kind) -> Result<Vec<crate::store::BadObject>, StoreError> {
+        match self {
+            Backend::Embedded { store, .. } => store.list_report(kind).map(|l| l.bad),
+            Backend::Remote(_) => Ok(Vec::new()),
+        }
+    }
+
     /// Deletes one object.
     pub fn delete(&self, kind: Kind, name: &str) -> Result<Resource, StoreError> {
         match self {

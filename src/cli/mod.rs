@@ -160,6 +160,10 @@ pub enum Command {
         #[arg(required = true, num_args = 1..)]
         args: Vec<String>,
     },
+    /// Verify the store: every status agrees with the simulated world, the books
+    /// balance, no event twice; exit 0 clean, 1 with the problems listed. Reads the
+    /// embedded store (stop a `serve` that holds it first).
+    Check,
     /// The event log, newest first; `sectl events ack` acknowledges all.
     Events {
         /// KIND/NAME to show only that object's events, or `ack`.
@@ -273,6 +277,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             delete(&mut ctx, kind, name, &files, ignore_not_found)
         }
         Command::Diff { files } => diff(&mut ctx, &files),
+        Command::Check => check(&mut ctx),
         Command::Validate { files } => validate(&files),
         Command::Schema { out } => {
             for p in schema::write_all(&out).with_context(|| format!("writing schemas to {}", out.display()))? {
@@ -395,17 +400,22 @@ fn get(ctx: &mut Context, kind: &str, name: Option<&str>, format: Format) -> any
         },
         None => all_objects(store, kind)?,
     };
+    // Stored objects that cannot be read are named, not hidden (and not fatal).
+    let bad = if name.is_none() { store.unreadable(kind).map_err(|e| anyhow!("{e}"))? } else { Vec::new() };
     match format {
         Format::Json | Format::Yaml => output::print_objects(&objs, format, name.is_some()),
         Format::Table | Format::Wide => {
-            if objs.is_empty() {
+            if objs.is_empty() && bad.is_empty() {
                 eprintln!("No {} found.", kind.plural());
-            } else {
+            } else if !objs.is_empty() {
                 print!("{}", output::table(kind, &objs, format == Format::Wide));
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    for b in &bad {
+        eprintln!("error: {b}");
+    }
+    Ok(if bad.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn describe(ctx: &mut Context, kind: &str, name: &str) -> anyhow::Result<ExitCode> {
@@ -635,6 +645,23 @@ fn wait(ctx: &mut Context, target: &str, for_: &str, timeout: &str) -> anyhow::R
             }
         }
     }
+}
+
+fn check(ctx: &mut Context) -> anyhow::Result<ExitCode> {
+    if ctx.server.is_some() {
+        bail!("`sectl check` reads the embedded store directly; run it without --server on the data dir (a running `sectl serve` holds it: stop it first)");
+    }
+    let Backend::Embedded { store, .. } = ctx.store()? else { bail!("`sectl check` needs the embedded store") };
+    let problems = crate::check::check(store.as_ref())?;
+    if problems.is_empty() {
+        println!("ok: every status agrees with the simulated world, the books balance, no event twice");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &problems {
+        println!("{p}");
+    }
+    eprintln!("error: {} problem(s) found", problems.len());
+    Ok(ExitCode::from(1))
 }
 
 fn sim(ctx: &mut Context, args: &[String]) -> anyhow::Result<ExitCode> {

@@ -226,6 +226,10 @@ macro_rules! kinds {
                 #[allow(unreachable_patterns)]
                 match (self, other) { $( (Resource::$variant(a), Resource::$variant(b)) => a.spec = b.spec.clone(), )* _ => {} }
             }
+            /// The status's conditions.
+            pub fn conditions(&self) -> &[Condition] {
+                match self { $( Resource::$variant(o) => &o.status.conditions ),* }
+            }
             /// The status's conditions, mutable.
             pub fn conditions_mut(&mut self) -> &mut Vec<Condition> {
                 match self { $( Resource::$variant(o) => &mut o.status.conditions ),* }

@@ -199,7 +199,7 @@ impl Controller {
         }
         // Resume from the last processed change when the history still reaches back:
         // only what changed since is reconciled. Otherwise reconcile everything.
-        let resumable = last > 0 && c.store.watch_from(last).is_ok();
+        let resumable = last > 0 && c.store.changes_since(last).is_ok();
         if resumable {
             for k in Kind::ALL {
                 let (objs, _) = c.store.list(*k).map_err(se)?;
@@ -323,7 +323,7 @@ impl Controller {
     /// changed objects and those related to them; stores what it scheduled, the world
     /// released for deleted objects and their events as one batch.
     pub fn ingest(&mut self) -> anyhow::Result<()> {
-        let events = match self.store.watch_from(self.last_rv) {
+        let events = match self.store.changes_since(self.last_rv) {
             Ok(e) => e,
             Err(StoreError::Expired { .. }) => return self.relist(),
             Err(e) => return Err(se(e)),
@@ -458,6 +458,9 @@ impl Controller {
             }
             match (self.sched.next_time(), until) {
                 (Some(t), Some(u)) if t <= u => self.lock_world().clock.advance_to(t),
+                // Only objects that keep failing are left: they are retried (after
+                // backoff) by the next run, not in an endless loop now.
+                (Some(_), None) if self.only_failing_pending() => break,
                 (Some(t), None) => self.lock_world().clock.advance_to(t),
                 _ => break,
             }
@@ -469,6 +472,10 @@ impl Controller {
         }
         self.save_world()?;
         Ok(())
+    }
+
+    fn only_failing_pending(&self) -> bool {
+        self.sched.items().iter().all(|(_, k)| self.backoff.failures(k) > 0)
     }
 
     /// Stores what is not stored yet (the clock, the processed resourceVersion) and
@@ -606,7 +613,8 @@ impl Controller {
         };
         let mut b = Batch::default();
         let ended = match outcome {
-            Ok(out) => {
+            Ok(mut out) => {
+                clear_failure(obj, &mut out);
                 let status = out.status.filter(|s| !obj.status_eq(s));
                 let has_status = status.is_some();
                 b.statuses.extend(status);
@@ -786,6 +794,16 @@ enum StepError {
     Refused(String),
     /// The store failed.
     Store(anyhow::Error),
+}
+
+/// After a success, the `Reconciled` condition a failure left goes away.
+fn clear_failure(obj: &Resource, out: &mut Outcome) {
+    let failed = |r: &Resource| r.conditions().iter().any(|c| c.type_ == "Reconciled");
+    if out.status.as_ref().is_some_and(failed) || (out.status.is_none() && failed(obj)) {
+        let mut st = out.status.take().unwrap_or_else(|| obj.clone());
+        crate::api::remove_condition(st.conditions_mut(), "Reconciled");
+        out.status = Some(st);
+    }
 }
 
 /// An event for the log, stamped with the simulated time.

@@ -240,8 +240,10 @@ pub struct Listing {
 }
 
 /// The store's interface. Writes of what users own (create, update, delete, apply,
-/// ack, blobs) are durable when the call returns; status writes and event records are
-/// atomic and become durable within half a second or with the next durable write.
+/// ack, blobs) are durable when the call returns; status writes, event records and
+/// controller batches are atomic and become durable within half a second, with the
+/// next durable write, or before any read (`get`, `list`, `events`, `watch_from`)
+/// returns them: nothing a reader saw is taken back by a crash.
 pub trait Store: Send + Sync {
     /// One object.
     fn get(&self, kind: Kind, name: &str) -> Result<Option<Resource>>;
@@ -274,7 +276,13 @@ pub trait Store: Send + Sync {
     /// `dry_run`, computes the outcomes and writes nothing.
     fn apply(&self, objs: Vec<Resource>, dry_run: bool) -> Result<Vec<(ApplyOutcome, Resource)>>;
     /// Changes after `rv`, oldest first; `Expired` when the history does not reach back.
+    /// What it returns is durable (reads never serve what a crash could take back).
     fn watch_from(&self, rv: u64) -> Result<Vec<WatchEvent>>;
+    /// Like `watch_from`, but may include controller writes not yet durable: for the
+    /// controller itself, which wrote them (it must not wait for a flush per step).
+    fn changes_since(&self, rv: u64) -> Result<Vec<WatchEvent>> {
+        self.watch_from(rv)
+    }
     /// The newest resourceVersion.
     fn resource_version(&self) -> u64;
     /// A receiver that sees the newest resourceVersion after every commit.

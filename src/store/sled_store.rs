@@ -35,6 +35,8 @@ pub struct SledStore {
     writer: Mutex<Counters>,
     history: u64,
     notify: tokio::sync::watch::Sender<u64>,
+    /// Committed writes not yet flushed: a read flushes first.
+    unflushed: std::sync::atomic::AtomicBool,
     /// resourceVersions that a crash may have taken back (after the last durable one,
     /// up to the reservation): a watch from inside must relist.
     lost: (u64, u64),
@@ -181,7 +183,33 @@ impl SledStore {
         let (notify, _) = tokio::sync::watch::channel(rv);
         let c = Counters { rv, eseq, rv_res: rv, eseq_res: eseq, reserve: false };
         trim_history(&tree, rv, history.max(1))?;
-        Ok(SledStore { db, tree, writer: Mutex::new(c), history: history.max(1), notify, lost: (durable_rv, rv) })
+        Ok(SledStore {
+            db,
+            tree,
+            writer: Mutex::new(c),
+            history: history.max(1),
+            notify,
+            unflushed: Default::default(),
+            lost: (durable_rv, rv),
+        })
+    }
+
+    /// Flushes everything committed.
+    fn flush(&self) -> Result<()> {
+        self.unflushed.store(false, std::sync::atomic::Ordering::SeqCst);
+        if let Err(e) = self.db.flush() {
+            self.unflushed.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err(be(e));
+        }
+        Ok(())
+    }
+
+    /// Before a read: makes what it could return durable.
+    fn settle(&self) -> Result<()> {
+        if self.unflushed.load(std::sync::atomic::Ordering::SeqCst) {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     fn read(&self, kind: Kind, name: &str) -> Result<Option<Resource>> {
@@ -243,7 +271,9 @@ impl SledStore {
         }
         // A raised reservation is durable before any version under it is visible.
         if durable || reserve {
-            self.db.flush().map_err(be)?;
+            self.flush()?;
+        } else {
+            self.unflushed.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         self.notify.send_replace(c.rv);
         Ok(())
@@ -411,12 +441,14 @@ impl SledStore {
 
 impl Store for SledStore {
     fn get(&self, kind: Kind, name: &str) -> Result<Option<Resource>> {
+        self.settle()?;
         self.read(kind, name)
     }
 
     fn list_report(&self, kind: Kind) -> Result<super::Listing> {
         // Take the rv first: the list is at least as new as it.
         let rv = self.lock().rv;
+        self.settle()?;
         self.scan(kind, rv)
     }
 
@@ -530,6 +562,11 @@ impl Store for SledStore {
     }
 
     fn watch_from(&self, rv: u64) -> Result<Vec<WatchEvent>> {
+        self.settle()?;
+        self.changes_since(rv)
+    }
+
+    fn changes_since(&self, rv: u64) -> Result<Vec<WatchEvent>> {
         // Hold the writer lock for the scan: history and objects are then one
         // snapshot, so no write can land between a record and the object it names.
         let guard = self.lock();
@@ -611,6 +648,7 @@ impl Store for SledStore {
     }
 
     fn events(&self) -> Result<Vec<Event>> {
+        self.settle()?;
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(b"e/") {
             let (_, v) = item.map_err(be)?;
@@ -670,7 +708,7 @@ impl Store for SledStore {
     }
 
     fn sync(&self) -> Result<()> {
-        self.db.flush().map(|_| ()).map_err(be)
+        self.flush()
     }
 
     fn put_blob(&self, name: &str, bytes: &[u8]) -> Result<()> {

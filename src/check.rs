@@ -4,7 +4,8 @@
 //! - the simulated world's books (`World::audit`: holders, memory, indexes);
 //! - statuses that disagree with the world: a VM's SU and state, a migration's phase
 //!   (objects with a reconcile still pending are skipped: their status catches up);
-//! - events logged twice: a VM created again with nothing in between, a live
+//! - events logged twice: a VM created again the same way with nothing about it in
+//!   between, a live
 //!   migration started, completed or aborted more than once; event times that go back
 //!   (the simulated clock never does).
 //!
@@ -98,15 +99,17 @@ fn statuses(
 
 fn events(store: &dyn Store, out: &mut Vec<String>) -> anyhow::Result<()> {
     let evs = store.events().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut last_reason: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut last: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
     let mut once: BTreeMap<(&str, &str), u32> = BTreeMap::new();
     let mut prev: Option<(u64, std::time::SystemTime)> = None;
     let mut prev_seq = 0;
     for e in &evs {
-        if last_reason.get(e.object.as_str()) == Some(&"VmCreated") && e.reason == "VmCreated" {
-            out.push(format!("{}: VmCreated twice in a row (event {}: {})", e.object, e.seq, e.message));
+        // The same creation again, with nothing about the object in between (a
+        // migration's creation on its target names another SU).
+        if e.reason == "VmCreated" && last.get(e.object.as_str()) == Some(&("VmCreated", e.message.as_str())) {
+            out.push(format!("{}: created twice (event {}: {})", e.object, e.seq, e.message));
         }
-        last_reason.insert(&e.object, &e.reason);
+        last.insert(&e.object, (&e.reason, &e.message));
         if ONCE.contains(&e.reason.as_str()) {
             let n = once.entry((&e.object, &e.reason)).or_insert(0);
             *n += 1;

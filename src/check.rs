@@ -53,10 +53,19 @@ fn statuses(
     let settled = |k: Kind, n: &str| !pending.contains(&(k, n.to_string()));
     for r in &objs[&Kind::VMDefinition] {
         let Some(o) = r.as_typed::<VMDefinitionSpec>() else { continue };
-        let Some(v) = w.vms.get(o.name()) else { continue };
         if !settled(Kind::VMDefinition, o.name()) {
             continue;
         }
+        let Some(v) = w.vms.get(o.name()) else {
+            if let Some(state) = o.status.state {
+                out.push(format!(
+                    "VMDefinition/{}: status says {state:?} on {:?}, the world has no such VM",
+                    o.name(),
+                    o.status.server_unit
+                ));
+            }
+            continue;
+        };
         if o.status.server_unit.as_deref() != Some(v.su.as_str()) {
             out.push(format!(
                 "VMDefinition/{}: status says SU {:?}, the world has it on {}",

@@ -959,3 +959,107 @@ fn kill_9_right_after_apply_returns_keeps_everything() {
     assert!(!status.success());
     assert_eq!(check_after_kill(&dir, N, "killed after apply returned"), N);
 }
+
+// ---------------------------------------------------------------------------------
+// Issue 9 item 3: numbers that cannot be stored, and objects that cannot be read
+
+/// The management cluster of the common site with its ISL-E bandwidth set to `gbps`.
+fn mc_with_bandwidth(gbps: f64) -> Resource {
+    let mut r = all(common::SITE).into_iter().find(|r| r.kind() == Kind::ManagementCluster).expect("mc");
+    if let Resource::ManagementCluster(o) = &mut r {
+        o.spec.isl_e.as_mut().expect("islE").bandwidth_gbps = gbps;
+    }
+    r
+}
+
+#[test]
+fn non_finite_numbers_are_refused_at_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    for bad in [f64::INFINITY, f64::NAN, f64::NEG_INFINITY] {
+        for (what, r) in [
+            ("create", s.create(mc_with_bandwidth(bad))),
+            ("apply", s.apply(vec![mc_with_bandwidth(bad)], false).map(|mut v| v.remove(0).1)),
+        ] {
+            let e = r.expect_err(what).to_string();
+            assert!(e.contains("spec.islE.bandwidthGbps") && e.contains("not a finite number"), "{what}: {e}");
+        }
+    }
+    s.create(mc_with_bandwidth(10.0)).expect("a finite one is stored");
+    let e = s.update(mc_with_bandwidth(f64::INFINITY)).expect_err("update").to_string();
+    assert!(e.contains("not a finite number"), "{e}");
+    // Nothing half-written: the stored one still reads back.
+    let (mcs, _) = s.list(Kind::ManagementCluster).unwrap();
+    assert_eq!(mcs, vec![s.get(Kind::ManagementCluster, "mc").unwrap().unwrap()]);
+    assert_eq!(mcs[0].spec_json()["islE"]["bandwidthGbps"], 10.0);
+}
+
+/// Writes a raw value under an object's key, as an older or damaged store might hold.
+fn plant(dir: &Path, kind: Kind, name: &str, json: &str) {
+    let db = sled::open(dir.join("db")).expect("open sled");
+    let tree = db.open_tree("sectl").expect("tree");
+    tree.insert(format!("o/{}/{name}", kind.as_str()), json.as_bytes()).expect("insert");
+    db.flush().expect("flush");
+}
+
+#[test]
+fn one_unreadable_object_blocks_nothing_and_can_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(dir.path());
+        s.apply(all(common::SITE), false).unwrap();
+        s.create(vm("good", 512)).unwrap();
+    }
+    // A non-finite number written as null, as serde_json did before writes refused it.
+    plant(
+        dir.path(),
+        Kind::VMDefinition,
+        "broken",
+        r#"{"apiVersion":"sectl.io/v1alpha1","kind":"VMDefinition","metadata":{"name":"broken","resourceVersion":"3"},"spec":{"vmName":"BROKEN","serverUnit":"ABGSE501","memoryMiB":null}}"#,
+    );
+    let s = open(dir.path());
+    let l = s.list_report(Kind::VMDefinition).expect("a list with a bad object still lists");
+    let names: Vec<&str> = l.items.iter().map(|r| r.name()).collect();
+    assert_eq!(names, ["good", "vm12prod"]);
+    assert_eq!(l.bad.len(), 1);
+    assert_eq!((l.bad[0].kind, l.bad[0].name.as_str()), (Kind::VMDefinition, "broken"));
+    let shown = l.bad[0].to_string();
+    assert!(shown.contains("VMDefinition/broken cannot be read") && shown.contains("sectl delete"), "{shown}");
+    assert_eq!(s.list(Kind::VMDefinition).unwrap().0.len(), 2, "list leaves it out");
+    let e = s.get(Kind::VMDefinition, "broken").expect_err("get names it").to_string();
+    assert!(e.contains("VMDefinition/broken"), "{e}");
+    // The controller starts and reconciles the others.
+    let shared: std::sync::Arc<dyn Store> = std::sync::Arc::new(s);
+    let mut c = sectl::controller::Controller::new(shared.clone(), Default::default()).expect("controller starts");
+    c.run_until_quiet().expect("settles");
+    assert!(c.world().vms.contains_key("good"));
+    drop(c);
+    // Delete removes it (and says that what it held could not be read).
+    let e = shared.delete(Kind::VMDefinition, "broken").expect_err("reported").to_string();
+    assert!(e.contains("was removed"), "{e}");
+    assert_eq!(shared.get(Kind::VMDefinition, "broken").unwrap(), None);
+    assert!(shared.list_report(Kind::VMDefinition).unwrap().bad.is_empty());
+    // Watches go on past the removal.
+    shared.watch_from(0).expect("watch");
+}
+
+#[test]
+fn an_object_whose_status_cannot_be_read_is_deleted_with_its_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(dir.path());
+        s.apply(all(common::SITE), false).unwrap();
+    }
+    plant(
+        dir.path(),
+        Kind::VMDefinition,
+        "halfbad",
+        r#"{"apiVersion":"sectl.io/v1alpha1","kind":"VMDefinition","metadata":{"name":"halfbad","resourceVersion":"3"},"spec":{"vmName":"HALF","serverUnit":"ABGSE501","memoryMiB":512},"status":{"liveMigrationCount":null}}"#,
+    );
+    let s = open(dir.path());
+    let rv = s.resource_version();
+    let last = s.delete(Kind::VMDefinition, "halfbad").expect("deleted with its readable part");
+    assert_eq!(last.spec_json()["vmName"], "HALF");
+    let evs = s.watch_from(rv).unwrap();
+    assert!(matches!(evs.as_slice(), [WatchEvent { type_: WatchType::Deleted, .. }]), "{evs:?}");
+}

@@ -144,9 +144,8 @@ pub fn read_regular(path: &Path, cap: u64) -> Result<Snapshot, ReadError> {
     }
     let bytes = read_capped(&f, cap)?;
     let after = f.metadata()?;
-    let changed_while_read = before.len() != after.len()
-        || changed_at(&before) != changed_at(&after)
-        || bytes.len() as u64 != after.len();
+    let changed_while_read =
+        before.len() != after.len() || changed_at(&before) != changed_at(&after) || bytes.len() as u64 != after.len();
     Ok(Snapshot { bytes, changed_while_read, changed_at: changed_at(&after) })
 }
 
@@ -192,7 +191,8 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).expect("symlink");
         assert!(matches!(read_regular(&link, 100), Err(ReadError::Symlink)));
         let fifo = d.path().join("f.yaml");
-        let st = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo (coreutils) must be installed");
+        let st =
+            std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo (coreutils) must be installed");
         assert!(st.success());
         // No writer: a blocking open would hang here for ever.
         assert!(matches!(read_regular(&fifo, 100), Err(ReadError::NotRegular("FIFO"))));
@@ -205,7 +205,10 @@ mod tests {
     #[test]
     fn a_named_endless_file_stops_at_the_cap() {
         // /dev/zero claims size 0 and never ends: the cap must hold anyway.
-        assert!(matches!(read_named(Path::new("/dev/zero"), 1 << 20), Err(ReadError::TooLarge { cap: 1048576, size: None })));
+        assert!(matches!(
+            read_named(Path::new("/dev/zero"), 1 << 20),
+            Err(ReadError::TooLarge { cap: 1048576, size: None })
+        ));
         assert!(matches!(read_named(Path::new("/"), 10), Err(ReadError::NotRegular("directory"))));
     }
 }

@@ -1188,7 +1188,9 @@ fn gitops_truncate_pause_rewrite_keeps_every_uid_and_prunes_nothing() {
         &d.data(),
         &["--watch", watch.to_str().expect("utf-8"), "--prune", "--prune-grace", "1s", "--settle", "500ms"],
     );
-    eventually("the six VMs", || (s.names("vmdefinitions").iter().filter(|n| n.starts_with("vm-t-")).count() == 6).then_some(()));
+    eventually("the six VMs", || {
+        (s.names("vmdefinitions").iter().filter(|n| n.starts_with("vm-t-")).count() == 6).then_some(())
+    });
     let before = uids(&s);
     let revision = source_line(&s, "vms.yaml").expect("line")["revision"].clone();
     assert_eq!(revision.as_str().map(str::len), Some(16), "{revision}");
@@ -1227,7 +1229,9 @@ fn gitops_a_file_written_in_two_halves_never_applies_a_half() {
         &d.data(),
         &["--watch", watch.to_str().expect("utf-8"), "--prune", "--prune-grace", "1s", "--settle", "500ms"],
     );
-    eventually("all VMs", || (s.names("vmdefinitions").iter().filter(|n| n.starts_with("vm-h-")).count() == N).then_some(()));
+    eventually("all VMs", || {
+        (s.names("vmdefinitions").iter().filter(|n| n.starts_with("vm-h-")).count() == N).then_some(())
+    });
     let before = uids(&s);
     // A poller: at every moment the folder's VMs are all there, with one memory size.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1281,7 +1285,9 @@ fn gitops_a_file_written_in_two_halves_never_applies_a_half() {
             let vms = s.list("vmdefinitions");
             let n = vms
                 .iter()
-                .filter(|o| o["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("vm-h-")) && spec_memory(o) == memory)
+                .filter(|o| {
+                    o["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("vm-h-")) && spec_memory(o) == memory
+                })
                 .count();
             (n == N).then_some(())
         });
@@ -1445,8 +1451,10 @@ fn gitops_reads_no_link_fifo_or_device_and_stays_alive() {
     eprintln!("peak RSS of the server with a /dev/zero link: {} MiB", rss / 1024);
     assert!(rss < 512 * 1024, "peak RSS {rss} KiB: a device was read");
     // SIGTERM still ends it.
+    let t = Instant::now();
     let st = s.stop();
     assert!(st.success(), "{st:?}");
+    eprintln!("stopped {:?} after SIGTERM with a FIFO in the folder", t.elapsed());
 }
 
 #[cfg(unix)]
@@ -1481,7 +1489,10 @@ fn gitops_messages_quote_only_an_excerpt_of_a_file() {
     let watch = d.watch();
     let s = Server::start(&d.data(), &["--watch", watch.to_str().expect("utf-8"), "--settle", "200ms"]);
     let long = "Z".repeat(20_000);
-    d.put("long.yaml", &format!("apiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {{name: x}}\nspec: {long}\n"));
+    d.put(
+        "long.yaml",
+        &format!("apiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {{name: x}}\nspec: {long}\n"),
+    );
     let many: Vec<String> = (0..50).map(|i| format!("key{i}: [unclosed\n---\n")).collect();
     d.put("many.yaml", &many.concat());
     for f in ["long.yaml", "many.yaml"] {

@@ -126,21 +126,21 @@ pub enum Command {
         #[arg(long)]
         watch: Option<PathBuf>,
         /// Delete objects whose manifest was removed from the folder (only those).
-        #[arg(long)]
+        #[arg(long, requires = "watch")]
         prune: bool,
         /// How long an object must be in no file before --prune deletes it.
-        #[arg(long, default_value = "5s")]
+        #[arg(long, requires = "watch", default_value = "5s")]
         prune_grace: String,
         /// Largest share of the folder's objects one sync may prune (e.g. 50% or
         /// 0.5); more is held until `sectl sources prune --confirm`.
-        #[arg(long, default_value = "50%")]
+        #[arg(long, requires = "watch", default_value = "50%")]
         prune_max_share: String,
         /// How long a changed file must stay unchanged before it is read as complete.
-        #[arg(long, default_value = "1s")]
+        #[arg(long, requires = "watch", default_value = "1s")]
         settle: String,
         /// Read symbolic links whose target is a regular file inside the folder
         /// (other links are never read).
-        #[arg(long)]
+        #[arg(long, requires = "watch")]
         follow_links_inside: bool,
         /// Full resync period (e.g. 60s).
         #[arg(long, default_value = "60s")]
@@ -299,9 +299,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let resync = crate::sim::parse_duration(&resync).map_err(|e| anyhow!("--resync: {e}"))?;
             let ms = |flag: &str, v: &str| {
-                crate::sim::parse_duration(v)
-                    .map(std::time::Duration::from_millis)
-                    .map_err(|e| anyhow!("{flag}: {e}"))
+                crate::sim::parse_duration(v).map(std::time::Duration::from_millis).map_err(|e| anyhow!("{flag}: {e}"))
             };
             let gitops = crate::server::gitops::Options {
                 prune,

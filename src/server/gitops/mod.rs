@@ -502,10 +502,8 @@ impl GitOps {
                 message: l.message,
                 last_sync: now.to_string(),
             };
-            let reportable = matches!(
-                s.state,
-                FileState::Invalid | FileState::Conflict | FileState::Skipped | FileState::Empty
-            );
+            let reportable =
+                matches!(s.state, FileState::Invalid | FileState::Conflict | FileState::Skipped | FileState::Empty);
             if reportable && previous.get(&rel).is_none_or(|b| b.message != s.message || b.state != s.state) {
                 let text = format!("{rel}: {:?}: {}", s.state, s.message);
                 tracing::warn!(file = %rel, "{}", s.message);

@@ -105,7 +105,9 @@ fn link_entry(root: &Path, rel: String, p: &Path, manifest_name: bool, follow_in
             reason: format!("a symbolic link to a {}; not read", crate::safe_read::kind_name(&m)),
         }),
         (Some(_), None) => Some(Entry::Skipped { rel, reason: "a broken symbolic link; not read".into() }),
-        (None, _) => Some(Entry::Skipped { rel, reason: "a symbolic link leading outside the folder; not read".into() }),
+        (None, _) => {
+            Some(Entry::Skipped { rel, reason: "a symbolic link leading outside the folder; not read".into() })
+        }
     }
 }
 

@@ -818,10 +818,13 @@ fn gitops_applies_edits_reports_bad_files_and_keeps_objects_without_prune() {
     assert_eq!(ev["type"], "Warning", "{ev}");
     eventually("the log names bad.yaml", || s.log().contains("bad.yaml").then_some(()));
     // `sectl get sources` shows it, with file:line.
-    let out = s.ok(&["get", "sources"]);
+    // (`/sources` is published at the end of the sync that applied vm-c: wait for it.)
+    let out = eventually("c.yaml Applied in `get sources`", || {
+        let out = s.ok(&["get", "sources"]);
+        out.lines().any(|l| l.contains("c.yaml") && l.contains("Applied")).then_some(out)
+    });
     let row = out.lines().find(|l| l.contains("bad.yaml") && l.contains("Invalid")).unwrap_or_else(|| panic!("{out}"));
     assert!(row.contains("bad.yaml:"), "{row}");
-    assert!(out.lines().any(|l| l.contains("c.yaml") && l.contains("Applied")), "{out}");
     // Fixing it applies it.
     d.put("bad.yaml", &BAD.replace("  colour: blue\n", ""));
     eventually("vm-bad once fixed", || s.obj("vmdefinitions", "vm-bad"));
@@ -968,8 +971,13 @@ fn gitops_file_with_a_resource_version_does_not_block_the_others() {
     eventually("the exported manifest's edit applied", || {
         s.obj("vmdefinitions", "vm-e").filter(|o| spec_memory(o) == 1024)
     });
-    let src = s.sources();
-    assert!(src.iter().all(|x| x["state"] == "Applied"), "{src:#?}");
+    // `/sources` is published at the end of the sync that applied the edit: until then
+    // it shows the sync before (the file InProgress), so wait for it.
+    let src = eventually("every file Applied", || {
+        let src = s.sources();
+        src.iter().all(|x| x["state"] == "Applied").then_some(src)
+    });
+    assert_eq!(src.len(), 2, "{src:#?}");
 }
 
 #[test]
@@ -1474,7 +1482,10 @@ fn gitops_follow_links_inside_reads_only_links_to_files_inside() {
     let s = Server::start(&d.data(), &["--watch", watch.to_str().expect("utf-8"), "--follow-links-inside"]);
     let o = eventually("the linked file inside", || s.obj("vmdefinitions", "vm-linked"));
     assert_eq!(source_of(&o).as_deref(), Some("vm.yaml"));
-    let src = s.sources();
+    let src = eventually("the first sync published", || {
+        let src = s.sources();
+        src.iter().any(|x| x["file"] == "vm.yaml" && x["state"] == "Applied").then_some(src)
+    });
     for f in ["out.yaml", "zero.yaml"] {
         let line = src.iter().find(|x| x["file"] == f).unwrap_or_else(|| panic!("{f}: {src:#?}"));
         assert_eq!(line["state"], "Skipped", "{line}");

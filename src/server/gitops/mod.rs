@@ -120,6 +120,14 @@ struct FileLine {
 impl GitOps {
     /// A sync engine for `dir`.
     pub fn new(dir: PathBuf, opts: Options, store: Arc<dyn Store>) -> GitOps {
+        if opts.prune && opts.policy.grace < opts.settle {
+            tracing::warn!(
+                "--prune-grace {} is shorter than --settle {}: a renamed file's objects may be pruned \
+                 before its new name settles",
+                humantime::format_duration(opts.policy.grace),
+                humantime::format_duration(opts.settle)
+            );
+        }
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         GitOps {
             dir,

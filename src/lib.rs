@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod controller;
 pub mod manifest;
+pub mod safe_read;
 pub mod server;
 pub mod sim;
 pub mod store;

@@ -622,19 +622,22 @@ pub fn collect_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Reads one file (at most 16 MiB) and decodes it.
+/// Reads one file (at most 16 MiB, read with a hard cap by `safe_read`, so an endless
+/// file such as /dev/zero stops there) and decodes it.
 pub fn read_file(path: &Path) -> Result<Vec<Document>, Vec<ManifestError>> {
     let name = path.display().to_string();
-    let meta =
-        std::fs::metadata(path).map_err(|e| vec![ManifestError::whole(&name, 0, format!("cannot read: {e}"))])?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(vec![ManifestError::whole(
-            &name,
-            0,
-            format!("file is {} bytes; manifests may be at most {} bytes (16 MiB)", meta.len(), MAX_FILE_BYTES),
-        )]);
-    }
-    let bytes = std::fs::read(path).map_err(|e| vec![ManifestError::whole(&name, 0, format!("cannot read: {e}"))])?;
+    let bytes = crate::safe_read::read_named(path, MAX_FILE_BYTES).map_err(|e| {
+        let msg = match e {
+            crate::safe_read::ReadError::TooLarge { size: Some(n), .. } => {
+                format!("file is {n} bytes; manifests may be at most {MAX_FILE_BYTES} bytes (16 MiB)")
+            }
+            crate::safe_read::ReadError::TooLarge { size: None, .. } => {
+                format!("file is more than {MAX_FILE_BYTES} bytes; manifests may be at most 16 MiB")
+            }
+            e => e.to_string(),
+        };
+        vec![ManifestError::whole(&name, 0, msg)]
+    })?;
     decode(&name, &bytes)
 }
 

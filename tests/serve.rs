@@ -818,10 +818,13 @@ fn gitops_applies_edits_reports_bad_files_and_keeps_objects_without_prune() {
     assert_eq!(ev["type"], "Warning", "{ev}");
     eventually("the log names bad.yaml", || s.log().contains("bad.yaml").then_some(()));
     // `sectl get sources` shows it, with file:line.
-    let out = s.ok(&["get", "sources"]);
+    // (`/sources` is published at the end of the sync that applied vm-c: wait for it.)
+    let out = eventually("c.yaml Applied in `get sources`", || {
+        let out = s.ok(&["get", "sources"]);
+        out.lines().any(|l| l.contains("c.yaml") && l.contains("Applied")).then_some(out)
+    });
     let row = out.lines().find(|l| l.contains("bad.yaml") && l.contains("Invalid")).unwrap_or_else(|| panic!("{out}"));
     assert!(row.contains("bad.yaml:"), "{row}");
-    assert!(out.lines().any(|l| l.contains("c.yaml") && l.contains("Applied")), "{out}");
     // Fixing it applies it.
     d.put("bad.yaml", &BAD.replace("  colour: blue\n", ""));
     eventually("vm-bad once fixed", || s.obj("vmdefinitions", "vm-bad"));
@@ -968,8 +971,13 @@ fn gitops_file_with_a_resource_version_does_not_block_the_others() {
     eventually("the exported manifest's edit applied", || {
         s.obj("vmdefinitions", "vm-e").filter(|o| spec_memory(o) == 1024)
     });
-    let src = s.sources();
-    assert!(src.iter().all(|x| x["state"] == "Applied"), "{src:#?}");
+    // `/sources` is published at the end of the sync that applied the edit: until then
+    // it shows the sync before (the file InProgress), so wait for it.
+    let src = eventually("every file Applied", || {
+        let src = s.sources();
+        src.iter().all(|x| x["state"] == "Applied").then_some(src)
+    });
+    assert_eq!(src.len(), 2, "{src:#?}");
 }
 
 #[test]
@@ -1131,4 +1139,418 @@ fn sigterm_at_any_point_of_migrations_never_loses_or_doubles_the_vm() {
     assert!(st.success());
     check_world(&d.data(), Some(&su));
     eprintln!("stopped in: {stopped_in:#?}");
+}
+
+// ---------------------------------------------------------------------------------
+// GitOps safety (issue 8): absence is not deletion, prune grace and hold, only
+// regular files inside the folder are read, a busy folder is still synced.
+
+/// Every object of every kind as KIND/name -> uid.
+fn uids(s: &Server) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for plural in ["seservers", "managementclusters", "suclusters", "vmdefinitions", "livemigrations"] {
+        for o in s.list(plural) {
+            let name = o["metadata"]["name"].as_str().expect("name").to_string();
+            let uid = o["metadata"]["uid"].as_str().expect("uid").to_string();
+            out.insert(format!("{plural}/{name}"), uid);
+        }
+    }
+    out
+}
+
+/// `n` VMDefinitions named `{prefix}-NN` with the given memory, as one multi-document file.
+fn vms_file(prefix: &str, vm_prefix: &str, n: usize, memory: u64) -> Vec<String> {
+    (0..n)
+        .map(|i| vm_yaml(&format!("{prefix}-{i:02}"), &format!("{vm_prefix}{i:02}"), memory, "DEFINED_ONLY"))
+        .collect()
+}
+
+/// The `/sources` line of `file`.
+fn source_line(s: &Server, file: &str) -> Option<Value> {
+    s.sources().into_iter().find(|x| x["file"] == file)
+}
+
+/// The whole GET /sources body.
+fn sources_body(s: &Server) -> Value {
+    let (code, v) = s.api("GET", "/sources", None);
+    assert_eq!(code, 200, "{v}");
+    v
+}
+
+/// No object was pruned: no event, no log line.
+fn assert_nothing_pruned(s: &Server) {
+    assert!(s.events_with("Pruned").is_empty(), "pruned: {:#?}", s.events_with("Pruned"));
+    assert!(!s.log().contains("in no file of the folder any more"), "a prune in the log:\n{}", s.log());
+}
+
+#[test]
+fn gitops_truncate_pause_rewrite_keeps_every_uid_and_prunes_nothing() {
+    let d = Dirs::new();
+    d.put("site.yaml", SITE);
+    let vms = vms_file("vm-t", "VMT", 6, 512).join("---\n");
+    d.put("vms.yaml", &vms);
+    let watch = d.watch();
+    // A grace shorter than the longest pause: only the revision in force can keep the
+    // objects through it.
+    let s = Server::start(
+        &d.data(),
+        &["--watch", watch.to_str().expect("utf-8"), "--prune", "--prune-grace", "1s", "--settle", "500ms"],
+    );
+    eventually("the six VMs", || {
+        (s.names("vmdefinitions").iter().filter(|n| n.starts_with("vm-t-")).count() == 6).then_some(())
+    });
+    let before = uids(&s);
+    let revision = source_line(&s, "vms.yaml").expect("line")["revision"].clone();
+    assert_eq!(revision.as_str().map(str::len), Some(16), "{revision}");
+    for pause in [Duration::from_millis(200), Duration::from_secs(1), Duration::from_secs(3)] {
+        // What `(sleep P; cat copy.yaml) > vms.yaml` does: truncate, pause, write.
+        let mut f = std::fs::File::create(d.watch().join("vms.yaml")).expect("truncate");
+        std::thread::sleep(pause);
+        if pause >= Duration::from_secs(1) {
+            // The empty file is reported, with the revision in force kept.
+            let line = source_line(&s, "vms.yaml").expect("line");
+            assert!(line["state"] == "Empty" || line["state"] == "InProgress", "{line}");
+            assert_eq!(line["revision"], revision, "{line}");
+            assert_eq!(line["objects"].as_array().map(Vec::len), Some(6), "{line}");
+        }
+        use std::io::Write;
+        f.write_all(vms.as_bytes()).expect("rewrite");
+        drop(f);
+        eventually("vms.yaml applied again", || {
+            source_line(&s, "vms.yaml").filter(|l| l["state"] == "Applied" && l["revision"] == revision)
+        });
+        // Longer than the grace and the settle time, then look again.
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(uids(&s), before, "uids changed after a pause of {pause:?}");
+        assert_nothing_pruned(&s);
+    }
+}
+
+#[test]
+fn gitops_a_file_written_in_two_halves_never_applies_a_half() {
+    let d = Dirs::new();
+    d.put("site.yaml", SITE);
+    const N: usize = 40;
+    d.put("vms.yaml", &vms_file("vm-h", "VMH", N, 256).join("---\n"));
+    let watch = d.watch();
+    let s = Server::start(
+        &d.data(),
+        &["--watch", watch.to_str().expect("utf-8"), "--prune", "--prune-grace", "1s", "--settle", "500ms"],
+    );
+    eventually("all VMs", || {
+        (s.names("vmdefinitions").iter().filter(|n| n.starts_with("vm-h-")).count() == N).then_some(())
+    });
+    let before = uids(&s);
+    // A poller: at every moment the folder's VMs are all there, with one memory size.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen_bad = Arc::new(Mutex::new(Vec::<String>::new()));
+    let poller = {
+        let (stop, seen_bad) = (stop.clone(), seen_bad.clone());
+        let (url, token, agent) = (format!("{}{API}/vmdefinitions", s.url), s.token.clone(), s.agent.clone());
+        std::thread::spawn(move || {
+            let mut polls = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let list: Value = agent
+                    .get(&url)
+                    .set("Authorization", &format!("Bearer {token}"))
+                    .call()
+                    .expect("list")
+                    .into_string()
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .expect("a JSON list");
+                let vms: Vec<Value> = list["items"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|o| o["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("vm-h-")))
+                    .collect();
+                let sizes: std::collections::BTreeSet<u64> = vms.iter().map(spec_memory).collect();
+                if vms.len() != N || sizes.len() != 1 {
+                    seen_bad.lock().expect("lock").push(format!("{} VMs, sizes {sizes:?}", vms.len()));
+                }
+                polls += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            polls
+        })
+    };
+    for t in 0..15u64 {
+        let memory = 512 + t * 64;
+        let docs = vms_file("vm-h", "VMH", N, memory);
+        // Cut at a document boundary: the first half alone is valid YAML (the worst case).
+        let (first, second) = (docs[..N / 2].join("---\n"), format!("---\n{}", docs[N / 2..].join("---\n")));
+        let pause = Duration::from_millis((t * 97) % 400);
+        let mut f = std::fs::File::create(d.watch().join("vms.yaml")).expect("truncate");
+        use std::io::Write;
+        f.write_all(first.as_bytes()).expect("first half");
+        f.flush().expect("flush");
+        std::thread::sleep(pause);
+        f.write_all(second.as_bytes()).expect("second half");
+        drop(f);
+        eventually("the whole file applied", || {
+            let vms = s.list("vmdefinitions");
+            let n = vms
+                .iter()
+                .filter(|o| {
+                    o["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("vm-h-")) && spec_memory(o) == memory
+                })
+                .count();
+            (n == N).then_some(())
+        });
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let polls = poller.join().expect("poller");
+    assert!(polls > 50, "the poller looked only {polls} times");
+    let bad = seen_bad.lock().expect("lock").clone();
+    assert!(bad.is_empty(), "a half was applied ({} of {polls} polls): {:?}", bad.len(), &bad[..bad.len().min(5)]);
+    assert_eq!(uids(&s), before, "uids changed");
+    assert_nothing_pruned(&s);
+}
+
+#[test]
+fn gitops_deleting_a_file_prunes_after_the_grace() {
+    let d = Dirs::new();
+    d.put("site.yaml", SITE);
+    d.put("extra.yaml", &vm_yaml("vm-e", "VME", 512, "DEFINED_ONLY"));
+    let watch = d.watch();
+    let s = Server::start(
+        &d.data(),
+        &["--watch", watch.to_str().expect("utf-8"), "--prune", "--prune-grace", "3s", "--settle", "200ms"],
+    );
+    eventually("vm-e", || s.obj("vmdefinitions", "vm-e"));
+    std::fs::remove_file(d.watch().join("extra.yaml")).expect("rm");
+    let removed = Instant::now();
+    // In its grace: still there, and reported as pending.
+    let prune = eventually("a pending prune", || {
+        let p = sources_body(&s)["prune"].clone();
+        (p["state"] == "Pending").then_some(p)
+    });
+    assert_eq!(prune["objects"], json!(["VMDefinition/vm-e"]), "{prune}");
+    let out = s.ok(&["get", "sources"]);
+    assert!(out.lines().any(|l| l.contains("(prune)") && l.contains("PrunePending")), "{out}");
+    assert!(s.obj("vmdefinitions", "vm-e").is_some(), "pruned within the grace");
+    eventually("vm-e pruned", || s.obj("vmdefinitions", "vm-e").is_none().then_some(()));
+    let took = removed.elapsed();
+    assert!(took >= Duration::from_secs(3), "pruned after {took:?}, before the 3 s grace");
+    let ev = eventually("a Pruned event", || s.events_with("Pruned").into_iter().next());
+    assert_eq!(ev["object"], "VMDefinition/vm-e", "{ev}");
+    assert_eq!(s.list("seservers").len(), 2, "only the removed file's object is pruned");
+    assert!(s.obj("vmdefinitions", "vm12prod").is_some());
+    eventually("no prune left", || (sources_body(&s)["prune"]["state"] == "None").then_some(()));
+}
+
+#[test]
+fn gitops_emptying_the_folder_holds_the_prune_until_confirmed() {
+    let d = Dirs::new();
+    d.put("site.yaml", SITE);
+    for i in 0..3 {
+        d.put(&format!("vm{i}.yaml"), &vm_yaml(&format!("vm-{i}"), &format!("VM{i}"), 512, "DEFINED_ONLY"));
+    }
+    let watch = d.watch();
+    let s = Server::start(
+        &d.data(),
+        &["--watch", watch.to_str().expect("utf-8"), "--prune", "--prune-grace", "500ms", "--settle", "200ms"],
+    );
+    eventually("vm-2", || s.obj("vmdefinitions", "vm-2"));
+    let before = uids(&s);
+    // Nothing held: a confirmation is refused.
+    let (code, v) = s.api("POST", "/sources/prune", None);
+    assert_eq!(code, 409, "{v}");
+    for f in ["site.yaml", "vm0.yaml", "vm1.yaml", "vm2.yaml"] {
+        std::fs::remove_file(d.watch().join(f)).expect("rm");
+    }
+    let ev = eventually("a PruneHeld event", || s.events_with("PruneHeld").into_iter().next());
+    assert_eq!(ev["type"], "Warning", "{ev}");
+    assert!(ev["message"].as_str().is_some_and(|m| m.contains("--confirm")), "{ev}");
+    // Well past the grace: nothing deleted, and `get sources` says why.
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(uids(&s), before, "deleted without a confirmation");
+    assert_nothing_pruned(&s);
+    let prune = sources_body(&s)["prune"].clone();
+    assert_eq!(prune["state"], "Held", "{prune}");
+    assert_eq!(prune["objects"].as_array().map(Vec::len), Some(before.len()), "{prune}");
+    let out = s.ok(&["get", "sources"]);
+    assert!(out.lines().any(|l| l.contains("(prune)") && l.contains("PruneHeld")), "{out}");
+    // Without --confirm: shown, nothing deleted.
+    let out = s.ok(&["sources", "prune"]);
+    assert!(out.contains("VMDefinition/vm-1") && out.contains("--confirm"), "{out}");
+    assert_eq!(uids(&s), before);
+    // A file put back meanwhile keeps its object through the confirmation.
+    d.put("vm0.yaml", &vm_yaml("vm-0", "VM0", 512, "DEFINED_ONLY"));
+    eventually("vm0.yaml applied", || source_line(&s, "vm0.yaml").filter(|l| l["state"] == "Applied"));
+    let out = s.ok(&["sources", "prune", "--confirm"]);
+    assert!(out.contains(&format!("{} objects pruned", before.len() - 1)), "{out}");
+    assert_eq!(s.names("vmdefinitions"), vec!["vm-0".to_string()]);
+    assert!(s.list("seservers").is_empty());
+    assert_eq!(s.events_with("Pruned").len(), before.len() - 1);
+    let (code, v) = s.api("POST", "/sources/prune", None);
+    assert_eq!(code, 409, "nothing held any more: {v}");
+    let (code, v) = s.api("POST", "/sources/prune?force=1", None);
+    assert_eq!(code, 400, "an unknown query is refused: {v}");
+}
+
+#[test]
+fn gitops_confirming_a_prune_needs_prune_and_a_watched_folder() {
+    let d = Dirs::new();
+    let s = Server::start(&d.data(), &[]);
+    let (code, v) = s.api("POST", "/sources/prune", None);
+    assert_eq!(code, 404, "{v}");
+    drop(s);
+    let d = Dirs::new();
+    let watch = d.watch();
+    let s = Server::start(&d.data(), &["--watch", watch.to_str().expect("utf-8")]);
+    let (code, v) = s.api("POST", "/sources/prune", None);
+    assert_eq!(code, 409, "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("--prune")), "{v}");
+    let (code, _, err) = s.run(&["sources", "prune", "--confirm"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--prune"), "{err}");
+}
+
+/// Peak resident memory of a process (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status (Linux)");
+    st.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+#[cfg(unix)]
+#[test]
+fn gitops_reads_no_link_fifo_or_device_and_stays_alive() {
+    use std::os::unix::fs::symlink;
+    let d = Dirs::new();
+    d.put("site.yaml", SITE);
+    // A secret outside the folder, shaped like /etc/passwd.
+    let secret = d.file("secret.yaml");
+    std::fs::write(&secret, "root:x:0:0:TOPSECRET4711:/root:/bin/bash\n").expect("secret");
+    symlink(&secret, d.watch().join("passwd.yaml")).expect("link");
+    symlink("/dev/zero", d.watch().join("zero.yaml")).expect("link");
+    let fifo = d.watch().join("pipe.yaml");
+    let st = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo (install coreutils)");
+    assert!(st.success());
+    symlink(&fifo, d.watch().join("pipe-link.yaml")).expect("link");
+    let watch = d.watch();
+    let mut s = Server::start(&d.data(), &["--watch", watch.to_str().expect("utf-8"), "--settle", "200ms"]);
+    eventually("the site", || s.obj("vmdefinitions", "vm12prod"));
+    // A file written after them is applied.
+    let t = Instant::now();
+    d.put("later.yaml", &vm_yaml("vm-later", "VMLATER", 512, "DEFINED_ONLY"));
+    eventually("a later file beside a FIFO", || s.obj("vmdefinitions", "vm-later"));
+    eprintln!("later file applied {:?} after it was written (FIFO, links present)", t.elapsed());
+    let src = s.sources();
+    for f in ["passwd.yaml", "zero.yaml", "pipe.yaml", "pipe-link.yaml"] {
+        let line = src.iter().find(|x| x["file"] == f).unwrap_or_else(|| panic!("{f} not reported: {src:#?}"));
+        assert_eq!(line["state"], "Skipped", "{line}");
+    }
+    let pipe = src.iter().find(|x| x["file"] == "pipe.yaml").expect("pipe");
+    assert!(pipe["message"].as_str().is_some_and(|m| m.contains("FIFO")), "{pipe}");
+    let ev = eventually("a SourceSkipped event", || {
+        s.events_with("SourceSkipped").into_iter().find(|e| e["object"] == "Source/passwd.yaml")
+    });
+    assert!(ev["message"].as_str().is_some_and(|m| m.contains("symbolic link")), "{ev}");
+    // The secret is nowhere.
+    let everything = format!("{}\n{}\n{}", sources_body(&s), json!(s.events()), s.log());
+    assert!(!everything.contains("TOPSECRET4711"), "the linked file's content leaked");
+    let rss = peak_rss_kib(s.proc.0.id());
+    eprintln!("peak RSS of the server with a /dev/zero link: {} MiB", rss / 1024);
+    assert!(rss < 512 * 1024, "peak RSS {rss} KiB: a device was read");
+    // SIGTERM still ends it.
+    let t = Instant::now();
+    let st = s.stop();
+    assert!(st.success(), "{st:?}");
+    eprintln!("stopped {:?} after SIGTERM with a FIFO in the folder", t.elapsed());
+}
+
+#[cfg(unix)]
+#[test]
+fn gitops_follow_links_inside_reads_only_links_to_files_inside() {
+    use std::os::unix::fs::symlink;
+    let d = Dirs::new();
+    d.put("site.yaml", SITE);
+    std::fs::create_dir_all(d.watch().join(".shared")).expect("mkdir");
+    d.put(".shared/vm.yaml", &vm_yaml("vm-linked", "VMLINKED", 512, "DEFINED_ONLY"));
+    symlink(d.watch().join(".shared/vm.yaml"), d.watch().join("vm.yaml")).expect("link");
+    let outside = d.file("outside.yaml");
+    std::fs::write(&outside, vm_yaml("vm-outside", "VMOUT", 512, "DEFINED_ONLY")).expect("write");
+    symlink(&outside, d.watch().join("out.yaml")).expect("link");
+    symlink("/dev/zero", d.watch().join("zero.yaml")).expect("link");
+    let watch = d.watch();
+    let s = Server::start(&d.data(), &["--watch", watch.to_str().expect("utf-8"), "--follow-links-inside"]);
+    let o = eventually("the linked file inside", || s.obj("vmdefinitions", "vm-linked"));
+    assert_eq!(source_of(&o).as_deref(), Some("vm.yaml"));
+    let src = eventually("the first sync published", || {
+        let src = s.sources();
+        src.iter().any(|x| x["file"] == "vm.yaml" && x["state"] == "Applied").then_some(src)
+    });
+    for f in ["out.yaml", "zero.yaml"] {
+        let line = src.iter().find(|x| x["file"] == f).unwrap_or_else(|| panic!("{f}: {src:#?}"));
+        assert_eq!(line["state"], "Skipped", "{line}");
+        assert!(line["message"].as_str().is_some_and(|m| m.contains("outside")), "{line}");
+    }
+    assert!(s.obj("vmdefinitions", "vm-outside").is_none(), "a link outside was followed");
+}
+
+#[test]
+fn gitops_messages_quote_only_an_excerpt_of_a_file() {
+    let d = Dirs::new();
+    let watch = d.watch();
+    let s = Server::start(&d.data(), &["--watch", watch.to_str().expect("utf-8"), "--settle", "200ms"]);
+    let long = "Z".repeat(20_000);
+    d.put(
+        "long.yaml",
+        &format!("apiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {{name: x}}\nspec: {long}\n"),
+    );
+    let many: Vec<String> = (0..50).map(|i| format!("key{i}: [unclosed\n---\n")).collect();
+    d.put("many.yaml", &many.concat());
+    for f in ["long.yaml", "many.yaml"] {
+        let line = eventually("reported invalid", || source_line(&s, f).filter(|l| l["state"] == "Invalid"));
+        let msg = line["message"].as_str().expect("message");
+        assert!(msg.len() <= 11 * 260, "{f}: a message of {} bytes", msg.len());
+        assert!(msg.lines().count() <= 11, "{f}: {} lines", msg.lines().count());
+    }
+    for e in s.events_with("SourceInvalid") {
+        let m = e["message"].as_str().expect("message");
+        assert!(m.len() <= 11 * 260 + 100, "an event of {} bytes", m.len());
+    }
+    assert!(!s.log().contains(&"Z".repeat(300)), "the log quotes the file at length");
+}
+
+#[test]
+fn gitops_syncs_a_folder_that_keeps_changing() {
+    let d = Dirs::new();
+    let watch = d.watch();
+    let s = Server::start(&d.data(), &["--watch", watch.to_str().expect("utf-8"), "--settle", "200ms"]);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Something in the folder changes every 20 ms, for ever.
+    let noise = {
+        let (stop, p) = (stop.clone(), d.watch().join("noise.txt"));
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                std::fs::write(&p, i.to_string()).expect("noise");
+                i += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    d.put("a.yaml", &vm_yaml("vm-busy", "VMBUSY", 512, "DEFINED_ONLY"));
+    eventually("a file in a busy folder", || s.obj("vmdefinitions", "vm-busy"));
+    eprintln!("applied {:?} after it was written, in a folder changing every 20 ms", t.elapsed());
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    noise.join().expect("noise thread");
+}
+
+#[test]
+fn a_named_endless_file_is_refused_at_the_cap() {
+    let d = Dirs::new();
+    let out = common::sectl_in(&d.data()).args(["validate", "-f", "/dev/zero"]).timeout(LIMIT).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/dev/zero") && err.contains("more than 16777216 bytes"), "{err}");
 }

@@ -12,7 +12,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// `get sources`.
+/// `get sources`: one line per file (state, objects and revision in force), then the
+/// state of pruning when objects are in no file any more.
 pub fn sources(ctx: &mut Context) -> anyhow::Result<ExitCode> {
     let Some(c) = ctx.remote()? else {
         anyhow::bail!("sources are the files of a `sectl serve --watch DIR`; give --server URL");
@@ -20,17 +21,62 @@ pub fn sources(ctx: &mut Context) -> anyhow::Result<ExitCode> {
     let v = c.call_any("GET", &format!("{}/sources", crate::client::PREFIX), None)?;
     let mut t = Table::new();
     t.load_preset(presets::NOTHING);
-    t.set_header(vec!["FILE", "STATE", "OBJECTS", "LAST-SYNC", "MESSAGE"]);
+    t.set_header(vec!["FILE", "STATE", "OBJECTS", "REVISION", "LAST-SYNC", "MESSAGE"]);
     for s in v["items"].as_array().cloned().unwrap_or_default() {
         t.add_row(vec![
             s["file"].as_str().unwrap_or("").to_string(),
             s["state"].as_str().unwrap_or("").to_string(),
             s["objects"].as_array().map(|a| a.len()).unwrap_or(0).to_string(),
+            s["revision"].as_str().filter(|r| !r.is_empty()).unwrap_or("-").to_string(),
             s["lastSync"].as_str().unwrap_or("").to_string(),
             s["message"].as_str().unwrap_or("").lines().next().unwrap_or("").to_string(),
         ]);
     }
+    let p = &v["prune"];
+    let state = p["state"].as_str().unwrap_or("None");
+    if state != "None" {
+        let n = p["objects"].as_array().map(|a| a.len()).unwrap_or(0);
+        t.add_row(vec![
+            "(prune)".to_string(),
+            format!("Prune{state}"),
+            n.to_string(),
+            "-".into(),
+            String::new(),
+            p["message"].as_str().unwrap_or("").to_string(),
+        ]);
+    }
     println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sources prune [--confirm]`: shows the held prune, or carries it out.
+pub fn sources_prune(ctx: &mut Context, confirm: bool) -> anyhow::Result<ExitCode> {
+    let Some(c) = ctx.remote()? else {
+        anyhow::bail!("sources are the files of a `sectl serve --watch DIR`; give --server URL");
+    };
+    if confirm {
+        let v = c.call_any("POST", &format!("{}/sources/prune", crate::client::PREFIX), None)?;
+        let pruned = v["pruned"].as_array().cloned().unwrap_or_default();
+        for o in &pruned {
+            println!("{} pruned", o.as_str().unwrap_or("").to_lowercase());
+        }
+        println!("{} objects pruned", pruned.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let v = c.call_any("GET", &format!("{}/sources", crate::client::PREFIX), None)?;
+    let p = &v["prune"];
+    let state = p["state"].as_str().unwrap_or("None");
+    for o in p["objects"].as_array().cloned().unwrap_or_default() {
+        println!("{}", o.as_str().unwrap_or(""));
+    }
+    match state {
+        "Held" => {
+            println!("{}", p["message"].as_str().unwrap_or(""));
+            println!("nothing deleted; `sectl sources prune --confirm` deletes the objects above");
+        }
+        "None" => println!("no prune is held: every object of the folder is in a file"),
+        _ => println!("no prune is held ({state}): {}", p["message"].as_str().unwrap_or("")),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -126,8 +126,22 @@ pub enum Command {
         #[arg(long)]
         watch: Option<PathBuf>,
         /// Delete objects whose manifest was removed from the folder (only those).
-        #[arg(long)]
+        #[arg(long, requires = "watch")]
         prune: bool,
+        /// How long an object must be in no file before --prune deletes it.
+        #[arg(long, requires = "watch", default_value = "5s")]
+        prune_grace: String,
+        /// Largest share of the folder's objects one sync may prune (e.g. 50% or
+        /// 0.5); more is held until `sectl sources prune --confirm`.
+        #[arg(long, requires = "watch", default_value = "50%")]
+        prune_max_share: String,
+        /// How long a changed file must stay unchanged before it is read as complete.
+        #[arg(long, requires = "watch", default_value = "1s")]
+        settle: String,
+        /// Read symbolic links whose target is a regular file inside the folder
+        /// (other links are never read).
+        #[arg(long, requires = "watch")]
+        follow_links_inside: bool,
         /// Full resync period (e.g. 60s).
         #[arg(long, default_value = "60s")]
         resync: String,
@@ -138,6 +152,13 @@ pub enum Command {
         /// Reconciles at once (distinct objects).
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+    },
+    /// The watched folder of `sectl serve --watch` (needs --server): `sources prune`
+    /// shows a held prune, `sources prune --confirm` carries it out.
+    Sources {
+        /// What to do.
+        #[command(subcommand)]
+        action: SourcesAction,
     },
     /// Block until an object meets a condition, state or phase.
     Wait {
@@ -183,6 +204,17 @@ pub enum Command {
         /// Output format (table or json).
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
+    },
+}
+
+/// Actions of `sectl sources`.
+#[derive(Subcommand, Debug)]
+pub enum SourcesAction {
+    /// Show the prune held for confirmation; with --confirm, carry it out.
+    Prune {
+        /// Delete the held objects (those still in no file of the folder).
+        #[arg(long)]
+        confirm: bool,
     },
 }
 
@@ -257,14 +289,38 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             get(&mut ctx, &kind, name.as_deref(), output)
         }
-        Command::Serve { listen, watch, prune, resync, time_scale, concurrency } => {
+        Command::Serve {
+            listen,
+            watch,
+            prune,
+            prune_grace,
+            prune_max_share,
+            settle,
+            follow_links_inside,
+            resync,
+            time_scale,
+            concurrency,
+        } => {
             let resync = crate::sim::parse_duration(&resync).map_err(|e| anyhow!("--resync: {e}"))?;
+            let ms = |flag: &str, v: &str| {
+                crate::sim::parse_duration(v).map(std::time::Duration::from_millis).map_err(|e| anyhow!("{flag}: {e}"))
+            };
+            let gitops = crate::server::gitops::Options {
+                prune,
+                policy: crate::server::gitops::PrunePolicy {
+                    grace: ms("--prune-grace", &prune_grace)?,
+                    max_share: crate::server::gitops::parse_share(&prune_max_share)
+                        .map_err(|e| anyhow!("--prune-max-share: {e}"))?,
+                },
+                settle: ms("--settle", &settle)?,
+                follow_links_inside,
+            };
             crate::server::serve(
                 &cli.data_dir,
                 crate::server::ServeOptions {
                     listen,
                     watch,
-                    prune,
+                    gitops,
                     resync: std::time::Duration::from_millis(resync),
                     time_scale,
                     concurrency,
@@ -285,6 +341,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sources { action: SourcesAction::Prune { confirm } } => live::sources_prune(&mut ctx, confirm),
         Command::Wait { target, for_, timeout } => wait(&mut ctx, &target, &for_, &timeout),
         Command::Sim { args } => sim(&mut ctx, &args),
         Command::Events { target, component, warnings, unacked, limit, output } => {

@@ -311,8 +311,21 @@ async fn sim(State(s): State<AppState>, body: Bytes) -> ApiResult {
 }
 
 async fn sources(State(s): State<AppState>) -> ApiResult {
-    let items = s.sources.lock().map(|m| m.values().cloned().collect::<Vec<_>>()).unwrap_or_default();
-    Ok(Json(json!({"items": items})).into_response())
+    Ok(Json(s.sources.to_json()).into_response())
+}
+
+/// POST /sources/prune: a person confirms the held GitOps prune (no query, no body).
+async fn sources_prune(State(s): State<AppState>, uri: axum::http::Uri, body: Bytes) -> ApiResult {
+    if uri.query().is_some_and(|q| !q.is_empty()) || !body.is_empty() {
+        return Err(ApiErr(StatusCode::BAD_REQUEST, "BadRequest", "send no query and no body".into()));
+    }
+    match s.sources.confirm_prune().await {
+        Ok(pruned) => Ok(Json(json!({"pruned": pruned})).into_response()),
+        Err(e) => {
+            let (code, reason) = e.http();
+            Err(ApiErr(StatusCode::from_u16(code).unwrap_or(StatusCode::CONFLICT), reason, e.to_string()))
+        }
+    }
 }
 
 async fn clock(State(s): State<AppState>) -> ApiResult {
@@ -368,6 +381,7 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{p}/events/ack"), post(ack))
         .route(&format!("{p}/sim"), post(sim))
         .route(&format!("{p}/sources"), get(sources))
+        .route(&format!("{p}/sources/prune"), post(sources_prune))
         .route(&format!("{p}/clock"), get(clock))
         .route(&format!("{p}/{{plural}}"), get(list).post(create))
         .route(&format!("{p}/{{plural}}/{{name}}"), get(get_one).put(update).delete(delete))

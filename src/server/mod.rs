@@ -22,8 +22,8 @@ pub struct ServeOptions {
     pub listen: String,
     /// Folder to apply and watch.
     pub watch: Option<PathBuf>,
-    /// Delete objects whose manifest is gone (only those from the folder).
-    pub prune: bool,
+    /// GitOps settings (prune, grace, share, settle, links).
+    pub gitops: gitops::Options,
     /// Full resync period (GitOps and reconcilers).
     pub resync: Duration,
     /// Simulated seconds per real second.
@@ -113,10 +113,10 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         // open connections, and a watch never ends by itself) and the GitOps loop.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stop_tx = Arc::new(stop_tx);
-        let mut sources: gitops::Sources = Default::default();
+        let mut sources = gitops::Sources::default();
         let mut gitops_task = None;
         if let Some(dir) = &opts.watch {
-            let g = gitops::GitOps::new(dir.clone(), opts.prune, dyn_store.clone());
+            let g = gitops::GitOps::new(dir.clone(), opts.gitops.clone(), dyn_store.clone());
             sources = g.sources.clone();
             gitops_task = Some(tokio::spawn(gitops::run(g, opts.resync, stop_rx.clone())));
         }

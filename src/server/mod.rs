@@ -7,6 +7,7 @@
 pub mod api;
 pub mod engine;
 pub mod gitops;
+pub mod paging;
 
 use crate::client::TOKEN_FILE;
 use crate::store::{SledStore, Store};

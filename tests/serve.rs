@@ -1478,7 +1478,9 @@ fn slow_clients_are_cut_off_after_the_handshake_timeout() {
     let tls = Server::start_limited(&d.data(), 400, &[]);
     let plain = Server::start_limited(&d.file("plain"), 400, &["--insecure-http"]);
     let mut slow = Vec::new();
-    for (s, first) in [(&tls, &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..]), (&plain, &b"GET /healthz HTTP/1.1\r\nX: "[..])] {
+    for (s, first) in
+        [(&tls, &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..]), (&plain, &b"GET /healthz HTTP/1.1\r\nX: "[..])]
+    {
         let addr = s.url.split_once("://").expect("url").1.to_string();
         for _ in 0..150 {
             let c = std::net::TcpStream::connect(&addr).expect("connect");

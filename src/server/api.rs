@@ -532,8 +532,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json || status == StatusCode::SERVICE_UNAVAILABLE
-    {
+    if !(status.is_client_error() || status.is_server_error()) || is_json || status == StatusCode::SERVICE_UNAVAILABLE {
         return resp;
     }
     let text = axum::body::to_bytes(resp.into_body(), 64 * 1024).await.unwrap_or_default();

@@ -154,11 +154,13 @@ pub async fn run(
             let id = pending.add(evict_tx);
             let work = async {
                 match tls {
-                    Some(acceptor) => match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve_conn(stream, router, limits, &pending, id, stop).await,
-                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
-                    },
+                    Some(acceptor) => {
+                        match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => serve_conn(stream, router, limits, &pending, id, stop).await,
+                            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
+                        }
+                    }
                     None => serve_conn(tcp, router, limits, &pending, id, stop).await,
                 }
             };

@@ -91,7 +91,8 @@ fn items_json(page: &Page, first: bool) -> Bytes {
 /// read before the response starts, so a store error is still a JSON error.
 pub async fn stream_list(store: Arc<dyn Store>, kind: Kind, chunk: usize) -> Result<Response, ApiErr> {
     let first = read_page(store.clone(), kind, None, chunk).await?;
-    let head = format!(r#"{{"apiVersion":"v1","kind":"List","metadata":{{"resourceVersion":"{}"}},"items":["#, first.rv);
+    let head =
+        format!(r#"{{"apiVersion":"v1","kind":"List","metadata":{{"resourceVersion":"{}"}},"items":["#, first.rv);
     // State: the page to send next (None: the list is done), whether nothing was sent yet.
     struct St {
         store: Arc<dyn Store>,

@@ -63,7 +63,9 @@ pub enum StoreError {
     Remote(String),
     /// A paged list taken at resourceVersion `at` can no longer be continued as one
     /// consistent snapshot (an object still to come changed, or the history is gone).
-    #[error("the list taken at resourceVersion {at} can no longer be continued: {reason}; list again without `continue`")]
+    #[error(
+        "the list taken at resourceVersion {at} can no longer be continued: {reason}; list again without `continue`"
+    )]
     SnapshotGone {
         /// The list's resourceVersion.
         at: u64,
@@ -217,10 +219,10 @@ pub trait Store: Send + Sync {
         let rv = match at {
             None => now,
             Some(at) => {
-                let changes = self.watch_from(at).map_err(|e| StoreError::SnapshotGone { at, reason: e.to_string() })?;
-                if let Some(c) = changes
-                    .iter()
-                    .find(|c| c.object.kind() == kind && after.is_none_or(|a| c.object.name() > a))
+                let changes =
+                    self.watch_from(at).map_err(|e| StoreError::SnapshotGone { at, reason: e.to_string() })?;
+                if let Some(c) =
+                    changes.iter().find(|c| c.object.kind() == kind && after.is_none_or(|a| c.object.name() > a))
                 {
                     let reason = format!("{} changed at resourceVersion {}", c.object.key(), c.rv);
                     return Err(StoreError::SnapshotGone { at, reason });

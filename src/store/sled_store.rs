@@ -483,10 +483,10 @@ impl Store for SledStore {
             if items.len() >= limit {
                 return Ok(Page { items, rv, more: true });
             }
-            items.push(
-                Resource::from_json(&v)
-                    .map_err(|e| StoreError::Backend(format!("corrupt object {}: {e}", String::from_utf8_lossy(&k))))?,
-            );
+            items
+                .push(Resource::from_json(&v).map_err(|e| {
+                    StoreError::Backend(format!("corrupt object {}: {e}", String::from_utf8_lossy(&k)))
+                })?);
         }
         Ok(Page { items, rv, more: false })
     }

@@ -14,6 +14,13 @@
 //!    (every VM placed, checked with GETs of single objects): VmRSS from
 //!    /proc/PID/status at convergence and 3 s later (the target applies to the latter);
 //!    then the same after one list of all 10,000 VMs. Target: <= 150 MB.
+//! 4. Lists (issue 8 item 6): 36,000 VMDefinitions; 50 concurrent lists of all of
+//!    them, first streamed (no `limit`), then paged (`limit=500` + `continue`): wall
+//!    time per list (p50, max) and the server's peak VmRSS (sampled every 20 ms).
+//! 5. Slow and idle clients (issue 8 item 5): 5,000 connections sending one byte every
+//!    10 s for 35 s, then 20,000 idle TCP connections held 15 s: /healthz latency on
+//!    a fresh TLS connection every 250 ms (p50, max, failures), the server's peak
+//!    VmRSS, and how many attack connections the server closed. Loopback only.
 //!
 //! Every serve is stopped with SIGTERM; a guard kills it when the bench panics.
 //! target/release/sectl is rebuilt (`cargo build --release`) when it is missing or
@@ -129,6 +136,16 @@ impl Drop for ChildGuard {
     }
 }
 
+/// An agent trusting the CA that serve made in `data` (for an https URL).
+fn agent_for(url: &str, data: &Path) -> ureq::AgentBuilder {
+    let b = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5));
+    if url.starts_with("https://") {
+        let cfg = sectl::server::tls::client_config(data, &[]).expect("trust serve's CA");
+        return b.tls_config(std::sync::Arc::new(cfg));
+    }
+    b
+}
+
 /// `sectl serve` on a temporary folder, with an HTTP client for its API.
 struct Serve {
     // Dropped first: the process stops before its folder is removed.
@@ -178,8 +195,7 @@ impl Serve {
             panic!("serve did not start: first stdout line {first:?}\n{}", tail(&log));
         };
         let token = std::fs::read_to_string(data.join("token")).expect("token file");
-        let agent =
-            ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).timeout(Duration::from_secs(120)).build();
+        let agent = agent_for(url, &data).timeout(Duration::from_secs(120)).build();
         Serve {
             guard,
             base: url.trim().trim_end_matches('/').to_string(),
@@ -192,6 +208,32 @@ impl Serve {
 
     fn watch_dir(&self) -> PathBuf {
         self._tmp.path().join("watch")
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self._tmp.path().join("data")
+    }
+
+    /// Samples VmRSS every 20 ms until the returned flag is set; the thread returns
+    /// the largest value seen (KiB).
+    fn rss_sampler(&self) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<u64>) {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, pid) = (stop.clone(), self.pid());
+        let h = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Some(kib) = std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|st| {
+                    st.lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                }) {
+                    peak = peak.max(kib);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        });
+        (stop, h)
     }
 
     fn pid(&self) -> u32 {
@@ -539,13 +581,244 @@ fn memory(bin: &Path) {
     serve.stop("memory");
 }
 
+// ---------------------------------------------------------------------------------
+// 4. Lists of 36,000 VMs
+
+/// Waits until the resourceVersion has not moved for 3 s (the controller is done).
+fn quiet(serve: &Serve, limit: Duration) {
+    let t0 = Instant::now();
+    let (mut last, mut since) = (String::new(), Instant::now());
+    while t0.elapsed() < limit {
+        let v = serve.get("vmdefinitions?limit=1").expect("list");
+        let rv = v["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+        if rv != last {
+            (last, since) = (rv, Instant::now());
+        } else if since.elapsed() >= Duration::from_secs(3) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    println!("  (the store still changed after {limit:?}; measuring anyway)");
+}
+
+/// One whole list: streamed (`limit == 0`) or paged; returns (objects, bytes).
+fn one_list(serve: &Serve, limit: usize) -> (usize, usize) {
+    if limit == 0 {
+        let url = format!("{}{PREFIX}/vmdefinitions", serve.base);
+        let r = serve.agent.get(&url).set("Authorization", &serve.auth).call().expect("list");
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut r.into_reader(), &mut body).expect("read list");
+        // Count items without keeping a parsed copy around longer than needed.
+        let v: Value = serde_json::from_slice(&body).expect("list JSON");
+        return (v["items"].as_array().map_or(0, |a| a.len()), body.len());
+    }
+    let (mut n, mut bytes, mut cont) = (0, 0, None::<String>);
+    loop {
+        let q = match &cont {
+            Some(c) => format!("vmdefinitions?limit={limit}&continue={c}"),
+            None => format!("vmdefinitions?limit={limit}"),
+        };
+        let v = serve.get(&q).expect("page");
+        n += v["items"].as_array().map_or(0, |a| a.len());
+        bytes += v.to_string().len();
+        match v["metadata"]["continue"].as_str() {
+            Some(c) => cont = Some(c.to_string()),
+            None => return (n, bytes),
+        }
+    }
+}
+
+fn lists(bin: &Path) {
+    const VMS: usize = 36_000;
+    const CLIENTS: usize = 50;
+    const SERVERS: usize = 128;
+    const SUS: usize = 4;
+    println!("4. Lists: {VMS} VMDefinitions, {CLIENTS} concurrent lists of all of them");
+    let serve = Serve::start(bin, None);
+    let t0 = Instant::now();
+    assert_eq!(serve.apply(&servers_yaml(SERVERS, SUS, false)), SERVERS);
+    for from in (0..VMS).step_by(2_000) {
+        serve.apply(&vms_yaml(SERVERS, SUS, from, (from + 2_000).min(VMS)));
+    }
+    quiet(&serve, Duration::from_secs(300));
+    let mb = |kib: u64| kib as f64 * 1024.0 / 1e6;
+    let (before, _) = serve.rss_kib();
+    println!(
+        "  applied and settled in {:.1} s; VmRSS before the lists {:.1} MB",
+        t0.elapsed().as_secs_f64(),
+        mb(before)
+    );
+    for (what, limit) in [("streamed (no limit)", 0), ("paged (limit=500)", 500)] {
+        let (stop, sampler) = serve.rss_sampler();
+        let t1 = Instant::now();
+        let times: Vec<(Duration, usize, usize)> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..CLIENTS)
+                .map(|_| {
+                    sc.spawn(|| {
+                        let t = Instant::now();
+                        let (n, b) = one_list(&serve, limit);
+                        (t.elapsed(), n, b)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().expect("list thread")).collect()
+        });
+        let wall = t1.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let peak = sampler.join().expect("sampler");
+        assert!(times.iter().all(|t| t.1 == VMS), "a list did not return all {VMS} VMs");
+        let mut d: Vec<Duration> = times.iter().map(|t| t.0).collect();
+        d.sort();
+        println!(
+            "  {what}: {CLIENTS} lists of {VMS} ({:.1} MB each) in {:.1} s; per list p50 {}, max {}; server peak VmRSS {:.1} MB",
+            times[0].2 as f64 / 1e6,
+            wall.as_secs_f64(),
+            ms(pct(&d, 0.5)),
+            ms(pct(&d, 1.0)),
+            mb(peak)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    serve.stop("lists");
+}
+
+// ---------------------------------------------------------------------------------
+// 5. Slow and idle clients
+
+/// Whether the server has closed `c`.
+fn closed(c: &mut std::net::TcpStream) -> bool {
+    let _ = c.set_read_timeout(Some(Duration::from_millis(5)));
+    let mut b = [0u8; 256];
+    match std::io::Read::read(c, &mut b) {
+        Ok(0) => true,
+        Ok(_) => closed(c),
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+/// Probes /healthz on a fresh TLS connection every 250 ms while `busy` returns true;
+/// returns the latencies (None: no answer within 5 s).
+fn probe_while(serve: &Serve, mut busy: impl FnMut() -> bool) -> Vec<Option<Duration>> {
+    let mut out = Vec::new();
+    let data = serve.data_dir();
+    while busy() {
+        let agent = agent_for(&serve.base, &data).timeout(Duration::from_secs(5)).build();
+        let t = Instant::now();
+        let ok = agent.get(&format!("{}/healthz", serve.base)).call().is_ok_and(|r| r.status() == 200);
+        out.push(ok.then(|| t.elapsed()));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    out
+}
+
+fn report_probes(what: &str, probes: &[Option<Duration>], peak_kib: u64, closed: usize, total: usize) {
+    let mut ok: Vec<Duration> = probes.iter().flatten().copied().collect();
+    ok.sort();
+    let failed = probes.len() - ok.len();
+    let (p50, max) = if ok.is_empty() { ("-".into(), "-".into()) } else { (ms(pct(&ok, 0.5)), ms(pct(&ok, 1.0))) };
+    println!(
+        "  {what}: /healthz {} probes, p50 {p50}, max {max}, {failed} unanswered; server peak VmRSS {:.1} MB; {closed} of {total} attack connections closed by the server",
+        probes.len(),
+        peak_kib as f64 * 1024.0 / 1e6
+    );
+}
+
+fn attacks(bin: &Path) {
+    const SLOW: usize = 5_000;
+    const IDLE: usize = 20_000;
+    // The client side needs a file handle per connection.
+    let want = (IDLE + 2_000) as u64;
+    if rlimit::setrlimit(rlimit::Resource::NOFILE, want, want).is_err() {
+        let _ = rlimit::increase_nofile_limit(want);
+    }
+    let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("getrlimit");
+    println!("5. Slow and idle clients (open-file limit of the bench: {soft})");
+    let serve = Serve::start(bin, None);
+    let addr = serve.base.trim_start_matches("https://").to_string();
+    let base = probe_while(&serve, {
+        let mut n = 0;
+        move || {
+            n += 1;
+            n <= 8
+        }
+    });
+    report_probes("no attack", &base, serve.rss_kib().1, 0, 0);
+
+    // 5,000 connections, one byte (of a TLS record header) every 10 s, for 35 s.
+    let mut slow: Vec<std::net::TcpStream> = Vec::new();
+    for _ in 0..SLOW {
+        match std::net::TcpStream::connect(&addr) {
+            Ok(c) => slow.push(c),
+            Err(e) => {
+                println!("  (connect {} failed: {e})", slow.len());
+                break;
+            }
+        }
+    }
+    let (stop, sampler) = serve.rss_sampler();
+    let t0 = Instant::now();
+    let mut next_byte = Instant::now();
+    let mut sent = 0usize;
+    let probes = probe_while(&serve, || {
+        if Instant::now() >= next_byte {
+            let b = [b""[sent % 4]];
+            for c in slow.iter_mut() {
+                let _ = std::io::Write::write(c, &b);
+            }
+            sent += 1;
+            next_byte += Duration::from_secs(10);
+        }
+        t0.elapsed() < Duration::from_secs(35)
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let peak = sampler.join().expect("sampler");
+    let n = slow.len();
+    let shut = slow.iter_mut().map(closed).filter(|&c| c).count();
+    report_probes(&format!("{n} slow connections, 35 s"), &probes, peak, shut, n);
+    drop(slow);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // 20,000 idle TCP connections held 15 s.
+    let mut idle: Vec<std::net::TcpStream> = Vec::new();
+    let t_open = Instant::now();
+    for _ in 0..IDLE {
+        match std::net::TcpStream::connect(&addr) {
+            Ok(c) => idle.push(c),
+            Err(e) => {
+                println!("  (connect {} failed: {e})", idle.len());
+                break;
+            }
+        }
+    }
+    println!("  opened {} idle connections in {:.1} s", idle.len(), t_open.elapsed().as_secs_f64());
+    let (stop, sampler) = serve.rss_sampler();
+    let t0 = Instant::now();
+    let probes = probe_while(&serve, || t0.elapsed() < Duration::from_secs(15));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let peak = sampler.join().expect("sampler");
+    let n = idle.len();
+    let shut = idle.iter_mut().map(closed).filter(|&c| c).count();
+    report_probes(&format!("{n} idle connections, 15 s"), &probes, peak, shut, n);
+    drop(idle);
+    serve.stop("attacks");
+}
+
 fn main() {
-    // `cargo bench` passes --bench; a filter argument is not supported.
+    // `cargo bench` passes --bench; a filter argument is not supported, but
+    // SECTL_BENCH_ONLY=lists|attacks runs one part.
     let bin = release_binary();
     println!("sectl serve benchmark ({})", bin.display());
     let t0 = Instant::now();
-    gitops_latency(&bin);
-    apply_to_converged(&bin);
-    memory(&bin);
+    match std::env::var("SECTL_BENCH_ONLY").as_deref() {
+        Ok("lists") => lists(&bin),
+        Ok("attacks") => attacks(&bin),
+        _ => {
+            gitops_latency(&bin);
+            apply_to_converged(&bin);
+            memory(&bin);
+            lists(&bin);
+            attacks(&bin);
+        }
+    }
     println!("total {:.1} s", t0.elapsed().as_secs_f64());
 }

@@ -1,13 +1,29 @@
 //! HTTP client for a running `sectl serve` (the CLI's `--server`). Maps the API's
 //! JSON errors back to `StoreError`s so the verbs treat both back ends alike.
+//!
+//! `https://` servers are verified against the data directory's `ca.crt` and any
+//! `--certificate-authority` file (see `server::tls`); `http://` is accepted only
+//! for a loopback host, so the token never crosses the network in clear. Every call
+//! has a connect, a read and an overall timeout; a watch has the connect timeout only
+//! (it may rightly be quiet for hours; the server ends it when it stops).
 
 use crate::api::{Kind, Resource};
 use crate::store::{ApplyOutcome, Event, StoreError};
 use serde::Deserialize;
 use serde_json::Value;
-use std::io::BufRead;
-use std::path::Path;
+use std::io::{BufRead, Read as _};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Time to open a connection (and finish the TLS handshake).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for the next bytes of an answer: above the server's own request
+/// timeout (60 s), so the server's JSON error arrives first.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(75);
+/// Longest time for a whole call (not a watch).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// The most of an error body the client reads.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
 
 /// API path prefix.
 pub const PREFIX: &str = "/apis/sectl.io/v1alpha1";
@@ -20,6 +36,8 @@ pub struct Client {
     base: String,
     token: String,
     agent: ureq::Agent,
+    /// The same TLS settings without read and overall timeouts, for watches.
+    watch_agent: ureq::Agent,
 }
 
 /// An error body: `{"code": 409, "reason": "Conflict", "message": "..."}`.
@@ -47,9 +65,50 @@ fn to_store_error(e: ApiError) -> StoreError {
     StoreError::Remote(format!("{} ({} {})", e.message, e.code, e.reason))
 }
 
+/// The host of an `http://` or `https://` URL (brackets of IPv6 kept).
+fn host_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    Some(match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => &authority[..i],
+        _ => authority,
+    })
+}
+
+/// Whether `host` names this machine's loopback.
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The agent builder for `url`: TLS settings for https, a refusal for plain http
+/// off loopback or an unknown scheme.
+fn builder_for(url: &str, data_dir: &Path, ca: &[PathBuf]) -> anyhow::Result<ureq::AgentBuilder> {
+    let b = ureq::AgentBuilder::new().timeout_connect(CONNECT_TIMEOUT);
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        let cfg = crate::server::tls::client_config(data_dir, ca)?;
+        return Ok(b.tls_config(std::sync::Arc::new(cfg)));
+    }
+    if lower.starts_with("http://") {
+        let host = host_of(url).unwrap_or("");
+        if !is_loopback_host(host) {
+            anyhow::bail!("--server {url}: plain http is accepted only on loopback (the token would cross the network in clear); use https://");
+        }
+        return Ok(b);
+    }
+    anyhow::bail!("--server {url}: expected an https:// (or loopback http://) URL")
+}
+
 impl Client {
-    /// A client for `url`; the token comes from SECTL_TOKEN or `<data_dir>/token`.
-    pub fn new(url: &str, data_dir: &Path) -> anyhow::Result<Client> {
+    /// A client for `url`; the token comes from SECTL_TOKEN or `<data_dir>/token`;
+    /// an https server is trusted through `<data_dir>/ca.crt` and the `ca` files.
+    pub fn new(url: &str, data_dir: &Path, ca: &[PathBuf]) -> anyhow::Result<Client> {
         let token = match std::env::var("SECTL_TOKEN") {
             Ok(t) if !t.is_empty() => t,
             _ => std::fs::read_to_string(data_dir.join(TOKEN_FILE)).map(|t| t.trim().to_string()).map_err(|e| {
@@ -59,8 +118,9 @@ impl Client {
                 )
             })?,
         };
-        let agent = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).build();
-        Ok(Client { base: url.trim_end_matches('/').to_string(), token, agent })
+        let agent = builder_for(url, data_dir, ca)?.timeout_read(READ_TIMEOUT).timeout(CALL_TIMEOUT).build();
+        let watch_agent = builder_for(url, data_dir, ca)?.build();
+        Ok(Client { base: url.trim_end_matches('/').to_string(), token, agent, watch_agent })
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ApiError> {
@@ -74,19 +134,24 @@ impl Client {
         };
         match resp {
             Ok(r) => {
-                let text =
-                    r.into_string().map_err(|e| ApiError { code: 0, reason: "Io".into(), message: e.to_string() })?;
-                if text.is_empty() {
+                // Read as a stream: a list of many objects may exceed any string cap.
+                let mut reader = std::io::BufReader::new(r.into_reader());
+                let empty = reader
+                    .fill_buf()
+                    .map_err(|e| ApiError { code: 0, reason: "Io".into(), message: e.to_string() })?
+                    .is_empty();
+                if empty {
                     return Ok(Value::Null);
                 }
-                serde_json::from_str(&text).map_err(|e| ApiError {
+                serde_json::from_reader(reader).map_err(|e| ApiError {
                     code: 0,
                     reason: "BadResponse".into(),
                     message: e.to_string(),
                 })
             }
             Err(ureq::Error::Status(code, r)) => {
-                let text = r.into_string().unwrap_or_default();
+                let mut text = String::new();
+                let _ = r.into_reader().take(MAX_ERROR_BODY).read_to_string(&mut text);
                 Err(serde_json::from_str(&text).unwrap_or(ApiError { code, reason: "Error".into(), message: text }))
             }
             Err(e) => Err(ApiError {
@@ -168,11 +233,12 @@ impl Client {
     /// Streams changes of `kind` after `rv`, calling `f` per event until it returns false.
     pub fn watch(&self, kind: Kind, rv: u64, mut f: impl FnMut(WireEvent) -> bool) -> anyhow::Result<()> {
         let url = format!("{}{PREFIX}/{}?watch=1&resourceVersion={rv}", self.base, kind.plural());
-        let resp = self.agent.get(&url).set("Authorization", &format!("Bearer {}", self.token)).call();
+        let resp = self.watch_agent.get(&url).set("Authorization", &format!("Bearer {}", self.token)).call();
         let resp = match resp {
             Ok(r) => r,
             Err(ureq::Error::Status(code, r)) => {
-                let text = r.into_string().unwrap_or_default();
+                let mut text = String::new();
+                let _ = r.into_reader().take(MAX_ERROR_BODY).read_to_string(&mut text);
                 anyhow::bail!("watch refused ({code}): {text}");
             }
             Err(e) => anyhow::bail!("cannot reach {}: {e}", self.base),
@@ -192,5 +258,26 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        assert_eq!(host_of("http://127.0.0.1:7443/x"), Some("127.0.0.1"));
+        assert_eq!(host_of("https://[::1]:7443"), Some("[::1]"));
+        assert_eq!(host_of("http://u@localhost"), Some("localhost"));
+        assert!(is_loopback_host("[::1]") && is_loopback_host("127.0.0.2") && is_loopback_host("LOCALHOST"));
+        assert!(!is_loopback_host("10.0.0.1") && !is_loopback_host("example.org"));
+        let d = std::path::Path::new("/nonexistent");
+        assert!(builder_for("http://127.0.0.1:1", d, &[]).is_ok());
+        let e = builder_for("http://192.0.2.1:7443", d, &[]).err().expect("refused").to_string();
+        assert!(e.contains("plain http is accepted only on loopback"), "{e}");
+        let e = builder_for("https://127.0.0.1:1", d, &[]).err().expect("no CA").to_string();
+        assert!(e.contains("--certificate-authority"), "{e}");
+        assert!(builder_for("ftp://x", d, &[]).is_err());
     }
 }

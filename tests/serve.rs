@@ -127,11 +127,32 @@ struct Server {
     _stdout: mpsc::Receiver<String>,
 }
 
+/// An agent that trusts the CA in `data` (for https URLs) with these timeouts.
+fn agent_for(url: &str, data: &Path) -> ureq::AgentBuilder {
+    let b = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5));
+    if url.starts_with("https://") {
+        let cfg = sectl::server::tls::client_config(data, &[]).expect("trust the data dir's CA");
+        return b.tls_config(Arc::new(cfg));
+    }
+    b
+}
+
 impl Server {
     /// Starts `sectl --data-dir DATA serve --listen 127.0.0.1:0 EXTRA...` and reads the
     /// address from the first line of stdout.
     fn start(data: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sectl"))
+        Self::start_with(Command::new(env!("CARGO_BIN_EXE_sectl")), data, extra)
+    }
+
+    /// The same under an open-file limit of `nofile` (soft and hard, via `sh -c ulimit`).
+    fn start_limited(data: &Path, nofile: u32, extra: &[&str]) -> Server {
+        let mut c = Command::new("sh");
+        c.args(["-c", &format!("ulimit -n {nofile} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_sectl")]);
+        Self::start_with(c, data, extra)
+    }
+
+    fn start_with(mut cmd: Command, data: &Path, extra: &[&str]) -> Server {
+        let mut child = cmd
             .arg("--data-dir")
             .arg(data)
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -166,10 +187,12 @@ impl Server {
             .strip_prefix("sectl serve: listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
             .to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        let plain = extra.contains(&"--insecure-http");
+        let scheme = if plain { "http" } else { "https" };
+        assert!(url.starts_with(&format!("{scheme}://127.0.0.1:")), "{url}");
         assert!(!url.ends_with(":0"), "the real port is printed: {url}");
         let token = std::fs::read_to_string(data.join("token")).expect("token file").trim().to_string();
-        let agent = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).timeout(LIMIT).build();
+        let agent = agent_for(&url, data).timeout(LIMIT).build();
         Server { proc, url, data: data.to_path_buf(), token, log, agent, _stdout: out }
     }
 
@@ -180,9 +203,14 @@ impl Server {
 
     /// A raw request: status and body text.
     fn req(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+        self.req_auth(method, path, token.map(|t| format!("Bearer {t}")).as_deref(), body)
+    }
+
+    /// A raw request with this Authorization header (if any).
+    fn req_auth(&self, method: &str, path: &str, auth: Option<&str>, body: Option<&str>) -> (u16, String) {
         let mut r = self.agent.request(method, &format!("{}{path}", self.url));
-        if let Some(t) = token {
-            r = r.set("Authorization", &format!("Bearer {t}"));
+        if let Some(a) = auth {
+            r = r.set("Authorization", a);
         }
         let res = match body {
             Some(b) => r.set("Content-Type", "application/json").send_string(b),
@@ -247,7 +275,7 @@ impl Server {
     /// Opens a watch of `plural` from `rv`: the events as they come, or the refusal.
     fn watch(&self, plural: &str, rv: u64) -> Result<mpsc::Receiver<Value>, (u16, Value)> {
         // No overall timeout (the body is a stream); a read gives up after LIMIT.
-        let agent = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).timeout_read(LIMIT).build();
+        let agent = agent_for(&self.url, &self.data).timeout_read(LIMIT).build();
         let url = format!("{}{API}/{plural}?watch=1&resourceVersion={rv}", self.url);
         match agent.get(&url).set("Authorization", &format!("Bearer {}", self.token)).call() {
             Ok(resp) => {
@@ -742,6 +770,7 @@ fn cli_verbs_with_server() {
     let cli = |token: Option<&str>| {
         let mut c = common::sectl_in(&elsewhere);
         c.env_remove("SECTL_TOKEN").args(["--server", &s.url, "get", "se"]).timeout(LIMIT);
+        c.arg("--certificate-authority").arg(s.data.join("ca.crt"));
         if let Some(t) = token {
             c.env("SECTL_TOKEN", t);
         }
@@ -1553,4 +1582,344 @@ fn a_named_endless_file_is_refused_at_the_cap() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/dev/zero") && err.contains("more than 16777216 bytes"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------
+// Issue 8: the HTTP boundary (TLS, tokens, limits, paging, slow and idle clients)
+
+/// The CLI with `--data-dir DATA --server URL` and whatever else is given.
+fn cli_at(data: &Path, url: &str) -> assert_cmd::Command {
+    let mut c = common::sectl_in(data);
+    c.env_remove("SECTL_TOKEN").env_remove("SECTL_CERTIFICATE_AUTHORITY").arg("--server").arg(url).timeout(LIMIT);
+    c
+}
+
+#[test]
+fn https_by_default_with_its_own_ca_and_any_case_bearer() {
+    let d = Dirs::new();
+    let s = Server::start(&d.data(), &[]);
+    assert!(s.url.starts_with("https://"), "{}", s.url);
+    #[cfg(unix)]
+    for f in ["ca.key", "server.key", "token"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.data().join(f)).expect(f).permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f} has mode {mode:o}");
+    }
+    // RFC 7235: the scheme is case-insensitive; other schemes are refused.
+    let path = format!("{API}/vmdefinitions");
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let (code, text) = s.req_auth("GET", &path, Some(&format!("{scheme} {}", s.token)), None);
+        assert_eq!(code, 200, "{scheme}: {text}");
+    }
+    let (code, _) = s.req_auth("GET", &path, Some(&format!("bearer   {}", s.token)), None);
+    assert_eq!(code, 200, "more than one space after the scheme");
+    for bad in [format!("Basic {}", s.token), format!("Bearer{}", s.token), s.token.clone()] {
+        assert_eq!(s.req_auth("GET", &path, Some(&bad), None).0, 401, "{bad}");
+    }
+    // Plain HTTP to the TLS port gets no answer from the API.
+    let plain = s.url.replacen("https://", "http://", 1);
+    let r = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build().get(&format!("{plain}/healthz")).call();
+    assert!(!matches!(r, Ok(ref resp) if resp.status() == 200), "plain http answered: {r:?}");
+
+    // The CLI trusts the data dir's CA.
+    let out = cli_at(&d.data(), &s.url).args(["get", "vm"]).assert().success().get_output().stderr.clone();
+    assert!(String::from_utf8_lossy(&out).contains("No vmdefinitions found"), "{}", String::from_utf8_lossy(&out));
+    // Another data dir has another CA: refused, naming the certificate problem.
+    let other = d.file("other");
+    let o2 = Server::start(&other, &[]);
+    drop(o2);
+    let out = cli_at(&other, &s.url).env("SECTL_TOKEN", &s.token).args(["get", "vm"]).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a server signed by another CA was trusted");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // ... unless its CA is named with --certificate-authority.
+    let ca = d.data().join("ca.crt");
+    cli_at(&other, &s.url)
+        .env("SECTL_TOKEN", &s.token)
+        .arg("--certificate-authority")
+        .arg(&ca)
+        .args(["get", "vm"])
+        .assert()
+        .success();
+    // No CA at all: a clear error.
+    let empty = d.file("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let out = cli_at(&empty, &s.url).env("SECTL_TOKEN", &s.token).args(["get", "vm"]).output().expect("run");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--certificate-authority"), "{out:?}");
+}
+
+#[test]
+fn insecure_http_only_on_loopback_and_open_listening_warns() {
+    let d = Dirs::new();
+    let out = common::sectl_in(&d.data())
+        .args(["serve", "--insecure-http", "--listen", "0.0.0.0:0"])
+        .timeout(LIMIT)
+        .output()
+        .expect("run serve");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--insecure-http is refused on 0.0.0.0:0"), "{err}");
+
+    let s = Server::start(&d.data(), &["--insecure-http"]);
+    assert!(s.url.starts_with("http://"), "{}", s.url);
+    assert_eq!(s.req("GET", "/healthz", None, None), (200, "ok".to_string()));
+    assert_eq!(s.api("GET", "/vmdefinitions", None).0, 200);
+    drop(s);
+
+    // HTTPS on all addresses is served, with a warning (probed on loopback only).
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sectl"));
+    c.arg("--data-dir").arg(d.file("open2")).args(["serve", "--listen", "0.0.0.0:0"]);
+    let mut child = c
+        .env_remove("SECTL_SERVER")
+        .env_remove("SECTL_DATA_DIR")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let err = lines_of(child.stderr.take().expect("stderr"));
+    let out = lines_of(child.stdout.take().expect("stdout"));
+    let _g = Guard(child);
+    let first = out.recv_timeout(LIMIT).expect("first line");
+    assert!(first.starts_with("sectl serve: listening on https://0.0.0.0:"), "{first}");
+    recv_until(&err, "the non-loopback warning", |l| l.iter().any(|x| x.contains("non-loopback address")));
+}
+
+#[test]
+fn serving_a_given_certificate_and_key() {
+    let d = Dirs::new();
+    let pki = d.file("pki");
+    std::fs::create_dir_all(&pki).expect("mkdir");
+    let (cert, key) = sectl::server::tls::issue_server_cert(&pki, "127.0.0.1").expect("issue");
+    let (c, k) = (cert.to_str().expect("utf-8"), key.to_str().expect("utf-8"));
+    // The server's data dir gets no CA of its own: the agent must trust pki's.
+    let mut child = common::sectl()
+        .arg("--data-dir")
+        .arg(d.data())
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert", c, "--tls-key", k])
+        .env_remove("SECTL_SERVER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let out = lines_of(child.stdout.take().expect("stdout"));
+    let _g = Guard(child);
+    let first = out.recv_timeout(LIMIT).expect("first line");
+    let url = first.strip_prefix("sectl serve: listening on ").expect("address").to_string();
+    assert!(!d.data().join("ca.crt").exists(), "a CA was made although --tls-cert was given");
+    let token = std::fs::read_to_string(d.data().join("token")).expect("token");
+    cli_at(&d.data(), &url)
+        .env("SECTL_TOKEN", token.trim())
+        .arg("--certificate-authority")
+        .arg(pki.join("ca.crt"))
+        .args(["get", "se"])
+        .assert()
+        .success();
+    // --tls-cert without --tls-key is a usage error.
+    common::sectl_in(&d.file("x")).args(["serve", "--tls-cert", c]).assert().failure();
+}
+
+/// Applies `n` VMs named vm000..; returns their names.
+fn apply_vms(s: &Server, n: usize) -> Vec<String> {
+    let items: Vec<Value> = (0..n).map(|i| vm_json(&format!("vm{i:03}"), &format!("V{i:03}"), 64)).collect();
+    let (code, v) = s.api("POST", "/apply", Some(&json!({ "items": items })));
+    assert_eq!(code, 200, "{v}");
+    (0..n).map(|i| format!("vm{i:03}")).collect()
+}
+
+/// Pages through the VMs with `limit`; Err(410 body) when a continue expires.
+fn pages(s: &Server, limit: usize) -> Result<(Vec<String>, Vec<String>), Value> {
+    let (mut names, mut rvs) = (Vec::new(), Vec::new());
+    let mut cont: Option<String> = None;
+    loop {
+        let q = match &cont {
+            Some(c) => format!("/vmdefinitions?limit={limit}&continue={c}"),
+            None => format!("/vmdefinitions?limit={limit}"),
+        };
+        let (code, v) = s.api("GET", &q, None);
+        if code == 410 {
+            return Err(v);
+        }
+        assert_eq!(code, 200, "{v}");
+        let items = v["items"].as_array().expect("items");
+        assert!(items.len() <= limit);
+        names.extend(items.iter().map(|o| o["metadata"]["name"].as_str().expect("name").to_string()));
+        rvs.push(v["metadata"]["resourceVersion"].as_str().expect("rv").to_string());
+        match v["metadata"]["continue"].as_str() {
+            Some(c) => cont = Some(c.to_string()),
+            None => return Ok((names, rvs)),
+        }
+    }
+}
+
+#[test]
+fn lists_page_with_limit_and_continue_and_refuse_what_they_do_not_know() {
+    let d = Dirs::new();
+    let s = Server::start(&d.data(), &[]);
+    let want = apply_vms(&s, 25);
+    // The controller may still write statuses: a page sequence that ran into a change
+    // is 410 and is simply taken again (what a client does).
+    let (names, rvs) = eventually("a consistent paged list", || pages(&s, 10).ok());
+    assert_eq!(names, want, "all objects, once each, in name order");
+    assert_eq!(rvs.len(), 3);
+    assert!(rvs.iter().all(|r| r == &rvs[0]), "every page is the snapshot of the first: {rvs:?}");
+    // The unpaged (streamed) list has the same objects.
+    let streamed: Vec<String> =
+        s.list("vmdefinitions").iter().map(|o| o["metadata"]["name"].as_str().unwrap_or("").to_string()).collect();
+    assert_eq!(streamed, want);
+
+    // A change to an object still to come expires the token: 410, as JSON.
+    let token = eventually("a first page", || {
+        let (code, v) = s.api("GET", "/vmdefinitions?limit=10", None);
+        assert_eq!(code, 200, "{v}");
+        v["metadata"]["continue"].as_str().map(str::to_string)
+    });
+    let mut later = s.obj("vmdefinitions", "vm020").expect("vm020");
+    later["metadata"]["labels"] = json!({"touched": "yes"});
+    later["metadata"].as_object_mut().expect("meta").remove("resourceVersion");
+    let (code, v) = s.api("PUT", "/vmdefinitions/vm020", Some(&later));
+    assert_eq!(code, 200, "{v}");
+    let (code, err) = s.api("GET", &format!("/vmdefinitions?limit=10&continue={token}"), None);
+    assert_eq!((code, err["reason"].as_str()), (410, Some("Expired")), "{err}");
+    // (The controller may have written a status meanwhile: then that object is named.)
+    assert!(err["message"].as_str().is_some_and(|m| m.contains("changed at resourceVersion")), "{err}");
+
+    // Never ignore what is not supported: unknown parameters and bad values are 400.
+    for (q, needle) in [
+        ("/vmdefinitions?labelSelector=a%3Db", "labelSelector"),
+        ("/vmdefinitions?limit=ten", "limit"),
+        ("/vmdefinitions?limit=5&continue=garbage", "continue token"),
+        ("/vmdefinitions?watch=1&limit=5", "limit"),
+        ("/vmdefinitions?watch=maybe", "watch"),
+        ("/vmdefinitions/vm001?pretty=true", "pretty"),
+        ("/events?since=1", "since"),
+    ] {
+        let (code, err) = s.api("GET", q, None);
+        assert_eq!((code, err["reason"].as_str()), (400, Some("BadRequest")), "{q}: {err}");
+        assert!(err["message"].as_str().is_some_and(|m| m.contains(needle)), "{q}: {err}");
+    }
+    let se_token = {
+        let (_, v) = s.api("GET", "/vmdefinitions?limit=1", None);
+        v["metadata"]["continue"].as_str().expect("continue").to_string()
+    };
+    let (code, err) = s.api("GET", &format!("/seservers?limit=1&continue={se_token}"), None);
+    assert_eq!(code, 400, "a VM list's token on the server list: {err}");
+    let (code, err) = s.api("POST", "/apply?dryRun=yes", Some(&json!({"items": []})));
+    assert_eq!(code, 400, "{err}");
+    let (code, err) = s.api("POST", "/apply?force=true", Some(&json!({"items": []})));
+    assert!(code == 400 && err["message"].as_str().is_some_and(|m| m.contains("force")), "{err}");
+}
+
+#[test]
+fn bodies_up_to_the_manifest_limit_pass_and_a_larger_one_is_413_json() {
+    let d = Dirs::new();
+    let s = Server::start(&d.data(), &[]);
+    // 2.4 MB (above axum's 2 MB default) in a dry-run apply: accepted.
+    let big = "x".repeat(200_000);
+    let items: Vec<Value> = (0..12)
+        .map(|i| {
+            let mut v = vm_json(&format!("big{i:02}"), &format!("BIG{i:02}"), 64);
+            v["metadata"]["annotations"] = json!({ "note": big });
+            v
+        })
+        .collect();
+    let body = json!({ "items": items }).to_string();
+    assert!(body.len() > 2_400_000, "{}", body.len());
+    let (code, text) = s.req("POST", &format!("{API}/apply?dryRun=true"), Some(&s.token), Some(&body));
+    assert_eq!(code, 200, "{}", &text[..text.len().min(300)]);
+    // Over 16 MiB: 413 as JSON, naming the limit.
+    let huge = format!("{{\"items\": [], \"pad\": \"{}\"}}", "y".repeat(17 * 1024 * 1024));
+    let (code, text) = s.req("POST", &format!("{API}/apply?dryRun=true"), Some(&s.token), Some(&huge));
+    assert_eq!(code, 413, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("413 is not JSON ({e}): {text}"));
+    assert_eq!((v["code"].as_u64(), v["reason"].as_str()), (Some(413), Some("RequestEntityTooLarge")), "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("16 MiB")), "{v}");
+}
+
+/// Raises this process's open-file limit for the client side of an attack.
+fn raise_own_nofile(need: u64) {
+    let got = rlimit::increase_nofile_limit(need).expect("raise RLIMIT_NOFILE");
+    assert!(got >= need, "need {need} open files for this test, the hard limit allows {got} (ulimit -Hn)");
+}
+
+/// Answers `/healthz` on a fresh connection within 1 s, `n` times over `span`.
+fn healthz_keeps_answering(s: &Server, n: u32, span: Duration) {
+    for i in 0..n {
+        let agent = agent_for(&s.url, &s.data).timeout(Duration::from_secs(1)).build();
+        let t = Instant::now();
+        let r = agent.get(&format!("{}/healthz", s.url)).call();
+        let took = t.elapsed();
+        match r {
+            Ok(resp) if resp.status() == 200 => {}
+            other => panic!("probe {i}: /healthz did not answer within 1 s ({took:?}): {other:?}\nlog:\n{}", s.log()),
+        }
+        assert!(took < Duration::from_secs(1), "probe {i}: {took:?}");
+        std::thread::sleep(span / n);
+    }
+}
+
+/// Whether the server has closed `c` (reads EOF or a reset within 50 ms).
+fn closed(c: &mut std::net::TcpStream) -> bool {
+    c.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+    let mut b = [0u8; 64];
+    match c.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => closed(c),
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+#[test]
+fn healthz_answers_while_idle_connections_outnumber_the_file_handles() {
+    // The server may open 400 files; 1,000 idle connections once took them all
+    // (`accept error: Too many open files`) and /healthz stopped answering.
+    raise_own_nofile(2_000);
+    let d = Dirs::new();
+    let s = Server::start_limited(&d.data(), 400, &[]);
+    let addr = s.url.trim_start_matches("https://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..1_000 {
+        match std::net::TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(2)) {
+            Ok(c) => idle.push(c),
+            Err(e) => panic!("connect {}: {e}", idle.len()),
+        }
+    }
+    healthz_keeps_answering(&s, 10, Duration::from_secs(3));
+    // The server made room by closing the oldest idle connections.
+    let shut = idle.iter_mut().take(200).map(closed).filter(|&x| x).count();
+    assert!(shut > 0, "no idle connection was closed to make room");
+    assert!(!s.log().contains("Too many open files"), "{}", s.log());
+}
+
+#[test]
+fn slow_clients_are_cut_off_after_the_handshake_timeout() {
+    // 300 clients that send one byte a second and never finish a TLS handshake (or,
+    // on plain HTTP, a request head) are closed after 10 s; /healthz answers meanwhile.
+    raise_own_nofile(1_000);
+    let d = Dirs::new();
+    let tls = Server::start_limited(&d.data(), 400, &[]);
+    let plain = Server::start_limited(&d.file("plain"), 400, &["--insecure-http"]);
+    let mut slow = Vec::new();
+    for (s, first) in
+        [(&tls, &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..]), (&plain, &b"GET /healthz HTTP/1.1\r\nX: "[..])]
+    {
+        let addr = s.url.split_once("://").expect("url").1.to_string();
+        for _ in 0..150 {
+            let c = std::net::TcpStream::connect(&addr).expect("connect");
+            slow.push((c, first, 0usize));
+        }
+    }
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(13) {
+        for (c, bytes, at) in slow.iter_mut() {
+            use std::io::Write as _;
+            let b = [bytes.get(*at).copied().unwrap_or(b'a')];
+            let _ = c.write(&b);
+            *at += 1;
+        }
+        healthz_keeps_answering(&tls, 1, Duration::from_millis(500));
+        healthz_keeps_answering(&plain, 1, Duration::from_millis(500));
+    }
+    let open = slow.iter_mut().map(|(c, _, _)| closed(c)).filter(|&x| !x).count();
+    assert_eq!(open, 0, "slow connections still open after 13 s");
 }

@@ -28,6 +28,10 @@ pub struct Cli {
     /// URL of a running `sectl serve` to talk to instead of the embedded store.
     #[arg(long, global = true, env = "SECTL_SERVER")]
     pub server: Option<String>,
+    /// Also trust this CA certificate (PEM) for an https --server (the data dir's
+    /// ca.crt is always trusted); may be given more than once.
+    #[arg(long, global = true, env = "SECTL_CERTIFICATE_AUTHORITY")]
+    pub certificate_authority: Vec<PathBuf>,
     /// Do not run the reconcilers after a change (embedded mode).
     #[arg(long, global = true)]
     pub no_reconcile: bool,
@@ -152,6 +156,21 @@ pub enum Command {
         /// Reconciles at once (distinct objects).
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        /// Serve with this certificate chain (PEM) instead of one issued by the data
+        /// dir's own CA; needs --tls-key.
+        #[arg(long, requires = "tls_key", conflicts_with = "insecure_http")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve plain HTTP (loopback addresses only: the token would cross the
+        /// network in clear).
+        #[arg(long)]
+        insecure_http: bool,
+        /// Connections at once; when full, the oldest connection that has not sent a
+        /// request yet is closed to make room. Lowered to fit the open-file limit.
+        #[arg(long, default_value_t = crate::server::listener::DEFAULT_MAX_CONNECTIONS)]
+        max_connections: usize,
     },
     /// The watched folder of `sectl serve --watch` (needs --server): `sources prune`
     /// shows a held prune, `sources prune --confirm` carries it out.
@@ -239,6 +258,7 @@ pub fn main() -> ExitCode {
 pub struct Context {
     data_dir: PathBuf,
     server: Option<String>,
+    ca: Vec<PathBuf>,
     reconcile: bool,
     backend: Option<Backend>,
 }
@@ -247,7 +267,7 @@ impl Context {
     fn store(&mut self) -> anyhow::Result<&Backend> {
         if self.backend.is_none() {
             self.backend = Some(match &self.server {
-                Some(url) => Backend::Remote(crate::client::Client::new(url, &self.data_dir)?),
+                Some(url) => Backend::Remote(crate::client::Client::new(url, &self.data_dir, &self.ca)?),
                 None => Backend::Embedded {
                     store: Arc::new(SledStore::open(&self.data_dir).map_err(|e| anyhow!("{e}"))?),
                     reconcile: self.reconcile,
@@ -275,6 +295,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut ctx = Context {
         data_dir: cli.data_dir.clone(),
         server: cli.server.clone(),
+        ca: cli.certificate_authority.clone(),
         reconcile: !cli.no_reconcile,
         backend: None,
     };
@@ -300,6 +321,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             resync,
             time_scale,
             concurrency,
+            tls_cert,
+            tls_key,
+            insecure_http,
+            max_connections,
         } => {
             let resync = crate::sim::parse_duration(&resync).map_err(|e| anyhow!("--resync: {e}"))?;
             let ms = |flag: &str, v: &str| {
@@ -324,6 +349,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     resync: std::time::Duration::from_millis(resync),
                     time_scale,
                     concurrency,
+                    tls: tls_cert.zip(tls_key),
+                    insecure_http,
+                    max_connections,
                 },
             )?;
             Ok(ExitCode::SUCCESS)

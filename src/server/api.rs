@@ -2,8 +2,15 @@
 //! `/apis/sectl.io/v1alpha1/<plural>[/<name>[/status]]` (list, get, create, update,
 //! status, delete; `?watch=1&resourceVersion=N` streams ADDED/MODIFIED/DELETED as JSON
 //! lines, 410 when the history is gone), plus `apply` (atomic batch), `events`,
-//! `events/ack`, `sim` and `sources`. Every `/apis` request needs the bearer token.
-//! Errors are JSON: `{"code", "reason", "message"}`.
+//! `events/ack`, `sim` and `sources`. Every `/apis` request needs the bearer token
+//! (scheme `Bearer`, any case, RFC 7235). Errors are JSON: `{"code", "reason",
+//! "message"}`, including the framework's own refusals (413, bad query strings).
+//!
+//! Lists take `limit` and `continue` as Kubernetes does: the token is opaque (the
+//! list's resourceVersion and the last name, base64) and a continued page is the
+//! snapshot of the first one, or 410 when an object still to come changed since. A
+//! list without `limit` is streamed from the store in chunks, so 36,000 objects never
+//! sit in memory at once. A query parameter a route does not know is refused (400).
 
 use super::engine::Cmd;
 use super::gitops::Sources;
@@ -11,7 +18,7 @@ use crate::api::{Kind, Resource};
 use crate::manifest;
 use crate::store::{Store, StoreError, WatchType};
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -19,8 +26,22 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+/// The largest request body: the same as a manifest file (16 MiB), so whatever
+/// `sectl apply -f` accepts from a file also passes over HTTP.
+pub const MAX_BODY_BYTES: usize = manifest::MAX_FILE_BYTES as usize;
+/// A request (body read and handler) must finish within this; a watch's response
+/// starts at once and then streams without limit.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a `sim` request waits for the controller to carry it out.
+pub const SIM_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most objects one page of a list holds, whatever `limit` asks (Kubernetes
+/// allows a server to return fewer; `continue` fetches the rest).
+pub const MAX_PAGE: usize = 5000;
+/// Objects read from the store per chunk of a streamed list.
+const CHUNK: usize = 500;
 
 /// What handlers share.
 #[derive(Clone)]
@@ -44,7 +65,7 @@ pub struct AppState {
 }
 
 /// An API error response.
-pub struct ApiErr(StatusCode, &'static str, String);
+pub struct ApiErr(pub StatusCode, pub &'static str, pub String);
 
 impl IntoResponse for ApiErr {
     fn into_response(self) -> Response {
@@ -62,6 +83,7 @@ impl From<StoreError> for ApiErr {
             StoreError::Expired { .. } => ApiErr(StatusCode::GONE, "Expired", msg),
             StoreError::Invalid(_) | StoreError::Remote(_) => ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", msg),
             StoreError::Backend(_) => ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", msg),
+            StoreError::SnapshotGone { .. } => ApiErr(StatusCode::GONE, "Expired", msg),
         }
     }
 }
@@ -114,31 +136,54 @@ struct ListBody<'a> {
 #[serde(rename_all = "camelCase")]
 struct ListMeta {
     resource_version: String,
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    continue_: Option<String>,
 }
 
-fn list_body(items: &[Resource], rv: u64) -> ListBody<'_> {
-    ListBody { api_version: "v1", kind: "List", metadata: ListMeta { resource_version: rv.to_string() }, items }
-}
+/// A route that takes no query parameters: any is refused, naming it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ListQuery {
     watch: Option<String>,
-    // A string, parsed by the handler, so that a bad value is a JSON error too.
+    // Strings, parsed by the handler, so that a bad value is a JSON error too.
     #[serde(rename = "resourceVersion")]
     resource_version: Option<String>,
+    limit: Option<String>,
+    #[serde(rename = "continue")]
+    continue_: Option<String>,
+}
+
+fn bad(msg: impl Into<String>) -> ApiErr {
+    ApiErr(StatusCode::BAD_REQUEST, "BadRequest", msg.into())
+}
+
+fn parse_flag(name: &str, v: Option<&str>) -> Result<bool, ApiErr> {
+    match v {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(o) => Err(bad(format!("{name}={o:?}: expected true or false"))),
+    }
+}
+
+fn parse_rv(v: &str) -> Result<u64, ApiErr> {
+    v.parse::<u64>().map_err(|_| bad(format!("resourceVersion {v:?} is not a number")))
 }
 
 async fn list(State(s): State<AppState>, Path(plural): Path<String>, Query(q): Query<ListQuery>) -> ApiResult {
     let kind = kind_of(&plural)?;
-    let watching = q.watch.as_deref().is_some_and(|w| w == "1" || w == "true");
+    let watching = parse_flag("watch", q.watch.as_deref())?;
     if !watching {
-        let (items, rv) = s.store.list(kind)?;
-        return Ok(Json(list_body(&items, rv)).into_response());
+        return list_objects(s, kind, q).await;
+    }
+    if q.limit.is_some() || q.continue_.is_some() {
+        return Err(bad("limit and continue apply to lists, not to a watch"));
     }
     let from = match q.resource_version.as_deref() {
-        Some(rv) => rv.parse::<u64>().map_err(|_| {
-            ApiErr(StatusCode::BAD_REQUEST, "BadRequest", format!("resourceVersion {rv:?} is not a number"))
-        })?,
+        Some(rv) => parse_rv(rv)?,
         None => s.store.resource_version(),
     };
     // Refuse at once when the history no longer reaches back.
@@ -196,7 +241,54 @@ async fn list(State(s): State<AppState>, Path(plural): Path<String>, Query(q): Q
         .expect("response"))
 }
 
-async fn get_one(State(s): State<AppState>, Path((plural, name)): Path<(String, String)>) -> ApiResult {
+/// A list: one page (`limit`/`continue`) or, without `limit`, the whole list streamed.
+async fn list_objects(s: AppState, kind: Kind, q: ListQuery) -> ApiResult {
+    let limit = match q.limit.as_deref() {
+        None => None,
+        Some(l) => match l.parse::<usize>() {
+            // 0 means no limit, as in Kubernetes.
+            Ok(0) => None,
+            Ok(n) => Some(n.min(MAX_PAGE)),
+            Err(_) => return Err(bad(format!("limit {l:?} is not a whole number"))),
+        },
+    };
+    let token = q.continue_.as_deref().map(|t| super::paging::Token::decode(t, kind)).transpose().map_err(bad)?;
+    if let Some(rv) = q.resource_version.as_deref() {
+        if token.is_some() {
+            return Err(bad("resourceVersion cannot be combined with continue (the token carries it)"));
+        }
+        // "Not older than": the newest state always is, unless the version is unknown.
+        let want = parse_rv(rv)?;
+        let have = s.store.resource_version();
+        if want > have {
+            return Err(bad(format!("resourceVersion {want} is newer than the store's ({have})")));
+        }
+    }
+    if limit.is_none() && token.is_none() {
+        return super::paging::stream_list(s.store.clone(), kind, CHUNK).await;
+    }
+    let store = s.store.clone();
+    let (after, at) = match &token {
+        Some(t) => (Some(t.after.clone()), Some(t.rv)),
+        None => (None, None),
+    };
+    let size = limit.unwrap_or(MAX_PAGE);
+    let page = tokio::task::spawn_blocking(move || store.list_page(kind, after.as_deref(), size, at))
+        .await
+        .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))??;
+    let continue_ = match (page.more, page.items.last()) {
+        (true, Some(last)) => Some(super::paging::Token { rv: page.rv, after: last.name().to_string() }.encode(kind)),
+        _ => None,
+    };
+    let meta = ListMeta { resource_version: page.rv.to_string(), continue_ };
+    Ok(Json(ListBody { api_version: "v1", kind: "List", metadata: meta, items: &page.items }).into_response())
+}
+
+async fn get_one(
+    State(s): State<AppState>,
+    Path((plural, name)): Path<(String, String)>,
+    Query(_): Query<NoParams>,
+) -> ApiResult {
     let kind = kind_of(&plural)?;
     match s.store.get(kind, &name)? {
         Some(o) => Ok(Json(o).into_response()),
@@ -204,7 +296,12 @@ async fn get_one(State(s): State<AppState>, Path((plural, name)): Path<(String, 
     }
 }
 
-async fn create(State(s): State<AppState>, Path(plural): Path<String>, body: Bytes) -> ApiResult {
+async fn create(
+    State(s): State<AppState>,
+    Path(plural): Path<String>,
+    Query(_): Query<NoParams>,
+    body: Bytes,
+) -> ApiResult {
     let kind = kind_of(&plural)?;
     let mut objs = decode_body(&body)?;
     if objs.len() != 1 || objs[0].kind() != kind {
@@ -229,7 +326,12 @@ fn check_against_store(s: &AppState, objs: &[Resource]) -> Result<(), ApiErr> {
     Err(ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", msgs.join("\n")))
 }
 
-async fn update(State(s): State<AppState>, Path((plural, name)): Path<(String, String)>, body: Bytes) -> ApiResult {
+async fn update(
+    State(s): State<AppState>,
+    Path((plural, name)): Path<(String, String)>,
+    Query(_): Query<NoParams>,
+    body: Bytes,
+) -> ApiResult {
     let kind = kind_of(&plural)?;
     let mut objs = decode_body(&body)?;
     if objs.len() != 1 || objs[0].kind() != kind || objs[0].name() != name {
@@ -247,6 +349,7 @@ async fn update(State(s): State<AppState>, Path((plural, name)): Path<(String, S
 async fn update_status(
     State(s): State<AppState>,
     Path((plural, name)): Path<(String, String)>,
+    Query(_): Query<NoParams>,
     body: Bytes,
 ) -> ApiResult {
     let kind = kind_of(&plural)?;
@@ -263,15 +366,26 @@ async fn update_status(
     Ok(Json(s.store.update_status(current)?).into_response())
 }
 
-async fn delete(State(s): State<AppState>, Path((plural, name)): Path<(String, String)>) -> ApiResult {
+async fn delete(
+    State(s): State<AppState>,
+    Path((plural, name)): Path<(String, String)>,
+    Query(_): Query<NoParams>,
+) -> ApiResult {
     let kind = kind_of(&plural)?;
     Ok(Json(s.store.delete(kind, &name)?).into_response())
 }
 
-async fn apply(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>, body: Bytes) -> ApiResult {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyQuery {
+    #[serde(rename = "dryRun")]
+    dry_run: Option<String>,
+}
+
+async fn apply(State(s): State<AppState>, Query(q): Query<ApplyQuery>, body: Bytes) -> ApiResult {
+    let dry = parse_flag("dryRun", q.dry_run.as_deref())?;
     let objs = decode_body(&body)?;
     check_against_store(&s, &objs)?;
-    let dry = q.get("dryRun").is_some_and(|v| v == "true");
     let store = s.store.clone();
     let results = tokio::task::spawn_blocking(move || store.apply(objs, dry))
         .await
@@ -280,15 +394,15 @@ async fn apply(State(s): State<AppState>, Query(q): Query<HashMap<String, String
     Ok(Json(json!({"items": items})).into_response())
 }
 
-async fn events(State(s): State<AppState>) -> ApiResult {
+async fn events(State(s): State<AppState>, Query(_): Query<NoParams>) -> ApiResult {
     Ok(Json(json!({"items": s.store.events()?})).into_response())
 }
 
-async fn ack(State(s): State<AppState>) -> ApiResult {
+async fn ack(State(s): State<AppState>, Query(_): Query<NoParams>) -> ApiResult {
     Ok(Json(json!({"acknowledged": s.store.ack_events()?})).into_response())
 }
 
-async fn sim(State(s): State<AppState>, body: Bytes) -> ApiResult {
+async fn sim(State(s): State<AppState>, Query(_): Query<NoParams>, body: Bytes) -> ApiResult {
     let v: Value =
         serde_json::from_slice(&body).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()))?;
     let args: Vec<String> = serde_json::from_value(v["args"].clone())
@@ -300,17 +414,29 @@ async fn sim(State(s): State<AppState>, body: Bytes) -> ApiResult {
         .map_err(|_| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "controller gone".into()))?
         .send(Cmd::Fault(fault, tx))
         .map_err(|_| ApiErr(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "the controller is stopping".into()))?;
-    let r = tokio::task::spawn_blocking(move || rx.recv())
+    let r = tokio::task::spawn_blocking(move || rx.recv_timeout(SIM_TIMEOUT))
         .await
         .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))?
-        .map_err(|_| ApiErr(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "the controller is stopping".into()))?;
+        .map_err(|e| match e {
+            mpsc::RecvTimeoutError::Timeout => ApiErr(
+                StatusCode::GATEWAY_TIMEOUT,
+                "Timeout",
+                format!(
+                    "the controller did not carry out the sim request within {}s; it may still do so",
+                    SIM_TIMEOUT.as_secs()
+                ),
+            ),
+            mpsc::RecvTimeoutError::Disconnected => {
+                ApiErr(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "the controller is stopping".into())
+            }
+        })?;
     match r {
         Ok(time) => Ok(Json(json!({"simulatedTime": time})).into_response()),
         Err(e) => Err(ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e)),
     }
 }
 
-async fn sources(State(s): State<AppState>) -> ApiResult {
+async fn sources(State(s): State<AppState>, Query(_): Query<NoParams>) -> ApiResult {
     Ok(Json(s.sources.to_json()).into_response())
 }
 
@@ -328,7 +454,7 @@ async fn sources_prune(State(s): State<AppState>, uri: axum::http::Uri, body: By
     }
 }
 
-async fn clock(State(s): State<AppState>) -> ApiResult {
+async fn clock(State(s): State<AppState>, Query(_): Query<NoParams>) -> ApiResult {
     Ok(Json(json!({"simulatedMs": s.sim_ms.load(std::sync::atomic::Ordering::SeqCst), "timeScale": s.time_scale}))
         .into_response())
 }
@@ -355,12 +481,15 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The credentials of an `Authorization: Bearer <token>` header; the scheme is
+/// case-insensitive (RFC 7235 s2.1) and may be followed by more than one space.
+pub fn bearer(header: &str) -> Option<&str> {
+    let (scheme, rest) = header.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim_matches(' '))
+}
+
 async fn auth(State(s): State<AppState>, headers: HeaderMap, req: Request, next: Next) -> Response {
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(bearer).unwrap_or("");
     if !same(given.as_bytes(), s.token.as_bytes()) {
         return ApiErr(
             StatusCode::UNAUTHORIZED,
@@ -393,7 +522,53 @@ pub fn router(state: AppState) -> Router {
         .merge(apis)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(request_timeout))
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// Ends a request whose body or handler takes longer than `REQUEST_TIMEOUT` (a watch
+/// has its response by then and streams on).
+async fn request_timeout(req: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiErr(
+            StatusCode::REQUEST_TIMEOUT,
+            "Timeout",
+            format!("the request took longer than {}s", REQUEST_TIMEOUT.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
+/// Turns the framework's plain-text refusals (413 body too large, a query string
+/// that does not parse, ...) into the JSON errors every other answer uses.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json || status == StatusCode::SERVICE_UNAVAILABLE {
+        return resp;
+    }
+    let text = axum::body::to_bytes(resp.into_body(), 64 * 1024).await.unwrap_or_default();
+    let mut message = String::from_utf8_lossy(&text).trim().to_string();
+    let reason = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            message = format!(
+                "the request body is larger than {MAX_BODY_BYTES} bytes (16 MiB, the limit of a manifest file)"
+            );
+            "RequestEntityTooLarge"
+        }
+        StatusCode::BAD_REQUEST => "BadRequest",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
+        _ => "Error",
+    };
+    ApiErr(status, reason, message).into_response()
 }
 
 /// Unknown paths: a JSON error like every other.

@@ -1,12 +1,17 @@
 //! `sectl serve`: the long-running controller. Owns the store, runs the reconcilers
-//! on a thread (`engine`), serves the REST API (`api`) on loopback by default behind a
-//! bearer token, and optionally applies a watched folder (`gitops`). SIGTERM or Ctrl-C
-//! shuts down gracefully: no new requests, the reconcile batch in hand finishes, the
-//! world (with any migration in flight) is saved and the store flushed.
+//! on a thread (`engine`), serves the REST API (`api`) over HTTPS (`tls`, `listener`)
+//! on loopback by default behind a bearer token, and optionally applies a watched
+//! folder (`gitops`). Plain HTTP only with `--insecure-http`, and only on loopback.
+//! SIGTERM or Ctrl-C shuts down gracefully: no new requests, the reconcile batch in
+//! hand finishes, the world (with any migration in flight) is saved and the store
+//! flushed.
 
 pub mod api;
 pub mod engine;
 pub mod gitops;
+pub mod listener;
+pub mod paging;
+pub mod tls;
 
 use crate::client::TOKEN_FILE;
 use crate::store::{SledStore, Store};
@@ -30,6 +35,46 @@ pub struct ServeOptions {
     pub time_scale: f64,
     /// Reconciles at once.
     pub concurrency: usize,
+    /// Certificate chain and key (PEM) to serve with instead of the data dir's own CA.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Serve plain HTTP (refused on a non-loopback address).
+    pub insecure_http: bool,
+    /// Connections at once (lowered to fit the open-file limit).
+    pub max_connections: usize,
+}
+
+/// The listen address resolved; refuses plain HTTP off loopback and warns when the
+/// API is reachable from other machines.
+fn check_listen(listen: &str, insecure_http: bool) -> anyhow::Result<()> {
+    use std::net::ToSocketAddrs as _;
+    let addrs: Vec<std::net::SocketAddr> =
+        listen.to_socket_addrs().map_err(|e| anyhow::anyhow!("--listen {listen}: {e}"))?.collect();
+    let open = addrs.iter().any(|a| !a.ip().is_loopback());
+    if open && insecure_http {
+        anyhow::bail!(
+            "--insecure-http is refused on {listen}, which is not a loopback address: the bearer token would cross the network in clear; serve HTTPS (the default) or listen on 127.0.0.1"
+        );
+    }
+    if open {
+        tracing::warn!(%listen, "listening on a non-loopback address: the API is reachable from other machines (HTTPS, bearer token required)");
+    }
+    Ok(())
+}
+
+/// The TLS acceptor: the given certificate, or one issued from the data dir's CA.
+fn tls_acceptor(data_dir: &Path, opts: &ServeOptions) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    if opts.insecure_http {
+        return Ok(None);
+    }
+    let (cert, key) = match &opts.tls {
+        Some((c, k)) => (c.clone(), k.clone()),
+        None => {
+            let host = opts.listen.rsplit_once(':').map(|(h, _)| h).unwrap_or(&opts.listen);
+            tls::issue_server_cert(data_dir, host)?
+        }
+    };
+    let cfg = tls::server_config(&cert, &key)?;
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))))
 }
 
 /// Makes the token file readable by its owner only (mode 0600), whoever created it.
@@ -97,8 +142,16 @@ async fn shutdown_signal() {
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
+    check_listen(&opts.listen, opts.insecure_http)?;
     let store = Arc::new(SledStore::open(data_dir).map_err(|e| anyhow::anyhow!("{e}"))?);
     let token = load_or_create_token(data_dir)?;
+    let acceptor = tls_acceptor(data_dir, &opts)?;
+    let nofile = listener::raise_nofile();
+    let limits = listener::Limits {
+        max_connections: listener::fit_connections(opts.max_connections, nofile),
+        handshake_timeout: listener::DEFAULT_TIMEOUT,
+        header_timeout: listener::DEFAULT_TIMEOUT,
+    };
     let dyn_store: Arc<dyn Store> = store.clone();
     let engine = engine::Engine::start(
         dyn_store.clone(),
@@ -130,23 +183,23 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
             time_scale: opts.time_scale,
             stop: stop_rx.clone(),
         };
-        println!("sectl serve: listening on http://{addr}");
-        tracing::info!(%addr, watch = ?opts.watch, time_scale = opts.time_scale, "serving");
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
+        println!("sectl serve: listening on {scheme}://{addr}");
+        tracing::info!(%addr, watch = ?opts.watch, time_scale = opts.time_scale, max_connections = limits.max_connections, "serving");
         let ready2 = ready.clone();
         let stop_tx2 = stop_tx.clone();
         let died = engine.died.clone();
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(async move {
-                // A dead controller loop ends the server too (with its error, below).
-                tokio::select! {
-                    _ = shutdown_signal() => {},
-                    _ = died.notified() => {},
-                }
-                ready2.store(false, std::sync::atomic::Ordering::SeqCst);
-                stop_tx2.send_replace(true);
-                tracing::info!("shutting down: no new requests");
-            })
-            .await?;
+        tokio::spawn(async move {
+            // A dead controller loop ends the server too (with its error, below).
+            tokio::select! {
+                _ = shutdown_signal() => {},
+                _ = died.notified() => {},
+            }
+            ready2.store(false, std::sync::atomic::Ordering::SeqCst);
+            stop_tx2.send_replace(true);
+            tracing::info!("shutting down: no new requests");
+        });
+        listener::run(listener, acceptor, api::router(state), limits, stop_rx.clone(), Duration::from_secs(30)).await;
         stop_tx.send_replace(true);
         if let Some(t) = gitops_task {
             let _ = t.await;

@@ -69,6 +69,17 @@ pub enum StoreError {
     /// A running server refused the request (its message as given).
     #[error("{0}")]
     Remote(String),
+    /// A paged list taken at resourceVersion `at` can no longer be continued as one
+    /// consistent snapshot (an object still to come changed, or the history is gone).
+    #[error(
+        "the list taken at resourceVersion {at} can no longer be continued: {reason}; list again without `continue`"
+    )]
+    SnapshotGone {
+        /// The list's resourceVersion.
+        at: u64,
+        /// What changed.
+        reason: String,
+    },
 }
 
 /// Result of store calls.
@@ -239,6 +250,17 @@ pub struct Listing {
     pub rv: u64,
 }
 
+/// One page of a list (`Store::list_page`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// Objects, sorted by name.
+    pub items: Vec<Resource>,
+    /// The resourceVersion of the snapshot the page belongs to.
+    pub rv: u64,
+    /// Objects after the last item remain.
+    pub more: bool,
+}
+
 /// The store's interface. Writes of what users own (create, update, delete, apply,
 /// ack, blobs) are durable when the call returns; status writes, event records and
 /// controller batches are atomic and become durable within half a second, with the
@@ -306,6 +328,33 @@ pub trait Store: Send + Sync {
     fn read_state(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
     /// Makes every committed write durable.
     fn sync(&self) -> Result<()>;
+
+    /// Up to `limit` objects of `kind` whose names sort after `after`, by name, for
+    /// paged and streamed lists. `at == None` reads the page at the newest
+    /// resourceVersion (returned in `Page::rv`); `at == Some(rv)` continues a list
+    /// taken at `rv` and fails with `SnapshotGone` when an object that would be on this
+    /// or a later page changed after `rv`, or the history no longer reaches back.
+    /// This default reads the whole list; stores override it with a bounded scan.
+    fn list_page(&self, kind: Kind, after: Option<&str>, limit: usize, at: Option<u64>) -> Result<Page> {
+        let (all, now) = self.list(kind)?;
+        let rv = match at {
+            None => now,
+            Some(at) => {
+                let changes =
+                    self.watch_from(at).map_err(|e| StoreError::SnapshotGone { at, reason: e.to_string() })?;
+                if let Some(c) =
+                    changes.iter().find(|c| c.object.kind() == kind && after.is_none_or(|a| c.object.name() > a))
+                {
+                    let reason = format!("{} changed at resourceVersion {}", c.object.key(), c.rv);
+                    return Err(StoreError::SnapshotGone { at, reason });
+                }
+                at
+            }
+        };
+        let mut rest = all.into_iter().filter(|o| after.is_none_or(|a| o.name() > a));
+        let items: Vec<Resource> = rest.by_ref().take(limit).collect();
+        Ok(Page { items, rv, more: rest.next().is_some() })
+    }
 }
 
 /// The current time as RFC 3339 (UTC, seconds).

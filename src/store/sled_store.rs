@@ -15,7 +15,7 @@
 //! batch that a crash then lost is never handed out again: the counters restart past
 //! the durable reservation, and a watch from inside the lost range is `Expired`.
 
-use super::{ApplyOutcome, Batch, Committed, Event, Result, StatusWrite, Store, StoreError, WatchEvent, WatchType};
+use super::{ApplyOutcome, Batch, Committed, Event, Page, Result, StatusWrite, Store, StoreError, WatchEvent, WatchType};
 use crate::api::{Kind, Resource};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -716,5 +716,73 @@ impl Store for SledStore {
         let mut batch = sled::Batch::default();
         batch.insert(format!("b/{name}").into_bytes(), bytes.to_vec());
         self.commit(batch, &mut c)
+    }
+
+    fn list_page(&self, kind: Kind, after: Option<&str>, limit: usize, at: Option<u64>) -> Result<Page> {
+        // Under the writer lock: the page and its resourceVersion are one snapshot. A
+        // page is bounded by `limit`, so writers wait at most for one page's scan.
+        let guard = self.lock();
+        let rv = match at {
+            None => guard.rv,
+            Some(at) => {
+                self.check_unchanged_since(kind, after, at, guard.rv)?;
+                at
+            }
+        };
+        let prefix = format!("o/{}/", kind.as_str()).into_bytes();
+        let start = match after {
+            // The smallest key after `o/<kind>/<after>`.
+            Some(a) => {
+                let mut k = obj_key(kind, a);
+                k.push(0);
+                k
+            }
+            None => prefix.clone(),
+        };
+        let mut items = Vec::with_capacity(limit.min(1024));
+        for item in self.tree.range(start..) {
+            let (k, v) = item.map_err(be)?;
+            if !k.starts_with(&prefix) {
+                return Ok(Page { items, rv, more: false });
+            }
+            if items.len() >= limit {
+                return Ok(Page { items, rv, more: true });
+            }
+            items
+                .push(Resource::from_json(&v).map_err(|e| {
+                    StoreError::Backend(format!("corrupt object {}: {e}", String::from_utf8_lossy(&k)))
+                })?);
+        }
+        Ok(Page { items, rv, more: false })
+    }
+}
+
+impl SledStore {
+    /// For a list continued at `at`: fails when the history does not reach back to
+    /// `at`, or an object of `kind` named after `after` changed since (the rest of
+    /// the list would not be the snapshot at `at`).
+    fn check_unchanged_since(&self, kind: Kind, after: Option<&str>, at: u64, current: u64) -> Result<()> {
+        if at > current {
+            return Err(StoreError::Invalid(format!("resourceVersion {at} is newer than the store's ({current})")));
+        }
+        let oldest = current.saturating_sub(self.history);
+        if at < oldest {
+            let reason = format!("the history starts after resourceVersion {oldest}");
+            return Err(StoreError::SnapshotGone { at, reason });
+        }
+        if at == current {
+            return Ok(());
+        }
+        for item in self.tree.range(hist_key(at + 1)..=hist_key(current)) {
+            let (k, v) = item.map_err(be)?;
+            let rec: HistoryRecord = serde_json::from_slice(&v).map_err(be)?;
+            if rec.k == kind.as_str() && after.is_none_or(|a| rec.n.as_str() > a) {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&k[2..10]);
+                let reason = format!("{kind}/{} changed at resourceVersion {}", rec.n, u64::from_be_bytes(b));
+                return Err(StoreError::SnapshotGone { at, reason });
+            }
+        }
+        Ok(())
     }
 }

@@ -35,9 +35,9 @@ pub struct SEServerSpec {
     /// the internal ones into the server's CRD: needed for MU redundancy and for an SU
     /// x86 cluster inside the server. Disks shared by a Management Cluster are declared
     /// on the ManagementCluster.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "super::cluster::at_most_two_disks")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "super::hardware::at_most_two_disks")]
     #[schemars(length(max = 2))]
-    pub config_disks: Vec<super::cluster::ConfigDisk>,
+    pub config_disks: Vec<super::hardware::ConfigDisk>,
     /// Global objects (s2.1). Before two servers form a Management Cluster these must be
     /// unambiguous: the same object configured the same way on both, or on one only.
     /// Conflicts are reported on the ManagementCluster, never silently resolved.
@@ -426,19 +426,5 @@ pub struct SEServerStatus {
     pub conditions: Vec<Condition>,
     /// Every unit of the server with its power and state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub units: Vec<UnitStatus>,
-}
-
-/// Power and state of one unit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UnitStatus {
-    /// Unit name.
-    pub name: String,
-    /// MU, SU or HNC.
-    pub unit_type: String,
-    /// ON or OFF.
-    pub power: String,
-    /// Operating state, e.g. RUNNING, DOWN, FAILED.
-    pub state: String,
+    pub units: Vec<super::hardware::UnitStatus>,
 }

@@ -10,7 +10,7 @@
 //! VMS2425), lines carry sectl's own IDs, SEC2xxx.
 
 use super::sucluster::server_of;
-use super::vm::{migrating, model_of, wake_waiting, wanted_devices};
+use super::common::{migrating, model_of, wake_waiting, wanted_devices};
 use super::{Cx, Outcome};
 use crate::api::{
     set_condition, ClusterState, ConditionStatus, Conflict, CopyProgress, CopyRound, DeviceUsage, Kind,

@@ -8,6 +8,7 @@
 //! status it observed plus `Action::Await` or `Action::RequeueAfter`. It never sees why
 //! it was woken.
 
+mod common;
 mod lm;
 mod mgmt;
 mod recovery;

@@ -5,7 +5,7 @@
 //! The definition arrives DEFINED_ONLY and stays so until the user changes its spec
 //! (e.g. swaps device ranges to the mirror disks and sets state RUNNING).
 
-use super::vm::wake_waiting;
+use super::common::wake_waiting;
 use super::{Cx, Outcome};
 use crate::api::{
     set_condition, ConditionStatus, Conflict, Kind, Object, RecoveryPhase, SUClusterSpec, VMDefinitionSpec,

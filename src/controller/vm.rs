@@ -5,60 +5,21 @@
 //! BCAM is down on an SU /390 (VMS2332, written later: VMS2330), and reports where
 //! the definition is, its state, migrations and history.
 
+use super::common::{migrating, model_of, wake_waiting, wanted_devices};
 use super::{Cx, Outcome};
 use crate::api::{
-    remove_condition, set_condition, ConditionStatus, DeviceUsage, Kind, LmPhase, Mighost, MigrationRecord, Object,
-    SEServerSpec, SuType, SystemInformation, VMDefinitionSpec, VMDefinitionStatus, VmIndex, VmState,
+    remove_condition, set_condition, ConditionStatus, DeviceUsage, Mighost, MigrationRecord, Object,
+    SuType, SystemInformation, VMDefinitionSpec, VMDefinitionStatus, VmIndex, VmState,
 };
-use crate::sim::{Demand, SimVm, World};
+use crate::sim::{Demand, SimVm};
 use crate::store::EventType;
 use std::collections::BTreeMap;
-
-/// The devices a spec asks for, by single MN.
-pub fn wanted_devices(spec: &VMDefinitionSpec) -> BTreeMap<String, DeviceUsage> {
-    let mut m = BTreeMap::new();
-    for d in &spec.devices {
-        for mn in d.mn.expand() {
-            m.insert(mn, d.usage);
-        }
-    }
-    m
-}
 
 fn fixed(i: VmIndex) -> Option<u32> {
     match i {
         VmIndex::Fixed(n) => Some(n),
         VmIndex::Any => None,
     }
-}
-
-/// The model of the server that has SU `su` (for configuration strings).
-pub fn model_of(cx: &Cx, su: &str) -> String {
-    cx.world
-        .unit(su)
-        .and_then(|u| cx.cache.get_typed::<SEServerSpec>(&u.server))
-        .map(|s| s.spec.model.clone())
-        .unwrap_or_default()
-}
-
-/// Whether a migration of `vm` is in flight.
-pub fn migrating(w: &World, vm: &str) -> bool {
-    w.migrations.values().any(|m| m.vm == vm && !matches!(m.phase, LmPhase::Completed | LmPhase::Aborted))
-}
-
-/// Wakes definitions that wait for resources on `su` (after something was freed there).
-pub fn wake_waiting(cx: &mut Cx, su: &str) {
-    let waiting: Vec<String> = cx
-        .cache
-        .typed::<VMDefinitionSpec>()
-        .filter(|v| {
-            let on = v.status.server_unit.as_deref().unwrap_or(v.spec.server_unit.as_str()) == su;
-            let ready = v.status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True);
-            on && !ready
-        })
-        .map(|v| v.name().to_string())
-        .collect();
-    cx.wake.extend(waiting.into_iter().map(|n| (Kind::VMDefinition, n)));
 }
 
 fn vm_event(cx: &mut Cx, name: &str, t: EventType, reason: &str, msg: String) {

@@ -318,7 +318,8 @@ impl std::fmt::Display for SuType {
 pub enum OperationMode {
     /// Under the hypervisor VM2000: a monitor system plus guest VMs.
     VM2000,
-    /// One BS2000 system directly on the SU (SU x86 only).
+    /// One BS2000 system directly on the SU (SU /390 or x86; live migration of it on
+    /// SU x86 only).
     Native,
 }
 
@@ -331,9 +332,16 @@ pub struct ServerUnitSpec {
     /// Architecture: "390" or "x86".
     #[serde(rename = "type")]
     pub su_type: SuType,
-    /// VM2000 or Native (Native only on SU x86).
+    /// VM2000 or Native BS2000 (both on SU /390 and SU x86; live migration of Native
+    /// BS2000 only between SUs x86).
     #[serde(default = "default_mode")]
     pub operation_mode: OperationMode,
+    /// The SU's model with its performance class, e.g. "SU700-70" or "SU500-10B": shown
+    /// in configuration strings ("390SU- 700-70", s4.5). Without it they show the
+    /// server model's digits only ("390SU- 700").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^SU[0-9]{3}(-[0-9A-Z]{1,4})?$"))]
+    pub model: Option<String>,
     /// Real CPUs of the SU.
     pub cpus: Cpus,
     /// Main memory of the SU in MiB (the monitor system's share included).

@@ -31,6 +31,7 @@ fn su_runtime(spec: &ServerUnitSpec, old: Option<&SuRuntime>) -> SuRuntime {
     SuRuntime {
         su_type: spec.su_type,
         mode: spec.operation_mode,
+        model: spec.model.clone(),
         cpus: spec.cpus.get(),
         memory_mib: spec.memory_mi_b.get(),
         monitor_mib: spec.monitor_memory_mi_b,

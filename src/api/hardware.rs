@@ -47,7 +47,11 @@ fn disk_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 
 /// Reads a sequence, then checks it with `check` inside the visitor so that the error
 /// carries the position of the sequence.
-pub(crate) fn checked_seq<'de, D, T>(d: D, what: &'static str, check: fn(&[T]) -> Result<(), String>) -> Result<Vec<T>, D::Error>
+pub(crate) fn checked_seq<'de, D, T>(
+    d: D,
+    what: &'static str,
+    check: fn(&[T]) -> Result<(), String>,
+) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,

@@ -238,5 +238,7 @@ fn su_model_ok(m: &str) -> bool {
     };
     digits.len() == 3
         && digits.chars().all(|c| c.is_ascii_digit())
-        && class.is_none_or(|c| (1..=4).contains(&c.len()) && c.chars().all(|x| x.is_ascii_uppercase() || x.is_ascii_digit()))
+        && class.is_none_or(|c| {
+            (1..=4).contains(&c.len()) && c.chars().all(|x| x.is_ascii_uppercase() || x.is_ascii_digit())
+        })
 }

@@ -47,4 +47,3 @@ pub fn wake_waiting(cx: &mut Cx, su: &str) {
         .collect();
     cx.wake.extend(waiting.into_iter().map(|n| (Kind::VMDefinition, n)));
 }
-

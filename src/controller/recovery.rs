@@ -158,9 +158,7 @@ fn vm2000_conflicts(cx: &Cx, remote: &str, local: &str) -> Vec<Conflict> {
             out.push(Conflict {
                 code: Some("VMS2332".into()),
                 reason: "BcamNotActive".into(),
-                message: format!(
-                    "VMS2332 {why} in the monitor system of {local}: /RECOVER-VM-DEFINITION rejected"
-                ),
+                message: format!("VMS2332 {why} in the monitor system of {local}: /RECOVER-VM-DEFINITION rejected"),
             });
         }
     }

@@ -75,10 +75,8 @@ pub fn reconcile(cx: &mut Cx, o: &Object<SUClusterSpec, SUClusterStatus>) -> any
     if members.iter().filter_map(|(_, m)| *m).any(|(_, s)| !units_present(cx.world, s)) {
         return Ok(not_yet());
     }
-    let specs: Vec<Option<&ServerUnitSpec>> = members
-        .iter()
-        .map(|(su, m)| m.and_then(|(_, s)| s.server_units.iter().find(|u| u.name == *su)))
-        .collect();
+    let specs: Vec<Option<&ServerUnitSpec>> =
+        members.iter().map(|(su, m)| m.and_then(|(_, s)| s.server_units.iter().find(|u| u.name == *su))).collect();
     for (su, m) in &members {
         if m.is_none() {
             f.prereq.push((format!("SU {su} is not a unit of any SEServer"), "ServerUnitNotFound"));
@@ -98,7 +96,15 @@ pub fn reconcile(cx: &mut Cx, o: &Object<SUClusterSpec, SUClusterStatus>) -> any
         None => set_condition(&mut st.conditions, "Prerequisites", ConditionStatus::True, "Met", "", gen, &now),
         Some((_, reason)) => {
             let all: Vec<&str> = f.prereq.iter().map(|(m, _)| m.as_str()).collect();
-            set_condition(&mut st.conditions, "Prerequisites", ConditionStatus::False, reason, &all.join("; "), gen, &now)
+            set_condition(
+                &mut st.conditions,
+                "Prerequisites",
+                ConditionStatus::False,
+                reason,
+                &all.join("; "),
+                gen,
+                &now,
+            )
         }
     };
     st.management_units = power(cx, &members, is_390, &mut f);
@@ -114,7 +120,10 @@ fn type_and_mode(specs: &[Option<&ServerUnitSpec>], f: &mut Findings) {
     let [Some(a), Some(b)] = specs else { return };
     if a.su_type != b.su_type {
         f.prereq.push((
-            format!("SU {} is {} but SU {} is {}: both SUs must be of the same type", a.name, a.su_type, b.name, b.su_type),
+            format!(
+                "SU {} is {} but SU {} is {}: both SUs must be of the same type",
+                a.name, a.su_type, b.name, b.su_type
+            ),
             "TypeMismatch",
         ));
         return;
@@ -208,7 +217,8 @@ fn placement(cx: &Cx, members: &Members, is_390: bool, f: &mut Findings) -> bool
     }
     let ok = all.iter().filter(|d| cx.world.disks.get(d.as_str()).is_some_and(|x| x.ok)).count();
     if all.is_empty() {
-        f.prereq.push((format!("server {sa} has no external configuration disk: an SU cluster needs the CRD"), "NoCrd"));
+        f.prereq
+            .push((format!("server {sa} has no external configuration disk: an SU cluster needs the CRD"), "NoCrd"));
     } else if ok == 0 {
         f.errors.push(format!("all external configuration disks of server {sa} failed: CRD lost"));
     } else if ok < all.len() {

@@ -8,8 +8,8 @@
 use super::common::{migrating, model_of, wake_waiting, wanted_devices};
 use super::{Cx, Outcome};
 use crate::api::{
-    remove_condition, set_condition, ConditionStatus, DeviceUsage, Mighost, MigrationRecord, Object,
-    SuType, SystemInformation, VMDefinitionSpec, VMDefinitionStatus, VmIndex, VmState,
+    remove_condition, set_condition, ConditionStatus, DeviceUsage, Mighost, MigrationRecord, Object, SuType,
+    SystemInformation, VMDefinitionSpec, VMDefinitionStatus, VmIndex, VmState,
 };
 use crate::sim::{Demand, SimVm};
 use crate::store::EventType;
@@ -304,7 +304,8 @@ fn converge(
         delete_vm(cx, o, name, su, &v, devices);
         return;
     }
-    if (!v.initialised() || attrs_changed(&v, spec, devices)) && !activate_or_change(cx, o, name, su, &v, devices, problems)
+    if (!v.initialised() || attrs_changed(&v, spec, devices))
+        && !activate_or_change(cx, o, name, su, &v, devices, problems)
     {
         return;
     }
@@ -335,7 +336,8 @@ fn delete_vm(
             cx.world.remove_vm(name);
             cx.world.lost_vms.insert(name.to_string(), gen);
             cx.world.touch();
-            let msg = format!("VM {} deleted on {su} (DELETE-VM); the definition was not persistent: deleted too", v.vm_name);
+            let msg =
+                format!("VM {} deleted on {su} (DELETE-VM); the definition was not persistent: deleted too", v.vm_name);
             vm_event(cx, name, EventType::Normal, "VmDefinitionDeleted", msg);
             return;
         }
@@ -482,8 +484,15 @@ fn finish_status(
             st.state = None;
             st.server_unit = None;
             st.vm_index = None;
-            set_condition(&mut st.conditions, "Placed", ConditionStatus::False, "DeletedNotPersistent",
-                "DELETE-VM deleted the definition too: it was not persistent; change the spec to create it again", Some(gen), &now);
+            set_condition(
+                &mut st.conditions,
+                "Placed",
+                ConditionStatus::False,
+                "DeletedNotPersistent",
+                "DELETE-VM deleted the definition too: it was not persistent; change the spec to create it again",
+                Some(gen),
+                &now,
+            );
             set_condition(&mut st.conditions, "Ready", ConditionStatus::False, "DefinitionLost", "", Some(gen), &now);
         }
         return finish(o, st);

@@ -163,7 +163,10 @@ impl Console<'_> {
     pub fn finish(&self, source_devices: &[String]) -> Vec<String> {
         let (s, t) = (self.source, self.target);
         if self.native {
-            return vec![format!("{s}: SEC2003 LIVE MIGRATION OF BS2000 {} TO TARGET SU '{t}' COMPLETED", self.vm_name)];
+            return vec![format!(
+                "{s}: SEC2003 LIVE MIGRATION OF BS2000 {} TO TARGET SU '{t}' COMPLETED",
+                self.vm_name
+            )];
         }
         let (src, tgt) = (self.src_label(), self.tgt_label());
         let mut out = Vec::new();

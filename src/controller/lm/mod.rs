@@ -146,8 +146,7 @@ fn start(
     };
     let source = v.su.clone();
     st.source_server_unit = Some(source.clone());
-    let Some(target) = spec.target_server_unit.as_ref().map(|t| t.to_string()).or_else(|| other_su(cx, &source))
-    else {
+    let Some(target) = spec.target_server_unit.as_ref().map(|t| t.to_string()).or_else(|| other_su(cx, &source)) else {
         let why = format!("SU {source} is in no SU cluster with exactly one other SU; give spec.targetServerUnit");
         return Ok(reject(cx, o, st, vec![found(Side::Source, "TargetNotDetermined", why, None)], &source, None));
     };
@@ -312,11 +311,8 @@ fn begin(
     let now = cx.now();
     let source = v.su.clone();
     let (link, gbps) = link_between(cx, &source, target).expect("checked by the preconditions");
-    let (su_type, native) = cx
-        .world
-        .su(&source)
-        .map(|s| (s.su_type, s.mode == OperationMode::Native))
-        .unwrap_or((SuType::S390, false));
+    let (su_type, native) =
+        cx.world.su(&source).map(|s| (s.su_type, s.mode == OperationMode::Native)).unwrap_or((SuType::S390, false));
     let fixed = v.index.filter(|_| matches!(spec.vm_index, crate::api::VmIndex::Fixed(_)));
     let index = cx.world.pick_index(target, fixed, vm_key);
     let (detach, devices) = split_devices(cx.world, v);

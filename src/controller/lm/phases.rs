@@ -110,8 +110,16 @@ fn round_done(cx: &mut Cx, name: &str, vm: &SimVm, m: &mut SimMigration, events:
     }
     let elapsed = now_ms - m.started_ms - mig::SETUP_MS;
     let rounds = m.rounds.len() as u32;
-    match mig::decide(m.su_type, rounds, m.sending_mib, dirtied, m.rate_mibps, m.downtime_target_ms, elapsed, m.budget_ms)
-    {
+    match mig::decide(
+        m.su_type,
+        rounds,
+        m.sending_mib,
+        dirtied,
+        m.rate_mibps,
+        m.downtime_target_ms,
+        elapsed,
+        m.budget_ms,
+    ) {
         Next::Round(n) => next_round(cx, name, m, n, false),
         Next::Suspend(rest) => {
             // s4.4: "At the end of phase 2, the I/O system is stopped ... At the very
@@ -247,13 +255,15 @@ fn cpu_lines(m: &mut SimMigration, vm: &SimVm, detached_cpus: u32) {
         return;
     }
     if detached_cpus > 0 {
-        m.warnings.push(format!("{detached_cpus} vCPU(s) detached: CPU pool {} on {} has fewer CPUs", vm.pool, m.target));
+        m.warnings
+            .push(format!("{detached_cpus} vCPU(s) detached: CPU pool {} on {} has fewer CPUs", vm.pool, m.target));
         m.messages.push(format!(
             "{}: SEC2011 /DETACH-DEVICE of {detached_cpus} surplus CPU(s) (target pool smaller)",
             vm.vm_name
         ));
     } else if vm.detached_cpus > 0 {
-        m.messages.push(format!("{}: SEC2012 /ATTACH-DEVICE of {} CPU(s) detached earlier", vm.vm_name, vm.detached_cpus));
+        m.messages
+            .push(format!("{}: SEC2012 /ATTACH-DEVICE of {} CPU(s) detached earlier", vm.vm_name, vm.detached_cpus));
     }
 }
 

@@ -237,7 +237,12 @@ fn monitor_conflicts(
     if src.su_type == SuType::S390 {
         for (side, su, s) in sides {
             if !s.rewas_up {
-                out.push(found(side, "RewasNotActive", format!("REWAS is not active in the monitor system of {su}"), None));
+                out.push(found(
+                    side,
+                    "RewasNotActive",
+                    format!("REWAS is not active in the monitor system of {su}"),
+                    None,
+                ));
             }
             // "VM definitions" (seed 004): with BCAM down every command that directly
             // concerns VM definitions is rejected with VMS2332; MIGRATE-VM-DEFINITION is one.
@@ -245,7 +250,9 @@ fn monitor_conflicts(
                 out.push(found(
                     side,
                     "BcamNotActive",
-                    format!("VMS2332 BCAM is not active in the monitor system of {su}: /MIGRATE-VM-DEFINITION rejected"),
+                    format!(
+                        "VMS2332 BCAM is not active in the monitor system of {su}: /MIGRATE-VM-DEFINITION rejected"
+                    ),
                     None,
                 ));
             }

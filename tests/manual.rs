@@ -474,3 +474,86 @@ fn a_second_migration_from_a_busy_source_waits_with_monjv_s() {
     assert_eq!(e.lm("lm-2").phase, LmPhase::Completed);
     assert_eq!(e.lm("lm-1").phase, LmPhase::Completed);
 }
+
+// ---------------------------------------------------------------------------------
+// Scenario (s5): site outage with storage loss
+
+#[test]
+fn scenario_site_outage_with_storage_loss() {
+    use sectl::api::DeviceUsage::{Exclusive, Shared};
+    // s5, "Possible scenario": "if not only the SE Server but also the storage system
+    // with the source disks is damaged ... (total outage of a site). The system manager
+    // activates the mirror disks from the other SE Server ... and changes the MNs of the
+    // disk devices in the VM definition", then "/ACTIVATE-VM-DEFINITION" and "/START-VM".
+    let mut e = Env::new(&site390());
+    e.apply(&vm12prod("ABGSE501", json!({"devices": [{"mn": "A000-A0FF", "usage": "exclusive"}]})));
+    assert_eq!(holders(&e.world(), "ABGSE501", "A000"), vec![("vm12prod".into(), Exclusive)]);
+
+    // The whole of se501 goes down: its MU and its SU.
+    let seq = e.last_seq();
+    e.sim_only("power off abgblack");
+    e.sim_only("power off ABGSE501");
+    e.settle();
+    let evs = e.events_since(seq);
+    let at = |component: &str, reason: &str| {
+        evs.iter()
+            .position(|ev| ev.component == component && ev.reason == reason)
+            .unwrap_or_else(|| panic!("no {component} {reason} in {evs:#?}"))
+    };
+    // s2.3.3: the MU "reports itself as deactivated (component M2000)"; it "does not
+    // answer to heartbeat queries" (WARNING, Cluster); the Management Cluster turns
+    // WARNING (loss of redundancy); the SU /390 cluster is concerned too. Glossary,
+    // "Power Status": "If an SU is turned off, then the function LM is not fulfilled
+    // for the SU Cluster and the cluster status is ERROR."
+    let mu_off = at("M2000", "UnitDeactivated");
+    let hb = at("Cluster", "HeartbeatLost");
+    let mc = at("Cluster", "ManagementClusterWarning");
+    let su = at("Cluster", "SUClusterError");
+    assert!(mu_off < hb && hb < mc, "{evs:#?}");
+    assert!(at("Sys-Mgmt", "UnitDeactivated") < su, "{evs:#?}");
+    assert!(evs[hb].message.contains("abgblack") && evs[hb].priority == "WARNING");
+    assert!(evs[su].message.contains("SU ABGSE501 is powered off"), "{}", evs[su].message);
+    assert_eq!(suc_state(&e, "su390").0, Some(ClusterState::Error));
+
+    // s5: only when the remote monitor "has not written any alive message on the CRD in
+    // the intended time".
+    e.apply(&rec("rec-1", "vm12prod", "ABGSE701", json!({})));
+    let st = e.rec("rec-1");
+    assert_eq!(st.phase, RecoveryPhase::Rejected);
+    assert!(st.conflicts.iter().any(|c| c.reason == "RemoteSuAlive"), "{:#?}", st.conflicts);
+    // ... and not while BCAM is down in the local monitor ("VM definitions": commands
+    // that directly concern VM definitions are rejected with VMS2332).
+    e.sim("advance 90s");
+    e.sim("bcam fail ABGSE701");
+    e.apply(&rec("rec-2", "vm12prod", "ABGSE701", json!({})));
+    let st = e.rec("rec-2");
+    assert_eq!(st.phase, RecoveryPhase::Rejected);
+    assert_eq!(st.conflicts.len(), 1, "{:#?}", st.conflicts);
+    assert_eq!(st.conflicts[0].code.as_deref(), Some("VMS2332"));
+    e.sim("bcam start ABGSE701");
+    e.apply(&rec("rec-3", "vm12prod", "ABGSE701", json!({})));
+    let st = e.rec("rec-3");
+    assert_eq!(st.phase, RecoveryPhase::Completed, "{:#?}", st.conflicts);
+    // "After performing the command /RECOVER-VM-DEFINITION the VM definition is in state
+    // DEFINED_ONLY and the VM is not initialized, so it doesn't allocate any resources."
+    let v = e.vm("vm12prod");
+    assert_eq!((v.server_unit.as_deref(), v.state, v.vm_index), (Some("ABGSE701"), Some(VmState::DefinedOnly), None));
+    assert_eq!(e.world().used_memory("ABGSE701"), 0);
+
+    // /MODIFY-VM-DEFINITION ... *REMOVE(A000-A0FF), *ADD(B000-B007, *EXCLUSIVE),
+    // *ADD(B008-B0FF, *SHARED); /ACTIVATE-VM-DEFINITION; /START-VM IPL-UNIT=B000.
+    let b_disks =
+        json!({"devices": [{"mn": "B000-B007", "usage": "exclusive"}, {"mn": "B008-B0FF", "usage": "shared"}]});
+    e.apply(&vm12prod("ABGSE501", b_disks));
+    let v = e.vm("vm12prod");
+    assert_eq!((v.server_unit.as_deref(), v.state, v.vm_index), (Some("ABGSE701"), Some(VmState::Running), Some(12)));
+    let w = e.world();
+    for i in 0..8 {
+        assert_eq!(holders(&w, "ABGSE701", &format!("B00{i}")), vec![("vm12prod".into(), Exclusive)]);
+    }
+    for mn in ["B008", "B080", "B0FF"] {
+        assert_eq!(holders(&w, "ABGSE701", mn), vec![("vm12prod".into(), Shared)], "{mn}");
+    }
+    assert!(holders(&w, "ABGSE701", "A000").is_empty() && holders(&w, "ABGSE501", "A000").is_empty());
+    assert_eq!(v.migration_history.first().map(|h| h.server_unit.as_str()), Some("ABGSE701"), "loaded anew here");
+}

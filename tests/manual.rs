@@ -557,3 +557,42 @@ fn scenario_site_outage_with_storage_loss() {
     assert!(holders(&w, "ABGSE701", "A000").is_empty() && holders(&w, "ABGSE501", "A000").is_empty());
     assert_eq!(v.migration_history.first().map(|h| h.server_unit.as_str()), Some("ABGSE701"), "loaded anew here");
 }
+
+// ---------------------------------------------------------------------------------
+// Missing behaviours: VM2000 commands and their preconditions
+
+#[test]
+fn io_configuration_change_and_vm2000_shutdown_as_sim_verbs() {
+    // s4.8: "The LM is rejected when a dynamic I/O configuration change is running";
+    // "The command /START-CONFIGURATION-UPDATE is rejected during the LM"; "The LM will
+    // be rejected if VM2000 shutdown has been initiated before (command /SHUTDOWN-VM
+    // VM-ID=*VM2000)"; "As long as a VM has the sub-status DIFF, it's excluded from the
+    // dynamic I/O configuration change".
+    let mut e = Env::new(&site_diff());
+    e.apply(&vm12prod("ABGSE501", json!({})));
+    e.sim("ioconfig start ABGSE701");
+    e.apply(&lm("chk-1", "vm12prod", "ABGSE701", json!({"checkOnly": true})));
+    assert!(has_reason(&e.lm("chk-1"), "IoConfigurationChangeRunning"), "{:#?}", e.lm("chk-1").conflicts);
+    e.sim("ioconfig end ABGSE701");
+    e.sim("shutdown initiate ABGSE501");
+    e.apply(&lm("chk-2", "vm12prod", "ABGSE701", json!({"checkOnly": true})));
+    assert!(has_reason(&e.lm("chk-2"), "Vm2000ShutdownInitiated"), "{:#?}", e.lm("chk-2").conflicts);
+    e.sim("shutdown cancel ABGSE501");
+    // During a migration the change is refused.
+    e.put(&lm("lm-1", "vm12prod", "ABGSE701", json!({})));
+    e.run_for(0);
+    let f = sectl::sim::Fault::parse(&["ioconfig".into(), "start".into(), "ABGSE701".into()]).expect("parses");
+    let err = e.ctl.apply_fault(&f).expect_err("refused during the LM");
+    assert!(err.to_string().contains("rejected"), "{err}");
+    e.settle();
+    assert_eq!(e.lm("lm-1").phase, LmPhase::Completed);
+    // A DIFF VM is excluded from the change.
+    assert_eq!(e.vm("vm12prod").substates, vec!["DIFF".to_string()]);
+    let seq = e.last_seq();
+    e.sim("ioconfig start ABGSE701");
+    let evs = e.events_since(seq);
+    assert!(evs.iter().any(|ev| ev.message.contains("excluded (substate DIFF): VM12PROD")), "{evs:#?}");
+    // An SU that does not exist is refused.
+    let f = sectl::sim::Fault::parse(&["shutdown".into(), "initiate".into(), "NOSUCH".into()]).expect("parses");
+    assert!(e.ctl.apply_fault(&f).is_err());
+}

@@ -596,3 +596,32 @@ fn io_configuration_change_and_vm2000_shutdown_as_sim_verbs() {
     let f = sectl::sim::Fault::parse(&["shutdown".into(), "initiate".into(), "NOSUCH".into()]).expect("parses");
     assert!(e.ctl.apply_fault(&f).is_err());
 }
+
+// ---------------------------------------------------------------------------------
+// Missing behaviours: what an SE server lacks for redundancy
+
+fn se_conditions(e: &Env, name: &str) -> Vec<sectl::api::Condition> {
+    let r = e.store.get(Kind::SEServer, name).expect("get").expect("exists");
+    r.as_typed::<sectl::api::SEServerSpec>().expect("typed").status.conditions.clone()
+}
+
+#[test]
+fn servers_report_what_redundancy_lacks() {
+    // s2.1: "there are still two MUs in a SE500/SE700 required for the redundant SKP
+    // functionality"; s1.3: external configuration disks for "MU redundancy for SE /390
+    // -> mandatory"; s4.8: "The main memory size of the monitor system should be at
+    // least 512 MB."
+    let site = site390()
+        .replace("managementUnits: [{name: abgwhite}]", "managementUnits: [{name: abgwhite}, {name: abgred}]")
+        .replace("monitorMemoryMiB: 1024", "monitorMemoryMiB: 256");
+    let mut e = Env::new(&site);
+    let c = cond(&se_conditions(&e, "se501"), "Recommendations").clone();
+    assert_eq!(c.status, ConditionStatus::False);
+    assert!(c.message.contains("SE500 with one MU") && c.message.contains("SU ABGSE501 has 256 MiB"), "{c:?}");
+    let c = cond(&se_conditions(&e, "se701"), "Recommendations").clone();
+    assert_eq!(c.status, ConditionStatus::True, "two MUs, disks of the management cluster, 2 GiB monitor: {c:?}");
+    // Without the management cluster's disks se701's two MUs lack them.
+    e.apply(&site.replace("configDisks: [{name: crd-a}, {name: crd-b}]", "configDisks: []"));
+    let c = cond(&se_conditions(&e, "se701"), "Recommendations").clone();
+    assert!(c.status == ConditionStatus::False && c.message.contains("MU redundancy for SE /390"), "{c:?}");
+}

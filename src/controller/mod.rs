@@ -653,6 +653,10 @@ fn related(cache: &Cache, r: &Resource) -> Vec<Key> {
         Kind::ManagementCluster => {
             let mut v = all(Kind::SUCluster);
             v.extend(all(Kind::LiveMigration));
+            // Its servers' recommendations count its external configuration disks.
+            if let Some(m) = r.as_typed::<crate::api::ManagementClusterSpec>() {
+                v.extend(m.spec.servers.iter().map(|s| (Kind::SEServer, s.to_string())));
+            }
             v
         }
         // SU clusters compete for SUs: a change in one may settle another's claim.

@@ -625,3 +625,27 @@ fn servers_report_what_redundancy_lacks() {
     let c = cond(&se_conditions(&e, "se701"), "Recommendations").clone();
     assert!(c.status == ConditionStatus::False && c.message.contains("MU redundancy for SE /390"), "{c:?}");
 }
+
+#[test]
+fn su_cluster_status_has_a_table_of_its_sus() {
+    // s3.3: "The second field contains a table with the SUs and its values that are
+    // relevant for the cluster functionality."
+    let mut e = Env::new(&site390());
+    e.sim("rewas stop ABGSE701");
+    e.sim("power off ABGSE501");
+    let r = e.store.get(Kind::SUCluster, "su390").expect("get").expect("exists");
+    let t = r.as_typed::<SUClusterSpec>().expect("typed").status.server_units.clone();
+    let rows: Vec<(&str, &str, &str, &str, &str, Option<bool>)> = t
+        .iter()
+        .map(|u| {
+            (u.name.as_str(), u.server.as_str(), u.su_type.as_str(), u.operation_mode.as_str(), u.power.as_str(), u.rewas)
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("ABGSE701", "se701", "/390", "VM2000", "ON", Some(false)),
+            ("ABGSE501", "se501", "/390", "VM2000", "OFF", Some(true)),
+        ]
+    );
+}

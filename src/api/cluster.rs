@@ -206,4 +206,29 @@ pub struct SUClusterStatus {
     /// Manager lists them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub management_units: Vec<super::hardware::UnitStatus>,
+    /// The SUs and their values relevant for the cluster function (s3.3: "a table with
+    /// the SUs and its values that are relevant for the cluster functionality").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_units: Vec<ClusterServerUnit>,
+}
+
+/// One SU of an SU cluster as its main window lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterServerUnit {
+    /// SU name (for SU /390 the SEM name; VM2000 knows the monitor's BCAM host name).
+    pub name: String,
+    /// The SEServer it belongs to.
+    pub server: String,
+    /// "/390" or "x86".
+    pub su_type: String,
+    /// VM2000 or Native.
+    pub operation_mode: String,
+    /// ON or OFF.
+    pub power: String,
+    /// Operating state, e.g. RUNNING, DOWN, "RUNNING (BCAM down)".
+    pub state: String,
+    /// SU /390: REWAS active in the monitor system (needed for LM, s4.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewas: Option<bool>,
 }

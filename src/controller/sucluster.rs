@@ -9,8 +9,8 @@ use super::mgmt::{camel, not_yet, older, units_present};
 use super::server::unit_status;
 use super::{Cx, Outcome};
 use crate::api::{
-    set_condition, ClusterState, ConditionStatus, ManagementClusterSpec, Object, OperationMode, SEServerSpec,
-    SUClusterSpec, SUClusterStatus, ServerUnitSpec, SuType,
+    set_condition, ClusterServerUnit, ClusterState, ConditionStatus, ManagementClusterSpec, Object,
+    OperationMode, SEServerSpec, SUClusterSpec, SUClusterStatus, ServerUnitSpec, SuType,
 };
 use crate::controller::runtime::Cache;
 use crate::sim::UnitKind;
@@ -108,6 +108,7 @@ pub fn reconcile(cx: &mut Cx, o: &Object<SUClusterSpec, SUClusterStatus>) -> any
         }
     };
     st.management_units = power(cx, &members, is_390, &mut f);
+    st.server_units = table(cx, &members, &specs);
     publish(cx, o, prev, st, f, &now)
 }
 
@@ -269,6 +270,29 @@ fn power(cx: &Cx, members: &Members, is_390: bool, f: &mut Findings) -> Vec<crat
         }
     }
     mu_status
+}
+
+/// The per-SU table of the cluster's main window (s3.3).
+fn table(cx: &Cx, members: &Members, specs: &[Option<&ServerUnitSpec>]) -> Vec<ClusterServerUnit> {
+    members
+        .iter()
+        .zip(specs)
+        .filter_map(|((su, m), spec)| {
+            let (server, _) = (*m)?;
+            let spec = (*spec)?;
+            let u = unit_status(cx.world, su, UnitKind::SU);
+            let rewas = cx.world.su(su).filter(|s| s.su_type == SuType::S390).map(|s| s.rewas_up);
+            Some(ClusterServerUnit {
+                name: su.to_string(),
+                server: server.to_string(),
+                su_type: spec.su_type.to_string(),
+                operation_mode: format!("{:?}", spec.operation_mode),
+                power: u.power,
+                state: u.state,
+                rewas,
+            })
+        })
+        .collect()
 }
 
 /// The state from the findings, the Ready condition, and an event when it changed.

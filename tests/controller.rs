@@ -614,7 +614,10 @@ fn an_su_off_is_error_an_mu_off_is_warning_inactive_wins() {
     assert_eq!(green.power, "OFF");
     assert_eq!(s.suc_state("sux86"), ClusterState::Normal, "abggreen is not an MU of se701");
     s.sim("power off abgwhite");
-    assert_eq!(s.suc_state("sux86"), ClusterState::Warning, "an MU of its server is off");
+    // Manual s3.3: "In case of SU /390, the MUs and their resources are also important
+    // for the cluster functionality" -- an SU x86 cluster does not depend on the MUs
+    // (issue 12, item 5; this test expected WARNING before).
+    assert_eq!(s.suc_state("sux86"), ClusterState::Normal, "an MU of its server is off: no matter for SU x86");
 
     // Deactivated: INACTIVE whatever else holds.
     s.apply(&SUX86.replace("active: true", "active: false"));
@@ -1416,7 +1419,9 @@ impl Hw {
         };
         let sux86 = if !self.on("ABGSE70X1") || !self.on("ABGSE70X2") || self.failed.len() == 2 {
             Error
-        } else if !self.on("abgwhite") || !self.on("abgblack") || self.failed.len() == 1 {
+        } else if self.failed.len() == 1 {
+            // s3.3: only "In case of SU /390, the MUs ... are also important for the
+            // cluster functionality"; an MU off does not concern an SU x86 cluster.
             Warning
         } else {
             Normal

@@ -2,6 +2,7 @@
 //! of one type between which BS2000 systems can be live-migrated).
 
 use super::checked::{ObjectName, UnitName};
+use super::hardware::{at_most_two_disks, checked_seq, ConfigDisk};
 use super::Condition;
 use schemars::JsonSchema;
 use serde::de::{self, Deserializer};
@@ -49,22 +50,6 @@ fn default_rtt() -> f64 {
     1.0
 }
 
-/// An external configuration disk.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ConfigDisk {
-    /// Disk name (used by `sectl sim disk fail|repair`).
-    pub name: UnitName,
-    /// Capacity in GB; at least 8.
-    #[serde(default = "default_disk_size", deserialize_with = "disk_size")]
-    #[schemars(range(min = 8))]
-    pub size_gb: u32,
-}
-
-fn default_disk_size() -> u32 {
-    8
-}
-
 fn positive_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     struct V;
     impl<'de> de::Visitor<'de> for V {
@@ -89,55 +74,6 @@ fn positive_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     d.deserialize_f64(V)
 }
 
-fn disk_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    struct V;
-    impl<'de> de::Visitor<'de> for V {
-        type Value = u32;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a disk size in GB, at least 8")
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
-            if (8..=1_000_000).contains(&v) {
-                Ok(v as u32)
-            } else {
-                Err(E::custom(format!("an external configuration disk needs at least 8 GB, got {v}")))
-            }
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
-            Err(E::custom(format!("an external configuration disk needs at least 8 GB, got {v}")))
-        }
-    }
-    d.deserialize_u64(V)
-}
-
-/// Reads a sequence, then checks it with `check` inside the visitor so that the error
-/// carries the position of the sequence.
-fn checked_seq<'de, D, T>(d: D, what: &'static str, check: fn(&[T]) -> Result<(), String>) -> Result<Vec<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    struct V<T> {
-        what: &'static str,
-        check: fn(&[T]) -> Result<(), String>,
-    }
-    impl<'de, T: Deserialize<'de>> de::Visitor<'de> for V<T> {
-        type Value = Vec<T>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(self.what)
-        }
-        fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<Vec<T>, A::Error> {
-            let mut out = Vec::new();
-            while let Some(x) = s.next_element()? {
-                out.push(x);
-            }
-            (self.check)(&out).map_err(de::Error::custom)?;
-            Ok(out)
-        }
-    }
-    d.deserialize_seq(V { what, check })
-}
-
 /// A list of exactly two different names.
 pub(crate) fn two_different<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
@@ -157,18 +93,6 @@ where
 
 fn two_different_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ObjectName>, D::Error> {
     two_different(d)
-}
-
-pub(crate) fn at_most_two_disks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ConfigDisk>, D::Error> {
-    checked_seq(d, "a list of at most two configuration disks", |v: &[ConfigDisk]| {
-        if v.len() > 2 {
-            return Err(format!("at most two external configuration disks are possible, got {}", v.len()));
-        }
-        if v.len() == 2 && v[0].name == v[1].name {
-            return Err(format!("disk {} is named twice", v[0].name));
-        }
-        Ok(())
-    })
 }
 
 /// Cluster state as the SE Manager shows it.
@@ -281,5 +205,30 @@ pub struct SUClusterStatus {
     /// For an SU /390 cluster: the MUs of the servers and their state, as the SE
     /// Manager lists them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub management_units: Vec<super::server::UnitStatus>,
+    pub management_units: Vec<super::hardware::UnitStatus>,
+    /// The SUs and their values relevant for the cluster function (s3.3: "a table with
+    /// the SUs and its values that are relevant for the cluster functionality").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_units: Vec<ClusterServerUnit>,
+}
+
+/// One SU of an SU cluster as its main window lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterServerUnit {
+    /// SU name (for SU /390 the SEM name; VM2000 knows the monitor's BCAM host name).
+    pub name: String,
+    /// The SEServer it belongs to.
+    pub server: String,
+    /// "/390" or "x86".
+    pub su_type: String,
+    /// VM2000 or Native.
+    pub operation_mode: String,
+    /// ON or OFF.
+    pub power: String,
+    /// Operating state, e.g. RUNNING, DOWN, "RUNNING (BCAM down)".
+    pub state: String,
+    /// SU /390: REWAS active in the monitor system (needed for LM, s4.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewas: Option<bool>,
 }

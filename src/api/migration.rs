@@ -92,6 +92,14 @@ pub struct CopyRound {
     pub dirty_mi_b: f64,
     /// Simulated duration of the round.
     pub duration_ms: u64,
+    /// The last storage transfer at the very end of phase 2, sent with the I/O system
+    /// of the migrating BS2000 stopped (s4.4); what it leaves is copied while suspended.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub last: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Observed state of a live migration.

@@ -7,6 +7,7 @@
 
 pub mod checked;
 pub mod cluster;
+pub mod hardware;
 pub mod migration;
 pub mod schema;
 pub mod server;
@@ -15,6 +16,7 @@ pub mod vm;
 
 pub use checked::{ObjectName, StringMap, UnitName, VmIndex, VmName};
 pub use cluster::*;
+pub use hardware::{ConfigDisk, UnitStatus};
 pub use migration::*;
 pub use server::*;
 pub use vm::*;

@@ -35,9 +35,9 @@ pub struct SEServerSpec {
     /// the internal ones into the server's CRD: needed for MU redundancy and for an SU
     /// x86 cluster inside the server. Disks shared by a Management Cluster are declared
     /// on the ManagementCluster.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "super::cluster::at_most_two_disks")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "super::hardware::at_most_two_disks")]
     #[schemars(length(max = 2))]
-    pub config_disks: Vec<super::cluster::ConfigDisk>,
+    pub config_disks: Vec<super::hardware::ConfigDisk>,
     /// Global objects (s2.1). Before two servers form a Management Cluster these must be
     /// unambiguous: the same object configured the same way on both, or on one only.
     /// Conflicts are reported on the ManagementCluster, never silently resolved.
@@ -318,7 +318,8 @@ impl std::fmt::Display for SuType {
 pub enum OperationMode {
     /// Under the hypervisor VM2000: a monitor system plus guest VMs.
     VM2000,
-    /// One BS2000 system directly on the SU (SU x86 only).
+    /// One BS2000 system directly on the SU (SU /390 or x86; live migration of it on
+    /// SU x86 only).
     Native,
 }
 
@@ -331,9 +332,16 @@ pub struct ServerUnitSpec {
     /// Architecture: "390" or "x86".
     #[serde(rename = "type")]
     pub su_type: SuType,
-    /// VM2000 or Native (Native only on SU x86).
+    /// VM2000 or Native BS2000 (both on SU /390 and SU x86; live migration of Native
+    /// BS2000 only between SUs x86).
     #[serde(default = "default_mode")]
     pub operation_mode: OperationMode,
+    /// The SU's model with its performance class, e.g. "SU700-70" or "SU500-10B": shown
+    /// in configuration strings ("390SU- 700-70", s4.5). Without it they show the
+    /// server model's digits only ("390SU- 700").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^SU[0-9]{3}(-[0-9A-Z]{1,4})?$"))]
+    pub model: Option<String>,
     /// Real CPUs of the SU.
     pub cpus: Cpus,
     /// Main memory of the SU in MiB (the monitor system's share included).
@@ -426,19 +434,5 @@ pub struct SEServerStatus {
     pub conditions: Vec<Condition>,
     /// Every unit of the server with its power and state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub units: Vec<UnitStatus>,
-}
-
-/// Power and state of one unit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UnitStatus {
-    /// Unit name.
-    pub name: String,
-    /// MU, SU or HNC.
-    pub unit_type: String,
-    /// ON or OFF.
-    pub power: String,
-    /// Operating state, e.g. RUNNING, DOWN, FAILED.
-    pub state: String,
+    pub units: Vec<super::hardware::UnitStatus>,
 }

@@ -46,11 +46,13 @@ pub fn check_object(r: &Resource) -> Vec<(String, String)> {
                 if !seen.insert(su.name.as_str()) {
                     out.push((format!("{p}.name"), format!("unit {} is named twice", su.name)));
                 }
-                if su.operation_mode == super::OperationMode::Native && su.su_type == super::SuType::S390 {
-                    out.push((
-                        format!("{p}.operationMode"),
-                        "Native operation is possible only on an SU of type x86; SU /390 runs VM2000".into(),
-                    ));
+                if let Some(m) = &su.model {
+                    if !su_model_ok(m) {
+                        out.push((
+                            format!("{p}.model"),
+                            format!("expected an SU model like SU700-70 or SU500-10B, got {m:?}"),
+                        ));
+                    }
                 }
                 if su.monitor_memory_mi_b >= su.memory_mi_b.get() {
                     out.push((
@@ -108,6 +110,19 @@ pub fn check_object(r: &Resource) -> Vec<(String, String)> {
             }
             if o.spec.workload.dirty_rate_mi_bps < 0.0 || !o.spec.workload.dirty_rate_mi_bps.is_finite() {
                 out.push(("spec.workload.dirtyRateMiBps".into(), "must be a number >= 0".into()));
+            }
+            let mut lines = HashSet::new();
+            for (j, l) in o.spec.bcam_lines.iter().enumerate() {
+                let ok = (1..=8).contains(&l.name.len())
+                    && l.name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || "#@$".contains(c));
+                if !ok {
+                    out.push((
+                        format!("spec.bcamLines[{j}].name"),
+                        format!("expected a BCAM line name of 1-8 characters A-Z, 0-9, #, @, $, got {:?}", l.name),
+                    ));
+                } else if !lines.insert(l.name.as_str()) {
+                    out.push((format!("spec.bcamLines[{j}].name"), format!("line {} is named twice", l.name)));
+                }
             }
         }
         Resource::ManagementCluster(o) => {
@@ -211,4 +226,19 @@ pub fn spec_kind(spec: &AnySpec) -> Kind {
         AnySpec::LiveMigration(_) => Kind::LiveMigration,
         AnySpec::VMRecovery(_) => Kind::VMRecovery,
     }
+}
+
+/// An SU model with an optional performance class: "SU" + three digits, then "-" and
+/// 1-4 characters A-Z, 0-9 (e.g. SU700-70, SU500-10B).
+fn su_model_ok(m: &str) -> bool {
+    let Some(rest) = m.strip_prefix("SU") else { return false };
+    let (digits, class) = match rest.split_once('-') {
+        Some((d, c)) => (d, Some(c)),
+        None => (rest, None),
+    };
+    digits.len() == 3
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && class.is_none_or(|c| {
+            (1..=4).contains(&c.len()) && c.chars().all(|x| x.is_ascii_uppercase() || x.is_ascii_digit())
+        })
 }

@@ -52,6 +52,22 @@ pub struct VMDefinitionSpec {
     /// host's (CURRENT, NSI6232).
     #[serde(default)]
     pub mighost: Mighost,
+    /// BCAM lines of the BS2000 system: after a live migration BCAM activates them on
+    /// the target SU's LAN devices (BCA07DC for a LINE, BCA05EC for a VLAN-LINE, s4.6.1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bcam_lines: Vec<BcamLine>,
+}
+
+/// A BCAM line of the BS2000 system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BcamLine {
+    /// Line name, 1-8 characters A-Z, 0-9, #, @, $ (e.g. "L#MANLO1").
+    #[schemars(regex(pattern = r"^[A-Z0-9#@$]{1,8}$"))]
+    pub name: String,
+    /// A VLAN line (BCA05EC) rather than a plain LINE (BCA07DC).
+    #[serde(default)]
+    pub vlan: bool,
 }
 
 /// The MIGHOST setting.

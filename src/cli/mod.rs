@@ -194,7 +194,8 @@ pub enum Command {
     ///
     /// power off|on UNIT, link down|up MGMT-CLUSTER, disk fail|repair DISK,
     /// bcam stop|fail|start SU, rewas stop|start SU, dirty VM MIB_PER_S,
-    /// wait|resume VM, advance DURATION.
+    /// wait|resume VM, ioconfig start|end SU, shutdown initiate|cancel SU,
+    /// advance DURATION.
     Sim {
         /// E.g. `power off abgwhite`, `advance 90s`.
         #[arg(required = true, num_args = 1..)]

@@ -8,6 +8,7 @@
 //! status it observed plus `Action::Await` or `Action::RequeueAfter`. It never sees why
 //! it was woken.
 
+mod common;
 pub(crate) mod effects;
 mod lm;
 mod mgmt;
@@ -930,6 +931,10 @@ fn related(cache: &Cache, r: &Resource) -> Vec<Key> {
         Kind::ManagementCluster => {
             let mut v = all(Kind::SUCluster);
             v.extend(all(Kind::LiveMigration));
+            // Its servers' recommendations count its external configuration disks.
+            if let Some(m) = r.as_typed::<crate::api::ManagementClusterSpec>() {
+                v.extend(m.spec.servers.iter().map(|s| (Kind::SEServer, s.to_string())));
+            }
             v
         }
         // SU clusters compete for SUs: a change in one may settle another's claim.

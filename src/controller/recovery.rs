@@ -5,11 +5,11 @@
 //! The definition arrives DEFINED_ONLY and stays so until the user changes its spec
 //! (e.g. swaps device ranges to the mirror disks and sets state RUNNING).
 
-use super::vm::wake_waiting;
+use super::common::wake_waiting;
 use super::{Cx, Outcome};
 use crate::api::{
-    set_condition, ConditionStatus, Conflict, Kind, Object, RecoveryPhase, SUClusterSpec, VMDefinitionSpec,
-    VMRecoverySpec, VMRecoveryStatus, VmState,
+    set_condition, ConditionStatus, Conflict, Kind, Object, OperationMode, RecoveryPhase, SUClusterSpec, SuType,
+    VMDefinitionSpec, VMRecoverySpec, VMRecoveryStatus, VmState,
 };
 use crate::controller::runtime::Action;
 use crate::sim::Demand;
@@ -54,6 +54,7 @@ pub fn reconcile(cx: &mut Cx, o: &Object<VMRecoverySpec, VMRecoveryStatus>) -> a
                 conflicts
                     .push(conflict("NotSameSuCluster", format!("SUs {remote} and {local} are not in one SU cluster")));
             }
+            conflicts.extend(vm2000_conflicts(cx, &remote, &local));
             let limit_ms = o.spec.alive_timeout_s * 1000;
             if let Some(last) = cx.world.last_alive_ms(&remote) {
                 let age = cx.world.clock.now_ms.saturating_sub(last);
@@ -135,6 +136,33 @@ pub fn reconcile(cx: &mut Cx, o: &Object<VMRecoverySpec, VMRecoveryStatus>) -> a
     cx.wake.push((Kind::VMDefinition, vm));
     wake_waiting(cx, &remote);
     Ok(finish(o, st))
+}
+
+/// s5: "The command /RECOVER-VM-DEFINITION is available in any SU Cluster (SU /390 and
+/// SU x86) with VM2000"; on SU /390 it is a command that directly concerns VM
+/// definitions, so it is rejected with VMS2332 while BCAM is down in the local monitor
+/// ("VM definitions", seed 004).
+fn vm2000_conflicts(cx: &Cx, remote: &str, local: &str) -> Vec<Conflict> {
+    let mut out = Vec::new();
+    for su in [local, remote] {
+        if cx.world.su(su).is_some_and(|s| s.mode == OperationMode::Native) {
+            out.push(conflict(
+                "NoVm2000",
+                format!("SU {su} runs Native BS2000: RECOVER-VM-DEFINITION exists only in SU clusters with VM2000"),
+            ));
+        }
+    }
+    if let Some(s) = cx.world.su(local).filter(|s| s.su_type == SuType::S390 && s.mode == OperationMode::VM2000) {
+        if !s.bcam_up {
+            let why = if s.bcam_ended_on_purpose { "VMS2331 BCAM was ended (/BCEND)" } else { "BCAM is not active" };
+            out.push(Conflict {
+                code: Some("VMS2332".into()),
+                reason: "BcamNotActive".into(),
+                message: format!("VMS2332 {why} in the monitor system of {local}: /RECOVER-VM-DEFINITION rejected"),
+            });
+        }
+    }
+    out
 }
 
 fn finish(o: &Object<VMRecoverySpec, VMRecoveryStatus>, st: VMRecoveryStatus) -> Outcome {

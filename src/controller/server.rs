@@ -31,6 +31,7 @@ fn su_runtime(spec: &ServerUnitSpec, old: Option<&SuRuntime>) -> SuRuntime {
     SuRuntime {
         su_type: spec.su_type,
         mode: spec.operation_mode,
+        model: spec.model.clone(),
         cpus: spec.cpus.get(),
         memory_mib: spec.memory_mi_b.get(),
         monitor_mib: spec.monitor_memory_mi_b,
@@ -160,6 +161,13 @@ pub fn reconcile(cx: &mut Cx, o: &Object<SEServerSpec, SEServerStatus>) -> anyho
             &now,
         );
     }
+    let advice = recommendations(cx, name, &o.spec);
+    if advice.is_empty() {
+        set_condition(&mut st.conditions, "Recommendations", ConditionStatus::True, "Met", "", gen, &now);
+    } else {
+        let msg = advice.join("; ");
+        set_condition(&mut st.conditions, "Recommendations", ConditionStatus::False, "NotMet", &msg, gen, &now);
+    }
     if foreign.is_empty() {
         crate::api::remove_condition(&mut st.conditions, "UnitsUnique");
     } else {
@@ -176,6 +184,42 @@ pub fn reconcile(cx: &mut Cx, o: &Object<SEServerSpec, SEServerStatus>) -> anyho
     let mut r = o.clone();
     r.status = st;
     Ok(Outcome::status(r.into_resource()))
+}
+
+/// What the manual requires or recommends for redundancy and that this server lacks:
+/// two MUs in an SE500/SE700 for redundant SKP (s2.1), external configuration disks
+/// for MU redundancy (s1.3: mandatory for SE /390, recommended for SE x86), a monitor
+/// system of at least 512 MB (s4.8).
+fn recommendations(cx: &Cx, name: &str, spec: &SEServerSpec) -> Vec<String> {
+    let mut out = Vec::new();
+    let has_390 = spec.server_units.iter().any(|u| u.su_type == crate::api::SuType::S390);
+    let big = spec.model.starts_with("SE500") || spec.model.starts_with("SE700");
+    if big && spec.management_units.len() < 2 {
+        out.push(format!(
+            "{} with one MU: \"there are still two MUs in a SE500/SE700 required for the redundant SKP functionality\" (s2.1)",
+            spec.model
+        ));
+    }
+    let via_mc = cx
+        .cache
+        .typed::<crate::api::ManagementClusterSpec>()
+        .any(|m| m.spec.servers.iter().any(|s| s.as_str() == name) && !m.spec.config_disks.is_empty());
+    if spec.management_units.len() == 2 && spec.config_disks.is_empty() && !via_mc {
+        out.push(if has_390 {
+            "two MUs but no external configuration disk: MU redundancy for SE /390 needs them on both MUs (s1.3, mandatory)".to_string()
+        } else {
+            "two MUs but no external configuration disk: recommended for MU redundancy of an SE x86 (s1.3)".to_string()
+        });
+    }
+    for su in spec.server_units.iter().filter(|u| u.operation_mode == crate::api::OperationMode::VM2000) {
+        if su.monitor_memory_mi_b < 512 {
+            out.push(format!(
+                "the monitor system of SU {} has {} MiB: \"The main memory size of the monitor system should be at least 512 MB\" (s4.8)",
+                su.name, su.monitor_memory_mi_b
+            ));
+        }
+    }
+    out
 }
 
 /// A deleted server's units leave the world.

@@ -5,60 +5,21 @@
 //! BCAM is down on an SU /390 (VMS2332, written later: VMS2330), and reports where
 //! the definition is, its state, migrations and history.
 
+use super::common::{migrating, model_of, wake_waiting, wanted_devices};
 use super::{Cx, Outcome};
 use crate::api::{
-    remove_condition, set_condition, ConditionStatus, DeviceUsage, Kind, LmPhase, Mighost, MigrationRecord, Object,
-    SEServerSpec, SuType, SystemInformation, VMDefinitionSpec, VMDefinitionStatus, VmIndex, VmState,
+    remove_condition, set_condition, ConditionStatus, DeviceUsage, Mighost, MigrationRecord, Object, SuType,
+    SystemInformation, VMDefinitionSpec, VMDefinitionStatus, VmIndex, VmState,
 };
-use crate::sim::{Demand, SimVm, World};
+use crate::sim::{Demand, SimVm};
 use crate::store::EventType;
 use std::collections::BTreeMap;
-
-/// The devices a spec asks for, by single MN.
-pub fn wanted_devices(spec: &VMDefinitionSpec) -> BTreeMap<String, DeviceUsage> {
-    let mut m = BTreeMap::new();
-    for d in &spec.devices {
-        for mn in d.mn.expand() {
-            m.insert(mn, d.usage);
-        }
-    }
-    m
-}
 
 fn fixed(i: VmIndex) -> Option<u32> {
     match i {
         VmIndex::Fixed(n) => Some(n),
         VmIndex::Any => None,
     }
-}
-
-/// The model of the server that has SU `su` (for configuration strings).
-pub fn model_of(cx: &Cx, su: &str) -> String {
-    cx.world
-        .unit(su)
-        .and_then(|u| cx.cache.get_typed::<SEServerSpec>(&u.server))
-        .map(|s| s.spec.model.clone())
-        .unwrap_or_default()
-}
-
-/// Whether a migration of `vm` is in flight.
-pub fn migrating(w: &World, vm: &str) -> bool {
-    w.migrations.values().any(|m| m.vm == vm && !matches!(m.phase, LmPhase::Completed | LmPhase::Aborted))
-}
-
-/// Wakes definitions that wait for resources on `su` (after something was freed there).
-pub fn wake_waiting(cx: &mut Cx, su: &str) {
-    let waiting: Vec<String> = cx
-        .cache
-        .typed::<VMDefinitionSpec>()
-        .filter(|v| {
-            let on = v.status.server_unit.as_deref().unwrap_or(v.spec.server_unit.as_str()) == su;
-            let ready = v.status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True);
-            on && !ready
-        })
-        .map(|v| v.name().to_string())
-        .collect();
-    cx.wake.extend(waiting.into_iter().map(|n| (Kind::VMDefinition, n)));
 }
 
 fn vm_event(cx: &mut Cx, name: &str, t: EventType, reason: &str, msg: String) {
@@ -81,19 +42,8 @@ pub fn reconcile(cx: &mut Cx, o: &Object<VMDefinitionSpec, VMDefinitionStatus>) 
     let desired: VmState = spec.state.into();
     let devices = wanted_devices(spec);
 
-    // A non-persistent definition lost with its SU stays lost until the spec changes.
-    if let Some(g) = cx.world.lost_vms.get(&name).copied() {
-        if gen <= g.max(1) && !cx.world.vms.contains_key(&name) {
-            st.state = None;
-            st.server_unit = None;
-            st.vm_index = None;
-            set_condition(&mut st.conditions, "Placed", ConditionStatus::False, "DefinitionLost",
-                "the definition was not persistent and was lost when its SU went down; change the spec to create it again", Some(gen), &now);
-            set_condition(&mut st.conditions, "Ready", ConditionStatus::False, "DefinitionLost", "", Some(gen), &now);
-            return Ok(finish(o, st));
-        }
-        cx.world.lost_vms.remove(&name);
-        cx.world.touch();
+    if still_lost(cx, &name, gen, &now, &mut st) {
+        return Ok(finish(o, st));
     }
 
     if !cx.world.vms.contains_key(&name) {
@@ -125,29 +75,89 @@ pub fn reconcile(cx: &mut Cx, o: &Object<VMDefinitionSpec, VMDefinitionStatus>) 
     } else if !cx.world.powered(&su) {
         problems.push(("ServerUnitPoweredOff".into(), format!("SU {su} is powered off")));
     } else if s390 && !bcam_up && applied != gen {
-        let on_purpose = cx.world.su(&su).is_some_and(|s| s.bcam_ended_on_purpose);
+        if definition_command(&cx.world.vms[&name], spec, &devices) {
+            held_vms2332(cx, &su, gen, &now, &mut st);
+            return Ok(finish_status(cx, o, st, &name, problems));
+        }
+        // "All other VM2000 commands are executed. The contingent changes in the VM
+        // definitions are saved by the VM2000 hypervisor and later ... transferred to
+        // the system disk" (seed 004): VMS2330 when BCAM is back.
         cx.world.held_definitions.insert(su.clone());
         cx.world.touch();
-        let why = if on_purpose { "VMS2331 BCAM was ended (/BCEND)" } else { "BCAM is not active" };
-        set_condition(&mut st.conditions, "DefinitionSynced", ConditionStatus::False, "Vms2332",
-            &format!("VMS2332 {why} in the monitor system of {su}: definition commands are rejected; the change is held and carried out when BCAM is back (VMS2330)"),
+        set_condition(&mut st.conditions, "DefinitionSynced", ConditionStatus::False, "SavedByHypervisor",
+            &format!("BCAM is not active in the monitor system of {su}: the command was executed; the hypervisor writes the changed definition to the system disk when BCAM is back (VMS2330)"),
             Some(gen), &now);
-        return Ok(finish_status(cx, o, st, &name, problems));
+        converge(cx, o, &name, &su, desired, &devices, &mut problems);
     } else {
         if s390 && bcam_up {
-            bcam_back(cx, &su, &name);
+            bcam_back(cx, &su);
         }
-        remove_condition(&mut st.conditions, "DefinitionSynced");
+        if bcam_up {
+            remove_condition(&mut st.conditions, "DefinitionSynced");
+        }
         converge(cx, o, &name, &su, desired, &devices, &mut problems);
     }
     Ok(finish_status(cx, o, st, &name, problems))
 }
 
-/// BCAM is active again on `su` after definition changes were held: VMS2330, once.
-fn bcam_back(cx: &mut Cx, su: &str, name: &str) {
+/// A non-persistent definition that was removed (lost with its SU, or deleted by
+/// DELETE-VM) stays removed until the spec changes. True while it does.
+fn still_lost(cx: &mut Cx, name: &str, gen: u64, now: &str, st: &mut VMDefinitionStatus) -> bool {
+    let Some(g) = cx.world.lost_vms.get(name).copied() else { return false };
+    if gen <= g.max(1) && !cx.world.vms.contains_key(name) {
+        st.state = None;
+        st.server_unit = None;
+        st.vm_index = None;
+        let deleted = st.conditions.iter().any(|c| c.type_ == "Placed" && c.reason == "DeletedNotPersistent");
+        if !deleted {
+            set_condition(&mut st.conditions, "Placed", ConditionStatus::False, "DefinitionLost",
+                "the definition was not persistent and was lost when its SU went down; change the spec to create it again", Some(gen), now);
+        }
+        set_condition(&mut st.conditions, "Ready", ConditionStatus::False, "DefinitionLost", "", Some(gen), now);
+        return true;
+    }
+    cx.world.lost_vms.remove(name);
+    cx.world.touch();
+    false
+}
+
+/// Whether carrying out the spec change needs a command that directly concerns the
+/// VM definition (seed 004: ACTIVATE-VM-DEFINITION, MODIFY-VM-DEFINITION, setting
+/// PERSISTENT=*YES). sectl counts attribute and device changes as definition changes;
+/// state changes of an initialised VM (START-VM, SHUTDOWN, DELETE-VM) are not.
+fn definition_command(v: &SimVm, spec: &VMDefinitionSpec, devices: &BTreeMap<String, DeviceUsage>) -> bool {
+    !v.initialised() || attrs_changed(v, spec, devices) || (spec.persistent && !v.persistent)
+}
+
+/// Whether the spec asks for other attributes or devices than the VM has.
+fn attrs_changed(v: &SimVm, spec: &VMDefinitionSpec, devices: &BTreeMap<String, DeviceUsage>) -> bool {
+    v.memory_mib != spec.memory_mi_b.get()
+        || v.cpus != spec.cpus.get()
+        || v.pool != spec.cpu_pool.as_str()
+        || v.group.as_deref() != spec.vm_group.as_deref()
+        || &v.devices != devices
+        || v.vm_name != spec.vm_name.as_str()
+        || (fixed(spec.vm_index).is_some() && v.index.is_some() && v.index != fixed(spec.vm_index))
+}
+
+/// The change is held: VMS2332 (and VMS2331 when BCAM was ended on purpose).
+fn held_vms2332(cx: &mut Cx, su: &str, gen: u64, now: &str, st: &mut VMDefinitionStatus) {
+    let on_purpose = cx.world.su(su).is_some_and(|s| s.bcam_ended_on_purpose);
+    cx.world.held_definitions.insert(su.to_string());
+    cx.world.touch();
+    let why = if on_purpose { "VMS2331 BCAM was ended (/BCEND)" } else { "BCAM is not active" };
+    set_condition(&mut st.conditions, "DefinitionSynced", ConditionStatus::False, "Vms2332",
+        &format!("VMS2332 {why} in the monitor system of {su}: definition commands are rejected; the change is held and carried out when BCAM is back (VMS2330)"),
+        Some(gen), now);
+}
+
+/// BCAM is active again on `su` after definition changes were held or saved by the
+/// hypervisor: VMS2330, once, filed under the SU's server (not under one VM).
+fn bcam_back(cx: &mut Cx, su: &str) {
     if cx.world.held_definitions.remove(su) {
         cx.world.touch();
-        cx.event(EventType::Normal, "INFO", "VM2000", format!("VMDefinition/{name}"), "Vms2330",
+        let server = cx.world.unit(su).map(|u| u.server.clone()).unwrap_or_default();
+        cx.event(EventType::Normal, "INFO", "VM2000", format!("SEServer/{server}"), "Vms2330",
             format!("VMS2330 BCAM active again in the monitor system of {su}: VM definitions compared with the system disk and written"));
     }
 }
@@ -182,7 +192,7 @@ fn place(
         }
         if s.su_type == SuType::S390 && s.bcam_up && cx.world.powered(&su) {
             // A creation held while BCAM was down is written now.
-            bcam_back(cx, &su, &name);
+            bcam_back(cx, &su);
         }
     }
     let needs = desired != VmState::DefinedOnly;
@@ -235,6 +245,7 @@ fn place(
         devices: devices.clone(),
         detached: Default::default(),
         substates: Default::default(),
+        diff_source: None,
         lm_count: 0,
         history: Vec::new(),
         ipl_configuration: config.clone(),
@@ -275,7 +286,6 @@ fn converge(
 ) {
     let gen = o.metadata.generation.unwrap_or(1);
     let spec = &o.spec;
-    let now = cx.now();
     let v = cx.world.vms[name].clone();
     // After a recovery the definition stays DEFINED_ONLY until the user changes it.
     if let Some(h) = v.hold_until_generation_above {
@@ -290,120 +300,173 @@ fn converge(
         cx.world.vms.get_mut(name).expect("exists").hold_until_generation_above = None;
         cx.world.touch();
     }
-    let needs = desired != VmState::DefinedOnly;
-    let attrs_changed = v.memory_mib != spec.memory_mi_b.get()
-        || v.cpus != spec.cpus.get()
-        || v.pool != spec.cpu_pool.as_str()
-        || v.group.as_deref() != spec.vm_group.as_deref()
-        || &v.devices != devices
-        || v.vm_name != spec.vm_name.as_str()
-        || (fixed(spec.vm_index).is_some() && v.index.is_some() && v.index != fixed(spec.vm_index));
-    if !needs {
-        if v.initialised() {
-            cx.world.release_devices(su, name);
-            let w = cx.world.vms.get_mut(name).expect("exists");
-            w.state = VmState::DefinedOnly;
-            w.index = None;
-            // The VM is gone: the DIFF and detached vCPUs a live migration left go
-            // with it (detached devices are attached at the next activation).
-            w.substates.remove("DIFF");
-            w.detached_cpus = 0;
-            vm_event(
-                cx,
-                name,
-                EventType::Normal,
-                "VmDeleted",
-                format!("VM {} deleted on {su} (DELETE-VM); definition kept", v.vm_name),
-            );
-            wake_waiting(cx, su);
-        }
-        let w = cx.world.vms.get_mut(name).expect("exists");
-        w.memory_mib = spec.memory_mi_b.get();
-        w.cpus = spec.cpus.get();
-        w.pool = spec.cpu_pool.to_string();
-        w.group = spec.vm_group.as_ref().map(|g| g.to_string());
-        w.devices = devices.clone();
-        w.persistent = spec.persistent;
-        w.vm_name = spec.vm_name.to_string();
-        w.applied_generation = gen;
-        cx.world.touch();
+    if desired == VmState::DefinedOnly {
+        delete_vm(cx, o, name, su, &v, devices);
         return;
     }
-    if !v.initialised() || attrs_changed {
-        // A running VM keeps devices a live migration detached (tapes, local disks)
-        // detached; a VM activated anew gets those generated on this SU (a local disk
-        // of the SU it came from is not).
-        let generated_here = |mn: &str| cx.world.su(su).is_some_and(|s| s.devices.contains_key(mn));
-        let attach: BTreeMap<String, DeviceUsage> = devices
-            .iter()
-            .filter(|(mn, _)| !v.detached.contains(*mn) || (!v.initialised() && generated_here(mn)))
-            .map(|(k, u)| (k.clone(), *u))
-            .collect();
-        let demand = Demand {
-            owner: name,
-            vm_name: spec.vm_name.as_str(),
-            index: fixed(spec.vm_index).or(v.index),
-            memory_mib: spec.memory_mi_b.get(),
-            pool: spec.cpu_pool.as_str(),
-            group: spec.vm_group.as_deref(),
-            devices: &attach,
-            resources: true,
-        };
-        let short = cx.world.shortfalls(su, &demand);
-        if !short.is_empty() {
-            let verb = if v.initialised() { "the change cannot be carried out" } else { "the VM cannot be activated" };
-            let msg: Vec<String> = short.iter().map(|s| s.message.clone()).collect();
-            problems.push((short[0].reason.to_string(), format!("{verb}: {}", msg.join("; "))));
-            return;
-        }
-        let index = cx.world.pick_index(su, fixed(spec.vm_index).or(v.index), name);
-        cx.world.release_devices(su, name);
-        cx.world.hold_devices(su, name, &attach);
-        let w = cx.world.vms.get_mut(name).expect("exists");
-        w.index = index;
-        w.memory_mib = spec.memory_mi_b.get();
-        w.cpus = spec.cpus.get();
-        w.pool = spec.cpu_pool.to_string();
-        w.group = spec.vm_group.as_ref().map(|g| g.to_string());
-        w.devices = devices.clone();
-        w.vm_name = spec.vm_name.to_string();
-        w.detached.retain(|d| devices.contains_key(d));
-        if !v.initialised() {
-            w.detached.retain(|d| !attach.contains_key(d));
-            w.substates.remove("DIFF");
-            vm_event(
-                cx,
-                name,
-                EventType::Normal,
-                "VmActivated",
-                format!("VM {} activated on {su} with index {}", spec.vm_name, index.unwrap_or(0)),
-            );
-        }
-        if v.memory_mib > spec.memory_mi_b.get() || v.devices.len() > devices.len() {
-            wake_waiting(cx, su);
-        }
+    if (!v.initialised() || attrs_changed(&v, spec, devices))
+        && !activate_or_change(cx, o, name, su, &v, devices, problems)
+    {
+        return;
     }
-    let model = model_of(cx, su);
-    let config = cx.world.configuration_of(su, &model);
-    let w = cx.world.vms.get_mut(name).expect("exists");
-    if w.state != desired {
-        if desired == VmState::Running {
-            // Starting BS2000 is an IPL: LIVE-MIG-COUNT and the migration history
-            // start again, with this SU as the IPL host.
-            w.lm_count = 0;
-            w.history = vec![ipl_line(now.clone(), config.clone(), su, w.index)];
-            w.ipl_configuration = config;
-            w.substates.remove("DIFF");
-        }
-        let from = w.state;
-        w.state = desired;
-        let vm_name = w.vm_name.clone();
-        vm_event(cx, name, EventType::Normal, "VmStateChanged", format!("VM {vm_name} on {su}: {from} -> {desired}"));
-    }
+    set_state(cx, name, su, desired);
     let w = cx.world.vms.get_mut(name).expect("exists");
     w.persistent = spec.persistent;
     w.applied_generation = gen;
     cx.world.touch();
+}
+
+/// DEFINED_ONLY wanted: DELETE-VM. The VM goes; a persistent definition stays, a
+/// non-persistent one goes with it (seed 004: "A persistent VM definition is not
+/// deleted by /DELETE-VM").
+fn delete_vm(
+    cx: &mut Cx,
+    o: &Object<VMDefinitionSpec, VMDefinitionStatus>,
+    name: &str,
+    su: &str,
+    v: &SimVm,
+    devices: &BTreeMap<String, DeviceUsage>,
+) {
+    let gen = o.metadata.generation.unwrap_or(1);
+    let spec = &o.spec;
+    if v.initialised() {
+        cx.world.release_devices(su, name);
+        wake_waiting(cx, su);
+        if !v.persistent {
+            cx.world.remove_vm(name);
+            cx.world.lost_vms.insert(name.to_string(), gen);
+            cx.world.touch();
+            let msg =
+                format!("VM {} deleted on {su} (DELETE-VM); the definition was not persistent: deleted too", v.vm_name);
+            vm_event(cx, name, EventType::Normal, "VmDefinitionDeleted", msg);
+            return;
+        }
+        let w = cx.world.vms.get_mut(name).expect("exists");
+        w.state = VmState::DefinedOnly;
+        w.index = None;
+        // The VM is gone: the DIFF and detached vCPUs a live migration left go with it
+        // (detached devices are attached at the next activation).
+        w.substates.remove("DIFF");
+        w.diff_source = None;
+        w.detached_cpus = 0;
+        vm_event(
+            cx,
+            name,
+            EventType::Normal,
+            "VmDeleted",
+            format!("VM {} deleted on {su} (DELETE-VM); definition kept", v.vm_name),
+        );
+    }
+    let w = cx.world.vms.get_mut(name).expect("exists");
+    w.memory_mib = spec.memory_mi_b.get();
+    w.cpus = spec.cpus.get();
+    w.pool = spec.cpu_pool.to_string();
+    w.group = spec.vm_group.as_ref().map(|g| g.to_string());
+    w.devices = devices.clone();
+    w.persistent = spec.persistent;
+    w.vm_name = spec.vm_name.to_string();
+    w.applied_generation = gen;
+    cx.world.touch();
+}
+
+/// s4.8: "devices that were not generated on the source SU cannot be assigned to it
+/// on the target SU" while the VM has substate DIFF. The first such device, if any.
+fn not_generated_on_diff_source(cx: &Cx, v: &SimVm, devices: &BTreeMap<String, DeviceUsage>) -> Option<String> {
+    let src = cx.world.su(v.diff_source.as_deref()?)?;
+    devices.keys().find(|mn| !v.devices.contains_key(*mn) && !src.devices.contains_key(*mn)).cloned()
+}
+
+/// ACTIVATE-VM-DEFINITION, or changed attributes and devices of an initialised VM.
+/// False when it cannot be carried out (the reason is in `problems`).
+fn activate_or_change(
+    cx: &mut Cx,
+    o: &Object<VMDefinitionSpec, VMDefinitionStatus>,
+    name: &str,
+    su: &str,
+    v: &SimVm,
+    devices: &BTreeMap<String, DeviceUsage>,
+    problems: &mut Vec<(String, String)>,
+) -> bool {
+    let spec = &o.spec;
+    if v.initialised() {
+        if let Some(mn) = not_generated_on_diff_source(cx, v, devices) {
+            let from = v.diff_source.clone().unwrap_or_default();
+            problems.push(("DiffDeviceNotOnSource".into(), format!(
+                "the VM has substate DIFF: device {mn} was not generated on SU {from}, which it was migrated from, so it cannot be assigned on {su} (migrate it back or activate it anew here)")));
+            return false;
+        }
+    }
+    // A running VM keeps devices a live migration detached (tapes, local disks)
+    // detached; a VM activated anew gets those generated on this SU (a local disk of
+    // the SU it came from is not).
+    let generated_here = |mn: &str| cx.world.su(su).is_some_and(|s| s.devices.contains_key(mn));
+    let attach: BTreeMap<String, DeviceUsage> = devices
+        .iter()
+        .filter(|(mn, _)| !v.detached.contains(*mn) || (!v.initialised() && generated_here(mn)))
+        .map(|(k, u)| (k.clone(), *u))
+        .collect();
+    let demand = Demand {
+        owner: name,
+        vm_name: spec.vm_name.as_str(),
+        index: fixed(spec.vm_index).or(v.index),
+        memory_mib: spec.memory_mi_b.get(),
+        pool: spec.cpu_pool.as_str(),
+        group: spec.vm_group.as_deref(),
+        devices: &attach,
+        resources: true,
+    };
+    let short = cx.world.shortfalls(su, &demand);
+    if !short.is_empty() {
+        let verb = if v.initialised() { "the change cannot be carried out" } else { "the VM cannot be activated" };
+        let msg: Vec<String> = short.iter().map(|s| s.message.clone()).collect();
+        problems.push((short[0].reason.to_string(), format!("{verb}: {}", msg.join("; "))));
+        return false;
+    }
+    let index = cx.world.pick_index(su, fixed(spec.vm_index).or(v.index), name);
+    cx.world.release_devices(su, name);
+    cx.world.hold_devices(su, name, &attach);
+    let w = cx.world.vms.get_mut(name).expect("exists");
+    w.index = index;
+    w.memory_mib = spec.memory_mi_b.get();
+    w.cpus = spec.cpus.get();
+    w.pool = spec.cpu_pool.to_string();
+    w.group = spec.vm_group.as_ref().map(|g| g.to_string());
+    w.devices = devices.clone();
+    w.vm_name = spec.vm_name.to_string();
+    w.detached.retain(|d| devices.contains_key(d));
+    if !v.initialised() {
+        // Activated anew here: DIFF ends (s4.8).
+        w.detached.retain(|d| !attach.contains_key(d));
+        w.substates.remove("DIFF");
+        w.diff_source = None;
+        let what = index.map(|i| format!(" with index {i}")).unwrap_or_default();
+        vm_event(cx, name, EventType::Normal, "VmActivated", format!("VM {} activated on {su}{what}", spec.vm_name));
+    }
+    if v.memory_mib > spec.memory_mi_b.get() || v.devices.len() > devices.len() {
+        wake_waiting(cx, su);
+    }
+    true
+}
+
+/// The state the spec wants (START-VM, SHUTDOWN, ...). Starting BS2000 is an IPL:
+/// LIVE-MIG-COUNT and the migration history start again, with this SU as the IPL
+/// host. A DIFF substate stays (s4.8: only migrating back or activating anew ends it).
+fn set_state(cx: &mut Cx, name: &str, su: &str, desired: VmState) {
+    let now = cx.now();
+    let config = cx.world.configuration_of(su, &model_of(cx, su));
+    let w = cx.world.vms.get_mut(name).expect("exists");
+    if w.state == desired {
+        return;
+    }
+    if desired == VmState::Running {
+        w.lm_count = 0;
+        w.history = vec![ipl_line(now, config.clone(), su, w.index)];
+        w.ipl_configuration = config;
+    }
+    let from = w.state;
+    w.state = desired;
+    let vm_name = w.vm_name.clone();
+    vm_event(cx, name, EventType::Normal, "VmStateChanged", format!("VM {vm_name} on {su}: {from} -> {desired}"));
 }
 
 /// Fills the status from the world.
@@ -416,7 +479,24 @@ fn finish_status(
 ) -> Outcome {
     let gen = o.metadata.generation.unwrap_or(1);
     let now = cx.now();
-    let Some(v) = cx.world.vms.get(name).cloned() else { return finish(o, st) };
+    let Some(v) = cx.world.vms.get(name).cloned() else {
+        if cx.world.lost_vms.contains_key(name) {
+            st.state = None;
+            st.server_unit = None;
+            st.vm_index = None;
+            set_condition(
+                &mut st.conditions,
+                "Placed",
+                ConditionStatus::False,
+                "DeletedNotPersistent",
+                "DELETE-VM deleted the definition too: it was not persistent; change the spec to create it again",
+                Some(gen),
+                &now,
+            );
+            set_condition(&mut st.conditions, "Ready", ConditionStatus::False, "DefinitionLost", "", Some(gen), &now);
+        }
+        return finish(o, st);
+    };
     st.state = Some(v.state);
     st.server_unit = Some(v.su.clone());
     st.vm_index = v.index;

@@ -22,6 +22,11 @@ pub enum Fault {
     Dirty { vm: String, mibps: f64 },
     /// Put a running VM in state WAIT (the hypervisor stopped it), or let it resume.
     Wait { vm: String, on: bool },
+    /// Start or end a dynamic I/O configuration change (/START-CONFIGURATION-UPDATE)
+    /// in an SU's VM2000 monitor.
+    IoConfig { su: String, running: bool },
+    /// Initiate a VM2000 shutdown (/SHUTDOWN-VM VM-ID=*VM2000) on an SU, or cancel it.
+    Shutdown { su: String, initiated: bool },
     /// Move the clock forward.
     Advance { ms: u64 },
 }
@@ -55,7 +60,8 @@ impl Fault {
     pub fn parse(args: &[String]) -> Result<Fault, String> {
         let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
         let usage = "usage: sim power off|on UNIT | link down|up MGMT-CLUSTER | disk fail|repair DISK | \
-                     bcam stop|fail|start SU | rewas stop|start SU | dirty VM MIB_PER_S | wait|resume VM | advance DURATION";
+                     bcam stop|fail|start SU | rewas stop|start SU | dirty VM MIB_PER_S | wait|resume VM | \
+                     ioconfig start|end SU | shutdown initiate|cancel SU | advance DURATION";
         Ok(match a.as_slice() {
             ["power", "off", u] => Fault::Power { unit: u.to_string(), on: false },
             ["power", "on", u] => Fault::Power { unit: u.to_string(), on: true },
@@ -69,6 +75,10 @@ impl Fault {
             ["rewas", "stop", s] => Fault::Rewas { su: s.to_string(), up: false },
             ["rewas", "start", s] => Fault::Rewas { su: s.to_string(), up: true },
             ["advance", d] => Fault::Advance { ms: parse_duration(d)? },
+            ["ioconfig", "start", s] => Fault::IoConfig { su: s.to_string(), running: true },
+            ["ioconfig", "end", s] => Fault::IoConfig { su: s.to_string(), running: false },
+            ["shutdown", "initiate", s] => Fault::Shutdown { su: s.to_string(), initiated: true },
+            ["shutdown", "cancel", s] => Fault::Shutdown { su: s.to_string(), initiated: false },
             ["wait", vm] => Fault::Wait { vm: vm.to_string(), on: true },
             ["resume", vm] => Fault::Wait { vm: vm.to_string(), on: false },
             ["dirty", vm, rate] => {
@@ -228,6 +238,25 @@ impl Fault {
                     }
                 }
             }
+            Fault::IoConfig { su, running } => evs.extend(io_config(w, su, *running)?),
+            Fault::Shutdown { su, initiated } => {
+                let server = server_key(w, su);
+                let s = monitor_vm2000(w, su)?;
+                if s.shutdown_initiated != *initiated {
+                    s.shutdown_initiated = *initiated;
+                    evs.push(HwEvent {
+                        type_: if *initiated { EventType::Warning } else { EventType::Normal },
+                        priority: if *initiated { "WARNING" } else { "INFO" },
+                        component: "VM2000",
+                        object: server,
+                        reason: if *initiated { "Vm2000ShutdownInitiated" } else { "Vm2000ShutdownCancelled" },
+                        message: format!(
+                            "VM2000 shutdown {} on {su}",
+                            if *initiated { "initiated (/SHUTDOWN-VM VM-ID=*VM2000)" } else { "cancelled" }
+                        ),
+                    });
+                }
+            }
             Fault::Advance { .. } => {}
         }
         w.touch();
@@ -247,6 +276,52 @@ fn monitor_390<'a>(w: &'a mut World, su: &str, what: &str) -> Result<&'a mut sup
         return Err(format!("{su} is an SU x86; {what} in a monitor system exists on SU /390 only"));
     }
     Ok(s)
+}
+
+/// The runtime of SU `su`, which must run VM2000 (a monitor system or X2000 hypervisor).
+fn monitor_vm2000<'a>(w: &'a mut World, su: &str) -> Result<&'a mut super::SuRuntime, String> {
+    let s = w.su_mut(su).ok_or_else(|| format!("no server unit {su:?}"))?;
+    if s.mode != crate::api::OperationMode::VM2000 {
+        return Err(format!("{su} runs Native BS2000: there is no VM2000 on it"));
+    }
+    Ok(s)
+}
+
+/// s4.8: "The command /START-CONFIGURATION-UPDATE is rejected during the LM"; "As long
+/// as a VM has the sub-status DIFF, it's excluded from the dynamic I/O configuration
+/// change".
+fn io_config(w: &mut World, su: &str, running: bool) -> Result<Vec<HwEvent>, String> {
+    let server = server_key(w, su);
+    monitor_vm2000(w, su)?;
+    let busy = w.migrations.iter().find(|(_, m)| {
+        (m.source == su || m.target == su)
+            && !matches!(m.phase, crate::api::LmPhase::Completed | crate::api::LmPhase::Aborted)
+    });
+    if let (true, Some((lm, _))) = (running, busy) {
+        return Err(format!(
+            "/START-CONFIGURATION-UPDATE on {su} rejected: live migration {lm} is running (manual s4.8)"
+        ));
+    }
+    let diff: Vec<String> =
+        w.vms_on(su).filter(|(_, v)| v.substates.contains("DIFF")).map(|(_, v)| v.vm_name.clone()).collect();
+    let s = w.su_mut(su).expect("checked");
+    if s.io_change_running == running {
+        return Ok(Vec::new());
+    }
+    s.io_change_running = running;
+    let excluded =
+        if diff.is_empty() || !running { String::new() } else { format!("; excluded (substate DIFF): {}", diff.join(", ")) };
+    Ok(vec![HwEvent {
+        type_: EventType::Normal,
+        priority: "NOTICE",
+        component: "VM2000",
+        object: server,
+        reason: if running { "IoConfigurationChangeStarted" } else { "IoConfigurationChangeEnded" },
+        message: format!(
+            "dynamic I/O configuration change {} on {su}{excluded}",
+            if running { "started (/START-CONFIGURATION-UPDATE)" } else { "ended" }
+        ),
+    }])
 }
 
 /// The VMDefinition name of a placed VM given by object name or VM name.

@@ -82,9 +82,24 @@ pub struct SimMigration {
     pub messages: Vec<String>,
     /// Warnings (make MONJV $TW).
     pub warnings: Vec<String>,
+    /// The round in flight is the last storage transfer (I/O stopped, s4.4).
+    #[serde(default)]
+    pub last_transfer: bool,
+    /// The BS2000 system was loaded (RUNNING) when the migration started: only then
+    /// are there guest console lines, a suspension and resume of BS2000, and a new
+    /// LIVE-MIG-COUNT and history line.
+    #[serde(default = "yes")]
+    pub loaded: bool,
+    /// Native BS2000 (SU x86): no VM2000 monitor, so no VMS lines and no VM index.
+    #[serde(default)]
+    pub native: bool,
     /// Why it was rolled back, once it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_reason: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One pre-copy round: how long sending `mib` takes at `rate` MiB/s, and how much the
@@ -133,6 +148,21 @@ pub fn decide(
     }
 }
 
+/// The last storage transfer (s4.4: "At the very end of Phase 2, a last storage
+/// transfer is carried out"): it sends what the previous round left, with the I/O
+/// system stopped. The workload keeps dirtying pages at its rate meanwhile (the manual
+/// says stopped I/O diminishes the changes further but gives no figure, so sectl does
+/// not reduce the rate); what it dirties is copied while suspended.
+pub fn last_transfer(round_no: u32, rest_mib: f64, rate_mibps: f64, dirty_mibps: f64, memory_mib: f64) -> CopyRound {
+    let (ms, dirty) = round(rest_mib, rate_mibps, dirty_mibps, memory_mib);
+    CopyRound { round: round_no, sent_mi_b: rest_mib, dirty_mi_b: dirty, duration_ms: ms, last: true }
+}
+
+/// The suspension: copying `rest_mib` plus suspend, register copy and resume.
+pub fn suspension_ms(rest_mib: f64, rate_mibps: f64) -> u64 {
+    (rest_mib / rate_mibps.max(0.001) * 1000.0).ceil() as u64 + SUSPEND_OVERHEAD_MS
+}
+
 /// The /390 time budget for pre-copy: ten times a plain copy of the memory, at least a
 /// minute.
 pub fn default_budget_ms(memory_mib: f64, rate_mibps: f64) -> u64 {
@@ -157,7 +187,13 @@ pub fn plan(
     loop {
         let (ms, dirty) = round(sending, rate_mibps, dirty_mibps, memory_mib);
         elapsed += ms;
-        rounds.push(CopyRound { round: rounds.len() as u32, sent_mi_b: sending, dirty_mi_b: dirty, duration_ms: ms });
+        rounds.push(CopyRound {
+            round: rounds.len() as u32,
+            sent_mi_b: sending,
+            dirty_mi_b: dirty,
+            duration_ms: ms,
+            last: false,
+        });
         match decide(
             su_type,
             rounds.len() as u32,
@@ -170,7 +206,10 @@ pub fn plan(
         ) {
             Next::Round(n) => sending = n,
             Next::Suspend(rest) => {
-                let downtime = (rest / rate_mibps * 1000.0).ceil() as u64 + SUSPEND_OVERHEAD_MS;
+                let last = last_transfer(rounds.len() as u32, rest, rate_mibps, dirty_mibps, memory_mib);
+                elapsed += last.duration_ms;
+                let downtime = suspension_ms(last.dirty_mi_b, rate_mibps);
+                rounds.push(last);
                 return Some((rounds, downtime, elapsed + downtime + POST_TREATMENT_MS));
             }
             Next::Abort => return None,

@@ -84,6 +84,9 @@ pub struct SuRuntime {
     pub su_type: SuType,
     /// VM2000 or Native.
     pub mode: OperationMode,
+    /// The SU's model with its performance class, e.g. "SU700-70", when declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Real CPUs.
     pub cpus: u32,
     /// Main memory in MiB.

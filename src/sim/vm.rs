@@ -42,6 +42,10 @@ pub struct SimVm {
     /// Substates (DIFF, ...). MIGRATING is derived from running migrations.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub substates: BTreeSet<String>,
+    /// Substate DIFF: the SU whose I/O configuration the VM was migrated from (s4.8).
+    /// DIFF lasts until the VM migrates back there or is activated anew where it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_source: Option<String>,
     /// LIVE-MIG-COUNT.
     #[serde(default)]
     pub lm_count: u32,
@@ -323,6 +327,10 @@ impl World {
 
     /// A free VM index on `su` (the fixed one if given and free).
     pub fn pick_index(&self, su: &str, fixed: Option<u32>, owner: &str) -> Option<u32> {
+        // Native BS2000 has no VM2000, so no VM index.
+        if self.su(su).is_some_and(|s| s.mode == OperationMode::Native) {
+            return None;
+        }
         let mut used = self.used_indexes(su);
         if let Some(own) = self.vms.get(owner).filter(|v| v.su == su).and_then(|v| v.index) {
             used.remove(&own);
@@ -333,14 +341,22 @@ impl World {
         }
     }
 
-    /// Configuration string as SHOW-SYSTEM-INFORMATION prints it, e.g. "390SU- 700".
-    pub fn configuration_of(&self, su: &str, model: &str) -> String {
+    /// Configuration string as SHOW-SYSTEM-INFORMATION prints it, e.g. "390SU- 700-70"
+    /// (s4.5): the SU's model with its performance class when the SU declares one
+    /// (`model: SU700-70`), else the digits of the server's model ("390SU- 700").
+    pub fn configuration_of(&self, su: &str, server_model: &str) -> String {
         let arch = match self.su(su).map(|s| s.su_type) {
             Some(SuType::X86) => "X86SU",
             _ => "390SU",
         };
-        let digits: String = model.chars().filter(|c| c.is_ascii_digit()).collect();
-        format!("{arch}-{digits:>4}")
+        let own = self.su(su).and_then(|s| s.model.as_deref());
+        let model = own.unwrap_or(server_model);
+        let (base, class) = match model.split_once('-') {
+            Some((b, c)) if own.is_some() => (b, format!("-{c}")),
+            _ => (model, String::new()),
+        };
+        let digits: String = base.chars().filter(|c| c.is_ascii_digit()).collect();
+        format!("{arch}-{digits:>4}{class}")
     }
 
     /// Checks the books: every holding belongs to an existing VM or migration on the

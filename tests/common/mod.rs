@@ -2,6 +2,8 @@
 //! YAML, and running the real binary.
 #![allow(dead_code)]
 
+pub mod world;
+
 use sectl::api::Resource;
 use std::path::Path;
 

@@ -1,0 +1,651 @@
+//! Issue 12, "the simulation tells the truth": one test per rule of the manual
+//! ("Cluster Solutions for SE Server", `shared/seeds/000_*`; "VM definitions",
+//! `shared/seeds/004_*`) that sectl used to get wrong, each quoting the manual's
+//! sentence or example; the console transcripts of s4.6.1 (/390) and s4.6.2 (x86) in
+//! order; and the scenario "site outage with storage loss" (s5).
+
+mod common;
+
+use common::world::*;
+use sectl::api::{ClusterState, ConditionStatus, Kind, LmPhase, RecoveryPhase, SUClusterSpec, VmState};
+use sectl::store::Store;
+use serde_json::json;
+
+/// The message IDs of console lines ("UNIT: ID text"), SEC lines (sectl's) left out.
+fn ids(messages: &[String]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| m.split_once(": ").map(|(_, rest)| rest.split(' ').next().unwrap_or("").to_string()))
+        .filter(|id| !id.starts_with("SEC"))
+        .collect()
+}
+
+/// Console lines without sectl's own SEC lines.
+fn manual_lines(messages: &[String]) -> Vec<String> {
+    messages.iter().filter(|m| !m.split(": ").nth(1).unwrap_or("").starts_with("SEC")).cloned().collect()
+}
+
+/// The SU /390 site with the SU models of the manual's example (s4.5: "390SU- 500-10B",
+/// "390SU- 700-70") and the device CS of s4.6.1 on both SUs.
+fn site390_models() -> String {
+    let cs = "\n        - {mn: \"CS\", type: other, hostConnector: \"0C\", unitId: \"00\"}";
+    let mut s = site390();
+    s = s.replacen(&se701("", ""), &se701(cs, "      model: SU700-70\n"), 1);
+    s.replacen(
+        &se501("", "      maxVmDefinitions: 30\n"),
+        &se501(cs, "      maxVmDefinitions: 30\n      model: SU500-10B\n"),
+        1,
+    )
+}
+
+fn suc_state(e: &Env, name: &str) -> (Option<ClusterState>, Vec<String>) {
+    let r = e.store.get(Kind::SUCluster, name).expect("get").expect("exists");
+    let o = r.as_typed::<SUClusterSpec>().expect("typed");
+    (o.status.state, o.status.reasons.clone())
+}
+
+// ---------------------------------------------------------------------------------
+// Item 1: the console transcripts
+
+#[test]
+fn s4_6_1_console_transcript_390_in_order() {
+    let mut e = Env::new(&site390_models());
+    // VM12PROD as in s4.6.1: loaded on the SU700 (ETMDR03 "INITIAL CONFIGURATION WAS
+    // '390SU- 700-70'"), now on ABGSE501, migrated back to ABGSE701; devices CS, FAA4,
+    // FAA5 (FAA5 shared: "VMS4005 DEVICE 'FAA5' ASSIGNED ... (TYPE=SD)"); BCAM lines
+    // L#MANLO1 and the VLAN lines L1#DANPU, L1#MANPU, L1#MCNPR.
+    let spec = json!({"devices": [{"mn": "CS"}, {"mn": "FAA4"}, {"mn": "FAA5", "usage": "shared"}],
+        "bcamLines": [{"name": "L#MANLO1"}, {"name": "L1#DANPU", "vlan": true},
+                      {"name": "L1#MANPU", "vlan": true}, {"name": "L1#MCNPR", "vlan": true}]});
+    e.apply(&vm12prod("ABGSE701", spec));
+    e.apply(&lm("lm-out", "vm12prod", "ABGSE501", json!({})));
+    assert_eq!(e.lm("lm-out").phase, LmPhase::Completed);
+    e.apply(&lm("lm-vm12", "vm12prod", "ABGSE701", json!({})));
+    let st = e.lm("lm-vm12");
+    assert_eq!(st.phase, LmPhase::Completed, "{:#?}", st.conflicts);
+    // s4.6.1 numbers the lines 1-15 "in chronological sequence of appearance".
+    let want = [
+        "ABGSE501: VMS2450 LIVE MIGRATION OF VM (12,VM12PROD) TO TARGET SU 'ABGSE701' STARTED", // 1
+        "VM12PROD: ETMDR01 DYNAMIC RECONFIGURATION WITH FUNCTION 'MIGRATE' STARTED",            // 2
+        "VM12PROD: MCS1002 GLOBAL MSCF CONFIGURATION PARAMETER 'RECOVERY-START' CHANGED FROM '*AUTOMATIC' TO 'LOCKED'", // 3
+        "ABGSE701: VMS2430 LIVE MIGRATION OF VM (12,VM12PROD) FROM SOURCE SU 'ABGSE501' STARTED", // 4
+        "ABGSE701: VMS3050 VIRTUAL MACHINE (12,VM12PROD) CREATED",                                 // 5
+        "ABGSE701: VMS4005 DEVICE 'CS' ASSIGNED TO VIRTUAL MACHINE (12,VM12PROD)",                 // 6
+        "ABGSE701: VMS4005 DEVICE 'FAA4' ASSIGNED TO VIRTUAL MACHINE (12,VM12PROD)",
+        "ABGSE701: VMS4005 DEVICE 'FAA5' ASSIGNED TO VIRTUAL MACHINE (12,VM12PROD) (TYPE=SD)",
+        "ABGSE501: VMS2452 VM (12,VM12PROD) SUSPENDED AT LIVE MIGRATION TO TARGET SU 'ABGSE701'", // 7
+        "VM12PROD: ETMDR03 LIVE MIGRATION FROM SOURCE CONFIGURATION '390SU- 500-10B' TO TARGET CONFIGURATION '390SU- 700-70' FINISHED. INITIAL CONFIGURATION WAS '390SU- 700-70'", // 8
+        "ABGSE701: VMS2432 VM (12,VM12PROD) RESUMED AT LIVE MIGRATION FROM SOURCE SU 'ABGSE501'", // 9
+        "VM12PROD: BCA07DC LINE \"L#MANLO1\" active",                                              // 10
+        "VM12PROD: BCA05EC VLAN-LINE \"L1#DANPU\" active",
+        "VM12PROD: BCA05EC VLAN-LINE \"L1#MANPU\" active",
+        "VM12PROD: BCA05EC VLAN-LINE \"L1#MCNPR\" active",
+        "VM12PROD: MCS1002 GLOBAL MSCF CONFIGURATION PARAMETER 'RECOVERY-START' CHANGED FROM 'LOCKED' TO '*AUTOMATIC'", // 11
+        "ABGSE701: VMS2431 LIVE MIGRATION OF VM (12,VM12PROD) FROM SOURCE SU 'ABGSE501' COMPLETED", // 12
+        "ABGSE501: VMS4009 DEVICE 'CS' REMOVED FROM VIRTUAL MACHINE (12,VM12PROD)",                // 13
+        "ABGSE501: VMS4009 DEVICE 'FAA4' REMOVED FROM VIRTUAL MACHINE (12,VM12PROD)",
+        "ABGSE501: VMS4009 DEVICE 'FAA5' REMOVED FROM VIRTUAL MACHINE (12,VM12PROD)",
+        "ABGSE501: VMS4024 VIRTUAL MACHINE (12,VM12PROD) TERMINATED",                              // 14
+        "ABGSE501: VMS2451 LIVE MIGRATION OF VM (12,VM12PROD) TO TARGET SU 'ABGSE701' COMPLETED",  // 15
+    ];
+    assert_eq!(manual_lines(&st.messages), want, "{:#?}", st.messages);
+    // s4.5: "00000000 2019-12-06 10:07:02 390SU- 500-10B 12" -- configurations carry
+    // the model suffix.
+    let v = e.vm("vm12prod");
+    let conf: Vec<&str> = v.migration_history.iter().map(|h| h.configuration.as_str()).collect();
+    assert_eq!(conf, vec!["390SU- 700-70", "390SU- 500-10B", "390SU- 700-70"]);
+    assert_eq!(v.live_migration_count, 2);
+}
+
+#[test]
+fn s4_6_2_console_transcript_x86_in_order() {
+    let site = site_x86(10, "VM2000")
+        .replace("SEX1", "ABGSE30A")
+        .replace("SEX2", "ABGSE30B")
+        .replace("9000-900F", "CC40-CC4F")
+        .replace("{mn: \"9100\", type: localDisk", "{mn: \"FAAE\", type: disk")
+        .replace("{mn: \"9200\", type: localDisk", "{mn: \"FAAE\", type: disk")
+        .replace("{mn: \"9F00\", type: tape", "{mn: \"FAAF\", type: disk");
+    let mut e = Env::new(&site);
+    e.apply(&vm(
+        "vm03prod",
+        "VM03PROD",
+        "ABGSE30A",
+        json!({"vmIndex": 3, "state": "RUNNING", "memoryMiB": 1024,
+               "devices": [{"mn": "CC44"}, {"mn": "CC45"}, {"mn": "FAAE"}, {"mn": "FAAF"}]}),
+    ));
+    e.apply(&lm("lm-vm03", "vm03prod", "ABGSE30B", json!({})));
+    let st = e.lm("lm-vm03");
+    assert_eq!(st.phase, LmPhase::Completed, "{:#?}", st.conflicts);
+    // s4.6.2: source VMS2450 ... VMS4009 (BY SYSADM), VMS6021, VMS2451; target VMS6020,
+    // VMS4005 (BY SYSADM), VMS2050 READY; "no message VMS2452 ... Instead, the message
+    // HAL0331"; "no message VMS2432 ... Instead, the message HAL0332"; the guest's
+    // messages "are for SU x86 analogous to the ones for SU /390".
+    let want = [
+        "ABGSE30A: VMS2450 LIVE MIGRATION OF VM (3,VM03PROD) TO TARGET SU 'ABGSE30B' STARTED",
+        "VM03PROD: ETMDR01 DYNAMIC RECONFIGURATION WITH FUNCTION 'MIGRATE' STARTED",
+        "VM03PROD: MCS1002 GLOBAL MSCF CONFIGURATION PARAMETER 'RECOVERY-START' CHANGED FROM '*AUTOMATIC' TO 'LOCKED'",
+        "ABGSE30B: VMS6020 VIRTUAL MACHINE (3,VM03PROD) CREATED BY SYSTEM ADMINISTRATION",
+        "ABGSE30B: VMS4005 DEVICE 'CC44' ASSIGNED TO VIRTUAL MACHINE (3,VM03PROD) (BY SYSADM)",
+        "ABGSE30B: VMS4005 DEVICE 'CC45' ASSIGNED TO VIRTUAL MACHINE (3,VM03PROD) (BY SYSADM)",
+        "ABGSE30B: VMS4005 DEVICE 'FAAE' ASSIGNED TO VIRTUAL MACHINE (3,VM03PROD) (BY SYSADM)",
+        "ABGSE30B: VMS4005 DEVICE 'FAAF' ASSIGNED TO VIRTUAL MACHINE (3,VM03PROD) (BY SYSADM)",
+        "ABGSE30A: HAL0331 BS2000 SUSPEND",
+        "ABGSE30B: HAL0332 BS2000 RESUME, CONTINUING",
+        "VM03PROD: ETMDR03 LIVE MIGRATION FROM SOURCE CONFIGURATION 'X86SU- 710' TO TARGET CONFIGURATION 'X86SU- 310' FINISHED. INITIAL CONFIGURATION WAS 'X86SU- 710'",
+        "VM03PROD: MCS1002 GLOBAL MSCF CONFIGURATION PARAMETER 'RECOVERY-START' CHANGED FROM 'LOCKED' TO '*AUTOMATIC'",
+        "ABGSE30A: VMS4009 DEVICE 'CC44' REMOVED FROM VIRTUAL MACHINE (3,VM03PROD) (BY SYSADM)",
+        "ABGSE30A: VMS4009 DEVICE 'CC45' REMOVED FROM VIRTUAL MACHINE (3,VM03PROD) (BY SYSADM)",
+        "ABGSE30A: VMS4009 DEVICE 'FAAE' REMOVED FROM VIRTUAL MACHINE (3,VM03PROD) (BY SYSADM)",
+        "ABGSE30A: VMS4009 DEVICE 'FAAF' REMOVED FROM VIRTUAL MACHINE (3,VM03PROD) (BY SYSADM)",
+        "ABGSE30A: VMS6021 VIRTUAL MACHINE (3,VM03PROD) TERMINATED BY SYSTEM ADMINISTRATION",
+        "ABGSE30A: VMS2451 LIVE MIGRATION OF VM (3,VM03PROD) TO TARGET SU 'ABGSE30B' COMPLETED",
+        "ABGSE30B: VMS2050 GUEST SYSTEM ON VM (3,VM03PROD) READY",
+    ];
+    assert_eq!(manual_lines(&st.messages), want, "{:#?}", st.messages);
+}
+
+// ---------------------------------------------------------------------------------
+// Items 2 and 3: DIFF
+
+/// ABGSE701 has D00F generated in addition: the I/O configurations differ.
+fn site_diff() -> String {
+    let d00f = "\n        - {mn: \"D00F\", type: disk, hostConnector: \"0D\", unitId: \"0F\"}";
+    site390().replacen(&se701("", ""), &se701(d00f, ""), 1)
+}
+
+#[test]
+fn diff_vm_gets_no_device_generated_only_on_the_target() {
+    // s4.8: "As long as a VM has the sub-status DIFF, ... devices that were not
+    // generated on the source SU cannot be assigned to it on the target SU."
+    let mut e = Env::new(&site_diff());
+    e.apply(&vm12prod("ABGSE501", json!({})));
+    e.apply(&lm("lm-1", "vm12prod", "ABGSE701", json!({})));
+    assert_eq!(e.vm("vm12prod").substates, vec!["DIFF".to_string()]);
+    e.apply(&vm12prod("ABGSE501", json!({"devices": [{"mn": "4683"}, {"mn": "D00F"}]})));
+    let v = e.vm("vm12prod");
+    let ready = cond(&v.conditions, "Ready");
+    assert_eq!((ready.status, ready.reason.as_str()), (ConditionStatus::False, "DiffDeviceNotOnSource"), "{ready:?}");
+    assert!(holders(&e.world(), "ABGSE701", "D00F").is_empty());
+    // A device the source generated too is assignable.
+    e.apply(&vm12prod("ABGSE501", json!({"devices": [{"mn": "4683"}, {"mn": "4690"}]})));
+    assert_eq!(holders(&e.world(), "ABGSE701", "4690").len(), 1);
+    assert_eq!(cond(&e.vm("vm12prod").conditions, "Ready").status, ConditionStatus::True);
+}
+
+#[test]
+fn diff_lasts_through_a_restart_until_migrated_back() {
+    // s4.8: "The sub-status DIFF keeps the VM until it's either migrated to the source
+    // SU or it is reactivated on the target SU (new activation is done with the
+    // commands /DELETE-VM and /ACTIVATE-VM-DEFINITION ...)".
+    let mut e = Env::new(&site_diff());
+    e.apply(&vm12prod("ABGSE501", json!({})));
+    e.apply(&lm("lm-1", "vm12prod", "ABGSE701", json!({})));
+    e.apply(&vm12prod("ABGSE501", json!({"state": "DOWN"})));
+    e.apply(&vm12prod("ABGSE501", json!({"state": "RUNNING"})));
+    let v = e.vm("vm12prod");
+    assert_eq!(v.state, Some(VmState::Running));
+    assert_eq!(v.substates, vec!["DIFF".to_string()], "a DOWN -> RUNNING restart keeps DIFF");
+    e.apply(&lm("lm-2", "vm12prod", "ABGSE501", json!({})));
+    assert!(e.vm("vm12prod").substates.is_empty(), "migrated back to the source: DIFF ends");
+}
+
+// ---------------------------------------------------------------------------------
+// Items 4, 5, 6: operation modes, MUs, Native on SU /390
+
+#[test]
+fn su_cluster_of_native_and_vm2000_says_lm_is_impossible() {
+    // Glossary, "BS2000 Operation Mode": the modes "affect the cluster status of SU
+    // Clusters insofar as Live Migration is only possible between SUs with the same
+    // BS2000 operation modes"; "Cluster Status": "In the state ERROR the cluster
+    // functions are not fulfilled (for example LM is not possible)".
+    let site = site_x86(10, "VM2000").replacen("operationMode: VM2000", "operationMode: Native", 1);
+    let mut e = Env::new(&site);
+    let (state, reasons) = suc_state(&e, "sux86");
+    assert_eq!(state, Some(ClusterState::Error), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("LM is not possible")), "{reasons:?}");
+    e.apply(&vm("x2", "X2", "SEX2", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    e.apply(&lm("lm-x2", "x2", "SEX1", json!({})));
+    let st = e.lm("lm-x2");
+    assert_eq!(st.phase, LmPhase::Rejected);
+    assert!(has_reason(&st, "OperationModeMismatch"), "{:#?}", st.conflicts);
+}
+
+#[test]
+fn an_mu_off_concerns_su_390_clusters_not_su_x86_clusters() {
+    // s3.3: "In case of SU /390, the MUs and their resources are also important for the
+    // cluster functionality"; s2.3.3: after an MU power-off "The status of the SU /390
+    // Cluster also changes itself to WARNING".
+    let mut x = Env::new(&site_x86(10, "VM2000"));
+    x.sim("power off mux1");
+    assert_eq!(suc_state(&x, "sux86").0, Some(ClusterState::Normal), "{:?}", suc_state(&x, "sux86").1);
+    let mut s = Env::new(&site390());
+    s.sim("power off abgwhite");
+    let (state, reasons) = suc_state(&s, "su390");
+    assert_eq!(state, Some(ClusterState::Error), "the only MU of se701 is off: no SKP ({reasons:?})");
+    let site =
+        site390().replace("managementUnits: [{name: abgwhite}]", "managementUnits: [{name: abgwhite}, {name: abgred}]");
+    let mut s = Env::new(&site);
+    s.sim("power off abgred");
+    let (state, reasons) = suc_state(&s, "su390");
+    assert_eq!(state, Some(ClusterState::Warning), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("MU abgred")), "{reasons:?}");
+}
+
+#[test]
+fn native_bs2000_on_an_su_390_is_allowed_but_not_migrated() {
+    // Glossary, "SU /390": "A /390-based Server Unit (SU /390) makes using BS2000
+    // systems (Native BS2000 or VM2000) possible"; s4.1: "LM of native BS2000 is only
+    // possible for SU x86".
+    let site = site390().replace("operationMode: VM2000", "operationMode: Native").replace(
+        "      type: \"390\"\n      cpus: 4",
+        "      type: \"390\"\n      operationMode: Native\n      cpus: 4",
+    );
+    let docs = sectl::manifest::decode("site.yaml", site.as_bytes()).expect("decodes");
+    for d in &docs {
+        assert!(sectl::api::validate::check_object(&d.resource).is_empty(), "{:?}", d.resource.name());
+    }
+    let mut e = Env::new(&site);
+    let (state, reasons) = suc_state(&e, "su390");
+    assert_eq!(state, Some(ClusterState::Error), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("Native BS2000") && r.contains("LM is not possible")), "{reasons:?}");
+    e.apply(&vm("n1", "NATIVE1", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 4096})));
+    let v = e.vm("n1");
+    assert_eq!((v.state, v.vm_index), (Some(VmState::Running), None), "Native BS2000 has no VM index");
+    e.apply(&lm("lm-n1", "n1", "ABGSE701", json!({})));
+    let st = e.lm("lm-n1");
+    assert_eq!(st.phase, LmPhase::Rejected);
+    assert!(has_reason(&st, "NativeOn390"), "{:#?}", st.conflicts);
+}
+
+// ---------------------------------------------------------------------------------
+// Item 7: RECOVER-VM-DEFINITION needs VM2000
+
+#[test]
+fn recovery_exists_only_in_su_clusters_with_vm2000() {
+    // s5: "The command /RECOVER-VM-DEFINITION is available in any SU Cluster (SU /390
+    // and SU x86) with VM2000."
+    let mut e = Env::new(&site_x86(10, "Native"));
+    e.apply(&vm("n1", "NATIVE1", "SEX1", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    e.sim("power off SEX1");
+    e.sim("advance 120s");
+    e.apply(&rec("rec-n1", "n1", "SEX2", json!({})));
+    let st = e.rec("rec-n1");
+    assert_eq!(st.phase, RecoveryPhase::Rejected);
+    assert!(st.conflicts.iter().any(|c| c.reason == "NoVm2000"), "{:#?}", st.conflicts);
+    assert_eq!(e.world().vms["n1"].su, "SEX1");
+}
+
+// ---------------------------------------------------------------------------------
+// Item 8: BCAM ended on an SU /390
+
+#[test]
+fn bcam_down_rejects_definition_commands_and_runs_the_others() {
+    // "VM definitions": "all VM2000 commands which directly concern the VM definitions
+    // (e.g. /ACTIVATE-VM-DEFINITION or /SHOW-VM-DEFINITION) ... are rejected with
+    // message VMS2332. All other VM2000 commands are executed. The contingent changes
+    // in the VM definitions are saved by the VM2000 hypervisor and later (before
+    // message VMS2330 is issued) transferred to the system disk."
+    let mut e = Env::new(&site390());
+    e.apply(&vm("i1", "I1", "ABGSE501", json!({"state": "INIT_ONLY", "memoryMiB": 1024})));
+    e.apply(&vm("d1", "D1", "ABGSE501", json!({"state": "DEFINED_ONLY", "memoryMiB": 1024})));
+    e.sim("bcam stop ABGSE501");
+    // START-VM is executed.
+    e.apply(&vm("i1", "I1", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    let v = e.vm("i1");
+    assert_eq!(v.state, Some(VmState::Running));
+    assert_eq!(cond(&v.conditions, "DefinitionSynced").reason, "SavedByHypervisor");
+    // MIGRATE-VM-DEFINITION is rejected with VMS2332.
+    e.apply(&lm("lm-d1", "d1", "ABGSE701", json!({"definitionOnly": true})));
+    let st = e.lm("lm-d1");
+    assert_eq!(st.phase, LmPhase::Rejected);
+    let c = st.conflicts.iter().find(|c| c.reason == "BcamNotActive").expect("VMS2332");
+    assert_eq!(c.code.as_deref(), Some("VMS2332"));
+    assert_eq!(e.world().vms["d1"].su, "ABGSE501");
+    // RECOVER-VM-DEFINITION on an SU whose BCAM is down: rejected with VMS2332.
+    e.apply(&vm("r1", "R1", "ABGSE701", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    e.sim("power off ABGSE701");
+    e.sim("advance 120s");
+    e.apply(&rec("rec-r1", "r1", "ABGSE501", json!({})));
+    let st = e.rec("rec-r1");
+    assert_eq!(st.phase, RecoveryPhase::Rejected);
+    assert!(st.conflicts.iter().any(|c| c.code.as_deref() == Some("VMS2332")), "{:#?}", st.conflicts);
+    // BCAM back: VMS2330 once, filed under the SU's server, not under a VM.
+    let seq = e.last_seq();
+    e.sim("bcam start ABGSE501");
+    let evs = e.events_since(seq);
+    let v2330: Vec<_> = evs.iter().filter(|ev| ev.reason == "Vms2330").collect();
+    assert_eq!(v2330.len(), 1, "{evs:#?}");
+    assert_eq!(v2330[0].object, "SEServer/se501");
+    assert!(!has_cond(&e.vm("i1").conditions, "DefinitionSynced"));
+}
+
+// ---------------------------------------------------------------------------------
+// Item 9: DELETE-VM of a non-persistent definition
+
+#[test]
+fn delete_vm_removes_a_non_persistent_definition_keeps_a_persistent_one() {
+    // "VM definitions": "A persistent VM definition is not deleted by /DELETE-VM"
+    // (so a non-persistent one is).
+    let mut e = Env::new(&site390());
+    e.apply(&vm("p", "P", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    e.apply(&vm("np", "NP", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 1024, "persistent": false})));
+    e.apply(&vm("p", "P", "ABGSE501", json!({"state": "DEFINED_ONLY", "memoryMiB": 1024})));
+    e.apply(&vm("np", "NP", "ABGSE501", json!({"state": "DEFINED_ONLY", "memoryMiB": 1024, "persistent": false})));
+    assert_eq!(e.vm("p").state, Some(VmState::DefinedOnly));
+    assert!(e.world().vms.contains_key("p"));
+    let np = e.vm("np");
+    assert!(!e.world().vms.contains_key("np"), "the non-persistent definition is deleted");
+    assert_eq!(np.state, None);
+    assert_eq!(cond(&np.conditions, "Placed").reason, "DeletedNotPersistent");
+    e.sim("advance 1m");
+    assert!(!e.world().vms.contains_key("np"), "not created again by itself");
+    // A changed spec creates it again.
+    e.apply(&vm("np", "NP", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 1024, "persistent": false})));
+    assert_eq!(e.vm("np").state, Some(VmState::Running));
+}
+
+// ---------------------------------------------------------------------------------
+// Item 10: a system that is not loaded
+
+#[test]
+fn migrating_a_system_that_is_not_loaded() {
+    // s4.6.1 ties ETMDR01/ETMDR03 and MCS1002 to "the system VM12PROD" (the guest),
+    // VMS2452/VMS2432 to "The guest system was stopped ... started on the target SU";
+    // s4.5: LIVE-MIG-COUNT shows "how often this system has been migrated". A VM in
+    // INIT_ONLY or DOWN has no BS2000 loaded.
+    for state in ["INIT_ONLY", "DOWN"] {
+        let mut e = Env::new(&site390());
+        e.apply(&vm12prod("ABGSE501", json!({"state": state})));
+        let seq = e.last_seq();
+        e.apply(&lm("lm-1", "vm12prod", "ABGSE701", json!({})));
+        let st = e.lm("lm-1");
+        assert_eq!(st.phase, LmPhase::Completed, "{state}: {:#?}", st.conflicts);
+        let got = ids(&st.messages);
+        for id in ["ETMDR01", "ETMDR03", "MCS1002", "VMS2452", "VMS2432", "BCA07DC"] {
+            assert!(!got.iter().any(|g| g == id), "{state}: {id} in {:#?}", st.messages);
+        }
+        for id in ["VMS2450", "VMS2430", "VMS3050", "VMS4005", "VMS2431", "VMS4009", "VMS4024", "VMS2451"] {
+            assert!(got.iter().any(|g| g == id), "{state}: no {id} in {:#?}", st.messages);
+        }
+        let v = e.vm("vm12prod");
+        assert_eq!((v.server_unit.as_deref(), v.live_migration_count), (Some("ABGSE701"), 0), "{state}");
+        assert!(v.migration_history.is_empty(), "{state}: {:?}", v.migration_history);
+        assert!(!e.events_since(seq).iter().any(|ev| ev.reason == "VmPaused"), "{state}");
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Item 11: VMS2404, VMS2437, Native without index
+
+#[test]
+fn vms2404_lists_only_the_targets_conflicts_as_message_codes() {
+    // s4.3: "% VMS2404 LIVE MIGRATION OF VM (12,VM12PROD) REJECTED BY THE TARGET SU
+    // 'ABGSE501'. REASON: VMS2437,4683" and "% VMS2437 DEVICE '(&00)' NOT ASSIGNABLE TO
+    // VIRTUAL MACHINE ON THE TARGET SU".
+    let mut e = Env::new(&site390());
+    e.apply(&vm12prod("ABGSE701", json!({})));
+    e.apply(&vm(
+        "blocker",
+        "BLOCK",
+        "ABGSE501",
+        json!({"state": "RUNNING", "memoryMiB": 512,
+        "devices": [{"mn": "4683"}]}),
+    ));
+    e.sim("wait VM12PROD");
+    e.apply(&lm("chk", "vm12prod", "ABGSE501", json!({"checkOnly": true})));
+    let st = e.lm("chk");
+    assert_eq!(st.phase, LmPhase::Rejected);
+    assert_eq!(
+        st.messages,
+        vec![
+            "VMS2404 LIVE MIGRATION OF VM (12,VM12PROD) REJECTED BY THE TARGET SU 'ABGSE501'. REASON: VMS2437,4683",
+            "SEC2405 LIVE MIGRATION OF VM (12,VM12PROD) REJECTED BY THE SOURCE SU 'ABGSE701'. REASON: SEC2421",
+            "VMS2461 LIVE MIGRATION OF VM (12,VM12PROD) TO TARGET SU 'ABGSE501' NOT POSSIBLE",
+        ]
+    );
+    let c = st.conflicts.iter().find(|c| c.reason == "DeviceAssignedExclusively").expect("VMS2437");
+    assert!(c.message.starts_with("VMS2437 DEVICE '4683' NOT ASSIGNABLE TO VIRTUAL MACHINE ON THE TARGET SU"), "{c:?}");
+    assert!(st.conflicts.iter().all(|c| c.code.is_some()), "every conflict has a code: {:#?}", st.conflicts);
+}
+
+#[test]
+fn native_x86_migration_has_no_vm_index_and_no_vms_lines() {
+    // s4.2: "LM of Native BS2000 (only SU x86)"; VMS messages are VM2000's (s4.6.2: "The
+    // LM is executed by X2000 on SU x86. In operation mode VM2000 other message numbers
+    // are issued"), and a VM index exists only under VM2000.
+    let mut e = Env::new(&site_x86(10, "Native"));
+    e.apply(&vm("n1", "NATIVE1", "SEX1", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    assert_eq!(e.vm("n1").vm_index, None);
+    e.apply(&lm("lm-n1", "n1", "SEX2", json!({})));
+    let st = e.lm("lm-n1");
+    assert_eq!(st.phase, LmPhase::Completed, "{:#?}", st.conflicts);
+    assert!(!ids(&st.messages).iter().any(|id| id.starts_with("VMS")), "{:#?}", st.messages);
+    assert!(st.messages.iter().any(|m| m.contains("HAL0331")) && st.messages.iter().any(|m| m.contains("ETMDR03")));
+    assert_eq!(e.vm("n1").vm_index, None);
+    assert!(e.vm("n1").migration_history.iter().all(|h| h.vm_index == 0));
+}
+
+// ---------------------------------------------------------------------------------
+// Item 12: the last storage transfer
+
+#[test]
+fn the_last_storage_transfer_is_its_own_round_before_the_suspension() {
+    // s4.4: "At the end of phase 2, the I/O system is stopped for the BS2000 system under
+    // migration ... At the very end of Phase 2, a last storage transfer is carried out."
+    // Phase 3: "the system is stopped on the source SU and the possibly not transferred
+    // storage sites and current register content are copied".
+    let mut e = Env::new(&site390());
+    e.apply(&vm12prod("ABGSE501", json!({"memoryMiB": 4096, "workload": {"dirtyRateMiBps": 100}})));
+    e.apply(&lm("lm-1", "vm12prod", "ABGSE701", json!({})));
+    let st = e.lm("lm-1");
+    assert_eq!(st.phase, LmPhase::Completed);
+    let (last, before) = st.rounds.split_last().expect("rounds");
+    assert!(last.last && before.iter().all(|r| !r.last), "{:#?}", st.rounds);
+    assert_eq!(last.sent_mi_b, before.last().expect("a pre-copy round").dirty_mi_b);
+    let rate = last.sent_mi_b / (last.duration_ms as f64 / 1000.0);
+    let expect = sectl::sim::migration::suspension_ms(last.dirty_mi_b, rate);
+    let got = st.downtime_ms.expect("downtime");
+    assert!(got.abs_diff(expect) <= 2, "the suspension copies what the last transfer left: {got} vs {expect}");
+    let io = st.messages.iter().position(|m| m.contains("SEC2010")).expect("I/O stopped");
+    assert!(io < st.messages.iter().position(|m| m.contains("VMS2452")).expect("suspended"));
+}
+
+// ---------------------------------------------------------------------------------
+// The decision kept: a second migration from a busy source SU is queued
+
+#[test]
+fn a_second_migration_from_a_busy_source_waits_with_monjv_s() {
+    // s4.8: "Only one LM can be started on a source SU. Every further start is rejected
+    // as long as the LM is running." sectl queues the second request instead (MONJV
+    // $S, "Task accepted for migration", s4.3) and starts it when the source is free,
+    // so VM2000 never sees two at once.
+    let mut e = Env::new(&site390());
+    e.apply(&vm12prod("ABGSE501", json!({})));
+    e.apply(&vm("b1", "B1", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    e.put(&lm("lm-1", "vm12prod", "ABGSE701", json!({})));
+    e.run_for(0);
+    e.put(&lm("lm-2", "b1", "ABGSE701", json!({})));
+    e.run_for(0);
+    let st = e.lm("lm-2");
+    assert_eq!((st.phase, st.monjv.as_deref()), (LmPhase::Pending, Some("$S")));
+    assert_eq!(cond(&st.conditions, "Completed").reason, "Queued");
+    e.settle();
+    assert_eq!(e.lm("lm-2").phase, LmPhase::Completed);
+    assert_eq!(e.lm("lm-1").phase, LmPhase::Completed);
+}
+
+// ---------------------------------------------------------------------------------
+// Scenario (s5): site outage with storage loss
+
+#[test]
+fn scenario_site_outage_with_storage_loss() {
+    use sectl::api::DeviceUsage::{Exclusive, Shared};
+    // s5, "Possible scenario": "if not only the SE Server but also the storage system
+    // with the source disks is damaged ... (total outage of a site). The system manager
+    // activates the mirror disks from the other SE Server ... and changes the MNs of the
+    // disk devices in the VM definition", then "/ACTIVATE-VM-DEFINITION" and "/START-VM".
+    let mut e = Env::new(&site390());
+    e.apply(&vm12prod("ABGSE501", json!({"devices": [{"mn": "A000-A0FF", "usage": "exclusive"}]})));
+    assert_eq!(holders(&e.world(), "ABGSE501", "A000"), vec![("vm12prod".into(), Exclusive)]);
+
+    // The whole of se501 goes down: its MU and its SU.
+    let seq = e.last_seq();
+    e.sim_only("power off abgblack");
+    e.sim_only("power off ABGSE501");
+    e.settle();
+    let evs = e.events_since(seq);
+    let at = |component: &str, reason: &str| {
+        evs.iter()
+            .position(|ev| ev.component == component && ev.reason == reason)
+            .unwrap_or_else(|| panic!("no {component} {reason} in {evs:#?}"))
+    };
+    // s2.3.3: the MU "reports itself as deactivated (component M2000)"; it "does not
+    // answer to heartbeat queries" (WARNING, Cluster); the Management Cluster turns
+    // WARNING (loss of redundancy); the SU /390 cluster is concerned too. Glossary,
+    // "Power Status": "If an SU is turned off, then the function LM is not fulfilled
+    // for the SU Cluster and the cluster status is ERROR."
+    let mu_off = at("M2000", "UnitDeactivated");
+    let hb = at("Cluster", "HeartbeatLost");
+    let mc = at("Cluster", "ManagementClusterWarning");
+    let su = at("Cluster", "SUClusterError");
+    assert!(mu_off < hb && hb < mc, "{evs:#?}");
+    assert!(at("Sys-Mgmt", "UnitDeactivated") < su, "{evs:#?}");
+    assert!(evs[hb].message.contains("abgblack") && evs[hb].priority == "WARNING");
+    assert!(evs[su].message.contains("SU ABGSE501 is powered off"), "{}", evs[su].message);
+    assert_eq!(suc_state(&e, "su390").0, Some(ClusterState::Error));
+
+    // s5: only when the remote monitor "has not written any alive message on the CRD in
+    // the intended time".
+    e.apply(&rec("rec-1", "vm12prod", "ABGSE701", json!({})));
+    let st = e.rec("rec-1");
+    assert_eq!(st.phase, RecoveryPhase::Rejected);
+    assert!(st.conflicts.iter().any(|c| c.reason == "RemoteSuAlive"), "{:#?}", st.conflicts);
+    // ... and not while BCAM is down in the local monitor ("VM definitions": commands
+    // that directly concern VM definitions are rejected with VMS2332).
+    e.sim("advance 90s");
+    e.sim("bcam fail ABGSE701");
+    e.apply(&rec("rec-2", "vm12prod", "ABGSE701", json!({})));
+    let st = e.rec("rec-2");
+    assert_eq!(st.phase, RecoveryPhase::Rejected);
+    assert_eq!(st.conflicts.len(), 1, "{:#?}", st.conflicts);
+    assert_eq!(st.conflicts[0].code.as_deref(), Some("VMS2332"));
+    e.sim("bcam start ABGSE701");
+    e.apply(&rec("rec-3", "vm12prod", "ABGSE701", json!({})));
+    let st = e.rec("rec-3");
+    assert_eq!(st.phase, RecoveryPhase::Completed, "{:#?}", st.conflicts);
+    // "After performing the command /RECOVER-VM-DEFINITION the VM definition is in state
+    // DEFINED_ONLY and the VM is not initialized, so it doesn't allocate any resources."
+    let v = e.vm("vm12prod");
+    assert_eq!((v.server_unit.as_deref(), v.state, v.vm_index), (Some("ABGSE701"), Some(VmState::DefinedOnly), None));
+    assert_eq!(e.world().used_memory("ABGSE701"), 0);
+
+    // /MODIFY-VM-DEFINITION ... *REMOVE(A000-A0FF), *ADD(B000-B007, *EXCLUSIVE),
+    // *ADD(B008-B0FF, *SHARED); /ACTIVATE-VM-DEFINITION; /START-VM IPL-UNIT=B000.
+    let b_disks =
+        json!({"devices": [{"mn": "B000-B007", "usage": "exclusive"}, {"mn": "B008-B0FF", "usage": "shared"}]});
+    e.apply(&vm12prod("ABGSE501", b_disks));
+    let v = e.vm("vm12prod");
+    assert_eq!((v.server_unit.as_deref(), v.state, v.vm_index), (Some("ABGSE701"), Some(VmState::Running), Some(12)));
+    let w = e.world();
+    for i in 0..8 {
+        assert_eq!(holders(&w, "ABGSE701", &format!("B00{i}")), vec![("vm12prod".into(), Exclusive)]);
+    }
+    for mn in ["B008", "B080", "B0FF"] {
+        assert_eq!(holders(&w, "ABGSE701", mn), vec![("vm12prod".into(), Shared)], "{mn}");
+    }
+    assert!(holders(&w, "ABGSE701", "A000").is_empty() && holders(&w, "ABGSE501", "A000").is_empty());
+    assert_eq!(v.migration_history.first().map(|h| h.server_unit.as_str()), Some("ABGSE701"), "loaded anew here");
+}
+
+// ---------------------------------------------------------------------------------
+// Missing behaviours: VM2000 commands and their preconditions
+
+#[test]
+fn io_configuration_change_and_vm2000_shutdown_as_sim_verbs() {
+    // s4.8: "The LM is rejected when a dynamic I/O configuration change is running";
+    // "The command /START-CONFIGURATION-UPDATE is rejected during the LM"; "The LM will
+    // be rejected if VM2000 shutdown has been initiated before (command /SHUTDOWN-VM
+    // VM-ID=*VM2000)"; "As long as a VM has the sub-status DIFF, it's excluded from the
+    // dynamic I/O configuration change".
+    let mut e = Env::new(&site_diff());
+    e.apply(&vm12prod("ABGSE501", json!({})));
+    e.sim("ioconfig start ABGSE701");
+    e.apply(&lm("chk-1", "vm12prod", "ABGSE701", json!({"checkOnly": true})));
+    assert!(has_reason(&e.lm("chk-1"), "IoConfigurationChangeRunning"), "{:#?}", e.lm("chk-1").conflicts);
+    e.sim("ioconfig end ABGSE701");
+    e.sim("shutdown initiate ABGSE501");
+    e.apply(&lm("chk-2", "vm12prod", "ABGSE701", json!({"checkOnly": true})));
+    assert!(has_reason(&e.lm("chk-2"), "Vm2000ShutdownInitiated"), "{:#?}", e.lm("chk-2").conflicts);
+    e.sim("shutdown cancel ABGSE501");
+    // During a migration the change is refused.
+    e.put(&lm("lm-1", "vm12prod", "ABGSE701", json!({})));
+    e.run_for(0);
+    let f = sectl::sim::Fault::parse(&["ioconfig".into(), "start".into(), "ABGSE701".into()]).expect("parses");
+    let err = e.ctl.apply_fault(&f).expect_err("refused during the LM");
+    assert!(err.to_string().contains("rejected"), "{err}");
+    e.settle();
+    assert_eq!(e.lm("lm-1").phase, LmPhase::Completed);
+    // A DIFF VM is excluded from the change.
+    assert_eq!(e.vm("vm12prod").substates, vec!["DIFF".to_string()]);
+    let seq = e.last_seq();
+    e.sim("ioconfig start ABGSE701");
+    let evs = e.events_since(seq);
+    assert!(evs.iter().any(|ev| ev.message.contains("excluded (substate DIFF): VM12PROD")), "{evs:#?}");
+    // An SU that does not exist is refused.
+    let f = sectl::sim::Fault::parse(&["shutdown".into(), "initiate".into(), "NOSUCH".into()]).expect("parses");
+    assert!(e.ctl.apply_fault(&f).is_err());
+}
+
+// ---------------------------------------------------------------------------------
+// Missing behaviours: what an SE server lacks for redundancy
+
+fn se_conditions(e: &Env, name: &str) -> Vec<sectl::api::Condition> {
+    let r = e.store.get(Kind::SEServer, name).expect("get").expect("exists");
+    r.as_typed::<sectl::api::SEServerSpec>().expect("typed").status.conditions.clone()
+}
+
+#[test]
+fn servers_report_what_redundancy_lacks() {
+    // s2.1: "there are still two MUs in a SE500/SE700 required for the redundant SKP
+    // functionality"; s1.3: external configuration disks for "MU redundancy for SE /390
+    // -> mandatory"; s4.8: "The main memory size of the monitor system should be at
+    // least 512 MB."
+    let site = site390()
+        .replace("managementUnits: [{name: abgwhite}]", "managementUnits: [{name: abgwhite}, {name: abgred}]")
+        .replace("monitorMemoryMiB: 1024", "monitorMemoryMiB: 256");
+    let mut e = Env::new(&site);
+    let c = cond(&se_conditions(&e, "se501"), "Recommendations").clone();
+    assert_eq!(c.status, ConditionStatus::False);
+    assert!(c.message.contains("SE500 with one MU") && c.message.contains("SU ABGSE501 has 256 MiB"), "{c:?}");
+    let c = cond(&se_conditions(&e, "se701"), "Recommendations").clone();
+    assert_eq!(c.status, ConditionStatus::True, "two MUs, disks of the management cluster, 2 GiB monitor: {c:?}");
+    // Without the management cluster's disks se701's two MUs lack them.
+    e.apply(&site.replace("configDisks: [{name: crd-a}, {name: crd-b}]", "configDisks: []"));
+    let c = cond(&se_conditions(&e, "se701"), "Recommendations").clone();
+    assert!(c.status == ConditionStatus::False && c.message.contains("MU redundancy for SE /390"), "{c:?}");
+}
+
+#[test]
+fn su_cluster_status_has_a_table_of_its_sus() {
+    // s3.3: "The second field contains a table with the SUs and its values that are
+    // relevant for the cluster functionality."
+    let mut e = Env::new(&site390());
+    e.sim("rewas stop ABGSE701");
+    e.sim("power off ABGSE501");
+    let r = e.store.get(Kind::SUCluster, "su390").expect("get").expect("exists");
+    let t = r.as_typed::<SUClusterSpec>().expect("typed").status.server_units.clone();
+    let rows: Vec<(&str, &str, &str, &str, &str, Option<bool>)> = t
+        .iter()
+        .map(|u| {
+            (u.name.as_str(), u.server.as_str(), u.su_type.as_str(), u.operation_mode.as_str(), u.power.as_str(), u.rewas)
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("ABGSE701", "se701", "/390", "VM2000", "ON", Some(false)),
+            ("ABGSE501", "se501", "/390", "VM2000", "OFF", Some(true)),
+        ]
+    );
+}

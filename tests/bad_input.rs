@@ -645,3 +645,26 @@ fn a_byte_order_mark_is_accepted() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(site.read(&["get", "vm", "vm-bom", "-o", "json"]).contains("VMBOM"));
 }
+
+/// Numbers beyond a field's documented bounds are refused at decode, where they are.
+#[test]
+fn out_of_range_numbers() {
+    let site = Site::new();
+    let file = site.scratch("mc.yaml");
+    let mc = common::SITE
+        .split("---")
+        .find(|d| d.contains("kind: ManagementCluster"))
+        .expect("the site has a ManagementCluster")
+        .to_string();
+    let at = mc.find("bandwidthGbps:").expect("bandwidthGbps in the site");
+    let end = at + mc[at..].find(|c| c == ',' || c == '\n' || c == '}').unwrap();
+    std::fs::write(&file, format!("{}bandwidthGbps: 1e300{}", &mc[..at], &mc[end..])).unwrap();
+    Case::paths(vec![file], &["spec.islE.bandwidthGbps", "must be at most 400, got 1e300"]).check_on(&site);
+    let file = site.scratch("vm.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {name: vm-neg}\nspec: {vmName: VMNEG, serverUnit: ABGSE501, memoryMiB: -5}\n",
+    )
+    .unwrap();
+    Case::paths(vec![file], &["vm.yaml:4:", "spec.memoryMiB", "must be from 1 to", "got -5"]).check_on(&site);
+}

@@ -286,7 +286,7 @@ fn start(
         link_gbps: gbps,
         phase: LmPhase::Setup,
         started_ms: now_ms,
-        next_at_ms: now_ms + mig::SETUP_MS,
+        next_at_ms: crate::sim::clock::later(now_ms, mig::SETUP_MS),
         reservation: Some(Reservation {
             vm: vm_key.clone(),
             vm_name: v.vm_name.clone(),
@@ -736,11 +736,14 @@ fn step(
             let rate = copy_rate(cx.world, &m, &name);
             m2.rate_mibps = rate;
             m2.sending_mib = m.memory_mib;
-            m2.budget_ms =
-                o.spec.time_budget_s.map(|s| s * 1000).unwrap_or_else(|| mig::default_budget_ms(m.memory_mib, rate));
+            m2.budget_ms = o
+                .spec
+                .time_budget_s
+                .map(|s| s.saturating_mul(1000))
+                .unwrap_or_else(|| mig::default_budget_ms(m.memory_mib, rate));
             let (ms, _) = mig::round(m.memory_mib, rate, dirty, m.memory_mib);
             m2.phase = LmPhase::Copying;
-            m2.next_at_ms = now_ms + ms;
+            m2.next_at_ms = crate::sim::clock::later(now_ms, ms);
         }
         LmPhase::Copying => {
             let duration = (m.sending_mib / m.rate_mibps.max(0.001) * 1000.0).ceil() as u64;
@@ -767,7 +770,7 @@ fn step(
                     m2.rate_mibps = rate;
                     m2.sending_mib = n;
                     let (ms, _) = mig::round(n, rate, dirty, m.memory_mib);
-                    m2.next_at_ms = now_ms + ms;
+                    m2.next_at_ms = crate::sim::clock::later(now_ms, ms);
                 }
                 Next::Suspend(rest) => {
                     m2.messages.push(format!(
@@ -792,7 +795,7 @@ fn step(
                     m2.rest_mib = rest;
                     m2.downtime_ms = Some(downtime);
                     m2.phase = LmPhase::Suspended;
-                    m2.next_at_ms = now_ms + downtime;
+                    m2.next_at_ms = crate::sim::clock::later(now_ms, downtime);
                     events.push(("VmPaused", format!("VM {} paused on {} (BS2000 suspend)", vm.vm_name, m.source)));
                 }
                 Next::Abort => {
@@ -901,7 +904,7 @@ fn step(
                 m2.warnings.push("I/O configurations of source and target differ: substate DIFF".into());
             }
             m2.phase = LmPhase::PostTreatment;
-            m2.next_at_ms = now_ms + mig::POST_TREATMENT_MS;
+            m2.next_at_ms = crate::sim::clock::later(now_ms, mig::POST_TREATMENT_MS);
             events.push(("VmCreated", format!("VM {} created on {} (BS2000 resume)", vm.vm_name, m.target)));
             cx.wake.push((Kind::VMDefinition, m.vm.clone()));
         }

@@ -272,7 +272,9 @@ impl Controller {
     /// wakes every object it may concern.
     pub fn apply_fault(&mut self, f: &Fault) -> anyhow::Result<()> {
         if let Fault::Advance { ms } = f {
-            let target = self.now_ms() + ms;
+            // Checked before anything runs: a refused advance changes and saves nothing.
+            let mut clock = self.lock_world().clock;
+            let target = clock.advance_by(*ms).map_err(|e| anyhow::anyhow!("cannot advance the clock: {e}"))?;
             return self.run_until(Some(target));
         }
         let evs = {
@@ -421,7 +423,7 @@ impl Controller {
                                     self.stats.errors += 1;
                                     let delay = self.backoff.fail(&key);
                                     tracing::warn!(object = %format!("{}/{}", key.0, key.1), error = %e, retry_ms = delay, "status write failed");
-                                    self.sched.schedule(key, now + delay);
+                                    self.sched.schedule(key, crate::sim::clock::later(now, delay));
                                     continue;
                                 }
                                 Err(e) => return Err(se(e)),
@@ -434,14 +436,14 @@ impl Controller {
                     }
                     self.backoff.succeed(&key);
                     if let Action::RequeueAfter(ms) = outcome.action {
-                        self.sched.schedule(key, now + ms);
+                        self.sched.schedule(key, crate::sim::clock::later(now, ms));
                     }
                 }
                 Err(e) => {
                     self.stats.errors += 1;
                     let delay = self.backoff.fail(&key);
                     tracing::warn!(object = %format!("{}/{}", key.0, key.1), error = %e, retry_ms = delay, "reconcile failed");
-                    self.sched.schedule(key, now + delay);
+                    self.sched.schedule(key, crate::sim::clock::later(now, delay));
                 }
             }
         }
@@ -527,7 +529,7 @@ impl Controller {
     pub fn advance_clock(&mut self, ms: u64) {
         if ms > 0 {
             let mut w = self.lock_world();
-            let t = w.clock.now_ms + ms;
+            let t = crate::sim::clock::later(w.clock.now_ms, ms);
             w.clock.advance_to(t);
         }
     }

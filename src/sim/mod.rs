@@ -6,7 +6,7 @@
 //! and through faults (`sectl sim ...`, see `Fault`). It is persisted in the store as
 //! one blob, so it survives a restart.
 
-mod clock;
+pub mod clock;
 mod fault;
 pub mod migration;
 pub mod vm;
@@ -177,7 +177,16 @@ pub struct World {
 
 impl World {
     /// Loads the world from the store, or a new one (clock at wall time) if none.
+    /// A clock past the end of simulated time is refused (see `clock`), with the way
+    /// out: `reset_clock`.
     pub fn load(store: &dyn Store) -> Result<World, StoreError> {
+        let w = Self::load_unchecked(store)?;
+        w.clock.check().map_err(StoreError::Invalid)?;
+        Ok(w)
+    }
+
+    /// Loads the world without checking its clock (for `reset_clock`).
+    pub fn load_unchecked(store: &dyn Store) -> Result<World, StoreError> {
         match store.get_blob(BLOB)? {
             Some(b) => {
                 let mut w: World = serde_json::from_slice(&b)
@@ -187,6 +196,40 @@ impl World {
             }
             None => Ok(World { clock: Clock::starting_now(), ..Default::default() }),
         }
+    }
+
+    /// Brings a clock that is past the end of simulated time back: to the latest time
+    /// the world recorded that is within the end (a unit's power change, a
+    /// migration's start or next step, a pending reconcile), or 0. Every recorded time
+    /// later than that is set to it, so what was due stays due. A world whose epoch
+    /// cannot be written as a date gets the wall time as its epoch. Returns the clock
+    /// before and after.
+    pub fn reset_clock(&mut self) -> (Clock, Clock) {
+        let before = self.clock;
+        if self.clock.epoch_unix_ms.checked_add(clock::MAX_SIM_MS).is_none_or(|ms| ms >= 253_402_300_800_000) {
+            self.clock.epoch_unix_ms = Clock::starting_now().epoch_unix_ms;
+        }
+        let recorded = self
+            .units
+            .values()
+            .map(|u| u.power_changed_ms)
+            .chain(self.migrations.values().flat_map(|m| [m.started_ms, m.next_at_ms]))
+            .chain(self.pending.iter().map(|p| p.0))
+            .chain([self.clock.now_ms]);
+        let now = recorded.filter(|t| *t <= clock::MAX_SIM_MS).max().unwrap_or(0);
+        self.clock.now_ms = now;
+        for u in self.units.values_mut() {
+            u.power_changed_ms = u.power_changed_ms.min(now);
+        }
+        for m in self.migrations.values_mut() {
+            m.started_ms = m.started_ms.min(now);
+            m.next_at_ms = m.next_at_ms.min(now);
+        }
+        for p in &mut self.pending {
+            p.0 = p.0.min(now);
+        }
+        self.touch();
+        (before, self.clock)
     }
 
     /// Saves the world to the store (durably).

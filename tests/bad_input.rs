@@ -657,7 +657,7 @@ fn out_of_range_numbers() {
         .expect("the site has a ManagementCluster")
         .to_string();
     let at = mc.find("bandwidthGbps:").expect("bandwidthGbps in the site");
-    let end = at + mc[at..].find(|c| c == ',' || c == '\n' || c == '}').unwrap();
+    let end = at + mc[at..].find([',', '\n', '}']).unwrap();
     std::fs::write(&file, format!("{}bandwidthGbps: 1e300{}", &mc[..at], &mc[end..])).unwrap();
     Case::paths(vec![file], &["spec.islE.bandwidthGbps", "must be at most 400, got 1e300"]).check_on(&site);
     let file = site.scratch("vm.yaml");

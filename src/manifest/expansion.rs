@@ -25,7 +25,7 @@ const NODE_BYTES: u64 = 8;
 
 /// The expansion budget for a file of `len` bytes.
 pub fn budget(len: usize) -> u64 {
-    (len as u64).saturating_mul(RATIO).max(FLOOR).min(CEILING)
+    (len as u64).saturating_mul(RATIO).clamp(FLOOR, CEILING)
 }
 
 /// Where the budget ran out: the 0-based index of the document.

@@ -2,9 +2,15 @@
 //! name the file, line, column and field path. This is the only module that touches
 //! serde_yaml, so the YAML library can be swapped here alone.
 //!
-//! Guards: files over 16 MiB, text that is not UTF-8, alias bombs (serde_yaml's
-//! repetition limit), duplicate keys (serde's duplicate-field check; `StringMap` for
-//! labels) all give a clean error.
+//! Guards: files over 16 MiB, text that is not UTF-8, alias bombs (`expansion`: a
+//! file may expand through aliases to at most 10 times its size, at least 1 MiB, at
+//! most 64 MiB; serde_yaml's repetition limit behind it), duplicate keys (serde's
+//! duplicate-field check; `StringMap` for labels) all give a clean error. A leading
+//! UTF-8 byte-order mark is skipped. Errors quote at most a short excerpt of the input
+//! (`excerpt`).
+
+mod excerpt;
+mod expansion;
 
 use crate::api::{self, validate, AnySpec, Kind, ObjectMeta, Resource, API_VERSION};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
@@ -67,6 +73,18 @@ impl ManifestError {
     fn whole(file: &str, line: usize, message: impl Into<String>) -> Self {
         ManifestError { file: file.to_string(), line, column: 1, path: String::new(), message: message.into() }
     }
+
+    /// The same error, quoting at most a short excerpt of the input (see `excerpt`).
+    fn shortened(mut self) -> Self {
+        self.message = excerpt::shorten(&self.message);
+        self.path = self
+            .path
+            .split('.')
+            .map(|seg| excerpt::cap(seg.to_string(), excerpt::MAX_QUOTE))
+            .collect::<Vec<_>>()
+            .join(".");
+        self
+    }
 }
 
 /// Decodes every document of one file's bytes. Returns the documents, or every error.
@@ -93,6 +111,8 @@ pub fn decode(file: &str, bytes: &[u8]) -> Result<Vec<Document>, Vec<ManifestErr
             }]);
         }
     };
+    // A byte-order mark (some Windows editors write one) is not content.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if let Some(at) = text.find('\0') {
         let line = text[..at].matches('\n').count() + 1;
         return Err(vec![ManifestError::whole(
@@ -104,6 +124,25 @@ pub fn decode(file: &str, bytes: &[u8]) -> Result<Vec<Document>, Vec<ManifestErr
     if let Some((line, column, message)) = flow_nesting_problem(text) {
         return Err(vec![ManifestError { file: file.to_string(), line, column, path: String::new(), message }]);
     }
+    if let Some(over) = expansion::check(text) {
+        let starts = doc_start_lines(text);
+        let line = starts.get(over.document).copied().unwrap_or(1);
+        return Err(vec![ManifestError::whole(
+            file,
+            line,
+            format!(
+                "document {} (from line {line}) expands through YAML aliases (*name) to more than {} bytes, \
+                 the limit for this file of {} bytes ({} times its size, at least {} MiB, at most {} MiB); \
+                 write the repeated content out or use fewer aliases",
+                over.document + 1,
+                over.budget,
+                text.len(),
+                expansion::RATIO,
+                expansion::FLOOR >> 20,
+                expansion::CEILING >> 20,
+            ),
+        )]);
+    }
     if let Some(docs) = decode_fast(file, text) {
         return Ok(docs);
     }
@@ -111,7 +150,7 @@ pub fn decode(file: &str, bytes: &[u8]) -> Result<Vec<Document>, Vec<ManifestErr
     if errors.is_empty() {
         Ok(docs)
     } else {
-        Err(errors)
+        Err(errors.into_iter().map(ManifestError::shortened).collect())
     }
 }
 
@@ -690,6 +729,7 @@ pub fn check_documents(docs: &[Document], existing: &[Resource]) -> Vec<Manifest
         .map(|p| {
             let s = &docs[p.index].source;
             ManifestError { file: s.file.clone(), line: s.line, column: 1, path: p.path, message: p.message }
+                .shortened()
         })
         .collect()
 }

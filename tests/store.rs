@@ -735,13 +735,16 @@ fn data_dir_is_private() {
     drop(open(&fresh));
     let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "new data dir has mode {mode:o}");
-    // A folder that exists with a wider mode is narrowed.
+    // A folder that exists keeps its mode (it may be shared on purpose); the store's
+    // own folder inside it is private.
     let wide = parent.path().join("wide");
     std::fs::create_dir(&wide).unwrap();
     std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o755)).unwrap();
     drop(open(&wide));
-    let mode = std::fs::metadata(&wide).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o700, "existing data dir has mode {mode:o}");
+    let mode = std::fs::metadata(&wide).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o755, "existing data dir has mode {mode:o}");
+    let mode = std::fs::metadata(wide.join("db")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the store's folder in a shared data dir has mode {mode:o}");
     // The CLI gives the same result.
     let cli_dir = parent.path().join("cli");
     let out = common::sectl().arg("--data-dir").arg(&cli_dir).args(["get", "vm", "-o", "json"]).output().unwrap();
@@ -1062,4 +1065,73 @@ fn an_object_whose_status_cannot_be_read_is_deleted_with_its_spec() {
     assert_eq!(last.spec_json()["vmName"], "HALF");
     let evs = s.watch_from(rv).unwrap();
     assert!(matches!(evs.as_slice(), [WatchEvent { type_: WatchType::Deleted, .. }]), "{evs:?}");
+}
+
+/// A store dropped and opened again at once, many times, with writes in between (the
+/// writes leave sled background work that held its file lock past the drop).
+#[test]
+fn reopen_right_after_drop_never_finds_the_store_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..200 {
+        let s = SledStore::open(dir.path()).unwrap_or_else(|e| panic!("reopen {i}: {e}"));
+        s.create(vm(&format!("v{i}"), 1)).unwrap();
+        for _ in 0..5 {
+            s.record_event(event("Tick")).unwrap();
+        }
+        drop(s);
+    }
+    assert_eq!(open(dir.path()).list(Kind::VMDefinition).unwrap().0.len(), 200);
+}
+
+/// A shared folder (sticky, world-writable) as data directory: its mode, sticky bit
+/// included, is left as it is, and the CLI warns on stderr that others can open it.
+#[cfg(unix)]
+#[test]
+fn shared_data_dir_keeps_its_mode_and_warns() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let shared = parent.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let out = common::sectl()
+        .arg("--data-dir")
+        .arg(&shared)
+        .args(["get", "vm", "-o", "json"])
+        .env_remove("SECTL_SERVER")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o1777, "a shared data dir was changed to {mode:o}");
+    assert!(stderr.contains("warning: data directory") && stderr.contains("(mode 1777)"), "no warning: {stderr}");
+    assert!(stderr.contains("readable and writable by other users"), "{stderr}");
+    // A private one gets no warning.
+    let private = parent.path().join("private");
+    let out = common::sectl().arg("--data-dir").arg(&private).args(["get", "vm"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "{out:?}");
+}
+
+/// One stored object may be at most 1.5 MiB encoded: a bigger one is refused by name
+/// and size, and nothing is written.
+#[test]
+fn an_object_over_the_size_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let mut big = vm("big", 1);
+    big.meta_mut().annotations.0.insert("note".into(), "x".repeat(2 * 1024 * 1024));
+    for err in [s.create(big.clone()).unwrap_err(), s.apply(vec![vm("small", 1), big], false).unwrap_err()] {
+        match &err {
+            StoreError::TooLarge { kind, name, size, limit } => {
+                assert_eq!((*kind, name.as_str(), *limit), (Kind::VMDefinition, "big", 1536 * 1024));
+                assert!(*size > 2 * 1024 * 1024, "{err}");
+            }
+            other => panic!("expected TooLarge, got {other}"),
+        }
+        assert!(err.to_string().contains("VMDefinition big is"), "{err}");
+    }
+    assert_eq!(s.resource_version(), 0, "a refused write moved the resourceVersion");
+    assert!(s.list(Kind::VMDefinition).unwrap().0.is_empty());
+    s.create(vm("small", 1)).unwrap();
+    assert_eq!(s.resource_version(), 1);
 }

@@ -285,7 +285,8 @@ macro_rules! bounded_uint {
                         self.visit_u64(v as u64)
                     }
                 }
-                d.deserialize_u64(V)
+                // deserialize_any: serde_yaml calls visit_i64 for a negative number only then
+                d.deserialize_any(V)
             }
         }
 
@@ -328,6 +329,175 @@ bounded_uint!(
 bounded_uint!(
     /// The maximum number of VM definitions on an SU.
     VmLimit(u32), min = 1u32, max = 99u32, what = "VM-definition limit"
+);
+
+/// The bounds of a plain numeric spec field, checked while decoding (so a bad value
+/// is reported at its line and column) and written into the schema.
+pub struct Bound {
+    /// What the number is, for messages and the schema.
+    pub what: &'static str,
+    /// Smallest value allowed.
+    pub min: f64,
+    /// Largest value allowed.
+    pub max: f64,
+    /// Whether only whole numbers are allowed.
+    pub integer: bool,
+}
+
+impl Bound {
+    fn expecting(&self) -> String {
+        let kind = if self.integer { "an integer" } else { "a number" };
+        format!("{} ({kind} from {} to {})", self.what, self.min, self.max)
+    }
+
+    fn check<E: de::Error>(&self, v: f64, shown: &dyn fmt::Display) -> Result<f64, E> {
+        if v.is_nan() || v < self.min {
+            return Err(E::custom(format!("{} must be at least {}, got {shown}", self.what, self.min)));
+        }
+        if v > self.max {
+            return Err(E::custom(format!("{} must be at most {}, got {shown}", self.what, self.max)));
+        }
+        Ok(v)
+    }
+
+    /// Decodes a number within the bounds (as f64; integers are exact below 2^53,
+    /// far above every bound).
+    pub fn decode<'de, D: Deserializer<'de>>(&'static self, d: D) -> Result<f64, D::Error> {
+        struct V(&'static Bound);
+        impl<'de> Visitor<'de> for V {
+            type Value = f64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0.expecting())
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+                self.0.check(v as f64, &v)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+                self.0.check(v as f64, &v)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+                if self.0.integer {
+                    return Err(E::invalid_type(de::Unexpected::Float(v), &self));
+                }
+                if !v.is_finite() {
+                    return Err(E::custom(format!("{} must be a finite number, got {v}", self.0.what)));
+                }
+                // Debug writes 1e300 as such, Display as 301 digits.
+                self.0.check(v, &format!("{v:?}"))
+            }
+        }
+        d.deserialize_any(V(self))
+    }
+
+    /// Decodes an optional number within the bounds (absent or null is None).
+    pub fn decode_opt<'de, D: Deserializer<'de>>(&'static self, d: D) -> Result<Option<f64>, D::Error> {
+        struct V(&'static Bound);
+        impl<'de> Visitor<'de> for V {
+            type Value = Option<f64>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0.expecting())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Option<f64>, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Option<f64>, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<f64>, D::Error> {
+                self.0.decode(d).map(Some)
+            }
+        }
+        d.deserialize_option(V(self))
+    }
+
+    /// The JSON Schema of the field; `nullable` to allow null too.
+    pub fn schema(&self, nullable: bool) -> Schema {
+        let t = if self.integer { InstanceType::Integer } else { InstanceType::Number };
+        let instance_type = if nullable { vec![t, InstanceType::Null].into() } else { t.into() };
+        SchemaObject {
+            instance_type: Some(instance_type),
+            number: Some(Box::new(schemars::schema::NumberValidation {
+                minimum: Some(self.min),
+                maximum: Some(self.max),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+        .into()
+    }
+}
+
+/// Defines, for a numeric spec field, its `Bound` and the functions serde and
+/// schemars call: `de`, `de_opt`, `schema`, `schema_opt`.
+macro_rules! bounded_field {
+    ($(#[$doc:meta])* $name:ident: $t:ty, min = $min:expr, max = $max:expr, integer = $int:expr, what = $what:expr) => {
+        $(#[$doc])*
+        pub mod $name {
+            use super::*;
+            /// The bounds.
+            pub static BOUND: Bound = Bound { what: $what, min: $min as f64, max: $max as f64, integer: $int };
+            /// Largest value allowed.
+            pub const MAX: $t = $max;
+            /// Decodes the field.
+            pub fn de<'de, D: Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
+                BOUND.decode(d).map(|v| v as $t)
+            }
+            /// Decodes the optional field.
+            pub fn de_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<$t>, D::Error> {
+                BOUND.decode_opt(d).map(|v| v.map(|v| v as $t))
+            }
+            /// The field's schema.
+            pub fn schema(_: &mut SchemaGenerator) -> Schema {
+                BOUND.schema(false)
+            }
+            /// The optional field's schema (absent when not given, as schemars writes
+            /// other optional fields).
+            pub fn schema_opt(_: &mut SchemaGenerator) -> Schema {
+                BOUND.schema(false)
+            }
+        }
+    };
+}
+
+bounded_field!(
+    /// `islE.bandwidthGbps`: 0.001 to 400 Gbit/s.
+    bandwidth_gbps: f64, min = 0.001, max = 400.0, integer = false, what = "bandwidth in Gbit/s"
+);
+bounded_field!(
+    /// `islE.rttMs`: 0 to 1000 ms.
+    rtt_ms: f64, min = 0.0, max = 1000.0, integer = false, what = "round-trip time in ms"
+);
+bounded_field!(
+    /// `islE.lengthKm`: 0 to 1000 km.
+    length_km: f64, min = 0.0, max = 1000.0, integer = false, what = "cable length in km"
+);
+bounded_field!(
+    /// `workload.dirtyRateMiBps`: 0 to 1 TiB/s.
+    dirty_rate: f64, min = 0.0, max = 1_048_576.0, integer = false, what = "dirty rate in MiB/s"
+);
+bounded_field!(
+    /// `configDisks[].sizeGb`: 8 GB to 1 PB.
+    disk_gb: u32, min = 8u32, max = 1_000_000u32, integer = true, what = "disk size in GB"
+);
+bounded_field!(
+    /// `monitorMemoryMiB`: 0 to 16 TiB.
+    monitor_mib: u64, min = 0u64, max = 16_777_216u64, integer = true, what = "monitor memory in MiB"
+);
+bounded_field!(
+    /// `maxIo`: 0 to 1,000,000.
+    max_io: u32, min = 0u32, max = 1_000_000u32, integer = true, what = "MAX-IO"
+);
+bounded_field!(
+    /// `downtimeTargetMs`: 100 ms to one day.
+    downtime_target_ms: u64, min = 100u64, max = 86_400_000u64, integer = true, what = "downtime target in ms"
+);
+bounded_field!(
+    /// `timeBudgetS`: 1 s to 365 days.
+    time_budget_s: u64, min = 1u64, max = 31_536_000u64, integer = true, what = "time budget in s"
+);
+bounded_field!(
+    /// `aliveTimeoutS`: 1 s to 365 days.
+    alive_timeout_s: u64, min = 1u64, max = 31_536_000u64, integer = true, what = "alive timeout in s"
 );
 
 /// A VM index: a fixed number (2-99; index 1 is the monitor VM) or `*ANY` for any free one.
@@ -479,6 +649,23 @@ mod tests {
         assert!(VmName::new("VM12PROD").is_ok());
         assert!(VmName::new("VM12PRODX").is_err());
         assert!(VmName::new("vm1").is_err());
+    }
+
+    #[test]
+    fn numeric_fields_are_bounded_at_decode() {
+        let de = |t: &str| bandwidth_gbps::de(serde_json::from_str::<serde_json::Value>(t).unwrap());
+        assert_eq!(de("10").unwrap(), 10.0);
+        assert_eq!(de("0.5").unwrap(), 0.5);
+        assert!(de("1e300").unwrap_err().to_string().contains("must be at most 400, got 1e300"));
+        assert!(de("0").unwrap_err().to_string().contains("must be at least 0.001"));
+        let de = |t: &str| alive_timeout_s::de(serde_json::from_str::<serde_json::Value>(t).unwrap());
+        assert_eq!(de("60").unwrap(), 60);
+        assert!(de("18446744073709551615").unwrap_err().to_string().contains("must be at most 31536000"));
+        assert!(de("-5").unwrap_err().to_string().contains("must be at least 1, got -5"));
+        assert!(de("1.5").unwrap_err().to_string().contains("invalid type: floating point"));
+        // The largest values, times 1000 (ms), stay far from overflow.
+        assert!(alive_timeout_s::MAX.checked_mul(1000).is_some());
+        assert!(time_budget_s::MAX.checked_mul(1000).is_some());
     }
 
     #[test]

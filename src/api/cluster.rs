@@ -1,11 +1,11 @@
 //! ManagementCluster (two SE Servers joined by ISL-E and a CRD) and SUCluster (two SUs
 //! of one type between which BS2000 systems can be live-migrated).
 
-use super::checked::{ObjectName, UnitName};
+use super::checked::{self, ObjectName, UnitName};
 use super::hardware::{at_most_two_disks, checked_seq, ConfigDisk};
 use super::Condition;
 use schemars::JsonSchema;
-use serde::de::{self, Deserializer};
+use serde::de::Deserializer;
 use serde::{Deserialize, Serialize};
 
 /// Desired Management Cluster.
@@ -33,45 +33,21 @@ pub struct ManagementClusterSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IslE {
     /// Bandwidth in Gbit/s (recommended: 1, or 10 with the Net Unit extension).
-    #[schemars(range(min = 0.001, max = 400.0))]
-    #[serde(deserialize_with = "positive_f64")]
+    #[schemars(schema_with = "checked::bandwidth_gbps::schema")]
+    #[serde(deserialize_with = "checked::bandwidth_gbps::de")]
     pub bandwidth_gbps: f64,
     /// Round-trip time in milliseconds (recommended: under 5 ms).
-    #[serde(default = "default_rtt")]
-    #[schemars(range(min = 0.0, max = 1000.0))]
+    #[serde(default = "default_rtt", deserialize_with = "checked::rtt_ms::de")]
+    #[schemars(schema_with = "checked::rtt_ms::schema")]
     pub rtt_ms: f64,
     /// Cable length in km (recommended: at most 15 km).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.0, max = 1000.0))]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "checked::length_km::de_opt")]
+    #[schemars(schema_with = "checked::length_km::schema_opt")]
     pub length_km: Option<f64>,
 }
 
 fn default_rtt() -> f64 {
     1.0
-}
-
-fn positive_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    struct V;
-    impl<'de> de::Visitor<'de> for V {
-        type Value = f64;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a positive number")
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
-            if v > 0.0 && v.is_finite() {
-                Ok(v)
-            } else {
-                Err(E::custom(format!("must be a positive number, got {v}")))
-            }
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
-            self.visit_f64(v as f64)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
-            self.visit_f64(v as f64)
-        }
-    }
-    d.deserialize_f64(V)
 }
 
 /// A list of exactly two different names.

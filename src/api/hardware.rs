@@ -3,7 +3,7 @@
 //! power/state line of one unit (listed by a server and, for MUs, by clusters). They
 //! live here, below `server.rs` and `cluster.rs`, so neither imports the other.
 
-use super::checked::UnitName;
+use super::checked::{self, UnitName};
 use schemars::JsonSchema;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ pub struct ConfigDisk {
     pub name: UnitName,
     /// Capacity in GB; at least 8.
     #[serde(default = "default_disk_size", deserialize_with = "disk_size")]
-    #[schemars(range(min = 8))]
+    #[schemars(schema_with = "checked::disk_gb::schema")]
     pub size_gb: u32,
 }
 

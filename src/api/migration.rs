@@ -1,7 +1,7 @@
 //! LiveMigration (MIGRATE-VM / CHECK-VM-MIGRATION / MIGRATE-VM-DEFINITION) and
 //! VMRecovery (RECOVER-VM-DEFINITION).
 
-use super::checked::{ObjectName, UnitName};
+use super::checked::{self, ObjectName, UnitName};
 use super::Condition;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -25,13 +25,17 @@ pub struct LiveMigrationSpec {
     pub definition_only: bool,
     /// The longest suspension aimed for, in ms: pre-copy stops when the rest of the
     /// memory can be sent within it (default 2000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 100))]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "checked::downtime_target_ms::de_opt"
+    )]
+    #[schemars(schema_with = "checked::downtime_target_ms::schema_opt")]
     pub downtime_target_ms: Option<u64>,
     /// SU /390: how long pre-copy may take before the migration is aborted with
     /// VMS2425 (default: ten times a plain copy of the memory, at least 60 s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "checked::time_budget_s::de_opt")]
+    #[schemars(schema_with = "checked::time_budget_s::schema_opt")]
     pub time_budget_s: Option<u64>,
 }
 
@@ -183,8 +187,8 @@ pub struct VMRecoverySpec {
     pub target_server_unit: UnitName,
     /// The intended time: the remote SU's monitor (or X2000) must have written no
     /// alive message to the CRD for at least this many simulated seconds.
-    #[serde(default = "default_alive_timeout")]
-    #[schemars(range(min = 1))]
+    #[serde(default = "default_alive_timeout", deserialize_with = "checked::alive_timeout_s::de")]
+    #[schemars(schema_with = "checked::alive_timeout_s::schema")]
     pub alive_timeout_s: u64,
 }
 

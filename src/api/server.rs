@@ -1,6 +1,6 @@
 //! SEServer: one SE Server with its Management Units, Server Units and Net Unit.
 
-use super::checked::{Cpus, HexByte, MiB, MnSpec, PoolCpus, UnitName, VmLimit};
+use super::checked::{self, Cpus, HexByte, MiB, MnSpec, PoolCpus, UnitName, VmLimit};
 use super::Condition;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -347,7 +347,8 @@ pub struct ServerUnitSpec {
     /// Main memory of the SU in MiB (the monitor system's share included).
     pub memory_mi_b: MiB,
     /// Memory the monitor system (or X2000 on x86) keeps for itself, in MiB.
-    #[serde(default = "default_monitor_memory")]
+    #[serde(default = "default_monitor_memory", deserialize_with = "checked::monitor_mib::de")]
+    #[schemars(schema_with = "checked::monitor_mib::schema")]
     pub monitor_memory_mi_b: u64,
     /// Maximum number of VM definitions on this SU (VM2000 allows up to 99).
     #[serde(default = "default_limit")]

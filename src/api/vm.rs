@@ -1,7 +1,7 @@
 //! VMDefinition: the configuration description of a BS2000 VM (seed 004): attributes,
 //! devices and the desired state, assigned to one Server Unit.
 
-use super::checked::{Cpus, MiB, MnSpec, UnitName, VmIndex, VmName};
+use super::checked::{self, Cpus, MiB, MnSpec, UnitName, VmIndex, VmName};
 use super::Condition;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -39,7 +39,8 @@ pub struct VMDefinitionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_group: Option<UnitName>,
     /// MAX-IO: upper limit of the I/O rate, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "checked::max_io::de_opt")]
+    #[schemars(schema_with = "checked::max_io::schema_opt")]
     pub max_io: Option<u32>,
     /// Devices assigned to the VM.
     #[serde(default)]
@@ -184,8 +185,8 @@ fn exclusive() -> DeviceUsage {
 pub struct Workload {
     /// How fast the system dirties main memory pages, in MiB/s. Drives the pre-copy
     /// rounds of a live migration.
-    #[serde(default)]
-    #[schemars(range(min = 0.0))]
+    #[serde(default, deserialize_with = "checked::dirty_rate::de")]
+    #[schemars(schema_with = "checked::dirty_rate::schema")]
     pub dirty_rate_mi_bps: f64,
 }
 

@@ -136,7 +136,9 @@ pub fn wait_remote(
     for_: &str,
     check: impl Fn(&Resource) -> Result<(), String>,
 ) -> anyhow::Result<ExitCode> {
-    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    let deadline = Instant::now()
+        .checked_add(Duration::from_millis(timeout_ms))
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 86_400));
     let tty = std::io::stderr().is_terminal();
     let bar = tty.then(|| {
         let pb = ProgressBar::new(1);

@@ -150,7 +150,8 @@ pub enum Command {
         #[arg(long, default_value = "60s")]
         resync: String,
         /// Simulated seconds per real second (1 = real time: a 64 GiB migration over
-        /// 1 Gbit/s takes about 9 minutes to watch).
+        /// 1 Gbit/s takes about 9 minutes to watch), from 0 (the clock moves only with
+        /// `sim advance`) to 10000.
         #[arg(long, default_value_t = 1.0)]
         time_scale: f64,
         /// Reconciles at once (distinct objects).
@@ -195,7 +196,8 @@ pub enum Command {
     /// power off|on UNIT, link down|up MGMT-CLUSTER, disk fail|repair DISK,
     /// bcam stop|fail|start SU, rewas stop|start SU, dirty VM MIB_PER_S,
     /// wait|resume VM, ioconfig start|end SU, shutdown initiate|cancel SU,
-    /// advance DURATION.
+    /// advance DURATION (the clock runs at most 1000 years past its start), clock reset
+    /// (bring back a clock saved past that end by an older sectl).
     Sim {
         /// E.g. `power off abgwhite`, `advance 90s`.
         #[arg(required = true, num_args = 1..)]
@@ -327,6 +329,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             insecure_http,
             max_connections,
         } => {
+            let time_scale =
+                crate::sim::clock::check_time_scale(time_scale).map_err(|e| anyhow!("--time-scale: {e}"))?;
             let resync = crate::sim::parse_duration(&resync).map_err(|e| anyhow!("--resync: {e}"))?;
             let ms = |flag: &str, v: &str| {
                 crate::sim::parse_duration(v).map(std::time::Duration::from_millis).map_err(|e| anyhow!("{flag}: {e}"))
@@ -700,7 +704,7 @@ fn wait(ctx: &mut Context, target: &str, for_: &str, timeout: &str) -> anyhow::R
     // Embedded mode: the reconcilers run here, on simulated time, until the object
     // meets the condition, the world is quiet, or the timeout (simulated) passes.
     let mut c = ctx.controller()?;
-    let deadline = c.now_ms() + timeout_ms;
+    let deadline = crate::sim::clock::later(c.now_ms(), timeout_ms);
     loop {
         let obj = ctx.store()?.get(kind, name).map_err(|e| anyhow!("{e}"))?;
         let verdict = match &obj {
@@ -750,7 +754,39 @@ fn check(ctx: &mut Context) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(1))
 }
 
+/// `sectl sim clock reset`: brings back a simulated clock saved past the end of
+/// simulated time (see `sim::clock`), in embedded mode only (a server cannot have
+/// started with such a clock).
+fn sim_clock_reset(ctx: &mut Context) -> anyhow::Result<ExitCode> {
+    let store = match ctx.store()? {
+        Backend::Embedded { store, .. } => store.clone(),
+        Backend::Remote(_) => {
+            eprintln!(
+                "error: `sim clock reset` works on the data directory: stop the server and run it without --server"
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut w = crate::sim::World::load_unchecked(store.as_ref()).map_err(|e| anyhow!("{e}"))?;
+    if w.clock.check().is_ok() {
+        println!("the simulated clock is fine ({}); nothing to reset", w.clock.rfc3339());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (before, after) = w.reset_clock();
+    w.save(store.as_ref()).map_err(|e| anyhow!("{e}"))?;
+    println!(
+        "simulated clock reset from {} ms to {} ms past its start: simulated time {}",
+        before.now_ms,
+        after.now_ms,
+        after.rfc3339()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn sim(ctx: &mut Context, args: &[String]) -> anyhow::Result<ExitCode> {
+    if args == ["clock", "reset"] {
+        return sim_clock_reset(ctx);
+    }
     let fault = match crate::sim::Fault::parse(args) {
         Ok(f) => f,
         Err(usage) => {

@@ -388,7 +388,9 @@ impl Controller {
     /// wakes every object it may concern; stored as one durable batch.
     pub fn apply_fault(&mut self, f: &Fault) -> anyhow::Result<()> {
         if let Fault::Advance { ms } = f {
-            let target = self.now_ms() + ms;
+            // Checked before anything runs: a refused advance changes and saves nothing.
+            let mut clock = self.lock_world().clock;
+            let target = clock.advance_by(*ms).map_err(|e| anyhow::anyhow!("cannot advance the clock: {e}"))?;
             return self.run_until(Some(target));
         }
         let (evs, time) = {
@@ -534,7 +536,7 @@ impl Controller {
                     }
                     self.backoff.succeed(&key);
                     if let Action::RequeueAfter(ms) = action {
-                        self.sched.schedule(key, now + ms);
+                        self.sched.schedule(key, crate::sim::clock::later(now, ms));
                     }
                 }
                 Ok(Some(Ended::Failed { error, panicked, status })) => {
@@ -545,13 +547,13 @@ impl Controller {
                     }
                     let delay = self.backoff.fail(&key);
                     tracing::warn!(object = %format!("{}/{}", key.0, key.1), error = %error, panicked, retry_ms = delay, "reconcile failed");
-                    self.sched.schedule(key, now + delay);
+                    self.sched.schedule(key, crate::sim::clock::later(now, delay));
                 }
                 Err(e) => {
                     // The store failed: nothing of the step is stored; stop here.
                     self.stats.errors += 1;
                     let delay = self.backoff.fail(&key);
-                    self.sched.schedule(key, now + delay);
+                    self.sched.schedule(key, crate::sim::clock::later(now, delay));
                     fatal.get_or_insert(e);
                 }
             }
@@ -621,7 +623,7 @@ impl Controller {
                 b.statuses.extend(status);
                 b.events = logged.into_iter().map(|e| to_event(e, &time)).collect();
                 let own_due = match out.action {
-                    Action::RequeueAfter(ms) => Some(now + ms),
+                    Action::RequeueAfter(ms) => Some(crate::sim::clock::later(now, ms)),
                     Action::Await => None,
                 };
                 effects::set_pending(&mut b, key, own_due);
@@ -695,7 +697,7 @@ impl Controller {
                 time,
             ));
         }
-        effects::set_pending(&mut b, key, Some(now + self.backoff.next_delay(key)));
+        effects::set_pending(&mut b, key, Some(crate::sim::clock::later(now, self.backoff.next_delay(key))));
         match self.commit_step(w, b) {
             Ok(mut done) => {
                 self.log_events(&done.events);
@@ -768,7 +770,7 @@ impl Controller {
     pub fn advance_clock(&mut self, ms: u64) {
         if ms > 0 {
             let mut w = self.lock_world();
-            let t = w.clock.now_ms + ms;
+            let t = crate::sim::clock::later(w.clock.now_ms, ms);
             w.clock.advance_to(t);
         }
     }

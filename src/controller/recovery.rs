@@ -55,7 +55,7 @@ pub fn reconcile(cx: &mut Cx, o: &Object<VMRecoverySpec, VMRecoveryStatus>) -> a
                     .push(conflict("NotSameSuCluster", format!("SUs {remote} and {local} are not in one SU cluster")));
             }
             conflicts.extend(vm2000_conflicts(cx, &remote, &local));
-            let limit_ms = o.spec.alive_timeout_s * 1000;
+            let limit_ms = o.spec.alive_timeout_s.saturating_mul(1000);
             if let Some(last) = cx.world.last_alive_ms(&remote) {
                 let age = cx.world.clock.now_ms.saturating_sub(last);
                 if age < limit_ms {

@@ -50,9 +50,19 @@ pub struct HwEvent {
 
 /// Parses a duration like `90s`, `5m`, `1h30m`, `250ms`.
 pub fn parse_duration(s: &str) -> Result<u64, String> {
-    humantime::parse_duration(s)
-        .map(|d| d.as_millis() as u64)
-        .map_err(|e| format!("invalid duration {s:?}: {e} (use e.g. 90s, 5m, 1h)"))
+    let d = humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e} (use e.g. 90s, 5m, 1h)"))?;
+    u64::try_from(d.as_millis()).map_err(|_| format!("duration {s:?} is too long"))
+}
+
+/// Parses the duration of `sim advance`: like `parse_duration`, but a duration too
+/// long to count in ms is u64::MAX, so that it is refused with the clock's own message
+/// (the clock's end) rather than as bad syntax.
+fn parse_advance(s: &str) -> Result<u64, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) => Ok(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        Err(humantime::DurationError::NumberOverflow) => Ok(u64::MAX),
+        Err(e) => Err(format!("invalid duration {s:?}: {e} (use e.g. 90s, 5m, 1h)")),
+    }
 }
 
 impl Fault {
@@ -74,7 +84,7 @@ impl Fault {
             ["bcam", "start", s] => Fault::Bcam { su: s.to_string(), up: true, on_purpose: false },
             ["rewas", "stop", s] => Fault::Rewas { su: s.to_string(), up: false },
             ["rewas", "start", s] => Fault::Rewas { su: s.to_string(), up: true },
-            ["advance", d] => Fault::Advance { ms: parse_duration(d)? },
+            ["advance", d] => Fault::Advance { ms: parse_advance(d)? },
             ["ioconfig", "start", s] => Fault::IoConfig { su: s.to_string(), running: true },
             ["ioconfig", "end", s] => Fault::IoConfig { su: s.to_string(), running: false },
             ["shutdown", "initiate", s] => Fault::Shutdown { su: s.to_string(), initiated: true },

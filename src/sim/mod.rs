@@ -7,7 +7,7 @@
 //! entity (`persist.rs`): each unit, VM placement, migration ... is one value, and the
 //! maps remember what changed (`entity.rs`), so a reconcile writes only that.
 
-mod clock;
+pub mod clock;
 pub mod entity;
 mod fault;
 pub mod migration;
@@ -177,6 +177,36 @@ pub struct World {
 }
 
 impl World {
+    /// Brings a clock that is past the end of simulated time back: to the latest time
+    /// the world recorded that is within the end (a unit's power change, a
+    /// migration's start or next step), or 0. Every recorded time
+    /// later than that is set to it, so what was due stays due. A world whose epoch
+    /// cannot be written as a date gets the wall time as its epoch. Returns the clock
+    /// before and after.
+    pub fn reset_clock(&mut self) -> (Clock, Clock) {
+        let before = self.clock;
+        if self.clock.epoch_unix_ms.checked_add(clock::MAX_SIM_MS).is_none_or(|ms| ms >= 253_402_300_800_000) {
+            self.clock.epoch_unix_ms = Clock::starting_now().epoch_unix_ms;
+        }
+        let recorded = self
+            .units
+            .values()
+            .map(|u| u.power_changed_ms)
+            .chain(self.migrations.values().flat_map(|m| [m.started_ms, m.next_at_ms]))
+            .chain([self.clock.now_ms]);
+        let now = recorded.filter(|t| *t <= clock::MAX_SIM_MS).max().unwrap_or(0);
+        self.clock.now_ms = now;
+        for u in self.units.values_mut() {
+            u.power_changed_ms = u.power_changed_ms.min(now);
+        }
+        for m in self.migrations.values_mut() {
+            m.started_ms = m.started_ms.min(now);
+            m.next_at_ms = m.next_at_ms.min(now);
+        }
+        self.touch();
+        (before, self.clock)
+    }
+
     /// Marks a change.
     pub fn touch(&mut self) {
         self.version += 1;

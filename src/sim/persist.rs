@@ -102,12 +102,26 @@ impl World {
     }
 
     /// Loads the world from the store, or a new one (clock at wall time) if none.
+    /// A clock past the end of simulated time is refused (see `clock`), with the way
+    /// out: `reset_clock`.
     pub fn load(store: &dyn Store) -> Result<World, StoreError> {
         Ok(World::load_full(store)?.world)
     }
 
-    /// Loads the world, saying whether it came from an old single-blob store.
+    /// Loads the world without checking its clock (for `reset_clock`).
+    pub fn load_unchecked(store: &dyn Store) -> Result<World, StoreError> {
+        Ok(World::load_full_unchecked(store)?.world)
+    }
+
+    /// Loads the world, saying whether it came from an old single-blob store; refuses
+    /// a clock past the end of simulated time.
     pub fn load_full(store: &dyn Store) -> Result<Loaded, StoreError> {
+        let loaded = World::load_full_unchecked(store)?;
+        loaded.world.clock.check().map_err(StoreError::Invalid)?;
+        Ok(loaded)
+    }
+
+    fn load_full_unchecked(store: &dyn Store) -> Result<Loaded, StoreError> {
         let entries = store.read_state(PREFIX)?;
         if entries.is_empty() {
             return Self::load_legacy(store);

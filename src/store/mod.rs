@@ -13,6 +13,7 @@
 //! and make it visible with one small commit.
 
 mod finite;
+mod data_dir;
 mod sled_store;
 
 pub use finite::{check as check_finite, NonFinite};
@@ -63,6 +64,20 @@ pub enum StoreError {
     /// The request is not valid.
     #[error("invalid: {0}")]
     Invalid(String),
+    /// The object, encoded, is larger than one stored object may be.
+    #[error(
+        "{kind} {name} is {size} bytes encoded; one stored object may be at most {limit} bytes (1.5 MiB, as in etcd)"
+    )]
+    TooLarge {
+        /// Kind.
+        kind: Kind,
+        /// Name.
+        name: String,
+        /// Encoded size in bytes.
+        size: usize,
+        /// The limit, `MAX_OBJECT_BYTES`.
+        limit: usize,
+    },
     /// The storage engine failed.
     #[error("store: {0}")]
     Backend(String),
@@ -80,6 +95,19 @@ pub enum StoreError {
         /// What changed.
         reason: String,
     },
+}
+
+/// Largest encoded object the store keeps: 1.5 MiB, etcd's default request limit, so
+/// that every object also fits an etcd-backed store.
+pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
+
+/// Checks one object's encoded size at the write boundary (every store calls it for
+/// each object it writes).
+pub fn check_object_size(kind: Kind, name: &str, size: usize) -> Result<()> {
+    if size > MAX_OBJECT_BYTES {
+        return Err(StoreError::TooLarge { kind, name: name.to_string(), size, limit: MAX_OBJECT_BYTES });
+    }
+    Ok(())
 }
 
 /// Result of store calls.

@@ -40,6 +40,9 @@ pub struct SledStore {
     /// resourceVersions that a crash may have taken back (after the last durable one,
     /// up to the reservation): a watch from inside must relist.
     lost: (u64, u64),
+    /// The data directory's lock (see `data_dir`); declared last so that it is
+    /// released after sled is dropped.
+    _lock: super::data_dir::DirLock,
 }
 
 #[derive(Clone)]
@@ -145,35 +148,19 @@ fn trim_history(tree: &sled::Tree, rv: u64, history: u64) -> Result<()> {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`, created with mode 0700.
+    /// Opens (or creates) the store in `dir` (a new folder is created 0700; an
+    /// existing one keeps its mode, see `data_dir`).
     pub fn open(dir: &Path) -> Result<SledStore> {
         Self::open_with_history(dir, DEFAULT_HISTORY)
     }
 
     /// Opens with a given watch-history length (tests use a short one).
     pub fn open_with_history(dir: &Path, history: u64) -> Result<SledStore> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| StoreError::Backend(format!("cannot restrict {}: {e}", dir.display())))?;
-        }
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .cache_capacity(32 * 1024 * 1024)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
-                    StoreError::Backend(format!(
-                        "the store in {} is in use by another sectl process (a running `sectl serve`?); use --server to talk to it",
-                        dir.display()
-                    ))
-                }
-                other => be(other),
-            })?;
+        super::data_dir::prepare(dir)?;
+        let lock = super::data_dir::lock(dir)?;
+        let config =
+            sled::Config::new().path(dir.join("db")).cache_capacity(32 * 1024 * 1024).mode(sled::Mode::HighThroughput);
+        let db = super::data_dir::retry_while_locked(dir, std::time::Duration::from_secs(5), || config.open())?;
         let tree = db.open_tree("sectl").map_err(be)?;
         let durable_rv = read_counter(&tree, b"m/rv")?;
         // Versions up to the reservation may have been served before a crash took
@@ -191,6 +178,7 @@ impl SledStore {
             notify,
             unflushed: Default::default(),
             lost: (durable_rv, rv),
+            _lock: lock,
         })
     }
 
@@ -229,6 +217,12 @@ impl SledStore {
         let rv = c.next_rv();
         obj.meta_mut().resource_version = Some(rv.to_string());
         let bytes = obj.to_json();
+        if t != WatchType::Deleted {
+            if let Err(e) = super::check_object_size(obj.kind(), obj.name(), bytes.len()) {
+                c.rv -= 1;
+                return Err(e);
+            }
+        }
         let key = obj_key(obj.kind(), obj.name());
         let rec = HistoryRecord {
             u: false,

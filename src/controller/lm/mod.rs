@@ -340,7 +340,7 @@ fn begin(
         link_gbps: gbps,
         phase: LmPhase::Setup,
         started_ms: now_ms,
-        next_at_ms: now_ms + mig::SETUP_MS,
+        next_at_ms: crate::sim::clock::later(now_ms, mig::SETUP_MS),
         reservation: Some(Reservation {
             vm: vm_key.to_string(),
             vm_name: v.vm_name.clone(),

@@ -84,10 +84,10 @@ fn setup_done(cx: &mut Cx, o: &Object<LiveMigrationSpec, LiveMigrationStatus>, n
     let dirty = dirty_rate(cx, &m.vm);
     m.rate_mibps = rate;
     m.sending_mib = m.memory_mib;
-    m.budget_ms = o.spec.time_budget_s.map(|s| s * 1000).unwrap_or_else(|| mig::default_budget_ms(m.memory_mib, rate));
+    m.budget_ms = o.spec.time_budget_s.map(|s| s.saturating_mul(1000)).unwrap_or_else(|| mig::default_budget_ms(m.memory_mib, rate));
     let (ms, _) = mig::round(m.memory_mib, rate, dirty, m.memory_mib);
     m.phase = LmPhase::Copying;
-    m.next_at_ms = cx.world.clock.now_ms + ms;
+    m.next_at_ms = crate::sim::clock::later(cx.world.clock.now_ms, ms);
 }
 
 /// A pre-copy round ends: another round, the last storage transfer (I/O stopped),
@@ -146,7 +146,7 @@ fn next_round(cx: &mut Cx, name: &str, m: &mut SimMigration, mib: f64, last: boo
     m.sending_mib = mib;
     m.last_transfer = last;
     let (ms, _) = mig::round(mib, rate, dirty, m.memory_mib);
-    m.next_at_ms = cx.world.clock.now_ms + ms;
+    m.next_at_ms = crate::sim::clock::later(cx.world.clock.now_ms, ms);
 }
 
 /// Phase 3 starts: the system stops on the source; the rest is copied meanwhile.
@@ -160,7 +160,7 @@ fn suspend(m: &mut SimMigration, vm: &SimVm, rest: f64, now_ms: u64, events: &mu
     m.rest_mib = rest;
     m.downtime_ms = Some(downtime);
     m.phase = LmPhase::Suspended;
-    m.next_at_ms = now_ms + downtime;
+    m.next_at_ms = crate::sim::clock::later(now_ms, downtime);
     if m.loaded {
         events.push(("VmPaused", format!("VM {} paused on {} (BS2000 suspend)", vm.vm_name, m.source)));
     }
@@ -243,7 +243,7 @@ fn resumed(cx: &mut Cx, vm: &SimVm, m: &mut SimMigration, events: &mut Events) {
         m.warnings.push("I/O configurations of source and target differ: substate DIFF".into());
     }
     m.phase = LmPhase::PostTreatment;
-    m.next_at_ms = cx.world.clock.now_ms + mig::POST_TREATMENT_MS;
+    m.next_at_ms = crate::sim::clock::later(cx.world.clock.now_ms, mig::POST_TREATMENT_MS);
     let how = if m.loaded { " (BS2000 resume)" } else { "" };
     events.push(("VmCreated", format!("VM {} created on {}{how}", vm.vm_name, m.target)));
     cx.wake.push((Kind::VMDefinition, m.vm.clone()));

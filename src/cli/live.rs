@@ -3,34 +3,56 @@
 //! migration (phase, round, MiB sent of the round, dirty rate, expected downtime) on a
 //! terminal and plain lines otherwise; `get sources` shows the GitOps files.
 
-use super::{output, parse_kind, Backend, Context, Format};
+use super::format::Output;
+use super::wait::Verdict;
+use super::{output, Backend, Context};
 use crate::api::{LiveMigrationSpec, LmPhase, Resource};
 use anyhow::anyhow;
-use comfy_table::{presets, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+/// Longest message shown in the `get sources` table (full text with -o wide or json).
+const MESSAGE_WIDTH: usize = 60;
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    s.chars().take(max - 3).collect::<String>() + "..."
+}
+
 /// `get sources`.
-pub fn sources(ctx: &mut Context) -> anyhow::Result<ExitCode> {
+pub fn sources(ctx: &mut Context, format: &Output) -> anyhow::Result<ExitCode> {
     let Some(c) = ctx.remote()? else {
         anyhow::bail!("sources are the files of a `sectl serve --watch DIR`; give --server URL");
     };
     let v = c.call_any("GET", &format!("{}/sources", crate::client::PREFIX), None)?;
-    let mut t = Table::new();
-    t.load_preset(presets::NOTHING);
-    t.set_header(vec!["FILE", "STATE", "OBJECTS", "LAST-SYNC", "MESSAGE"]);
-    for s in v["items"].as_array().cloned().unwrap_or_default() {
-        t.add_row(vec![
-            s["file"].as_str().unwrap_or("").to_string(),
-            s["state"].as_str().unwrap_or("").to_string(),
-            s["objects"].as_array().map(|a| a.len()).unwrap_or(0).to_string(),
-            s["lastSync"].as_str().unwrap_or("").to_string(),
-            s["message"].as_str().unwrap_or("").lines().next().unwrap_or("").to_string(),
-        ]);
-    }
-    println!("{t}");
+    let wide = match format {
+        Output::Table => false,
+        Output::Wide => true,
+        Output::Json => return super::get::emit(&(serde_json::to_string_pretty(&v)? + "\n")).map(|_| ExitCode::SUCCESS),
+        Output::Yaml => return super::get::emit(&crate::manifest::to_yaml(&v)).map(|_| ExitCode::SUCCESS),
+        _ => anyhow::bail!("get sources prints table, wide, json or yaml"),
+    };
+    let rows = v["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let msg = s["message"].as_str().unwrap_or("");
+            vec![
+                s["file"].as_str().unwrap_or("").to_string(),
+                s["state"].as_str().unwrap_or("").to_string(),
+                s["objects"].as_array().map(|a| a.len()).unwrap_or(0).to_string(),
+                s["lastSync"].as_str().unwrap_or("").to_string(),
+                if wide { msg.replace('\n', " ") } else { truncate(msg.lines().next().unwrap_or(""), MESSAGE_WIDTH) },
+            ]
+        })
+        .collect();
+    super::get::emit(&output::simple_table(&["FILE", "STATE", "OBJECTS", "LAST-SYNC (REAL)", "MESSAGE"], rows))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -88,7 +110,7 @@ pub fn wait_remote(
     name: &str,
     timeout_ms: u64,
     for_: &str,
-    check: impl Fn(&Resource) -> Result<(), String>,
+    check: impl Fn(Option<&Resource>) -> Verdict,
 ) -> anyhow::Result<ExitCode> {
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
     let tty = std::io::stderr().is_terminal();
@@ -100,11 +122,8 @@ pub fn wait_remote(
     let clock = server_clock(b);
     let mut last_line = String::new();
     loop {
-        let obj = b.get(kind, name).map_err(|e| anyhow!("{e}"))?;
-        let verdict = match &obj {
-            None => Err(format!("{kind} {name} not found")),
-            Some(o) => check(o),
-        };
+        let obj = b.get(kind, name)?;
+        let verdict = check(obj.as_ref());
         if let Some(o) = &obj {
             let sim_now = clock.map(|(ms, scale, at)| ms + (at.elapsed().as_secs_f64() * scale * 1000.0) as u64);
             let (line, pos) = lm_progress(o, sim_now);
@@ -125,36 +144,41 @@ pub fn wait_remote(
                 }
             }
         }
+        let clear = || {
+            if let Some(pb) = &bar {
+                pb.finish_and_clear();
+            }
+        };
         match verdict {
-            Ok(()) => {
-                if let Some(pb) = &bar {
-                    pb.finish_and_clear();
-                }
-                println!("{}/{name} condition met ({for_})", kind.as_str().to_lowercase());
+            Verdict::Met => {
+                clear();
+                println!("{}/{name} condition met ({for_})", kind.lower());
                 return Ok(ExitCode::SUCCESS);
             }
-            Err(why) if Instant::now() >= deadline => {
-                if let Some(pb) = &bar {
-                    pb.finish_and_clear();
-                }
-                eprintln!("error: timed out waiting for {}/{name}: {why}", kind.as_str().to_lowercase());
+            Verdict::Never(why) => {
+                clear();
+                eprintln!("error: {}/{name}: {why}", kind.lower());
                 return Ok(ExitCode::from(1));
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            Verdict::NotYet(why) if Instant::now() >= deadline => {
+                clear();
+                eprintln!("error: timed out waiting for {}/{name}: {why}", kind.lower());
+                return Ok(ExitCode::from(1));
+            }
+            Verdict::NotYet(_) => std::thread::sleep(Duration::from_millis(200)),
         }
     }
 }
 
 /// `get KIND -w`: the list, then one row per change.
-pub fn watch(ctx: &mut Context, kind: &str, format: Format) -> anyhow::Result<ExitCode> {
-    let kind = parse_kind(kind)?;
+pub fn watch(ctx: &mut Context, kind: crate::api::Kind, format: &Output) -> anyhow::Result<ExitCode> {
     let b = ctx.store()?;
     let Some(c) = b.remote() else {
         anyhow::bail!("get -w streams changes from a running `sectl serve`; give --server URL");
     };
     let (objs, rv) = b.list(kind).map_err(|e| anyhow!("{e}"))?;
-    let wide = format == Format::Wide;
-    let table = output::table(kind, &objs, wide);
+    let wide = matches!(format, Output::Wide);
+    let table = output::table(kind, &objs, wide, false);
     let mut lines = table.lines();
     let header = lines.next().unwrap_or("").to_string();
     println!("{header}");
@@ -165,12 +189,12 @@ pub fn watch(ctx: &mut Context, kind: &str, format: Format) -> anyhow::Result<Ex
     c.watch(kind, rv, |ev| {
         let Ok(obj) = Resource::from_json(ev.object.to_string().as_bytes()) else { return true };
         match format {
-            Format::Json => println!("{}", serde_json::json!({"type": ev.type_, "object": ev.object})),
-            Format::Yaml => {
+            Output::Json => println!("{}", serde_json::json!({"type": ev.type_, "object": ev.object})),
+            Output::Yaml => {
                 print!("---\n{}", crate::manifest::to_yaml(&serde_json::json!({"type": ev.type_, "object": ev.object})))
             }
             _ => {
-                let t = output::table(kind, std::slice::from_ref(&obj), wide);
+                let t = output::table(kind, std::slice::from_ref(&obj), wide, false);
                 for l in t.lines().skip(1) {
                     let suffix = if ev.type_ == "DELETED" { "   (deleted)" } else { "" };
                     println!("{l}{suffix}");
@@ -184,5 +208,7 @@ pub fn watch(ctx: &mut Context, kind: &str, format: Format) -> anyhow::Result<Ex
         }
         true
     })?;
-    Ok(ExitCode::SUCCESS)
+    // The stream only ends when the server goes away.
+    eprintln!("error: the watch ended: the server closed the connection");
+    Ok(ExitCode::from(1))
 }

@@ -1,23 +1,17 @@
 //! Rendering objects for people (tables, describe) and scripts (JSON, YAML lists).
 
-use super::Format;
 use crate::api::{Kind, Resource};
 use crate::manifest;
 use crate::store::Event;
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
-use serde_json::json;
 
-/// Prints objects as JSON or YAML: one object as itself, several as a List.
-pub fn print_objects(objs: &[Resource], format: Format, single: bool) {
-    let value = if single && objs.len() == 1 {
-        serde_json::to_value(&objs[0]).expect("serialises")
-    } else {
-        json!({"apiVersion": "v1", "kind": "List", "items": objs})
-    };
-    match format {
-        Format::Yaml => print!("{}", manifest::to_yaml(&value)),
-        _ => println!("{}", serde_json::to_string_pretty(&value).expect("serialises")),
+/// A plain table of strings (custom columns, sources).
+pub fn simple_table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = plain_table(header.to_vec());
+    for r in rows {
+        t.add_row(r);
     }
+    finish(t)
 }
 
 fn plain_table(header: Vec<&str>) -> Table {
@@ -75,8 +69,9 @@ fn ms(v: Option<u64>) -> String {
     }
 }
 
-/// The table of `objs` (all of `kind`).
-pub fn table(kind: Kind, objs: &[Resource], wide: bool) -> String {
+/// The table of `objs` (all of `kind`); `qualify` writes names as `kind/name`, as
+/// kubectl does when several kinds are listed.
+pub fn table(kind: Kind, objs: &[Resource], wide: bool, qualify: bool) -> String {
     let header: Vec<&str> = match (kind, wide) {
         (Kind::SEServer, false) => vec!["NAME", "MODEL", "VERSION", "LOCATION", "MUS", "SUS", "AGE"],
         (Kind::SEServer, true) => {
@@ -242,6 +237,10 @@ pub fn table(kind: Kind, objs: &[Resource], wide: bool) -> String {
                 age,
             ],
         };
+        let mut row = row;
+        if qualify {
+            row[0] = format!("{}/{}", kind.lower(), row[0]);
+        }
         t.add_row(row);
     }
     finish(t)
@@ -272,7 +271,7 @@ fn indent(text: &str, by: usize) -> String {
 }
 
 /// `sectl describe`: one object for people.
-pub fn describe(r: &Resource, events: &[Event]) -> String {
+pub fn describe(r: &Resource, events: &[Event], _show_all: bool) -> String {
     let m = r.meta();
     let mut out = String::new();
     out.push_str(&format!("Name:               {}\n", m.name));

@@ -451,7 +451,7 @@ fn usage_errors_exit_2() {
         &["apply"],
         &["get"],
         &["get", "vm", "-o", "xml"],
-        &["describe", "vm"],
+        &["describe"],
     ] {
         let (_, err) = site.fails(2, args);
         assert!(!err.is_empty(), "sectl {args:?}: no message");

@@ -51,8 +51,14 @@ fn strip_comments(text: &str) -> String {
 
 /// Decodes an edited object and checks that it is still `original` (same kind and
 /// name; status untouched, since the controller owns it). Errors are lines for people.
-pub fn decode_edited(label: &str, text: &str, original: &Resource, servers: &[Resource]) -> Result<Resource, Vec<String>> {
-    let docs = manifest::decode(label, text.as_bytes()).map_err(|es| es.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+pub fn decode_edited(
+    label: &str,
+    text: &str,
+    original: &Resource,
+    servers: &[Resource],
+) -> Result<Resource, Vec<String>> {
+    let docs =
+        manifest::decode(label, text.as_bytes()).map_err(|es| es.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
     let [doc] = docs.as_slice() else {
         return Err(vec![format!("{label}: expected exactly one object, found {}", docs.len())]);
     };

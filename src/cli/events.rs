@@ -135,7 +135,10 @@ fn clock(ctx: &mut Context, f: Format) -> anyhow::Result<ExitCode> {
     };
     match f {
         Format::Table => {
-            println!("real time       {}   (object metadata: creationTimestamp, AGE)", doc["realTime"].as_str().unwrap_or(""));
+            println!(
+                "real time       {}   (object metadata: creationTimestamp, AGE)",
+                doc["realTime"].as_str().unwrap_or("")
+            );
             match doc["simulatedTime"].as_str() {
                 Some(t) => println!("simulated time  {t}   (status times, events, console lines)"),
                 None => println!(
@@ -178,12 +181,16 @@ pub fn sim(ctx: &mut Context, a: &SimArgs) -> anyhow::Result<ExitCode> {
         }
         c.world().clock.rfc3339()
     };
-    let evs: Vec<Event> = ctx.store()?.events().map_err(|e| anyhow!("{e}"))?.into_iter().filter(|e| e.seq > before).collect();
+    let evs: Vec<Event> =
+        ctx.store()?.events().map_err(|e| anyhow!("{e}"))?.into_iter().filter(|e| e.seq > before).collect();
     match a.output {
         Format::Table => {
             let mut text = format!("simulated time {now}\n");
             for e in evs {
-                text.push_str(&format!("{} {:<8} {:<9} {}: {}\n", e.time, e.priority, e.component, e.object, e.message));
+                text.push_str(&format!(
+                    "{} {:<8} {:<9} {}: {}\n",
+                    e.time, e.priority, e.component, e.object, e.message
+                ));
             }
             super::get::emit(&text)?;
         }

@@ -41,9 +41,9 @@ impl FromStr for Output {
         if let Some(spec) = s.strip_prefix("custom-columns=") {
             let mut cols = Vec::new();
             for c in spec.split(',') {
-                let (h, p) = c
-                    .split_once(':')
-                    .ok_or_else(|| format!("custom-columns: {c:?} must be HEADER:JSONPATH, e.g. NAME:.metadata.name"))?;
+                let (h, p) = c.split_once(':').ok_or_else(|| {
+                    format!("custom-columns: {c:?} must be HEADER:JSONPATH, e.g. NAME:.metadata.name")
+                })?;
                 if h.is_empty() {
                     return Err(format!("custom-columns: {c:?} has an empty header"));
                 }

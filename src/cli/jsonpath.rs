@@ -76,7 +76,8 @@ impl Template {
             if open > 0 {
                 actions.push(Action::Text(rest[..open].to_string()));
             }
-            let close = closing_brace(&rest[open..]).ok_or_else(|| format!("JSONPath template {s:?}: unclosed '{{'"))?;
+            let close =
+                closing_brace(&rest[open..]).ok_or_else(|| format!("JSONPath template {s:?}: unclosed '{{'"))?;
             actions.push(Action::parse(&rest[open + 1..open + close])?);
             rest = &rest[open + close + 1..];
         }

@@ -32,7 +32,9 @@ pub fn sources(ctx: &mut Context, format: &Output) -> anyhow::Result<ExitCode> {
     let wide = match format {
         Output::Table => false,
         Output::Wide => true,
-        Output::Json => return super::get::emit(&(serde_json::to_string_pretty(&v)? + "\n")).map(|_| ExitCode::SUCCESS),
+        Output::Json => {
+            return super::get::emit(&(serde_json::to_string_pretty(&v)? + "\n")).map(|_| ExitCode::SUCCESS)
+        }
         Output::Yaml => return super::get::emit(&crate::manifest::to_yaml(&v)).map(|_| ExitCode::SUCCESS),
         _ => anyhow::bail!("get sources prints table, wide, json or yaml"),
     };

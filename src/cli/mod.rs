@@ -329,4 +329,3 @@ fn load(files: &[String], existing: &[Resource]) -> Option<Vec<manifest::Documen
 fn all_objects(store: &Backend, kind: Kind) -> anyhow::Result<Vec<Resource>> {
     Ok(store.list(kind).map_err(|e| anyhow!("{e}"))?.0)
 }
-

@@ -248,7 +248,17 @@ pub fn table(kind: Kind, objs: &[Resource], wide: bool, qualify: bool) -> String
 
 /// The event log as a table.
 pub fn events_table(evs: &[Event]) -> String {
-    let mut t = plain_table(vec!["SEQ", "TIME", "TYPE", "PRIORITY", "COMPONENT", "OBJECT", "REASON", "MESSAGE", "ACK"]);
+    let mut t = plain_table(vec![
+        "SEQ",
+        "SIMULATED-TIME",
+        "TYPE",
+        "PRIORITY",
+        "COMPONENT",
+        "OBJECT",
+        "REASON",
+        "MESSAGE",
+        "ACK",
+    ]);
     for e in evs {
         t.add_row(vec![
             e.seq.to_string(),

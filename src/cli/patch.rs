@@ -158,7 +158,10 @@ pub fn meta(ctx: &mut Context, a: &MetaArgs, field: MetaField) -> anyhow::Result
                 Some((k, val)) => {
                     if let Some(old) = map.get(k).and_then(|x| x.as_str()) {
                         if old != val && !a.overwrite {
-                            bail!("{}: {key} {k} already has value {old:?}; use --overwrite to change it", super::format::qualified(&o));
+                            bail!(
+                                "{}: {key} {k} already has value {old:?}; use --overwrite to change it",
+                                super::format::qualified(&o)
+                            );
                         }
                     }
                     map.insert(k.to_string(), Value::String(val.to_string()));
@@ -195,7 +198,8 @@ fn apply_patch(v: &mut Value, patch: &Value, t: PatchType) -> anyhow::Result<()>
             json_patch::patch(v, &p).map_err(|e| anyhow!("JSON patch: {e}"))
         }
         PatchType::Strategic => Err(UsageError(
-            "--type strategic is Kubernetes' patch for its built-in types; sectl takes --type merge or --type json".into(),
+            "--type strategic is Kubernetes' patch for its built-in types; sectl takes --type merge or --type json"
+                .into(),
         )
         .into()),
     }
@@ -211,7 +215,8 @@ pub fn run(ctx: &mut Context, a: &PatchArgs) -> anyhow::Result<ExitCode> {
     let patch: Value = match serde_json::from_str(&text) {
         Ok(v) => v,
         Err(json_err) => {
-            let docs = crate::manifest::yaml_to_json(&text).map_err(|e| anyhow!("the patch is neither JSON ({json_err}) nor YAML ({e})"))?;
+            let docs = crate::manifest::yaml_to_json(&text)
+                .map_err(|e| anyhow!("the patch is neither JSON ({json_err}) nor YAML ({e})"))?;
             match <[Value; 1]>::try_from(docs) {
                 Ok([v]) => v,
                 Err(d) => bail!("the patch must be one document, found {}", d.len()),

@@ -120,7 +120,10 @@ mod tests {
     #[test]
     fn kubectl_forms() {
         assert_eq!(p(&["vms"]).unwrap().0, vec![(Kind::VMDefinition, vec![])]);
-        assert_eq!(p(&["vmdefinitions.sectl.io", "a", "b"]).unwrap().0, vec![(Kind::VMDefinition, vec!["a".into(), "b".into()])]);
+        assert_eq!(
+            p(&["vmdefinitions.sectl.io", "a", "b"]).unwrap().0,
+            vec![(Kind::VMDefinition, vec!["a".into(), "b".into()])]
+        );
         assert_eq!(
             p(&["vm/a", "lm/x", "vm/b"]).unwrap().0,
             vec![(Kind::VMDefinition, vec!["a".into(), "b".into()]), (Kind::LiveMigration, vec!["x".into()])]

@@ -141,9 +141,14 @@ fn finished(obj: &Resource) -> Option<String> {
     let gen = obj.meta().generation.unwrap_or(1);
     if let Some(o) = obj.as_typed::<LiveMigrationSpec>() {
         let st = &o.status;
-        let final_ = matches!(st.phase, LmPhase::Completed | LmPhase::Aborted | LmPhase::Rejected) && !o.spec.check_only;
+        let final_ =
+            matches!(st.phase, LmPhase::Completed | LmPhase::Aborted | LmPhase::Rejected) && !o.spec.check_only;
         if final_ && st.observed_generation.unwrap_or(0) >= gen {
-            return Some(format!("phase {} is final{}", st.phase, super::apply::request_outcome(obj).map(|x| format!(" ({x})")).unwrap_or_default()));
+            return Some(format!(
+                "phase {} is final{}",
+                st.phase,
+                super::apply::request_outcome(obj).map(|x| format!(" ({x})")).unwrap_or_default()
+            ));
         }
     }
     if let Some(o) = obj.as_typed::<VMRecoverySpec>() {
@@ -172,7 +177,9 @@ pub fn check(obj: Option<&Resource>, w: &WaitFor) -> Verdict {
             let c = status["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == t.as_str()));
             match c {
                 Some(c) if c["status"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(v)) => return Verdict::Met,
-                Some(c) => format!("condition {t} is {} ({}: {})", show(&c["status"]), show(&c["reason"]), show(&c["message"])),
+                Some(c) => {
+                    format!("condition {t} is {} ({}: {})", show(&c["status"]), show(&c["reason"]), show(&c["message"]))
+                }
                 None => format!("no condition {t} yet"),
             }
         }
@@ -193,7 +200,9 @@ pub fn check(obj: Option<&Resource>, w: &WaitFor) -> Verdict {
         }
     };
     match finished(obj) {
-        Some(why) if !matches!(w, WaitFor::Delete) => Verdict::Never(format!("{not_met}; {why}, so this will not change")),
+        Some(why) if !matches!(w, WaitFor::Delete) => {
+            Verdict::Never(format!("{not_met}; {why}, so this will not change"))
+        }
         _ => Verdict::NotYet(not_met),
     }
 }

@@ -76,7 +76,10 @@ fn vm_warnings(site: &Site, who: &str, spec: &crate::api::VMDefinitionSpec) -> V
         let missing: Vec<String> = d.mn.expand().into_iter().filter(|m| !configured.contains(m)).collect();
         if !missing.is_empty() {
             let shown = if missing.len() > 3 { format!("{} of them", missing.len()) } else { missing.join(", ") };
-            out.push(format!("{who}: spec.devices[{i}] {}: device {shown} is not configured on {su_name}", d.mn.as_str()));
+            out.push(format!(
+                "{who}: spec.devices[{i}] {}: device {shown} is not configured on {su_name}",
+                d.mn.as_str()
+            ));
         }
     }
     out

@@ -517,3 +517,34 @@ fn logs_have_no_colour_when_stderr_is_not_a_terminal() {
     assert!(err.contains("TRACE"), "no log lines to look at:\n{err}");
     assert!(!err.contains('\u{1b}'), "ANSI codes in a file:\n{err}");
 }
+
+#[test]
+fn describe_reads_like_kubectl_describe() {
+    let s = Site::applied();
+    s.ok(&["apply", "-f", &path("examples/live-migration.yaml")]);
+    let d = s.ok(&["describe", "lm", "lm-vm12"]);
+    assert!(d.lines().count() < 80, "describe lm is {} lines:\n{d}", d.lines().count());
+    for want in [
+        "Created:",
+        "(real time)",
+        "Status (simulated clock):",
+        "phase:",
+        "monjv:",
+        "Rounds:\n  ROUND",
+        "VMS2450",
+        "VMS2451",
+        "DEVICES A000-A0FF ASSIGNED",
+        "(256)",
+        "all with --show-all",
+        "Events (simulated clock",
+    ] {
+        assert!(d.contains(want), "describe lacks {want:?}:\n{d}");
+    }
+    assert!(!d.contains("''"), "doubled quotes:\n{d}");
+    let all = s.ok(&["describe", "lm", "lm-vm12", "--show-all"]);
+    let lm = s.json(&["get", "lm", "lm-vm12", "-o", "json"]);
+    let msgs = lm["status"]["messages"].as_array().unwrap();
+    for m in msgs {
+        assert!(all.contains(m.as_str().unwrap()), "--show-all lacks {m}");
+    }
+}

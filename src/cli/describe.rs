@@ -2,7 +2,7 @@
 //! `output::describe`); `-o json|yaml` gives the same facts for scripts.
 
 use super::targets::{self, Selectors};
-use super::{output, Context, Format};
+use super::{describe_text, Context, Format};
 use std::process::ExitCode;
 
 /// Examples for `--help`.
@@ -55,7 +55,7 @@ pub fn run(ctx: &mut Context, a: &DescribeArgs) -> anyhow::Result<ExitCode> {
                 if !text.is_empty() {
                     text.push_str("\n\n");
                 }
-                text.push_str(&output::describe(obj, &evs, a.show_all));
+                text.push_str(&describe_text::describe(obj, &evs, a.show_all));
             }
             _ => docs.push(serde_json::json!({"object": obj, "events": evs})),
         }

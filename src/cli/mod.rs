@@ -10,6 +10,7 @@ mod apply;
 mod backend;
 mod complete;
 mod describe;
+mod describe_text;
 mod diff;
 mod edit;
 mod events;

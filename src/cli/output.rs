@@ -1,7 +1,7 @@
-//! Rendering objects for people (tables, describe) and scripts (JSON, YAML lists).
+//! Tables for people: `get` columns per kind, the event log, plain tables; the
+//! helpers `describe.rs` uses to lay out one object.
 
 use crate::api::{Kind, Resource};
-use crate::manifest;
 use crate::store::Event;
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 
@@ -14,7 +14,7 @@ pub fn simple_table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     finish(t)
 }
 
-fn plain_table(header: Vec<&str>) -> Table {
+pub fn plain_table(header: Vec<&str>) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING).set_content_arrangement(ContentArrangement::Disabled);
     t.set_header(header);
@@ -25,7 +25,7 @@ fn plain_table(header: Vec<&str>) -> Table {
     t
 }
 
-fn finish(mut t: Table) -> String {
+pub fn finish(mut t: Table) -> String {
     // The NOTHING preset leaves padding at the line ends; trim it.
     for c in t.column_iter_mut() {
         c.set_padding((0, 3));
@@ -49,7 +49,7 @@ pub fn age(ts: Option<&str>) -> String {
     }
 }
 
-fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+pub fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref().map(|x| x.to_string()).unwrap_or_else(|| "-".into())
 }
 
@@ -61,7 +61,7 @@ fn mib(n: u64) -> String {
     }
 }
 
-fn ms(v: Option<u64>) -> String {
+pub fn ms(v: Option<u64>) -> String {
     match v {
         None => "-".into(),
         Some(x) if x < 10_000 => format!("{x}ms"),
@@ -273,69 +273,4 @@ pub fn events_table(evs: &[Event]) -> String {
         ]);
     }
     finish(t)
-}
-
-fn indent(text: &str, by: usize) -> String {
-    let pad = " ".repeat(by);
-    text.lines().map(|l| format!("{pad}{l}\n")).collect()
-}
-
-/// `sectl describe`: one object for people.
-pub fn describe(r: &Resource, events: &[Event], _show_all: bool) -> String {
-    let m = r.meta();
-    let mut out = String::new();
-    out.push_str(&format!("Name:               {}\n", m.name));
-    out.push_str(&format!("Kind:               {}\n", r.kind()));
-    let kv = |map: &crate::api::StringMap| {
-        if map.is_empty() {
-            "<none>".to_string()
-        } else {
-            map.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
-        }
-    };
-    out.push_str(&format!("Labels:             {}\n", kv(&m.labels)));
-    out.push_str(&format!("Annotations:        {}\n", kv(&m.annotations)));
-    out.push_str(&format!("UID:                {}\n", opt(&m.uid)));
-    out.push_str(&format!("Resource Version:   {}\n", opt(&m.resource_version)));
-    out.push_str(&format!("Generation:         {}\n", opt(&m.generation)));
-    out.push_str(&format!("Created:            {}\n", opt(&m.creation_timestamp)));
-    out.push_str("Spec:\n");
-    out.push_str(&indent(&manifest::to_yaml(&r.spec_json()), 2));
-    let mut status = r.status_json();
-    let conditions = status.as_object_mut().and_then(|o| o.remove("conditions"));
-    out.push_str("Status:\n");
-    if status.as_object().is_none_or(|o| o.is_empty()) {
-        out.push_str("  <none yet>\n");
-    } else {
-        out.push_str(&indent(&manifest::to_yaml(&status), 2));
-    }
-    out.push_str("Conditions:\n");
-    match conditions.and_then(|c| serde_json::from_value::<Vec<crate::api::Condition>>(c).ok()) {
-        Some(cs) if !cs.is_empty() => {
-            let mut t = plain_table(vec!["TYPE", "STATUS", "REASON", "MESSAGE", "LAST-TRANSITION"]);
-            for c in cs {
-                t.add_row(vec![
-                    c.type_,
-                    format!("{:?}", c.status),
-                    c.reason,
-                    c.message,
-                    c.last_transition_time.unwrap_or_default(),
-                ]);
-            }
-            out.push_str(&indent(&finish(t), 2));
-        }
-        _ => out.push_str("  <none>\n"),
-    }
-    out.push_str("Events:\n");
-    if events.is_empty() {
-        out.push_str("  <none>\n");
-    } else {
-        let recent: Vec<Event> = events.iter().rev().take(10).rev().cloned().collect();
-        let mut t = plain_table(vec!["TIME", "TYPE", "PRIORITY", "COMPONENT", "REASON", "MESSAGE"]);
-        for e in recent {
-            t.add_row(vec![e.time, format!("{:?}", e.type_), e.priority, e.component, e.reason, e.message]);
-        }
-        out.push_str(&indent(&finish(t), 2));
-    }
-    out
 }

@@ -131,7 +131,8 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
             stop: stop_rx.clone(),
         };
         println!("sectl serve: listening on http://{addr}");
-        tracing::info!(%addr, watch = ?opts.watch, time_scale = opts.time_scale, "serving");
+        let watch = opts.watch.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into());
+        tracing::info!(%addr, %watch, time_scale = opts.time_scale, "serving");
         let ready2 = ready.clone();
         let stop_tx2 = stop_tx.clone();
         axum::serve(listener, api::router(state))

@@ -483,6 +483,11 @@ fn every_verb_help_has_examples() {
         let h = s.ok(&[v, "--help"]);
         assert!(h.contains("Examples:\n  # "), "sectl {v} --help has no examples:\n{h}");
     }
+    for v in ["validate", "schema", "explain", "completion", "version"] {
+        let h = s.ok(&[v, "--help"]);
+        assert!(!h.contains("--server") && !h.contains("--data-dir"), "sectl {v} needs no store:\n{h}");
+    }
+    assert!(s.ok(&["get", "--help"]).contains("--server"));
     let diff = s.ok(&["diff", "--help"]);
     assert!(diff.contains("2 invalid input"), "{diff}");
     // Real flags, so clap suggests the right one.
@@ -546,5 +551,27 @@ fn describe_reads_like_kubectl_describe() {
     let msgs = lm["status"]["messages"].as_array().unwrap();
     for m in msgs {
         assert!(all.contains(m.as_str().unwrap()), "--show-all lacks {m}");
+    }
+}
+
+#[test]
+fn reference_is_generated_and_fresh() {
+    let want = sectl::cli::reference_markdown();
+    let file = root().join("docs/reference.md");
+    if std::env::var("SECTL_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(have == want, "docs/reference.md is stale: run `SECTL_BLESS=1 cargo test --test cli_kubectl reference`");
+    for must in [
+        "### sectl get",
+        "### LiveMigration",
+        "`status.phase`",
+        "`spec.memoryMiB`",
+        "## Exit status",
+        "--field-selector",
+    ] {
+        assert!(want.contains(must), "reference lacks {must}");
     }
 }

@@ -146,10 +146,14 @@ fn describe(root: &Value, node: &Value) -> Field {
 
 /// The field at `path` (e.g. ["status", "phase"]) of `kind`; lists are walked through.
 pub fn field(kind: Kind, path: &[String]) -> Result<Field, String> {
-    let root = schema::document_schema(kind);
+    field_in(&schema::document_schema(kind), kind, path)
+}
+
+/// `field` on a schema already generated (`root` is `kind`'s document schema).
+pub fn field_in(root: &Value, kind: Kind, path: &[String]) -> Result<Field, String> {
     let mut node = root.clone();
     for (i, step) in path.iter().enumerate() {
-        let next = object_of(&root, &node).and_then(|o| o["properties"].get(step.as_str()));
+        let next = object_of(root, &node).and_then(|o| o["properties"].get(step.as_str()));
         match next {
             Some(n) => node = n.clone(),
             None => {
@@ -158,7 +162,7 @@ pub fn field(kind: Kind, path: &[String]) -> Result<Field, String> {
             }
         }
     }
-    Ok(describe(&root, &node))
+    Ok(describe(root, &node))
 }
 
 /// The allowed values of `status.<name>` of `kind`, when it is an enumeration.

@@ -3,7 +3,7 @@
 //! label, annotate, patch; `wait.rs`; `explain.rs`; `events.rs`: events, sim;
 //! `complete.rs`: completion, version). Shared pieces: `targets.rs` (which objects),
 //! `select.rs` (selectors), `format.rs` and `jsonpath.rs` (`-o`), `output.rs` (tables),
-//! `warn.rs` (references that do not resolve). Exit status: 0 success, 1 rejected or
+//! `warn.rs` (references that do not resolve), `reference.rs` (docs/reference.md). Exit status: 0 success, 1 rejected or
 //! invalid, 2 usage error.
 
 mod apply;
@@ -21,19 +21,21 @@ mod jsonpath;
 mod live;
 mod output;
 mod patch;
+mod reference;
 mod select;
 mod targets;
 mod wait;
 mod warn;
 
 pub use backend::Backend;
+pub use reference::markdown as reference_markdown;
 
 use crate::api::{schema, Kind, Resource};
 use crate::controller::Controller;
 use crate::manifest::{self, ManifestError};
 use crate::store::SledStore;
 use anyhow::{anyhow, Context as _};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -178,9 +180,38 @@ const SERVE_EXAMPLES: &str = "Examples:
   # Ten simulated seconds per real second
   sectl serve --time-scale 10";
 
+/// Verbs that need no store: the store flags are hidden from their help.
+const STORELESS: [&str; 5] = ["validate", "schema", "explain", "completion", "version"];
+const STORE_FLAGS: [&str; 3] = ["data_dir", "server", "no_reconcile"];
+
+/// The clap command: `Cli` with the store flags hidden from the verbs that need no store.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    let flags: Vec<clap::Arg> =
+        cmd.get_arguments().filter(|a| STORE_FLAGS.contains(&a.get_id().as_str())).cloned().collect();
+    for verb in STORELESS {
+        let flags = flags.clone();
+        cmd = cmd.mut_subcommand(verb, move |mut sc| {
+            for f in flags {
+                sc = sc.arg(f.global(false).hide(true));
+            }
+            sc
+        });
+    }
+    cmd
+}
+
+/// Parses the command line. The store flags are global (kubectl's habit: set them in
+/// an alias or the environment); the verbs that need no store do not list them and do
+/// not open a store.
+fn parse() -> Cli {
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 /// Runs the command line; returns the exit status.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     let serve = matches!(cli.command, Command::Serve { .. });
     if !serve {
         // A closed stdout (`sectl get vm | head -1`) ends the verb quietly, as it ends

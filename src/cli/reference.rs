@@ -55,9 +55,7 @@ fn flag_line(a: &clap::Arg) -> Option<String> {
         (Some(s), Some(l)) => format!("-{s}, --{l}"),
         (None, Some(l)) => format!("--{l}"),
         (Some(s), None) => format!("-{s}"),
-        (None, None) => {
-            format!("{}", a.get_value_names().map(|v| v.join(" ")).unwrap_or_else(|| a.get_id().to_string()))
-        }
+        (None, None) => a.get_value_names().map(|v| v.join(" ")).unwrap_or_else(|| a.get_id().to_string()),
     };
     if (a.get_long().is_some() || a.get_short().is_some())
         && a.get_num_args().is_none_or(|n| n.takes_values())

@@ -97,8 +97,10 @@ fn errors_stay_typed_with_a_server() {
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("no such path") && !err.contains("not found"), "{err}");
     // The server decides a server-side dry run and writes nothing.
-    let (out, _) = s.run(0, &["delete", "vm", "vm12prod", "--dry-run=server"]);
-    assert!(out.contains("(dry run)"), "{out}");
+    let (_, err) = s.run(1, &["delete", "vm", "vm12prod", "--dry-run=server"]);
+    assert!(err.contains("no dry run for delete"), "{err}");
+    let (out, _) = s.run(0, &["delete", "vm", "vm12prod", "--dry-run=client"]);
+    assert!(out.contains("deleted (dry run)"), "{out}");
     let (out, _) = s.run(0, &["patch", "vm", "vm12prod", "-p", r#"{"spec":{"memoryMiB":1024}}"#, "--dry-run=server"]);
     assert!(out.contains("patched (server dry run)"), "{out}");
     let mem = s.run(0, &["get", "vm", "vm12prod", "-o", "jsonpath={.spec.memoryMiB}"]).0;
@@ -114,8 +116,11 @@ fn errors_stay_typed_with_a_server() {
 fn get_watch_fails_when_the_server_stops() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Server::start(dir.path(), &[]);
+    // The watch starts on an empty list; the rows that come later line up with the header.
     let mut w = s.cli(&["get", "vm", "-w"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(500));
+    s.run(0, &["apply", "-f", &root().join("manifests").display().to_string()]);
+    std::thread::sleep(Duration::from_millis(1500));
     // SIGTERM: the server drains and ends open watches.
     let _ = Command::new("kill").arg("-TERM").arg(s.child.id().to_string()).status();
     let _ = s.child.wait();
@@ -131,6 +136,15 @@ fn get_watch_fails_when_the_server_stops() {
     std::io::Read::read_to_string(w.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("watch ended"), "{err}");
+    let mut out = String::new();
+    std::io::Read::read_to_string(w.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let header = out.lines().next().expect("a header");
+    let col = header.find("VM-NAME").expect("VM-NAME column");
+    let rows: Vec<&str> = out.lines().skip(1).filter(|l| !l.starts_with(' ')).collect();
+    assert!(rows.len() >= 10, "{out}");
+    for r in rows {
+        assert!(r[..col].ends_with(' ') && !r[col..].starts_with(' '), "row not under the header:\n{header}\n{r}");
+    }
 }
 
 #[test]

@@ -322,6 +322,9 @@ pub fn delete(ctx: &mut Context, a: &DeleteArgs) -> anyhow::Result<ExitCode> {
         _ => bail!("give either KIND NAME..., KIND/NAME..., KIND with a selector, or -f PATH"),
     };
     let store = ctx.store()?;
+    if a.dry_run == DryRun::Server && store.remote().is_some() {
+        bail!("the server has no dry run for delete; --dry-run=client shows what would be deleted");
+    }
     let mut failed = false;
     for (k, n) in targets {
         let who = format!("{}/{}", k.lower(), n);

@@ -180,12 +180,23 @@ pub fn watch(ctx: &mut Context, kind: crate::api::Kind, format: &Output) -> anyh
     };
     let (objs, rv) = b.list(kind).map_err(|e| anyhow!("{e}"))?;
     let wide = matches!(format, Output::Wide);
-    let table = output::table(kind, &objs, wide, false);
-    let mut lines = table.lines();
-    let header = lines.next().unwrap_or("").to_string();
-    println!("{header}");
-    for l in lines {
-        println!("{l}");
+    let (header, rows) = output::cells(kind, &objs, wide, false);
+    let aligned = output::Aligned::new(&header, &rows);
+    if matches!(format, Output::Table | Output::Wide) {
+        let mut text = aligned.line(&header).trim_end().to_string() + "\n";
+        for r in &rows {
+            text.push_str(aligned.line(r).trim_end());
+            text.push('\n');
+        }
+        super::get::emit(&text)?;
+    } else {
+        for o in &objs {
+            let ev = serde_json::json!({"type": "ADDED", "object": o});
+            match format {
+                Output::Json => println!("{ev}"),
+                _ => print!("---\n{}", crate::manifest::to_yaml(&ev)),
+            }
+        }
     }
     let clock = server_clock(b);
     c.watch(kind, rv, |ev| {
@@ -196,10 +207,10 @@ pub fn watch(ctx: &mut Context, kind: crate::api::Kind, format: &Output) -> anyh
                 print!("---\n{}", crate::manifest::to_yaml(&serde_json::json!({"type": ev.type_, "object": ev.object})))
             }
             _ => {
-                let t = output::table(kind, std::slice::from_ref(&obj), wide, false);
-                for l in t.lines().skip(1) {
+                let (_, rows) = output::cells(kind, std::slice::from_ref(&obj), wide, false);
+                for r in rows {
                     let suffix = if ev.type_ == "DELETED" { "   (deleted)" } else { "" };
-                    println!("{l}{suffix}");
+                    println!("{}{suffix}", aligned.line(&r).trim_end());
                 }
                 let sim_now = clock.map(|(ms, scale, at)| ms + (at.elapsed().as_secs_f64() * scale * 1000.0) as u64);
                 let (line, _) = lm_progress(&obj, sim_now);

@@ -72,6 +72,12 @@ pub fn ms(v: Option<u64>) -> String {
 /// The table of `objs` (all of `kind`); `qualify` writes names as `kind/name`, as
 /// kubectl does when several kinds are listed.
 pub fn table(kind: Kind, objs: &[Resource], wide: bool, qualify: bool) -> String {
+    let (header, rows) = cells(kind, objs, wide, qualify);
+    simple_table(&header, rows)
+}
+
+/// The header and the cells of `table`.
+pub fn cells(kind: Kind, objs: &[Resource], wide: bool, qualify: bool) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let header: Vec<&str> = match (kind, wide) {
         (Kind::SEServer, false) => vec!["NAME", "MODEL", "VERSION", "LOCATION", "MUS", "SUS", "AGE"],
         (Kind::SEServer, true) => {
@@ -120,7 +126,7 @@ pub fn table(kind: Kind, objs: &[Resource], wide: bool, qualify: bool) -> String
         }
         (Kind::VMRecovery, _) => vec!["NAME", "VM", "TARGET", "PHASE", "AGE"],
     };
-    let mut t = plain_table(header);
+    let mut rows = Vec::new();
     for r in objs {
         let age = age(r.meta().creation_timestamp.as_deref());
         let row: Vec<String> = match r {
@@ -241,9 +247,44 @@ pub fn table(kind: Kind, objs: &[Resource], wide: bool, qualify: bool) -> String
         if qualify {
             row[0] = format!("{}/{}", kind.lower(), row[0]);
         }
-        t.add_row(row);
+        rows.push(row);
     }
-    finish(t)
+    (header, rows)
+}
+
+/// Rows of a table whose later rows arrive one by one (`get -w`): each column is as
+/// wide as the widest cell seen so far, at least 12, so the first rows line up with
+/// the header even when the list started empty.
+pub struct Aligned {
+    widths: Vec<usize>,
+}
+
+impl Aligned {
+    /// Widths from the header and the first rows.
+    pub fn new(header: &[&str], rows: &[Vec<String>]) -> Aligned {
+        let mut widths: Vec<usize> = header.iter().map(|h| h.len().max(12)).collect();
+        for r in rows {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        Aligned { widths }
+    }
+
+    /// One line, cells padded to the widths (3 spaces between columns).
+    pub fn line<S: AsRef<str>>(&self, cells: &[S]) -> String {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let c = c.as_ref();
+            if i + 1 < cells.len() {
+                let w = self.widths.get(i).copied().unwrap_or(0);
+                out.push_str(&format!("{c:<w$}   "));
+            } else {
+                out.push_str(c);
+            }
+        }
+        out
+    }
 }
 
 /// The event log as a table.

@@ -144,11 +144,8 @@ fn finished(obj: &Resource) -> Option<String> {
         let final_ =
             matches!(st.phase, LmPhase::Completed | LmPhase::Aborted | LmPhase::Rejected) && !o.spec.check_only;
         if final_ && st.observed_generation.unwrap_or(0) >= gen {
-            return Some(format!(
-                "phase {} is final{}",
-                st.phase,
-                super::apply::request_outcome(obj).map(|x| format!(" ({x})")).unwrap_or_default()
-            ));
+            let outcome = super::apply::request_outcome(obj).unwrap_or_default();
+            return Some(format!("{outcome}: final for generation {gen}"));
         }
     }
     if let Some(o) = obj.as_typed::<VMRecoverySpec>() {
@@ -156,7 +153,7 @@ fn finished(obj: &Resource) -> Option<String> {
         if matches!(st.phase, RecoveryPhase::Completed | RecoveryPhase::Rejected)
             && st.observed_generation.unwrap_or(0) >= gen
         {
-            return Some(format!("phase {} is final", st.phase));
+            return Some(format!("{}: final for generation {gen}", st.phase));
         }
     }
     None
@@ -167,7 +164,7 @@ pub fn check(obj: Option<&Resource>, w: &WaitFor) -> Verdict {
     let Some(obj) = obj else {
         return match w {
             WaitFor::Delete => Verdict::Met,
-            _ => Verdict::Never("it does not exist".into()),
+            _ => Verdict::Never("not found".into()),
         };
     };
     let status = obj.status_json();
@@ -201,7 +198,7 @@ pub fn check(obj: Option<&Resource>, w: &WaitFor) -> Verdict {
     };
     match finished(obj) {
         Some(why) if !matches!(w, WaitFor::Delete) => {
-            Verdict::Never(format!("{not_met}; {why}, so this will not change"))
+            Verdict::Never(format!("{not_met}; the {} is {why}, so this will not change", obj.kind().as_str()))
         }
         _ => Verdict::NotYet(not_met),
     }

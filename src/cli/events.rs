@@ -5,7 +5,6 @@
 use super::{output, parse_kind, Context, Format, UsageError};
 use crate::manifest;
 use crate::store::Event;
-use anyhow::anyhow;
 use serde_json::json;
 use std::process::ExitCode;
 
@@ -181,8 +180,7 @@ pub fn sim(ctx: &mut Context, a: &SimArgs) -> anyhow::Result<ExitCode> {
         }
         c.world().clock.rfc3339()
     };
-    let evs: Vec<Event> =
-        ctx.store()?.events().map_err(|e| anyhow!("{e}"))?.into_iter().filter(|e| e.seq > before).collect();
+    let evs: Vec<Event> = ctx.store()?.events()?.into_iter().filter(|e| e.seq > before).collect();
     match a.output {
         Format::Table => {
             let mut text = format!("simulated time {now}\n");

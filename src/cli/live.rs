@@ -7,7 +7,6 @@ use super::format::Output;
 use super::wait::Verdict;
 use super::{output, Backend, Context};
 use crate::api::{LiveMigrationSpec, LmPhase, Resource};
-use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -178,7 +177,7 @@ pub fn watch(ctx: &mut Context, kind: crate::api::Kind, format: &Output) -> anyh
     let Some(c) = b.remote() else {
         anyhow::bail!("get -w streams changes from a running `sectl serve`; give --server URL");
     };
-    let (objs, rv) = b.list(kind).map_err(|e| anyhow!("{e}"))?;
+    let (objs, rv) = b.list(kind)?;
     let wide = matches!(format, Output::Wide);
     let (header, rows) = output::cells(kind, &objs, wide, false);
     let aligned = output::Aligned::new(&header, &rows);

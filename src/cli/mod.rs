@@ -170,6 +170,7 @@ pub enum Command {
     #[command(after_help = complete::EXAMPLES)]
     Completion(complete::CompletionArgs),
     /// The version of sectl.
+    #[command(after_help = "Examples:\n  # For people, and for scripts\n  sectl version\n  sectl version -o json")]
     Version(complete::VersionArgs),
 }
 
@@ -359,5 +360,5 @@ fn load(files: &[String], existing: &[Resource]) -> Option<Vec<manifest::Documen
 }
 
 fn all_objects(store: &Backend, kind: Kind) -> anyhow::Result<Vec<Resource>> {
-    Ok(store.list(kind).map_err(|e| anyhow!("{e}"))?.0)
+    Ok(store.list(kind)?.0)
 }

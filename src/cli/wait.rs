@@ -250,11 +250,11 @@ pub fn run(ctx: &mut Context, a: &WaitArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
             Verdict::NotYet(why) => {
-                let next = ctx.controller()?.next_due();
-                let hint = match next {
+                let c = ctx.controller()?;
+                let hint = match c.next_due() {
                     Some(t) => format!(
                         "; the next reconcile is due in {} simulated s: `sectl sim advance DURATION` moves the clock",
-                        t.saturating_sub(ctx.controller()?.now_ms()).div_ceil(1000)
+                        t.saturating_sub(c.now_ms()).div_ceil(1000)
                     ),
                     None => "; nothing is due in the simulated world, so this will not change by itself".to_string(),
                 };

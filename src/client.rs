@@ -61,8 +61,40 @@ pub struct WireEvent {
     pub object: Value,
 }
 
+/// The API error as the `StoreError` the server had, so the verbs handle conflicts,
+/// missing objects and invalid requests alike in both modes. The server sends the
+/// error's text; the typed fields are read back from it. What does not parse (an
+/// unknown path, a proxy's page) stays `Remote` with code and reason.
 fn to_store_error(e: ApiError) -> StoreError {
-    StoreError::Remote(format!("{} ({} {})", e.message, e.code, e.reason))
+    typed_error(&e).unwrap_or_else(|| StoreError::Remote(format!("{} ({} {})", e.message, e.code, e.reason)))
+}
+
+fn typed_error(e: &ApiError) -> Option<StoreError> {
+    let w: Vec<&str> = e.message.split_whitespace().collect();
+    let typed = match (e.code, e.reason.as_str(), w.as_slice()) {
+        (
+            409,
+            "Conflict",
+            ["conflict:", kind, name, "has", "resourceVersion", actual, "the", "request", "was", "based", "on", expected, ..],
+        ) => StoreError::Conflict {
+            kind: Kind::from_manifest(kind)?,
+            name: name.to_string(),
+            expected: expected.trim_end_matches(';').parse().ok()?,
+            actual: actual.trim_end_matches(',').parse().ok()?,
+        },
+        (409, "AlreadyExists", [kind, name, "already", "exists"]) => {
+            StoreError::AlreadyExists { kind: Kind::from_manifest(kind)?, name: name.to_string() }
+        }
+        (404, "NotFound", [kind, name, "not", "found"]) => {
+            StoreError::NotFound { kind: Kind::from_manifest(kind)?, name: name.to_string() }
+        }
+        (422, "Invalid", _) => {
+            StoreError::Invalid(e.message.strip_prefix("invalid: ").unwrap_or(&e.message).to_string())
+        }
+        _ => return None,
+    };
+    // Only when the text is exactly what the server's error prints.
+    (typed.to_string() == e.message || matches!(typed, StoreError::Invalid(_))).then_some(typed)
 }
 
 /// The host of an `http://` or `https://` URL (brackets of IPv6 kept).
@@ -188,8 +220,11 @@ impl Client {
     pub fn get(&self, kind: Kind, name: &str) -> Result<Option<Resource>, StoreError> {
         match self.call("GET", &format!("{PREFIX}/{}/{name}", kind.plural()), None) {
             Ok(v) => Resource::from_json(v.to_string().as_bytes()).map(Some).map_err(StoreError::Backend),
-            Err(e) if e.code == 404 => Ok(None),
-            Err(e) => Err(to_store_error(e)),
+            // Only the object's own 404 means "absent"; an unknown path is an error.
+            Err(e) => match to_store_error(e) {
+                StoreError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
         }
     }
 
@@ -208,7 +243,6 @@ impl Client {
     pub fn delete(&self, kind: Kind, name: &str) -> Result<Resource, StoreError> {
         match self.call("DELETE", &format!("{PREFIX}/{}/{name}", kind.plural()), None) {
             Ok(v) => Resource::from_json(v.to_string().as_bytes()).map_err(StoreError::Backend),
-            Err(e) if e.code == 404 => Err(StoreError::NotFound { kind, name: name.to_string() }),
             Err(e) => Err(to_store_error(e)),
         }
     }
@@ -279,5 +313,33 @@ mod tests {
         let e = builder_for("https://127.0.0.1:1", d, &[]).err().expect("no CA").to_string();
         assert!(e.contains("--certificate-authority"), "{e}");
         assert!(builder_for("ftp://x", d, &[]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod typed_error_tests {
+    use super::*;
+
+    fn api(code: u16, reason: &str, e: &StoreError) -> ApiError {
+        ApiError { code, reason: reason.into(), message: e.to_string() }
+    }
+
+    #[test]
+    fn store_errors_survive_the_wire() {
+        for (code, reason, e) in [
+            (
+                409,
+                "Conflict",
+                StoreError::Conflict { kind: Kind::VMDefinition, name: "vm1".into(), expected: 3, actual: 7 },
+            ),
+            (409, "AlreadyExists", StoreError::AlreadyExists { kind: Kind::LiveMigration, name: "lm".into() }),
+            (404, "NotFound", StoreError::NotFound { kind: Kind::SUCluster, name: "su390".into() }),
+            (422, "Invalid", StoreError::Invalid("bad".into())),
+        ] {
+            assert_eq!(to_store_error(api(code, reason, &e)), e);
+        }
+        // An unknown path is not a missing object.
+        let path = ApiError { code: 404, reason: "NotFound".into(), message: "no such path /x".into() };
+        assert!(matches!(to_store_error(path), StoreError::Remote(_)));
     }
 }

@@ -273,9 +273,17 @@ fn describe_shows_spec_status_conditions_and_events() {
     let site = Site::new();
     site.apply_site(&[]);
     let out = site.ok(&["describe", "vm", "vm12prod"]);
-    for want in
-        ["vm12prod", "VMDefinition", "Spec:", "VM12PROD", "ABGSE501", "4683", "Status:", "Conditions:", "Events:"]
-    {
+    for want in [
+        "vm12prod",
+        "VMDefinition",
+        "Spec:",
+        "VM12PROD",
+        "ABGSE501",
+        "4683",
+        "Status (simulated clock):",
+        "Conditions:",
+        "Events (simulated clock",
+    ] {
         assert!(out.contains(want), "describe lacks {want:?}:\n{out}");
     }
     let out = site.ok(&["describe", "se", "se701"]);
@@ -451,7 +459,7 @@ fn usage_errors_exit_2() {
         &["apply"],
         &["get"],
         &["get", "vm", "-o", "xml"],
-        &["describe", "vm"],
+        &["describe"],
     ] {
         let (_, err) = site.fails(2, args);
         assert!(!err.is_empty(), "sectl {args:?}: no message");

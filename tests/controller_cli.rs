@@ -177,8 +177,8 @@ fn wait_runs_the_reconcilers_until_the_state_holds() {
         .stderr(predicate::str::contains("state is WARNING"));
     s.cmd(&["wait", "suc/su390", "--for=phase=Completed", "--timeout", "5s"])
         .assert()
-        .code(1)
-        .stderr(predicate::str::contains("no phase"));
+        .code(2)
+        .stderr(predicate::str::contains("has no status.phase"));
     s.cmd(&["wait", "suc/nosuch", "--for=state=NORMAL", "--timeout", "5s"])
         .assert()
         .code(1)

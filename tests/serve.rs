@@ -727,7 +727,7 @@ fn cli_verbs_with_server() {
 
     // wait gives up after its timeout (real time with a server).
     let t = Instant::now();
-    let (code, _, err) = s.run(&["wait", "lm/lm-vm12", "--for=phase=Aborted", "--timeout", "1s"]);
+    let (code, _, err) = s.run(&["wait", "vm/vm12prod", "--for=condition=NoSuchCondition", "--timeout", "1s"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("timed out"), "{err}");
     assert!(t.elapsed() >= Duration::from_millis(900), "wait returned before its timeout");

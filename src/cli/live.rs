@@ -3,49 +3,81 @@
 //! migration (phase, round, MiB sent of the round, dirty rate, expected downtime) on a
 //! terminal and plain lines otherwise; `get sources` shows the GitOps files.
 
-use super::{output, parse_kind, Backend, Context, Format};
+use super::format::Output;
+use super::wait::Verdict;
+use super::{output, Backend, Context};
 use crate::api::{LiveMigrationSpec, LmPhase, Resource};
-use anyhow::anyhow;
-use comfy_table::{presets, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+/// Longest message shown in the `get sources` table (full text with -o wide or json).
+const MESSAGE_WIDTH: usize = 60;
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    s.chars().take(max - 3).collect::<String>() + "..."
+}
+
 /// `get sources`: one line per file (state, objects and revision in force), then the
 /// state of pruning when objects are in no file any more.
-pub fn sources(ctx: &mut Context) -> anyhow::Result<ExitCode> {
+pub fn sources(ctx: &mut Context, format: &Output) -> anyhow::Result<ExitCode> {
     let Some(c) = ctx.remote()? else {
         anyhow::bail!("sources are the files of a `sectl serve --watch DIR`; give --server URL");
     };
     let v = c.call_any("GET", &format!("{}/sources", crate::client::PREFIX), None)?;
-    let mut t = Table::new();
-    t.load_preset(presets::NOTHING);
-    t.set_header(vec!["FILE", "STATE", "OBJECTS", "REVISION", "LAST-SYNC", "MESSAGE"]);
-    for s in v["items"].as_array().cloned().unwrap_or_default() {
-        t.add_row(vec![
-            s["file"].as_str().unwrap_or("").to_string(),
-            s["state"].as_str().unwrap_or("").to_string(),
-            s["objects"].as_array().map(|a| a.len()).unwrap_or(0).to_string(),
-            s["revision"].as_str().filter(|r| !r.is_empty()).unwrap_or("-").to_string(),
-            s["lastSync"].as_str().unwrap_or("").to_string(),
-            s["message"].as_str().unwrap_or("").lines().next().unwrap_or("").to_string(),
-        ]);
-    }
+    let wide = match format {
+        Output::Table => false,
+        Output::Wide => true,
+        Output::Json => {
+            return super::get::emit(&(serde_json::to_string_pretty(&v)? + "\n")).map(|_| ExitCode::SUCCESS)
+        }
+        Output::Yaml => return super::get::emit(&crate::manifest::to_yaml(&v)).map(|_| ExitCode::SUCCESS),
+        _ => anyhow::bail!("get sources prints table, wide, json or yaml"),
+    };
+    let message = |msg: &str| {
+        if wide {
+            msg.replace('\n', " ")
+        } else {
+            truncate(msg.lines().next().unwrap_or(""), MESSAGE_WIDTH)
+        }
+    };
+    let mut rows: Vec<Vec<String>> = v["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            vec![
+                s["file"].as_str().unwrap_or("").to_string(),
+                s["state"].as_str().unwrap_or("").to_string(),
+                s["objects"].as_array().map(|a| a.len()).unwrap_or(0).to_string(),
+                s["revision"].as_str().filter(|r| !r.is_empty()).unwrap_or("-").to_string(),
+                s["lastSync"].as_str().unwrap_or("").to_string(),
+                message(s["message"].as_str().unwrap_or("")),
+            ]
+        })
+        .collect();
     let p = &v["prune"];
     let state = p["state"].as_str().unwrap_or("None");
     if state != "None" {
         let n = p["objects"].as_array().map(|a| a.len()).unwrap_or(0);
-        t.add_row(vec![
+        rows.push(vec![
             "(prune)".to_string(),
             format!("Prune{state}"),
             n.to_string(),
             "-".into(),
             String::new(),
-            p["message"].as_str().unwrap_or("").to_string(),
+            message(p["message"].as_str().unwrap_or("")),
         ]);
     }
-    println!("{t}");
+    super::get::emit(&output::simple_table(
+        &["FILE", "STATE", "OBJECTS", "REVISION", "LAST-SYNC (REAL)", "MESSAGE"],
+        rows,
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -134,7 +166,7 @@ pub fn wait_remote(
     name: &str,
     timeout_ms: u64,
     for_: &str,
-    check: impl Fn(&Resource) -> Result<(), String>,
+    check: impl Fn(Option<&Resource>) -> Verdict,
 ) -> anyhow::Result<ExitCode> {
     let deadline = Instant::now()
         .checked_add(Duration::from_millis(timeout_ms))
@@ -148,11 +180,8 @@ pub fn wait_remote(
     let clock = server_clock(b);
     let mut last_line = String::new();
     loop {
-        let obj = b.get(kind, name).map_err(|e| anyhow!("{e}"))?;
-        let verdict = match &obj {
-            None => Err(format!("{kind} {name} not found")),
-            Some(o) => check(o),
-        };
+        let obj = b.get(kind, name)?;
+        let verdict = check(obj.as_ref());
         if let Some(o) = &obj {
             let sim_now = clock.map(|(ms, scale, at)| ms + (at.elapsed().as_secs_f64() * scale * 1000.0) as u64);
             let (line, pos) = lm_progress(o, sim_now);
@@ -173,55 +202,71 @@ pub fn wait_remote(
                 }
             }
         }
+        let clear = || {
+            if let Some(pb) = &bar {
+                pb.finish_and_clear();
+            }
+        };
         match verdict {
-            Ok(()) => {
-                if let Some(pb) = &bar {
-                    pb.finish_and_clear();
-                }
-                println!("{}/{name} condition met ({for_})", kind.as_str().to_lowercase());
+            Verdict::Met => {
+                clear();
+                println!("{}/{name} condition met ({for_})", kind.lower());
                 return Ok(ExitCode::SUCCESS);
             }
-            Err(why) if Instant::now() >= deadline => {
-                if let Some(pb) = &bar {
-                    pb.finish_and_clear();
-                }
-                eprintln!("error: timed out waiting for {}/{name}: {why}", kind.as_str().to_lowercase());
+            Verdict::Never(why) => {
+                clear();
+                eprintln!("error: {}/{name}: {why}", kind.lower());
                 return Ok(ExitCode::from(1));
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            Verdict::NotYet(why) if Instant::now() >= deadline => {
+                clear();
+                eprintln!("error: timed out waiting for {}/{name}: {why}", kind.lower());
+                return Ok(ExitCode::from(1));
+            }
+            Verdict::NotYet(_) => std::thread::sleep(Duration::from_millis(200)),
         }
     }
 }
 
 /// `get KIND -w`: the list, then one row per change.
-pub fn watch(ctx: &mut Context, kind: &str, format: Format) -> anyhow::Result<ExitCode> {
-    let kind = parse_kind(kind)?;
+pub fn watch(ctx: &mut Context, kind: crate::api::Kind, format: &Output) -> anyhow::Result<ExitCode> {
     let b = ctx.store()?;
     let Some(c) = b.remote() else {
         anyhow::bail!("get -w streams changes from a running `sectl serve`; give --server URL");
     };
-    let (objs, rv) = b.list(kind).map_err(|e| anyhow!("{e}"))?;
-    let wide = format == Format::Wide;
-    let table = output::table(kind, &objs, wide);
-    let mut lines = table.lines();
-    let header = lines.next().unwrap_or("").to_string();
-    println!("{header}");
-    for l in lines {
-        println!("{l}");
+    let (objs, rv) = b.list(kind)?;
+    let wide = matches!(format, Output::Wide);
+    let (header, rows) = output::cells(kind, &objs, wide, false);
+    let aligned = output::Aligned::new(&header, &rows);
+    if matches!(format, Output::Table | Output::Wide) {
+        let mut text = aligned.line(&header).trim_end().to_string() + "\n";
+        for r in &rows {
+            text.push_str(aligned.line(r).trim_end());
+            text.push('\n');
+        }
+        super::get::emit(&text)?;
+    } else {
+        for o in &objs {
+            let ev = serde_json::json!({"type": "ADDED", "object": o});
+            match format {
+                Output::Json => println!("{ev}"),
+                _ => print!("---\n{}", crate::manifest::to_yaml(&ev)),
+            }
+        }
     }
     let clock = server_clock(b);
     c.watch(kind, rv, |ev| {
         let Ok(obj) = Resource::from_json(ev.object.to_string().as_bytes()) else { return true };
         match format {
-            Format::Json => println!("{}", serde_json::json!({"type": ev.type_, "object": ev.object})),
-            Format::Yaml => {
+            Output::Json => println!("{}", serde_json::json!({"type": ev.type_, "object": ev.object})),
+            Output::Yaml => {
                 print!("---\n{}", crate::manifest::to_yaml(&serde_json::json!({"type": ev.type_, "object": ev.object})))
             }
             _ => {
-                let t = output::table(kind, std::slice::from_ref(&obj), wide);
-                for l in t.lines().skip(1) {
+                let (_, rows) = output::cells(kind, std::slice::from_ref(&obj), wide, false);
+                for r in rows {
                     let suffix = if ev.type_ == "DELETED" { "   (deleted)" } else { "" };
-                    println!("{l}{suffix}");
+                    println!("{}{suffix}", aligned.line(&r).trim_end());
                 }
                 let sim_now = clock.map(|(ms, scale, at)| ms + (at.elapsed().as_secs_f64() * scale * 1000.0) as u64);
                 let (line, _) = lm_progress(&obj, sim_now);
@@ -232,5 +277,7 @@ pub fn watch(ctx: &mut Context, kind: &str, format: Format) -> anyhow::Result<Ex
         }
         true
     })?;
-    Ok(ExitCode::SUCCESS)
+    // The stream only ends when the server goes away.
+    eprintln!("error: the watch ended: the server closed the connection");
+    Ok(ExitCode::from(1))
 }

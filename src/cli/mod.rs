@@ -1,19 +1,41 @@
-//! The command line: verbs of `shared/API.md` parsed with clap, each in its own
-//! function. Exit status: 0 success, 1 rejected or invalid, 2 usage error.
+//! The command line: the verbs, parsed with clap, one file per verb group (`apply.rs`:
+//! apply, delete, diff, validate; `get.rs`; `describe.rs`; `edit.rs`; `patch.rs`:
+//! label, annotate, patch; `wait.rs`; `explain.rs`; `events.rs`: events, sim;
+//! `complete.rs`: completion, version). Shared pieces: `targets.rs` (which objects),
+//! `select.rs` (selectors), `format.rs` and `jsonpath.rs` (`-o`), `output.rs` (tables),
+//! `warn.rs` (references that do not resolve), `reference.rs` (docs/reference.md). Exit status: 0 success, 1 rejected or
+//! invalid, 2 usage error.
 
+mod apply;
 mod backend;
+mod complete;
+mod describe;
+mod describe_text;
 mod diff;
+mod edit;
+mod events;
+mod explain;
+mod format;
+mod get;
+mod jsonpath;
 mod live;
 mod output;
+mod patch;
+mod reference;
+mod select;
+mod targets;
+mod wait;
+mod warn;
 
 pub use backend::Backend;
+pub use reference::markdown as reference_markdown;
 
 use crate::api::{schema, Kind, Resource};
 use crate::controller::Controller;
 use crate::manifest::{self, ManifestError};
-use crate::store::{SledStore, StoreError};
-use anyhow::{anyhow, bail, Context as _};
-use clap::{Parser, Subcommand, ValueEnum};
+use crate::store::SledStore;
+use anyhow::{anyhow, Context as _};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -39,89 +61,81 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Output formats.
+/// Formats of the verbs that print a report rather than objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// Columns for people.
+    /// For people.
     Table,
-    /// More columns.
-    Wide,
     /// JSON.
     Json,
     /// YAML.
     Yaml,
 }
 
+/// `--dry-run` as kubectl takes it (a bare `--dry-run` means client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryRun {
+    /// Write.
+    None,
+    /// Check locally (decode, validate, compare with what is stored); write nothing.
+    Client,
+    /// Let the store (embedded) or the server decide every outcome; write nothing.
+    Server,
+}
+
+/// A usage error found after parsing (exit 2, like clap's own).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// The verbs.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create or update the objects in files, folders or stdin (-); all or nothing.
-    Apply {
-        /// Files, folders (recursively, *.yaml/*.yml) or - for stdin.
-        #[arg(short = 'f', long = "filename", required = true)]
-        files: Vec<String>,
-        /// Validate and show what would happen; write nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Wait for the objects to converge (with --server).
-        #[arg(long)]
-        wait: bool,
-        /// Print the resulting objects.
-        #[arg(short, long, value_enum)]
-        output: Option<Format>,
-    },
-    /// List objects of a kind, or show one.
-    Get {
-        /// Kind: e.g. vm, vmdefinitions, VMDefinition, lm, suc, mc, se, rec.
-        kind: String,
-        /// Name of one object.
-        name: Option<String>,
-        /// Output format.
-        #[arg(short, long, value_enum, default_value = "table")]
-        output: Format,
-        /// Stream changes (needs --server).
-        #[arg(short = 'w', long)]
-        watch: bool,
-    },
-    /// Spec, status, conditions and recent events of one object, for people.
-    Describe {
-        /// Kind.
-        kind: String,
-        /// Name.
-        name: String,
-    },
-    /// Delete objects by kind and name, or those named in files.
-    Delete {
-        /// Kind (with NAME).
-        kind: Option<String>,
-        /// Name.
-        name: Option<String>,
-        /// Files or folders whose objects to delete.
-        #[arg(short = 'f', long = "filename")]
-        files: Vec<String>,
-        /// Succeed when an object does not exist.
-        #[arg(long)]
-        ignore_not_found: bool,
-    },
-    /// Show what an apply would change; exit 0 no change, 1 changes.
-    Diff {
-        /// Files, folders or -.
-        #[arg(short = 'f', long = "filename", required = true)]
-        files: Vec<String>,
-    },
+    #[command(after_help = apply::APPLY_EXAMPLES)]
+    Apply(apply::ApplyArgs),
+    /// List objects of one or more kinds, or show some by name.
+    #[command(after_help = get::EXAMPLES)]
+    Get(get::GetArgs),
+    /// Spec, status, conditions and recent events of objects, for people.
+    #[command(after_help = describe::EXAMPLES)]
+    Describe(describe::DescribeArgs),
+    /// Delete objects by kind and name, by selector, or those named in files.
+    #[command(after_help = apply::DELETE_EXAMPLES)]
+    Delete(apply::DeleteArgs),
+    /// Show what an apply would change.
+    ///
+    /// Exit status: 0 no change, 1 changes, 2 invalid input (as `kubectl diff`, since
+    /// 1 already means "changes").
+    #[command(after_help = apply::DIFF_EXAMPLES)]
+    Diff(apply::DiffArgs),
     /// Check manifests offline against the schemas and rules; no store needed.
-    Validate {
-        /// Files, folders or -.
-        #[arg(short = 'f', long = "filename", required = true)]
-        files: Vec<String>,
-    },
+    #[command(after_help = apply::VALIDATE_EXAMPLES)]
+    Validate(apply::ValidateArgs),
     /// Write the JSON Schema of each kind to DIR/<kind>.json.
+    #[command(after_help = "Examples:\n  # Refresh the schemas editors use\n  sectl schema --out schemas")]
     Schema {
         /// Output folder.
         #[arg(long, default_value = "schemas")]
         out: PathBuf,
     },
+    /// Documentation of a kind or one of its fields, from the schemas.
+    #[command(after_help = explain::EXAMPLES)]
+    Explain(explain::ExplainArgs),
+    /// Edit an object in $EDITOR; it is validated and written when saved changed.
+    #[command(after_help = edit::EXAMPLES)]
+    Edit(edit::EditArgs),
+    /// Add, change or remove labels (KEY=VALUE, KEY-).
+    #[command(after_help = patch::LABEL_EXAMPLES)]
+    Label(patch::MetaArgs),
+    /// Add, change or remove annotations (KEY=VALUE, KEY-).
+    #[command(after_help = patch::ANNOTATE_EXAMPLES)]
+    Annotate(patch::MetaArgs),
+    /// Change objects with a JSON merge patch or a JSON patch.
+    #[command(after_help = patch::PATCH_EXAMPLES)]
+    Patch(patch::PatchArgs),
     /// Run the controller: REST API, reconcilers, optional watch-folder GitOps.
+    #[command(after_help = SERVE_EXAMPLES)]
     Serve {
         /// Address to listen on (loopback by default; port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:7443")]
@@ -180,53 +194,67 @@ pub enum Command {
         #[command(subcommand)]
         action: SourcesAction,
     },
-    /// Block until an object meets a condition, state or phase.
-    Wait {
-        /// KIND/NAME, e.g. lm/lm-vm12.
-        target: String,
-        /// condition=TYPE[=True|False|Unknown], state=VALUE or phase=VALUE.
-        #[arg(long = "for")]
-        for_: String,
-        /// Give up after this long (e.g. 30s, 5m). Embedded mode: simulated time.
-        #[arg(long, default_value = "5m")]
-        timeout: String,
-    },
+    /// Block until objects meet a condition, state, phase or JSONPath value, or are deleted.
+    #[command(after_help = wait::EXAMPLES)]
+    Wait(wait::WaitArgs),
     /// Change the simulated world: faults, repairs, the clock.
     ///
     /// power off|on UNIT, link down|up MGMT-CLUSTER, disk fail|repair DISK,
     /// bcam stop|fail|start SU, rewas stop|start SU, dirty VM MIB_PER_S,
     /// wait|resume VM, ioconfig start|end SU, shutdown initiate|cancel SU,
-    /// advance DURATION (the clock runs at most 1000 years past its start), clock reset
-    /// (bring back a clock saved past that end by an older sectl).
-    Sim {
-        /// E.g. `power off abgwhite`, `advance 90s`.
-        #[arg(required = true, num_args = 1..)]
-        args: Vec<String>,
-    },
+    /// advance DURATION (the clock runs at most 1000 years past its start), clock,
+    /// clock reset (bring back a clock saved past that end by an older sectl).
+    #[command(after_help = events::SIM_EXAMPLES)]
+    Sim(events::SimArgs),
     /// Verify the store: every status agrees with the simulated world, the books
     /// balance, no event twice; exit 0 clean, 1 with the problems listed. Reads the
     /// embedded store (stop a `serve` that holds it first).
     Check,
     /// The event log, newest first; `sectl events ack` acknowledges all.
-    Events {
-        /// KIND/NAME to show only that object's events, or `ack`.
-        target: Option<String>,
-        /// Only events of this component (e.g. Cluster, M2000).
-        #[arg(long)]
-        component: Option<String>,
-        /// Only Warning events.
-        #[arg(long)]
-        warnings: bool,
-        /// Only events not yet acknowledged.
-        #[arg(long)]
-        unacked: bool,
-        /// At most this many.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        /// Output format (table or json).
-        #[arg(short, long, value_enum, default_value = "table")]
-        output: Format,
-    },
+    #[command(after_help = events::EVENTS_EXAMPLES)]
+    Events(events::EventsArgs),
+    /// Shell completion script for bash, zsh or fish.
+    #[command(after_help = complete::EXAMPLES)]
+    Completion(complete::CompletionArgs),
+    /// The version of sectl.
+    #[command(after_help = "Examples:\n  # For people, and for scripts\n  sectl version\n  sectl version -o json")]
+    Version(complete::VersionArgs),
+}
+
+const SERVE_EXAMPLES: &str = "Examples:
+  # Serve the embedded store, apply ./site on every change, delete what is removed
+  sectl serve --listen 127.0.0.1:7443 --watch ./site --prune
+
+  # Ten simulated seconds per real second
+  sectl serve --time-scale 10";
+
+/// Verbs that need no store: the store flags are hidden from their help.
+const STORELESS: [&str; 5] = ["validate", "schema", "explain", "completion", "version"];
+const STORE_FLAGS: [&str; 3] = ["data_dir", "server", "no_reconcile"];
+
+/// The clap command: `Cli` with the store flags hidden from the verbs that need no store.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    let flags: Vec<clap::Arg> =
+        cmd.get_arguments().filter(|a| STORE_FLAGS.contains(&a.get_id().as_str())).cloned().collect();
+    for verb in STORELESS {
+        let flags = flags.clone();
+        cmd = cmd.mut_subcommand(verb, move |mut sc| {
+            for f in flags {
+                sc = sc.arg(f.global(false).hide(true));
+            }
+            sc
+        });
+    }
+    cmd
+}
+
+/// Parses the command line. The store flags are global (kubectl's habit: set them in
+/// an alias or the environment); the verbs that need no store do not list them and do
+/// not open a store.
+fn parse() -> Cli {
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// Actions of `sectl sources`.
@@ -242,14 +270,32 @@ pub enum SourcesAction {
 
 /// Runs the command line; returns the exit status.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
+    let serve = matches!(cli.command, Command::Serve { .. });
+    if !serve {
+        // A closed stdout (`sectl get vm | head -1`) ends the verb quietly, as it ends
+        // Unix tools; the server keeps Rust's default (EPIPE as an error).
+        // SAFETY: setting a signal disposition to its default, before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // Logs go to stderr; RUST_LOG overrides (serve logs at info, other verbs warn).
-    let default = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    // Colour only on a terminal.
+    let default = if serve { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
     match run(cli) {
         Ok(code) => code,
+        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
@@ -303,16 +349,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         backend: None,
     };
     match cli.command {
-        Command::Apply { files, dry_run, wait, output } => apply(&mut ctx, &files, dry_run, wait, output),
-        Command::Get { kind, name, output, watch } => {
-            if kind == "sources" || kind == "source" {
-                return live::sources(&mut ctx);
-            }
-            if watch {
-                return live::watch(&mut ctx, &kind, output);
-            }
-            get(&mut ctx, &kind, name.as_deref(), output)
-        }
+        Command::Apply(a) => apply::apply(&mut ctx, &a),
+        Command::Get(a) => get::run(&mut ctx, &a),
         Command::Serve {
             listen,
             watch,
@@ -361,13 +399,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Describe { kind, name } => describe(&mut ctx, &kind, &name),
-        Command::Delete { kind, name, files, ignore_not_found } => {
-            delete(&mut ctx, kind, name, &files, ignore_not_found)
-        }
-        Command::Diff { files } => diff(&mut ctx, &files),
+        Command::Describe(a) => describe::run(&mut ctx, &a),
+        Command::Delete(a) => apply::delete(&mut ctx, &a),
+        Command::Diff(a) => apply::diff(&mut ctx, &a),
+        Command::Validate(a) => apply::validate(&a),
         Command::Check => check(&mut ctx),
-        Command::Validate { files } => validate(&files),
         Command::Schema { out } => {
             for p in schema::write_all(&out).with_context(|| format!("writing schemas to {}", out.display()))? {
                 println!("wrote {}", p.display());
@@ -375,16 +411,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sources { action: SourcesAction::Prune { confirm } } => live::sources_prune(&mut ctx, confirm),
-        Command::Wait { target, for_, timeout } => wait(&mut ctx, &target, &for_, &timeout),
-        Command::Sim { args } => sim(&mut ctx, &args),
-        Command::Events { target, component, warnings, unacked, limit, output } => {
-            events(&mut ctx, target.as_deref(), component.as_deref(), warnings, unacked, limit, output)
-        }
+        Command::Explain(a) => explain::run(&a),
+        Command::Edit(a) => edit::run(&mut ctx, &a),
+        Command::Label(a) => patch::meta(&mut ctx, &a, patch::MetaField::Labels),
+        Command::Annotate(a) => patch::meta(&mut ctx, &a, patch::MetaField::Annotations),
+        Command::Patch(a) => patch::run(&mut ctx, &a),
+        Command::Wait(a) => wait::run(&mut ctx, &a),
+        Command::Sim(a) => events::sim(&mut ctx, &a),
+        Command::Events(a) => events::events(&mut ctx, &a),
+        Command::Completion(a) => complete::completion(&a),
+        Command::Version(a) => complete::version(&a),
     }
 }
 
-fn parse_kind(s: &str) -> anyhow::Result<Kind> {
-    Kind::parse(s).ok_or_else(|| {
+/// Parses a kind as kubectl users type it: VMDefinition, vmdefinition, vmdefinitions,
+/// vm, vms, vmdefinitions.sectl.io.
+pub fn parse_kind(s: &str) -> anyhow::Result<Kind> {
+    let bare = s.strip_suffix(".sectl.io").map(|b| b.strip_suffix(".v1alpha1").unwrap_or(b)).unwrap_or(s);
+    let plural_short = bare.strip_suffix('s').and_then(Kind::parse);
+    Kind::parse(bare).or(plural_short).ok_or_else(|| {
         let names: Vec<String> = Kind::ALL.iter().map(|k| format!("{} ({})", k.short_names()[1], k.as_str())).collect();
         anyhow!("unknown kind {s:?}; expected one of: {}", names.join(", "))
     })
@@ -410,338 +455,14 @@ fn load(files: &[String], existing: &[Resource]) -> Option<Vec<manifest::Documen
 }
 
 fn all_objects(store: &Backend, kind: Kind) -> anyhow::Result<Vec<Resource>> {
-    Ok(store.list(kind).map_err(|e| anyhow!("{e}"))?.0)
-}
-
-fn apply(
-    ctx: &mut Context,
-    files: &[String],
-    dry_run: bool,
-    wait: bool,
-    output: Option<Format>,
-) -> anyhow::Result<ExitCode> {
-    // Decode first: a file with errors never opens (or locks) the store.
-    let (docs, mut errors) = manifest::read_inputs(files);
-    if !errors.is_empty() {
-        errors.extend(manifest::check_documents(&docs, &[]));
-        print_errors(&errors);
-        return Ok(ExitCode::from(1));
-    }
-    let store = ctx.store()?;
-    let servers = all_objects(store, Kind::SEServer)?;
-    let errors = manifest::check_documents(&docs, &servers);
-    if !errors.is_empty() {
-        print_errors(&errors);
-        return Ok(ExitCode::from(1));
-    }
-    let objs: Vec<Resource> = docs.into_iter().map(|d| d.resource).collect();
-    let results = match store.apply(objs, dry_run) {
-        Ok(r) => r,
-        Err(e @ StoreError::Conflict { .. }) => {
-            eprintln!("error: {e}");
-            eprintln!("nothing was written");
-            return Ok(ExitCode::from(1));
-        }
-        Err(e) => return Err(anyhow!("{e}")),
-    };
-    if !dry_run {
-        ctx.settle()?;
-    }
-    let store = ctx.store()?;
-    if wait && !dry_run && store.remote().is_some() {
-        // With a server: block until the controller has observed every object's
-        // generation, and every live migration or recovery has ended.
-        for (_, r) in &results {
-            let code = live::wait_remote(store, r.kind(), r.name(), 300_000, "converged", converged)?;
-            if code != ExitCode::SUCCESS {
-                return Ok(code);
-            }
-        }
-    }
-    match output {
-        Some(f @ (Format::Json | Format::Yaml)) => {
-            // Show the objects as they are now, status included.
-            let mut objs = Vec::new();
-            for (_, r) in results {
-                objs.push(store.get(r.kind(), r.name()).map_err(|e| anyhow!("{e}"))?.unwrap_or(r));
-            }
-            output::print_objects(&objs, f, objs.len() == 1);
-        }
-        _ => {
-            let suffix = if dry_run { " (dry run)" } else { "" };
-            for (outcome, r) in &results {
-                println!("{}/{} {}{}", r.kind().as_str().to_lowercase(), r.name(), outcome, suffix);
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn get(ctx: &mut Context, kind: &str, name: Option<&str>, format: Format) -> anyhow::Result<ExitCode> {
-    let kind = parse_kind(kind)?;
-    let store = ctx.store()?;
-    let objs = match name {
-        Some(n) => match store.get(kind, n).map_err(|e| anyhow!("{e}"))? {
-            Some(o) => vec![o],
-            None => {
-                eprintln!("error: {kind} {n} not found");
-                return Ok(ExitCode::from(1));
-            }
-        },
-        None => all_objects(store, kind)?,
-    };
-    // Stored objects that cannot be read are named, not hidden (and not fatal).
-    let bad = if name.is_none() { store.unreadable(kind).map_err(|e| anyhow!("{e}"))? } else { Vec::new() };
-    match format {
-        Format::Json | Format::Yaml => output::print_objects(&objs, format, name.is_some()),
-        Format::Table | Format::Wide => {
-            if objs.is_empty() && bad.is_empty() {
-                eprintln!("No {} found.", kind.plural());
-            } else if !objs.is_empty() {
-                print!("{}", output::table(kind, &objs, format == Format::Wide));
-            }
-        }
-    }
-    for b in &bad {
-        eprintln!("error: {b}");
-    }
-    Ok(if bad.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
-}
-
-fn describe(ctx: &mut Context, kind: &str, name: &str) -> anyhow::Result<ExitCode> {
-    let kind = parse_kind(kind)?;
-    let store = ctx.store()?;
-    let Some(obj) = store.get(kind, name).map_err(|e| anyhow!("{e}"))? else {
-        eprintln!("error: {kind} {name} not found");
-        return Ok(ExitCode::from(1));
-    };
-    let key = obj.key();
-    let events: Vec<_> = store.events().map_err(|e| anyhow!("{e}"))?.into_iter().filter(|e| e.object == key).collect();
-    print!("{}", output::describe(&obj, &events));
-    Ok(ExitCode::SUCCESS)
-}
-
-fn delete(
-    ctx: &mut Context,
-    kind: Option<String>,
-    name: Option<String>,
-    files: &[String],
-    ignore_not_found: bool,
-) -> anyhow::Result<ExitCode> {
-    let targets: Vec<(Kind, String)> = match (kind, name, files.is_empty()) {
-        (Some(k), Some(n), true) => vec![(parse_kind(&k)?, n)],
-        (None, None, false) => {
-            let Some(docs) = load(files, &[]) else { return Ok(ExitCode::from(1)) };
-            docs.iter().map(|d| (d.resource.kind(), d.resource.name().to_string())).collect()
-        }
-        _ => bail!("give either KIND NAME or -f PATH"),
-    };
-    let store = ctx.store()?;
-    let mut failed = false;
-    for (k, n) in targets {
-        match store.delete(k, &n) {
-            Ok(_) => println!("{}/{} deleted", k.as_str().to_lowercase(), n),
-            Err(StoreError::NotFound { .. }) if ignore_not_found => {}
-            Err(e @ StoreError::NotFound { .. }) => {
-                eprintln!("error: {e}");
-                failed = true;
-            }
-            Err(e) => return Err(anyhow!("{e}")),
-        }
-    }
-    ctx.settle()?;
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
-}
-
-fn diff(ctx: &mut Context, files: &[String]) -> anyhow::Result<ExitCode> {
-    let (docs, mut errors) = manifest::read_inputs(files);
-    if !errors.is_empty() {
-        errors.extend(manifest::check_documents(&docs, &[]));
-        print_errors(&errors);
-        return Ok(ExitCode::from(2));
-    }
-    let store = ctx.store()?;
-    let servers = all_objects(store, Kind::SEServer)?;
-    let errors = manifest::check_documents(&docs, &servers);
-    if !errors.is_empty() {
-        print_errors(&errors);
-        return Ok(ExitCode::from(2));
-    }
-    let mut changed = false;
-    for d in &docs {
-        let current = store.get(d.resource.kind(), d.resource.name()).map_err(|e| anyhow!("{e}"))?;
-        if let Some(text) = diff::object_diff(current.as_ref(), &d.resource) {
-            changed = true;
-            print!("{text}");
-        }
-    }
-    Ok(if changed { ExitCode::from(1) } else { ExitCode::SUCCESS })
-}
-
-fn validate(files: &[String]) -> anyhow::Result<ExitCode> {
-    let Some(docs) = load(files, &[]) else { return Ok(ExitCode::from(1)) };
-    let nfiles: std::collections::BTreeSet<&str> = docs.iter().map(|d| d.source.file.as_str()).collect();
-    println!("{} object(s) in {} file(s) valid", docs.len(), nfiles.len());
-    Ok(ExitCode::SUCCESS)
-}
-
-fn events(
-    ctx: &mut Context,
-    target: Option<&str>,
-    component: Option<&str>,
-    warnings: bool,
-    unacked: bool,
-    limit: usize,
-    format: Format,
-) -> anyhow::Result<ExitCode> {
-    let store = ctx.store()?;
-    if target == Some("ack") {
-        let n = store.ack_events().map_err(|e| anyhow!("{e}"))?;
-        println!("{n} event(s) acknowledged");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let object = match target {
-        None => None,
-        Some(t) => {
-            let (k, n) = t.split_once('/').ok_or_else(|| anyhow!("give KIND/NAME, e.g. vm/vm12prod, or `ack`"))?;
-            Some(format!("{}/{}", parse_kind(k)?.as_str(), n))
-        }
-    };
-    let mut evs = store.events().map_err(|e| anyhow!("{e}"))?;
-    evs.retain(|e| {
-        object.as_ref().is_none_or(|o| &e.object == o)
-            && component.is_none_or(|c| e.component.eq_ignore_ascii_case(c))
-            && (!warnings || e.type_ == crate::store::EventType::Warning)
-            && (!unacked || !e.acknowledged)
-    });
-    evs.reverse();
-    evs.truncate(limit);
-    match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&evs)?),
-        Format::Yaml => print!("{}", manifest::to_yaml(&evs)),
-        _ => {
-            if evs.is_empty() {
-                eprintln!("No events.");
-            } else {
-                print!("{}", output::events_table(&evs));
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Parsed `--for`.
-#[derive(Debug, Clone, PartialEq)]
-enum WaitFor {
-    Condition(String, String),
-    Field(&'static str, String),
-}
-
-fn parse_wait_for(s: &str) -> anyhow::Result<WaitFor> {
-    if let Some(rest) = s.strip_prefix("condition=") {
-        let (t, v) = rest.split_once('=').unwrap_or((rest, "True"));
-        if t.is_empty() {
-            bail!("--for=condition=TYPE needs a condition type, e.g. condition=Ready");
-        }
-        return Ok(WaitFor::Condition(t.to_string(), v.to_string()));
-    }
-    if let Some(v) = s.strip_prefix("state=") {
-        return Ok(WaitFor::Field("state", v.to_string()));
-    }
-    if let Some(v) = s.strip_prefix("phase=") {
-        return Ok(WaitFor::Field("phase", v.to_string()));
-    }
-    bail!("--for must be condition=TYPE[=STATUS], state=VALUE or phase=VALUE, got {s:?}")
-}
-
-/// Whether the controller has caught up with `obj`: its status reflects the current
-/// generation, and a migration or recovery has ended.
-fn converged(obj: &Resource) -> Result<(), String> {
-    let st = obj.status_json();
-    let gen = obj.meta().generation.unwrap_or(1);
-    if st["observedGeneration"].as_u64().unwrap_or(0) < gen {
-        return Err(format!("generation {gen} not observed yet"));
-    }
-    match (obj.kind(), st["phase"].as_str()) {
-        (Kind::LiveMigration, Some("Pending" | "Checking" | "Setup" | "Copying" | "Suspended" | "PostTreatment")) => {
-            Err(format!("phase {}", st["phase"]))
-        }
-        (Kind::VMRecovery, Some("Pending")) => Err("phase Pending".into()),
-        _ => Ok(()),
-    }
-}
-
-/// Whether `obj` meets `w`; otherwise what it shows instead.
-fn check_wait(obj: &Resource, w: &WaitFor) -> Result<(), String> {
-    let status = obj.status_json();
-    match w {
-        WaitFor::Condition(t, v) => {
-            let c = status["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == t.as_str()));
-            match c {
-                Some(c) if c["status"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(v)) => Ok(()),
-                Some(c) => Err(format!("condition {t} is {} ({}: {})", c["status"], c["reason"], c["message"])),
-                None => Err(format!("no condition {t} yet")),
-            }
-        }
-        WaitFor::Field(f, v) => match status[*f].as_str() {
-            Some(x) if x.eq_ignore_ascii_case(v) => Ok(()),
-            Some(x) => Err(format!("{f} is {x}")),
-            None => Err(format!("no {f} yet")),
-        },
-    }
-}
-
-fn wait(ctx: &mut Context, target: &str, for_: &str, timeout: &str) -> anyhow::Result<ExitCode> {
-    let (k, name) = target.split_once('/').ok_or_else(|| anyhow!("give KIND/NAME, e.g. lm/lm-vm12"))?;
-    let kind = parse_kind(k)?;
-    let cond = parse_wait_for(for_)?;
-    let timeout_ms = crate::sim::parse_duration(timeout).map_err(|e| anyhow!("--timeout: {e}"))?;
-    if ctx.remote()?.is_some() {
-        // With a server: watch it (real time) until the condition holds or time is up.
-        let store = ctx.store()?;
-        return live::wait_remote(store, kind, name, timeout_ms, for_, |o| check_wait(o, &cond));
-    }
-    // Embedded mode: the reconcilers run here, on simulated time, until the object
-    // meets the condition, the world is quiet, or the timeout (simulated) passes.
-    let mut c = ctx.controller()?;
-    let deadline = crate::sim::clock::later(c.now_ms(), timeout_ms);
-    loop {
-        let obj = ctx.store()?.get(kind, name).map_err(|e| anyhow!("{e}"))?;
-        let verdict = match &obj {
-            None => Err(format!("{kind} {name} not found")),
-            Some(o) => check_wait(o, &cond),
-        };
-        match verdict {
-            Ok(()) => {
-                println!("{}/{} condition met ({for_})", kind.as_str().to_lowercase(), name);
-                return Ok(ExitCode::SUCCESS);
-            }
-            Err(why) => {
-                if !ctx.reconcile || c.now_ms() >= deadline {
-                    eprintln!("error: timed out waiting for {}/{}: {why}", kind.as_str().to_lowercase(), name);
-                    return Ok(ExitCode::from(1));
-                }
-                let before = (c.now_ms(), c.stats.reconciles);
-                // One step of simulated time at most 1 s, so progress is seen.
-                c.run_until(Some((c.now_ms() + 1000).min(deadline)))?;
-                if (c.now_ms(), c.stats.reconciles) == before && c.pending() == 0 {
-                    eprintln!(
-                        "error: {}/{}: {why}; the world is quiet, so this will not change",
-                        kind.as_str().to_lowercase(),
-                        name
-                    );
-                    return Ok(ExitCode::from(1));
-                }
-            }
-        }
-    }
+    Ok(store.list(kind)?.0)
 }
 
 fn check(ctx: &mut Context) -> anyhow::Result<ExitCode> {
     if ctx.server.is_some() {
-        bail!("`sectl check` reads the embedded store directly; run it without --server on the data dir (a running `sectl serve` holds it: stop it first)");
+        anyhow::bail!("`sectl check` reads the embedded store directly; run it without --server on the data dir (a running `sectl serve` holds it: stop it first)");
     }
-    let Backend::Embedded { store, .. } = ctx.store()? else { bail!("`sectl check` needs the embedded store") };
+    let Backend::Embedded { store, .. } = ctx.store()? else { anyhow::bail!("`sectl check` needs the embedded store") };
     let problems = crate::check::check(store.as_ref())?;
     if problems.is_empty() {
         println!("ok: every status agrees with the simulated world, the books balance, no event twice");
@@ -780,46 +501,5 @@ fn sim_clock_reset(ctx: &mut Context) -> anyhow::Result<ExitCode> {
         after.now_ms,
         after.rfc3339()
     );
-    Ok(ExitCode::SUCCESS)
-}
-
-fn sim(ctx: &mut Context, args: &[String]) -> anyhow::Result<ExitCode> {
-    if args == ["clock", "reset"] {
-        return sim_clock_reset(ctx);
-    }
-    let fault = match crate::sim::Fault::parse(args) {
-        Ok(f) => f,
-        Err(usage) => {
-            eprintln!("error: {usage}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let before = ctx.store()?.events().map_err(|e| anyhow!("{e}"))?.last().map(|e| e.seq).unwrap_or(0);
-    let now = if let Some(client) = ctx.remote()? {
-        match client.sim(args) {
-            Ok(v) => v["simulatedTime"].as_str().unwrap_or("").to_string(),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(1));
-            }
-        }
-    } else {
-        let _ = &fault;
-        let mut c = ctx.controller()?;
-        if let Err(e) = c.apply_fault(&fault) {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(1));
-        }
-        if ctx.reconcile {
-            c.run_until_quiet()?;
-        }
-        c.world().clock.rfc3339()
-    };
-    let evs: Vec<_> =
-        ctx.store()?.events().map_err(|e| anyhow!("{e}"))?.into_iter().filter(|e| e.seq > before).collect();
-    println!("simulated time {now}");
-    for e in evs {
-        println!("{} {:<8} {:<9} {}: {}", e.time, e.priority, e.component, e.object, e.message);
-    }
     Ok(ExitCode::SUCCESS)
 }

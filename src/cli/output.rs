@@ -1,26 +1,20 @@
-//! Rendering objects for people (tables, describe) and scripts (JSON, YAML lists).
+//! Tables for people: `get` columns per kind, the event log, plain tables; the
+//! helpers `describe.rs` uses to lay out one object.
 
-use super::Format;
 use crate::api::{Kind, Resource};
-use crate::manifest;
 use crate::store::Event;
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
-use serde_json::json;
 
-/// Prints objects as JSON or YAML: one object as itself, several as a List.
-pub fn print_objects(objs: &[Resource], format: Format, single: bool) {
-    let value = if single && objs.len() == 1 {
-        serde_json::to_value(&objs[0]).expect("serialises")
-    } else {
-        json!({"apiVersion": "v1", "kind": "List", "items": objs})
-    };
-    match format {
-        Format::Yaml => print!("{}", manifest::to_yaml(&value)),
-        _ => println!("{}", serde_json::to_string_pretty(&value).expect("serialises")),
+/// A plain table of strings (custom columns, sources).
+pub fn simple_table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = plain_table(header.to_vec());
+    for r in rows {
+        t.add_row(r);
     }
+    finish(t)
 }
 
-fn plain_table(header: Vec<&str>) -> Table {
+pub fn plain_table(header: Vec<&str>) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING).set_content_arrangement(ContentArrangement::Disabled);
     t.set_header(header);
@@ -31,7 +25,7 @@ fn plain_table(header: Vec<&str>) -> Table {
     t
 }
 
-fn finish(mut t: Table) -> String {
+pub fn finish(mut t: Table) -> String {
     // The NOTHING preset leaves padding at the line ends; trim it.
     for c in t.column_iter_mut() {
         c.set_padding((0, 3));
@@ -55,7 +49,7 @@ pub fn age(ts: Option<&str>) -> String {
     }
 }
 
-fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+pub fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref().map(|x| x.to_string()).unwrap_or_else(|| "-".into())
 }
 
@@ -67,7 +61,7 @@ fn mib(n: u64) -> String {
     }
 }
 
-fn ms(v: Option<u64>) -> String {
+pub fn ms(v: Option<u64>) -> String {
     match v {
         None => "-".into(),
         Some(x) if x < 10_000 => format!("{x}ms"),
@@ -75,8 +69,15 @@ fn ms(v: Option<u64>) -> String {
     }
 }
 
-/// The table of `objs` (all of `kind`).
-pub fn table(kind: Kind, objs: &[Resource], wide: bool) -> String {
+/// The table of `objs` (all of `kind`); `qualify` writes names as `kind/name`, as
+/// kubectl does when several kinds are listed.
+pub fn table(kind: Kind, objs: &[Resource], wide: bool, qualify: bool) -> String {
+    let (header, rows) = cells(kind, objs, wide, qualify);
+    simple_table(&header, rows)
+}
+
+/// The header and the cells of `table`.
+pub fn cells(kind: Kind, objs: &[Resource], wide: bool, qualify: bool) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let header: Vec<&str> = match (kind, wide) {
         (Kind::SEServer, false) => vec!["NAME", "MODEL", "VERSION", "LOCATION", "MUS", "SUS", "AGE"],
         (Kind::SEServer, true) => {
@@ -125,7 +126,7 @@ pub fn table(kind: Kind, objs: &[Resource], wide: bool) -> String {
         }
         (Kind::VMRecovery, _) => vec!["NAME", "VM", "TARGET", "PHASE", "AGE"],
     };
-    let mut t = plain_table(header);
+    let mut rows = Vec::new();
     for r in objs {
         let age = age(r.meta().creation_timestamp.as_deref());
         let row: Vec<String> = match r {
@@ -242,14 +243,63 @@ pub fn table(kind: Kind, objs: &[Resource], wide: bool) -> String {
                 age,
             ],
         };
-        t.add_row(row);
+        let mut row = row;
+        if qualify {
+            row[0] = format!("{}/{}", kind.lower(), row[0]);
+        }
+        rows.push(row);
     }
-    finish(t)
+    (header, rows)
+}
+
+/// Rows of a table whose later rows arrive one by one (`get -w`): each column is as
+/// wide as the widest cell seen so far, at least 12, so the first rows line up with
+/// the header even when the list started empty.
+pub struct Aligned {
+    widths: Vec<usize>,
+}
+
+impl Aligned {
+    /// Widths from the header and the first rows.
+    pub fn new(header: &[&str], rows: &[Vec<String>]) -> Aligned {
+        let mut widths: Vec<usize> = header.iter().map(|h| h.len().max(12)).collect();
+        for r in rows {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        Aligned { widths }
+    }
+
+    /// One line, cells padded to the widths (3 spaces between columns).
+    pub fn line<S: AsRef<str>>(&self, cells: &[S]) -> String {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let c = c.as_ref();
+            if i + 1 < cells.len() {
+                let w = self.widths.get(i).copied().unwrap_or(0);
+                out.push_str(&format!("{c:<w$}   "));
+            } else {
+                out.push_str(c);
+            }
+        }
+        out
+    }
 }
 
 /// The event log as a table.
 pub fn events_table(evs: &[Event]) -> String {
-    let mut t = plain_table(vec!["SEQ", "TIME", "TYPE", "PRIORITY", "COMPONENT", "OBJECT", "REASON", "MESSAGE", "ACK"]);
+    let mut t = plain_table(vec![
+        "SEQ",
+        "SIMULATED-TIME",
+        "TYPE",
+        "PRIORITY",
+        "COMPONENT",
+        "OBJECT",
+        "REASON",
+        "MESSAGE",
+        "ACK",
+    ]);
     for e in evs {
         t.add_row(vec![
             e.seq.to_string(),
@@ -264,69 +314,4 @@ pub fn events_table(evs: &[Event]) -> String {
         ]);
     }
     finish(t)
-}
-
-fn indent(text: &str, by: usize) -> String {
-    let pad = " ".repeat(by);
-    text.lines().map(|l| format!("{pad}{l}\n")).collect()
-}
-
-/// `sectl describe`: one object for people.
-pub fn describe(r: &Resource, events: &[Event]) -> String {
-    let m = r.meta();
-    let mut out = String::new();
-    out.push_str(&format!("Name:               {}\n", m.name));
-    out.push_str(&format!("Kind:               {}\n", r.kind()));
-    let kv = |map: &crate::api::StringMap| {
-        if map.is_empty() {
-            "<none>".to_string()
-        } else {
-            map.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
-        }
-    };
-    out.push_str(&format!("Labels:             {}\n", kv(&m.labels)));
-    out.push_str(&format!("Annotations:        {}\n", kv(&m.annotations)));
-    out.push_str(&format!("UID:                {}\n", opt(&m.uid)));
-    out.push_str(&format!("Resource Version:   {}\n", opt(&m.resource_version)));
-    out.push_str(&format!("Generation:         {}\n", opt(&m.generation)));
-    out.push_str(&format!("Created:            {}\n", opt(&m.creation_timestamp)));
-    out.push_str("Spec:\n");
-    out.push_str(&indent(&manifest::to_yaml(&r.spec_json()), 2));
-    let mut status = r.status_json();
-    let conditions = status.as_object_mut().and_then(|o| o.remove("conditions"));
-    out.push_str("Status:\n");
-    if status.as_object().is_none_or(|o| o.is_empty()) {
-        out.push_str("  <none yet>\n");
-    } else {
-        out.push_str(&indent(&manifest::to_yaml(&status), 2));
-    }
-    out.push_str("Conditions:\n");
-    match conditions.and_then(|c| serde_json::from_value::<Vec<crate::api::Condition>>(c).ok()) {
-        Some(cs) if !cs.is_empty() => {
-            let mut t = plain_table(vec!["TYPE", "STATUS", "REASON", "MESSAGE", "LAST-TRANSITION"]);
-            for c in cs {
-                t.add_row(vec![
-                    c.type_,
-                    format!("{:?}", c.status),
-                    c.reason,
-                    c.message,
-                    c.last_transition_time.unwrap_or_default(),
-                ]);
-            }
-            out.push_str(&indent(&finish(t), 2));
-        }
-        _ => out.push_str("  <none>\n"),
-    }
-    out.push_str("Events:\n");
-    if events.is_empty() {
-        out.push_str("  <none>\n");
-    } else {
-        let recent: Vec<Event> = events.iter().rev().take(10).rev().cloned().collect();
-        let mut t = plain_table(vec!["TIME", "TYPE", "PRIORITY", "COMPONENT", "REASON", "MESSAGE"]);
-        for e in recent {
-            t.add_row(vec![e.time, format!("{:?}", e.type_), e.priority, e.component, e.reason, e.message]);
-        }
-        out.push_str(&indent(&finish(t), 2));
-    }
-    out
 }

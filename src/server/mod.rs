@@ -185,7 +185,8 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         };
         let scheme = if acceptor.is_some() { "https" } else { "http" };
         println!("sectl serve: listening on {scheme}://{addr}");
-        tracing::info!(%addr, watch = ?opts.watch, time_scale = opts.time_scale, max_connections = limits.max_connections, "serving");
+        let watch = opts.watch.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into());
+        tracing::info!(%addr, %watch, time_scale = opts.time_scale, max_connections = limits.max_connections, "serving");
         let ready2 = ready.clone();
         let stop_tx2 = stop_tx.clone();
         let died = engine.died.clone();

@@ -471,3 +471,37 @@ fn concurrent_applies_with_clashing_unit_names_cannot_both_pass() {
         assert_eq!(store.list(Kind::SEServer).expect("list").0.len(), 1);
     }
 }
+
+#[test]
+fn a_world_saved_as_one_blob_by_an_older_version_is_read_and_stored_by_entity() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let old_world = {
+        // Build a converged world, then keep it only as the old single blob.
+        let other = tempfile::tempdir().expect("tmp");
+        let s = std::sync::Arc::new(SledStore::open(other.path()).expect("open"));
+        s.apply(common::all(SITE), false).expect("apply");
+        let mut c = sectl::controller::Controller::new(s.clone() as std::sync::Arc<dyn Store>, Default::default())
+            .expect("controller");
+        c.run_until_quiet().expect("settle");
+        c.world()
+    };
+    let mut blob = serde_json::to_value(&old_world).expect("json");
+    blob["observed_rv"] = serde_json::json!(0);
+    blob["pending"] = serde_json::json!([]);
+    {
+        let s = SledStore::open(dir.path()).expect("open");
+        s.apply(common::all(SITE), false).expect("apply");
+        s.put_blob("world", blob.to_string().as_bytes()).expect("blob");
+        assert!(s.read_state("w/").expect("state").is_empty());
+    }
+    let s = std::sync::Arc::new(SledStore::open(dir.path()).expect("open"));
+    let mut c = sectl::controller::Controller::new(s.clone() as std::sync::Arc<dyn Store>, Default::default())
+        .expect("controller");
+    c.run_until_quiet().expect("settle");
+    assert_eq!(c.world().vms, old_world.vms, "the placements of the old world are kept");
+    drop(c);
+    assert!(s.read_state("w/vm/vm12prod").expect("state").len() == 1, "stored by entity now");
+    let evs = s.events().expect("events");
+    assert_eq!(evs.iter().filter(|e| e.reason == "VmCreated").count(), 0, "nothing created again");
+    assert!(sectl::check::check(s.as_ref()).expect("check").is_empty());
+}

@@ -1,7 +1,10 @@
 //! The controller: watches the store, keeps a reflector cache, schedules reconciles
 //! per object (deduplicated), runs them with bounded concurrency (never two of one
-//! object at once), writes back status (skipping writes that change nothing) and
-//! events, and moves the simulated clock.
+//! object at once), and moves the simulated clock. Each reconcile's effects — the
+//! world entities it changed, its status (skipped when nothing changed), its events,
+//! what it left pending and the newest resourceVersion seen — are committed as ONE
+//! store batch under the world lock (`effects.rs`), so a crash leaves the store at a
+//! step boundary. A panicking reconcile is caught and becomes an error of its object.
 //!
 //! One reconciler per kind lives in its own module. Each is level-based: it reads the
 //! object, the cache and the simulated world, converges the world, and returns the

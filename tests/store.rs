@@ -996,7 +996,18 @@ fn non_finite_numbers_are_refused_at_every_write() {
 
 /// Writes a raw value under an object's key, as an older or damaged store might hold.
 fn plant(dir: &Path, kind: Kind, name: &str, json: &str) {
-    let db = sled::open(dir.join("db")).expect("open sled");
+    // sled lets go of its file lock shortly after a handle is dropped: retry a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let db = loop {
+        match sled::open(dir.join("db")) {
+            Ok(db) => break db,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("open sled: {e}"),
+        }
+    };
     let tree = db.open_tree("sectl").expect("tree");
     tree.insert(format!("o/{}/{name}", kind.as_str()), json.as_bytes()).expect("insert");
     db.flush().expect("flush");

@@ -194,20 +194,21 @@ impl SledStore {
         })
     }
 
-    /// Flushes everything committed.
-    fn flush(&self) -> Result<()> {
+    /// Flushes everything committed; the caller holds the writer lock, so no batch
+    /// is half-applied meanwhile and the flag is cleared only once all is on disk.
+    fn flush_locked(&self) -> Result<()> {
+        self.db.flush().map_err(be)?;
         self.unflushed.store(false, std::sync::atomic::Ordering::SeqCst);
-        if let Err(e) = self.db.flush() {
-            self.unflushed.store(true, std::sync::atomic::Ordering::SeqCst);
-            return Err(be(e));
-        }
         Ok(())
     }
 
-    /// Before a read: makes what it could return durable.
+    /// After a read, before it returns: makes what it may have seen durable.
     fn settle(&self) -> Result<()> {
         if self.unflushed.load(std::sync::atomic::Ordering::SeqCst) {
-            self.flush()?;
+            let _c = self.lock();
+            if self.unflushed.load(std::sync::atomic::Ordering::SeqCst) {
+                self.flush_locked()?;
+            }
         }
         Ok(())
     }
@@ -265,15 +266,15 @@ impl SledStore {
             batch.insert(b"m/rvres".to_vec(), c.rv_res.to_be_bytes().to_vec());
             batch.insert(b"m/eseqres".to_vec(), c.eseq_res.to_be_bytes().to_vec());
         }
+        // Set before the batch becomes visible: a reader that sees it flushes.
+        self.unflushed.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Err(e) = self.tree.apply_batch(batch) {
             c.reserve = reserve;
             return Err(be(e));
         }
         // A raised reservation is durable before any version under it is visible.
         if durable || reserve {
-            self.flush()?;
-        } else {
-            self.unflushed.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.flush_locked()?;
         }
         self.notify.send_replace(c.rv);
         Ok(())
@@ -445,15 +446,17 @@ impl SledStore {
 
 impl Store for SledStore {
     fn get(&self, kind: Kind, name: &str) -> Result<Option<Resource>> {
+        let r = self.read(kind, name);
         self.settle()?;
-        self.read(kind, name)
+        r
     }
 
     fn list_report(&self, kind: Kind) -> Result<super::Listing> {
         // Take the rv first: the list is at least as new as it.
         let rv = self.lock().rv;
+        let l = self.scan(kind, rv);
         self.settle()?;
-        self.scan(kind, rv)
+        l
     }
 
     fn create(&self, obj: Resource) -> Result<Resource> {
@@ -566,8 +569,9 @@ impl Store for SledStore {
     }
 
     fn watch_from(&self, rv: u64) -> Result<Vec<WatchEvent>> {
+        let evs = self.changes_since(rv);
         self.settle()?;
-        self.changes_since(rv)
+        evs
     }
 
     fn changes_since(&self, rv: u64) -> Result<Vec<WatchEvent>> {
@@ -652,12 +656,12 @@ impl Store for SledStore {
     }
 
     fn events(&self) -> Result<Vec<Event>> {
-        self.settle()?;
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(b"e/") {
             let (_, v) = item.map_err(be)?;
             out.push(serde_json::from_slice(&v).map_err(be)?);
         }
+        self.settle()?;
         Ok(out)
     }
 
@@ -712,7 +716,8 @@ impl Store for SledStore {
     }
 
     fn sync(&self) -> Result<()> {
-        self.flush()
+        let _c = self.lock();
+        self.flush_locked()
     }
 
     fn put_blob(&self, name: &str, bytes: &[u8]) -> Result<()> {

@@ -997,9 +997,34 @@ fn non_finite_numbers_are_refused_at_every_write() {
     assert_eq!(mcs[0].spec_json()["islE"]["bandwidthGbps"], 10.0);
 }
 
+/// Opens a store closed a moment ago (sled lets go of its file lock shortly after).
+fn reopen(dir: &Path) -> SledStore {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match SledStore::open(dir) {
+            Ok(s) => return s,
+            Err(e) if e.to_string().contains("in use") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("open {}: {e}", dir.display()),
+        }
+    }
+}
+
 /// Writes a raw value under an object's key, as an older or damaged store might hold.
 fn plant(dir: &Path, kind: Kind, name: &str, json: &str) {
-    let db = sled::open(dir.join("db")).expect("open sled");
+    // sled lets go of its file lock shortly after a handle is dropped: retry a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let db = loop {
+        match sled::open(dir.join("db")) {
+            Ok(db) => break db,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("open sled: {e}"),
+        }
+    };
     let tree = db.open_tree("sectl").expect("tree");
     tree.insert(format!("o/{}/{name}", kind.as_str()), json.as_bytes()).expect("insert");
     db.flush().expect("flush");
@@ -1020,7 +1045,7 @@ fn one_unreadable_object_blocks_nothing_and_can_be_deleted() {
         "broken",
         r#"{"apiVersion":"sectl.io/v1alpha1","kind":"VMDefinition","metadata":{"name":"broken","resourceVersion":"3"},"spec":{"vmName":"BROKEN","serverUnit":"ABGSE501","memoryMiB":null}}"#,
     );
-    let s = open(dir.path());
+    let s = reopen(dir.path());
     let l = s.list_report(Kind::VMDefinition).expect("a list with a bad object still lists");
     let names: Vec<&str> = l.items.iter().map(|r| r.name()).collect();
     assert_eq!(names, ["good", "vm12prod"]);
@@ -1059,7 +1084,7 @@ fn an_object_whose_status_cannot_be_read_is_deleted_with_its_spec() {
         "halfbad",
         r#"{"apiVersion":"sectl.io/v1alpha1","kind":"VMDefinition","metadata":{"name":"halfbad","resourceVersion":"3"},"spec":{"vmName":"HALF","serverUnit":"ABGSE501","memoryMiB":512},"status":{"liveMigrationCount":null}}"#,
     );
-    let s = open(dir.path());
+    let s = reopen(dir.path());
     let rv = s.resource_version();
     let last = s.delete(Kind::VMDefinition, "halfbad").expect("deleted with its readable part");
     assert_eq!(last.spec_json()["vmName"], "HALF");

@@ -49,8 +49,11 @@ fn number(key: &str, v: &[u8]) -> Result<u64, StoreError> {
 }
 
 /// The stored bookkeeping: the newest processed resourceVersion (None when never
-/// stored) and the pending reconciles.
-pub fn load(store: &dyn Store) -> Result<(Option<u64>, Vec<(u64, Key)>), StoreError> {
+/// stored) and the pending reconciles (due time, object).
+pub type Bookkeeping = (Option<u64>, Vec<(u64, Key)>);
+
+/// Reads the stored bookkeeping.
+pub fn load(store: &dyn Store) -> Result<Bookkeeping, StoreError> {
     let observed = match store.read_state(OBSERVED)?.into_iter().find(|(k, _)| k == OBSERVED) {
         Some((k, v)) => Some(number(&k, &v)?),
         None => None,

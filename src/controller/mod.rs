@@ -1,7 +1,10 @@
 //! The controller: watches the store, keeps a reflector cache, schedules reconciles
 //! per object (deduplicated), runs them with bounded concurrency (never two of one
-//! object at once), writes back status (skipping writes that change nothing) and
-//! events, and moves the simulated clock.
+//! object at once), and moves the simulated clock. Each reconcile's effects — the
+//! world entities it changed, its status (skipped when nothing changed), its events,
+//! what it left pending and the newest resourceVersion seen — are committed as ONE
+//! store batch under the world lock (`effects.rs`), so a crash leaves the store at a
+//! step boundary. A panicking reconcile is caught and becomes an error of its object.
 //!
 //! One reconciler per kind lives in its own module. Each is level-based: it reads the
 //! object, the cache and the simulated world, converges the world, and returns the
@@ -230,7 +233,9 @@ impl Controller {
             Ok(g) => g,
             Err(p) => {
                 let mut g = p.into_inner();
-                self.reload(&mut g);
+                if let Err(e) = self.reload(&mut g) {
+                    panic!("{e}");
+                }
                 self.world.clear_poison();
                 g
             }
@@ -239,11 +244,10 @@ impl Controller {
 
     /// Replaces the world in memory by the stored one: the changes of a step that
     /// was not committed are dropped.
-    fn reload(&self, w: &mut World) {
-        match World::load(self.store.as_ref()) {
-            Ok(stored) => *w = stored,
-            Err(e) => panic!("the simulated world cannot be read back from the store: {e}"),
-        }
+    fn reload(&self, w: &mut World) -> anyhow::Result<()> {
+        *w = World::load(self.store.as_ref())
+            .map_err(|e| anyhow::anyhow!("the simulated world cannot be read back from the store: {e}"))?;
+        Ok(())
     }
 
     /// The reflector cache.
@@ -268,21 +272,13 @@ impl Controller {
     }
 
     /// Adds the world's changes and the processed resourceVersion to `b` and commits
-    /// it. When the store refuses it, the world in memory goes back to the stored one.
-    fn commit_world(&self, mut b: Batch) -> anyhow::Result<Committed> {
+    /// it (see `commit_step`).
+    fn commit_world(&self, b: Batch) -> anyhow::Result<Committed> {
         let mut w = self.lock_world();
-        let r = match w.take_changes() {
-            Ok(state) => {
-                b.state.extend(state);
-                self.add_observed(&mut b);
-                self.commit(b).map_err(se)
-            }
-            Err(e) => Err(anyhow::anyhow!("the simulated world cannot be stored: {e}")),
-        };
-        if r.is_err() {
-            self.reload(&mut w);
-        }
-        r
+        self.commit_step(&mut w, b).map_err(|e| match e {
+            StepError::Refused(m) => anyhow::anyhow!("{m}"),
+            StepError::Store(e) => e,
+        })
     }
 
     fn add_observed(&self, b: &mut Batch) {
@@ -399,7 +395,7 @@ impl Controller {
                 Ok(evs) => (evs, w.clock.rfc3339()),
                 Err(e) => {
                     // A refused fault may have changed nothing; make sure.
-                    self.reload(&mut w);
+                    self.reload(&mut w)?;
                     return Err(anyhow::anyhow!("{e}"));
                 }
             }
@@ -512,7 +508,9 @@ impl Controller {
                 handles
                     .into_iter()
                     .map(|(k, h)| {
-                        let r = h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("reconcile thread of {}/{} died", k.0, k.1)));
+                        let r = h
+                            .join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("reconcile thread of {}/{} died", k.0, k.1)));
                         (k, r)
                     })
                     .collect()
@@ -610,7 +608,7 @@ impl Controller {
                     .or_else(|| p.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".to_string());
                 // Half-done changes of a panicking reconcile are not kept.
-                self.reload(&mut w);
+                self.reload(&mut w)?;
                 Err((msg, true))
             }
         };
@@ -709,27 +707,25 @@ impl Controller {
         }
     }
 
-    /// Commits a step with the world's changes; a refused step (invalid content) puts
-    /// the world back to the stored one.
+    /// Commits a step with the world's changes. A refused step (invalid content) puts
+    /// the world back to the stored one and is an error of the object; a failing
+    /// store is returned as it is (the controller stops: its world in memory is then
+    /// ahead of the store and is not used again).
     fn commit_step(&self, w: &mut World, mut b: Batch) -> Result<Committed, StepError> {
+        let refused = |w: &mut World, m: String| match self.reload(w) {
+            Ok(()) => StepError::Refused(m),
+            Err(e) => StepError::Store(e),
+        };
         let state = match w.take_changes() {
             Ok(s) => s,
-            Err(e) => {
-                self.reload(w);
-                return Err(StepError::Refused(format!("the simulated world cannot be stored: {e}")));
-            }
+            Err(e) => return Err(refused(w, format!("the simulated world cannot be stored: {e}"))),
         };
         b.state.extend(state);
         self.add_observed(&mut b);
         match self.commit(b) {
             Ok(done) => Ok(done),
-            Err(e) => {
-                self.reload(w);
-                match e {
-                    StoreError::Invalid(m) => Err(StepError::Refused(m)),
-                    other => Err(StepError::Store(se(other))),
-                }
-            }
+            Err(StoreError::Invalid(m)) => Err(refused(w, m)),
+            Err(other) => Err(StepError::Store(se(other))),
         }
     }
 

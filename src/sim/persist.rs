@@ -17,7 +17,7 @@
 //! form after every reconcile (a few hundred bytes) instead of being tracked.
 
 use super::{Clock, EntityMap, World};
-use crate::store::{check_finite, NonFinite, Store, StoreError};
+use crate::store::{check_finite, NonFinite, StateWrites, Store, StoreError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -192,7 +192,7 @@ impl World {
     /// (`None` when removed) and `w/meta` when it differs from what was written. A
     /// non-finite number anywhere in them is refused (it would be written as null and
     /// could not be read back); the changes are then still pending.
-    pub fn take_changes(&mut self) -> Result<Vec<(String, Option<Vec<u8>>)>, NonFinite> {
+    pub fn take_changes(&mut self) -> Result<StateWrites, NonFinite> {
         let mut out = Vec::new();
         let mut err = None;
         let mut take = |m: &mut dyn DirtyMap, prefix: &str| {
@@ -262,11 +262,11 @@ impl World {
 
 /// A map whose changed entries can be written out.
 trait DirtyMap {
-    fn changes(&mut self, prefix: &str, out: &mut Vec<(String, Option<Vec<u8>>)>) -> Result<(), NonFinite>;
+    fn changes(&mut self, prefix: &str, out: &mut StateWrites) -> Result<(), NonFinite>;
 }
 
 impl<V: Serialize + Clone> DirtyMap for EntityMap<V> {
-    fn changes(&mut self, prefix: &str, out: &mut Vec<(String, Option<Vec<u8>>)>) -> Result<(), NonFinite> {
+    fn changes(&mut self, prefix: &str, out: &mut StateWrites) -> Result<(), NonFinite> {
         if !self.is_dirty() {
             return Ok(());
         }

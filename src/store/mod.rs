@@ -193,6 +193,9 @@ pub struct Event {
     pub acknowledged: bool,
 }
 
+/// Controller state entries to write: key and value, or None to delete the key.
+pub type StateWrites = Vec<(String, Option<Vec<u8>>)>;
+
 /// What one reconcile (or fault, or clock tick) changed, written atomically.
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
@@ -204,7 +207,7 @@ pub struct Batch {
     pub events: Vec<Event>,
     /// Controller state (the simulated world by entity, the controller's bookkeeping):
     /// key -> `Some(bytes)` to write, `None` to delete. Keys are the caller's.
-    pub state: Vec<(String, Option<Vec<u8>>)>,
+    pub state: StateWrites,
     /// Flush before returning (otherwise durable within half a second or with the
     /// next durable write; either all of the batch or none of it survives a crash).
     pub durable: bool,

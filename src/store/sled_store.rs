@@ -182,20 +182,21 @@ impl SledStore {
         })
     }
 
-    /// Flushes everything committed.
-    fn flush(&self) -> Result<()> {
+    /// Flushes everything committed; the caller holds the writer lock, so no batch
+    /// is half-applied meanwhile and the flag is cleared only once all is on disk.
+    fn flush_locked(&self) -> Result<()> {
+        self.db.flush().map_err(be)?;
         self.unflushed.store(false, std::sync::atomic::Ordering::SeqCst);
-        if let Err(e) = self.db.flush() {
-            self.unflushed.store(true, std::sync::atomic::Ordering::SeqCst);
-            return Err(be(e));
-        }
         Ok(())
     }
 
-    /// Before a read: makes what it could return durable.
+    /// After a read, before it returns: makes what it may have seen durable.
     fn settle(&self) -> Result<()> {
         if self.unflushed.load(std::sync::atomic::Ordering::SeqCst) {
-            self.flush()?;
+            let _c = self.lock();
+            if self.unflushed.load(std::sync::atomic::Ordering::SeqCst) {
+                self.flush_locked()?;
+            }
         }
         Ok(())
     }
@@ -259,15 +260,15 @@ impl SledStore {
             batch.insert(b"m/rvres".to_vec(), c.rv_res.to_be_bytes().to_vec());
             batch.insert(b"m/eseqres".to_vec(), c.eseq_res.to_be_bytes().to_vec());
         }
+        // Set before the batch becomes visible: a reader that sees it flushes.
+        self.unflushed.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Err(e) = self.tree.apply_batch(batch) {
             c.reserve = reserve;
             return Err(be(e));
         }
         // A raised reservation is durable before any version under it is visible.
         if durable || reserve {
-            self.flush()?;
-        } else {
-            self.unflushed.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.flush_locked()?;
         }
         self.notify.send_replace(c.rv);
         Ok(())
@@ -301,7 +302,6 @@ impl SledStore {
         Ok(out)
     }
 
-
     /// Checks across objects (unit names unique across servers) against the stored
     /// servers; called under the writer lock, so two writes cannot both pass.
     fn check_across(&self, objs: &[Resource]) -> Result<()> {
@@ -327,9 +327,8 @@ impl SledStore {
     /// says the object is gone.
     fn remove_unreadable(&self, c: &mut Counters, kind: Kind, name: &str) -> Result<Resource> {
         let raw = self.tree.get(obj_key(kind, name)).map_err(be)?.unwrap_or_default();
-        let salvaged = serde_json::from_slice::<serde_json::Value>(&raw)
-            .map_err(|e| e.to_string())
-            .and_then(|mut v| {
+        let salvaged =
+            serde_json::from_slice::<serde_json::Value>(&raw).map_err(|e| e.to_string()).and_then(|mut v| {
                 if let Some(m) = v.as_object_mut() {
                     m.remove("status");
                 }
@@ -344,7 +343,13 @@ impl SledStore {
             }
             Err(e) => {
                 let rv = c.next_rv();
-                let rec = HistoryRecord { t: WatchType::Deleted, k: kind.as_str().to_string(), n: name.to_string(), o: None, u: true };
+                let rec = HistoryRecord {
+                    t: WatchType::Deleted,
+                    k: kind.as_str().to_string(),
+                    n: name.to_string(),
+                    o: None,
+                    u: true,
+                };
                 batch.remove(obj_key(kind, name));
                 batch.insert(hist_key(rv), serde_json::to_vec(&rec).map_err(be)?);
                 self.commit(batch, c)?;
@@ -435,15 +440,17 @@ impl SledStore {
 
 impl Store for SledStore {
     fn get(&self, kind: Kind, name: &str) -> Result<Option<Resource>> {
+        let r = self.read(kind, name);
         self.settle()?;
-        self.read(kind, name)
+        r
     }
 
     fn list_report(&self, kind: Kind) -> Result<super::Listing> {
         // Take the rv first: the list is at least as new as it.
         let rv = self.lock().rv;
+        let l = self.scan(kind, rv);
         self.settle()?;
-        self.scan(kind, rv)
+        l
     }
 
     fn create(&self, obj: Resource) -> Result<Resource> {
@@ -556,8 +563,9 @@ impl Store for SledStore {
     }
 
     fn watch_from(&self, rv: u64) -> Result<Vec<WatchEvent>> {
+        let evs = self.changes_since(rv);
         self.settle()?;
-        self.changes_since(rv)
+        evs
     }
 
     fn changes_since(&self, rv: u64) -> Result<Vec<WatchEvent>> {
@@ -642,12 +650,12 @@ impl Store for SledStore {
     }
 
     fn events(&self) -> Result<Vec<Event>> {
-        self.settle()?;
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(b"e/") {
             let (_, v) = item.map_err(be)?;
             out.push(serde_json::from_slice(&v).map_err(be)?);
         }
+        self.settle()?;
         Ok(out)
     }
 
@@ -702,7 +710,8 @@ impl Store for SledStore {
     }
 
     fn sync(&self) -> Result<()> {
-        self.flush()
+        let _c = self.lock();
+        self.flush_locked()
     }
 
     fn put_blob(&self, name: &str, bytes: &[u8]) -> Result<()> {

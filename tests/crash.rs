@@ -265,7 +265,10 @@ struct Server {
 impl Server {
     fn start(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut c = sectl(data);
-        c.args(["serve", "--listen", "127.0.0.1:0", "--insecure-http"]).args(extra).stdout(Stdio::piped()).stderr(Stdio::null());
+        c.args(["serve", "--listen", "127.0.0.1:0", "--insecure-http"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
         for (k, v) in env {
             c.env(k, v);
         }

@@ -635,10 +635,18 @@ fn su_cluster_status_has_a_table_of_its_sus() {
     e.sim("power off ABGSE501");
     let r = e.store.get(Kind::SUCluster, "su390").expect("get").expect("exists");
     let t = r.as_typed::<SUClusterSpec>().expect("typed").status.server_units.clone();
-    let rows: Vec<(&str, &str, &str, &str, &str, Option<bool>)> = t
+    type Row<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, Option<bool>);
+    let rows: Vec<Row> = t
         .iter()
         .map(|u| {
-            (u.name.as_str(), u.server.as_str(), u.su_type.as_str(), u.operation_mode.as_str(), u.power.as_str(), u.rewas)
+            (
+                u.name.as_str(),
+                u.server.as_str(),
+                u.su_type.as_str(),
+                u.operation_mode.as_str(),
+                u.power.as_str(),
+                u.rewas,
+            )
         })
         .collect();
     assert_eq!(

@@ -12,8 +12,8 @@
 //! backend with a request cap (etcd: 128 operations, 1.5 MiB) can stage it in pieces
 //! and make it visible with one small commit.
 
-mod finite;
 mod data_dir;
+mod finite;
 mod sled_store;
 
 pub use finite::{check as check_finite, NonFinite};

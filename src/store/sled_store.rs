@@ -15,7 +15,9 @@
 //! batch that a crash then lost is never handed out again: the counters restart past
 //! the durable reservation, and a watch from inside the lost range is `Expired`.
 
-use super::{ApplyOutcome, Batch, Committed, Event, Page, Result, StatusWrite, Store, StoreError, WatchEvent, WatchType};
+use super::{
+    ApplyOutcome, Batch, Committed, Event, Page, Result, StatusWrite, Store, StoreError, WatchEvent, WatchType,
+};
 use crate::api::{Kind, Resource};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -84,7 +84,11 @@ fn setup_done(cx: &mut Cx, o: &Object<LiveMigrationSpec, LiveMigrationStatus>, n
     let dirty = dirty_rate(cx, &m.vm);
     m.rate_mibps = rate;
     m.sending_mib = m.memory_mib;
-    m.budget_ms = o.spec.time_budget_s.map(|s| s.saturating_mul(1000)).unwrap_or_else(|| mig::default_budget_ms(m.memory_mib, rate));
+    m.budget_ms = o
+        .spec
+        .time_budget_s
+        .map(|s| s.saturating_mul(1000))
+        .unwrap_or_else(|| mig::default_budget_ms(m.memory_mib, rate));
     let (ms, _) = mig::round(m.memory_mib, rate, dirty, m.memory_mib);
     m.phase = LmPhase::Copying;
     m.next_at_ms = crate::sim::clock::later(cx.world.clock.now_ms, ms);

@@ -414,22 +414,29 @@ async fn sim(State(s): State<AppState>, Query(_): Query<NoParams>, body: Bytes) 
         .map_err(|_| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "controller gone".into()))?
         .send(Cmd::Fault(fault, tx))
         .map_err(|_| ApiErr(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "the controller is stopping".into()))?;
-    let r = tokio::task::spawn_blocking(move || rx.recv_timeout(SIM_TIMEOUT))
-        .await
-        .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))?
-        .map_err(|e| match e {
-            mpsc::RecvTimeoutError::Timeout => ApiErr(
+    // The controller answers on a std channel: a thread hands its answer over, and the
+    // request waits for it at most SIM_TIMEOUT (the thread ends when the controller
+    // answers or stops).
+    let (otx, orx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = otx.send(rx.recv());
+    });
+    let waited = tokio::time::timeout(SIM_TIMEOUT, orx).await;
+    let r = match waited {
+        Err(_) => {
+            return Err(ApiErr(
                 StatusCode::GATEWAY_TIMEOUT,
                 "Timeout",
                 format!(
                     "the controller did not carry out the sim request within {}s; it may still do so",
                     SIM_TIMEOUT.as_secs()
                 ),
-            ),
-            mpsc::RecvTimeoutError::Disconnected => {
-                ApiErr(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "the controller is stopping".into())
-            }
-        })?;
+            ))
+        }
+        Ok(answer) => answer.ok().and_then(Result::ok).ok_or_else(|| {
+            ApiErr(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "the controller is stopping".into())
+        })?,
+    };
     match r {
         Ok(time) => Ok(Json(json!({"simulatedTime": time})).into_response()),
         Err(e) => Err(ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e)),

@@ -122,19 +122,10 @@ fn decode_body(body: &Bytes) -> Result<Vec<Resource>, ApiErr> {
     Ok(out)
 }
 
-/// A list as kube-like clients expect it; serialised straight from the objects.
+/// The metadata of a list (the items are written as stored, see `paging`).
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ListBody<'a> {
-    api_version: &'static str,
-    kind: &'static str,
-    metadata: ListMeta,
-    items: &'a [Resource],
-}
-
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ListMeta {
+pub(crate) struct ListMeta {
     resource_version: String,
     #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
     continue_: Option<String>,
@@ -273,15 +264,15 @@ async fn list_objects(s: AppState, kind: Kind, q: ListQuery) -> ApiResult {
         None => (None, None),
     };
     let size = limit.unwrap_or(MAX_PAGE);
-    let page = tokio::task::spawn_blocking(move || store.list_page(kind, after.as_deref(), size, at))
+    let page = tokio::task::spawn_blocking(move || store.list_page_json(kind, after.as_deref(), size, at))
         .await
         .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))??;
     let continue_ = match (page.more, page.items.last()) {
-        (true, Some(last)) => Some(super::paging::Token { rv: page.rv, after: last.name().to_string() }.encode(kind)),
+        (true, Some((last, _))) => Some(super::paging::Token { rv: page.rv, after: last.clone() }.encode(kind)),
         _ => None,
     };
     let meta = ListMeta { resource_version: page.rv.to_string(), continue_ };
-    Ok(Json(ListBody { api_version: "v1", kind: "List", metadata: meta, items: &page.items }).into_response())
+    Ok(super::paging::page_response(&meta, &page))
 }
 
 async fn get_one(

@@ -501,9 +501,46 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(read_body))
         .layer(axum::middleware::from_fn(request_timeout))
         .layer(axum::middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// A body over the limit is still read (and dropped) up to this much, so the client,
+/// which sends the whole body before it reads the answer, gets the 413 instead of a
+/// connection reset; a larger one ends the connection.
+const DRAIN_BYTES: u64 = 4 * MAX_BODY_BYTES as u64;
+
+/// Reads the request body, at most `MAX_BODY_BYTES`; a larger one is 413 (JSON).
+async fn read_body(req: Request, next: Next) -> Response {
+    use futures_util::StreamExt as _;
+    let (parts, body) = req.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut seen: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => return bad(format!("cannot read the request body: {e}")).into_response(),
+        };
+        seen += chunk.len() as u64;
+        if seen <= MAX_BODY_BYTES as u64 {
+            buf.extend_from_slice(&chunk);
+        } else if seen > DRAIN_BYTES {
+            break;
+        }
+    }
+    if seen > MAX_BODY_BYTES as u64 {
+        let msg =
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes (16 MiB, the limit of a manifest file)");
+        let mut resp = ApiErr(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", msg).into_response();
+        if seen > DRAIN_BYTES {
+            resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        }
+        return resp;
+    }
+    next.run(Request::from_parts(parts, Body::from(buf))).await
 }
 
 /// Ends a request whose body or handler takes longer than `REQUEST_TIMEOUT` (a watch

@@ -14,6 +14,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use futures_util::StreamExt as _;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use sectl::server::api::{router, AppState};
@@ -39,13 +40,23 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_with(true, tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all())
+}
+
+/// `answer`: whether the stub controller answers `sim` requests (else it holds them).
+fn harness_with(answer: bool, rt: &mut tokio::runtime::Builder) -> Harness {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(SledStore::open(&tmp.path().join("data")).expect("store"));
     store.apply(common::all(common::SITE), false).expect("seed the site");
     let (tx, rx) = mpsc::channel::<Cmd>();
     std::thread::spawn(move || {
+        let mut held = Vec::new();
         for Cmd::Fault(_, reply) in rx {
-            let _ = reply.send(Ok("2026-01-01T00:00:00Z".to_string()));
+            if answer {
+                let _ = reply.send(Ok("2026-01-01T00:00:00Z".to_string()));
+            } else {
+                held.push(reply);
+            }
         }
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -60,7 +71,7 @@ fn harness() -> Harness {
         time_scale: 1.0,
         stop: stop_rx,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = rt.build().expect("runtime");
     Harness { app: router(state), store, rt, tally: Default::default(), _stop: stop_tx, _tmp: tmp }
 }
 
@@ -250,4 +261,47 @@ fn http_request_bodies_never_panic_hang_or_500() {
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+/// Sends one request on `h`'s runtime; status and JSON body.
+fn send(h: &Harness, req: Request<Body>) -> (StatusCode, Value) {
+    let app = h.app.clone();
+    h.rt.block_on(async move {
+        let resp = app.oneshot(req).await.expect("router");
+        let status = resp.status();
+        let b = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+        (status, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    })
+}
+
+#[test]
+fn a_sim_request_the_controller_does_not_answer_ends_with_504_after_30_s() {
+    // Tokio's paused clock: the 30 s pass at once, and exactly.
+    let h = harness_with(false, tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true));
+    let req = Request::post(format!("{API}/sim"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::from(r#"{"args": ["power", "off", "ABGSE501"]}"#))
+        .expect("request");
+    let t0 = h.rt.block_on(async { tokio::time::Instant::now() });
+    let (status, v) = send(&h, req);
+    let waited = h.rt.block_on(async move { t0.elapsed() });
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{v}");
+    assert_eq!((v["code"].as_u64(), v["reason"].as_str()), (Some(504), Some("Timeout")), "{v}");
+    assert!(waited >= Duration::from_secs(30) && waited < Duration::from_secs(31), "{waited:?}");
+}
+
+#[test]
+fn a_body_that_never_ends_is_cut_off_with_408_after_60_s() {
+    let h = harness_with(true, tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true));
+    // A body that sends a few bytes and then nothing, for ever.
+    let stream =
+        futures_util::stream::once(async { Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"items\": [")) })
+            .chain(futures_util::stream::pending());
+    let req = Request::post(format!("{API}/apply"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::from_stream(stream))
+        .expect("request");
+    let (status, v) = send(&h, req);
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{v}");
+    assert_eq!(v["reason"].as_str(), Some("Timeout"), "{v}");
 }

@@ -123,19 +123,10 @@ fn decode_body(body: &Bytes) -> Result<Vec<Resource>, ApiErr> {
     Ok(out)
 }
 
-/// A list as kube-like clients expect it; serialised straight from the objects.
+/// The metadata of a list (the items are written as stored, see `paging`).
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ListBody<'a> {
-    api_version: &'static str,
-    kind: &'static str,
-    metadata: ListMeta,
-    items: &'a [Resource],
-}
-
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ListMeta {
+pub(crate) struct ListMeta {
     resource_version: String,
     #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
     continue_: Option<String>,
@@ -274,15 +265,15 @@ async fn list_objects(s: AppState, kind: Kind, q: ListQuery) -> ApiResult {
         None => (None, None),
     };
     let size = limit.unwrap_or(MAX_PAGE);
-    let page = tokio::task::spawn_blocking(move || store.list_page(kind, after.as_deref(), size, at))
+    let page = tokio::task::spawn_blocking(move || store.list_page_json(kind, after.as_deref(), size, at))
         .await
         .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))??;
     let continue_ = match (page.more, page.items.last()) {
-        (true, Some(last)) => Some(super::paging::Token { rv: page.rv, after: last.name().to_string() }.encode(kind)),
+        (true, Some((last, _))) => Some(super::paging::Token { rv: page.rv, after: last.clone() }.encode(kind)),
         _ => None,
     };
     let meta = ListMeta { resource_version: page.rv.to_string(), continue_ };
-    Ok(Json(ListBody { api_version: "v1", kind: "List", metadata: meta, items: &page.items }).into_response())
+    Ok(super::paging::page_response(&meta, &page))
 }
 
 async fn get_one(
@@ -415,22 +406,29 @@ async fn sim(State(s): State<AppState>, Query(_): Query<NoParams>, body: Bytes) 
         .map_err(|_| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "controller gone".into()))?
         .send(Cmd::Fault(fault, tx))
         .map_err(|_| ApiErr(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "the controller is stopping".into()))?;
-    let r = tokio::task::spawn_blocking(move || rx.recv_timeout(SIM_TIMEOUT))
-        .await
-        .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))?
-        .map_err(|e| match e {
-            mpsc::RecvTimeoutError::Timeout => ApiErr(
+    // The controller answers on a std channel: a thread hands its answer over, and the
+    // request waits for it at most SIM_TIMEOUT (the thread ends when the controller
+    // answers or stops).
+    let (otx, orx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = otx.send(rx.recv());
+    });
+    let waited = tokio::time::timeout(SIM_TIMEOUT, orx).await;
+    let r = match waited {
+        Err(_) => {
+            return Err(ApiErr(
                 StatusCode::GATEWAY_TIMEOUT,
                 "Timeout",
                 format!(
                     "the controller did not carry out the sim request within {}s; it may still do so",
                     SIM_TIMEOUT.as_secs()
                 ),
-            ),
-            mpsc::RecvTimeoutError::Disconnected => {
-                ApiErr(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "the controller is stopping".into())
-            }
-        })?;
+            ))
+        }
+        Ok(answer) => answer.ok().and_then(Result::ok).ok_or_else(|| {
+            ApiErr(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "the controller is stopping".into())
+        })?,
+    };
     match r {
         Ok(time) => Ok(Json(json!({"simulatedTime": time})).into_response()),
         Err(e) => Err(ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e)),
@@ -524,9 +522,46 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(read_body))
         .layer(axum::middleware::from_fn(request_timeout))
         .layer(axum::middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// A body over the limit is still read (and dropped) up to this much, so the client,
+/// which sends the whole body before it reads the answer, gets the 413 instead of a
+/// connection reset; a larger one ends the connection.
+const DRAIN_BYTES: u64 = 4 * MAX_BODY_BYTES as u64;
+
+/// Reads the request body, at most `MAX_BODY_BYTES`; a larger one is 413 (JSON).
+async fn read_body(req: Request, next: Next) -> Response {
+    use futures_util::StreamExt as _;
+    let (parts, body) = req.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut seen: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => return bad(format!("cannot read the request body: {e}")).into_response(),
+        };
+        seen += chunk.len() as u64;
+        if seen <= MAX_BODY_BYTES as u64 {
+            buf.extend_from_slice(&chunk);
+        } else if seen > DRAIN_BYTES {
+            break;
+        }
+    }
+    if seen > MAX_BODY_BYTES as u64 {
+        let msg =
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes (16 MiB, the limit of a manifest file)");
+        let mut resp = ApiErr(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", msg).into_response();
+        if seen > DRAIN_BYTES {
+            resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        }
+        return resp;
+    }
+    next.run(Request::from_parts(parts, Body::from(buf))).await
 }
 
 /// Ends a request whose body or handler takes longer than `REQUEST_TIMEOUT` (a watch

@@ -4,8 +4,9 @@
 //! keeps no state per list; the store refuses it (410) when the rest of the list can
 //! no longer be the snapshot it started from.
 //!
-//! A list without `limit` is streamed: the store is read `chunk` objects at a time and
-//! each chunk is serialised and handed to the connection before the next is read, so
+//! A list without `limit` is streamed: the store is read `chunk` objects at a time (as
+//! their stored JSON, sent as it is) and each chunk is handed to the connection before
+//! the next is read, so
 //! the memory a list takes does not grow with the number of objects. Trade-off: such a
 //! list is one snapshot per chunk, not as a whole; an object that changes while it
 //! streams appears in its newer state (never older than the list's resourceVersion),
@@ -13,7 +14,7 @@
 
 use super::api::ApiErr;
 use crate::api::Kind;
-use crate::store::{Page, Store};
+use crate::store::{RawPage, Store};
 use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -67,24 +68,37 @@ fn excerpt(s: &str) -> String {
     e
 }
 
-async fn read_page(store: Arc<dyn Store>, kind: Kind, after: Option<String>, chunk: usize) -> Result<Page, ApiErr> {
-    tokio::task::spawn_blocking(move || store.list_page(kind, after.as_deref(), chunk, None))
+async fn read_page(store: Arc<dyn Store>, kind: Kind, after: Option<String>, chunk: usize) -> Result<RawPage, ApiErr> {
+    tokio::task::spawn_blocking(move || store.list_page_json(kind, after.as_deref(), chunk, None))
         .await
         .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))?
         .map_err(ApiErr::from)
 }
 
-/// Serialises a page's items, each preceded by a comma unless it is the list's first.
-fn items_json(page: &Page, first: bool) -> Bytes {
-    let mut buf = Vec::with_capacity(page.items.len() * 1024);
-    for (i, item) in page.items.iter().enumerate() {
+/// A page's items, each preceded by a comma unless it is the list's first.
+fn items_json(page: &RawPage, first: bool) -> Bytes {
+    let mut buf = Vec::with_capacity(page.items.iter().map(|(_, j)| j.len() + 1).sum());
+    for (i, (_, json)) in page.items.iter().enumerate() {
         if i > 0 || !first {
             buf.push(b',');
         }
-        // Serialising our own types into memory cannot fail.
-        let _ = serde_json::to_writer(&mut buf, item);
+        buf.extend_from_slice(json);
     }
     Bytes::from(buf)
+}
+
+/// One page as a list: `{"apiVersion":"v1","kind":"List","metadata":…,"items":[…]}`,
+/// the items as stored.
+pub(crate) fn page_response(meta: &super::api::ListMeta, page: &RawPage) -> Response {
+    let head = serde_json::to_string(meta).unwrap_or_default();
+    let items = items_json(page, true);
+    let mut body = Vec::with_capacity(head.len() + items.len() + 64);
+    body.extend_from_slice(br#"{"apiVersion":"v1","kind":"List","metadata":"#);
+    body.extend_from_slice(head.as_bytes());
+    body.extend_from_slice(br#","items":["#);
+    body.extend_from_slice(&items);
+    body.extend_from_slice(b"]}");
+    Response::builder().header("Content-Type", "application/json").body(Body::from(body)).expect("response")
 }
 
 /// The whole list of `kind`, streamed `chunk` objects at a time. The first chunk is
@@ -96,7 +110,7 @@ pub async fn stream_list(store: Arc<dyn Store>, kind: Kind, chunk: usize) -> Res
     // State: the page to send next (None: the list is done), whether nothing was sent yet.
     struct St {
         store: Arc<dyn Store>,
-        page: Option<Page>,
+        page: Option<RawPage>,
         first: bool,
         closed: bool,
     }
@@ -112,7 +126,7 @@ pub async fn stream_list(store: Arc<dyn Store>, kind: Kind, chunk: usize) -> Res
         let bytes = items_json(&page, st.first);
         st.first = st.first && page.items.is_empty();
         if page.more {
-            let after = page.items.last().map(|o| o.name().to_string());
+            let after = page.items.last().map(|(name, _)| name.clone());
             match read_page(st.store.clone(), kind, after, chunk).await {
                 Ok(next) => st.page = Some(next),
                 Err(e) => {

@@ -292,6 +292,18 @@ pub struct Page {
     pub more: bool,
 }
 
+/// One page of a list as each object's stored JSON (`Store::list_page_json`): what a
+/// streamed list sends without decoding and encoding every object again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawPage {
+    /// (name, the object as JSON), sorted by name.
+    pub items: Vec<(String, Vec<u8>)>,
+    /// The resourceVersion of the snapshot the page belongs to.
+    pub rv: u64,
+    /// Objects after the last item remain.
+    pub more: bool,
+}
+
 /// The store's interface. Writes of what users own (create, update, delete, apply,
 /// ack, blobs) are durable when the call returns; status writes, event records and
 /// controller batches are atomic and become durable within half a second, with the
@@ -385,6 +397,15 @@ pub trait Store: Send + Sync {
         let mut rest = all.into_iter().filter(|o| after.is_none_or(|a| o.name() > a));
         let items: Vec<Resource> = rest.by_ref().take(limit).collect();
         Ok(Page { items, rv, more: rest.next().is_some() })
+    }
+
+    /// `list_page` with each object as JSON (the same bytes the API would send for
+    /// it). This default encodes the typed page; stores override it with their stored
+    /// bytes.
+    fn list_page_json(&self, kind: Kind, after: Option<&str>, limit: usize, at: Option<u64>) -> Result<RawPage> {
+        let p = self.list_page(kind, after, limit, at)?;
+        let items = p.items.iter().map(|o| (o.name().to_string(), o.to_json())).collect();
+        Ok(RawPage { items, rv: p.rv, more: p.more })
     }
 }
 

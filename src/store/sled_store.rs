@@ -16,7 +16,8 @@
 //! the durable reservation, and a watch from inside the lost range is `Expired`.
 
 use super::{
-    ApplyOutcome, Batch, Committed, Event, Page, Result, StatusWrite, Store, StoreError, WatchEvent, WatchType,
+    ApplyOutcome, Batch, Committed, Event, Page, RawPage, Result, StatusWrite, Store, StoreError, WatchEvent,
+    WatchType,
 };
 use crate::api::{Kind, Resource};
 use serde::{Deserialize, Serialize};
@@ -724,8 +725,21 @@ impl Store for SledStore {
     }
 
     fn list_page(&self, kind: Kind, after: Option<&str>, limit: usize, at: Option<u64>) -> Result<Page> {
-        // Under the writer lock: the page and its resourceVersion are one snapshot. A
-        // page is bounded by `limit`, so writers wait at most for one page's scan.
+        let raw = self.list_page_json(kind, after, limit, at)?;
+        let mut items = Vec::with_capacity(raw.items.len());
+        for (name, bytes) in &raw.items {
+            items.push(
+                Resource::from_json(bytes)
+                    .map_err(|e| StoreError::Backend(format!("corrupt object {}/{name}: {e}", kind.as_str())))?,
+            );
+        }
+        Ok(Page { items, rv: raw.rv, more: raw.more })
+    }
+
+    fn list_page_json(&self, kind: Kind, after: Option<&str>, limit: usize, at: Option<u64>) -> Result<RawPage> {
+        // The keys and values are taken under the writer lock, so the page and its
+        // resourceVersion are one snapshot; a page is bounded by `limit`, and sled's
+        // values are shared buffers, so writers wait only for the scan itself.
         let guard = self.lock();
         let rv = match at {
             None => guard.rv,
@@ -744,21 +758,25 @@ impl Store for SledStore {
             }
             None => prefix.clone(),
         };
-        let mut items = Vec::with_capacity(limit.min(1024));
+        let mut found = Vec::with_capacity(limit.min(1024));
+        let mut more = false;
         for item in self.tree.range(start..) {
             let (k, v) = item.map_err(be)?;
             if !k.starts_with(&prefix) {
-                return Ok(Page { items, rv, more: false });
+                break;
             }
-            if items.len() >= limit {
-                return Ok(Page { items, rv, more: true });
+            if found.len() >= limit {
+                more = true;
+                break;
             }
-            items
-                .push(Resource::from_json(&v).map_err(|e| {
-                    StoreError::Backend(format!("corrupt object {}: {e}", String::from_utf8_lossy(&k)))
-                })?);
+            found.push((k, v));
         }
-        Ok(Page { items, rv, more: false })
+        drop(guard);
+        let items = found
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(&k[prefix.len()..]).into_owned(), v.to_vec()))
+            .collect();
+        Ok(RawPage { items, rv, more })
     }
 }
 

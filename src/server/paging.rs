@@ -13,6 +13,7 @@
 
 use super::api::ApiErr;
 use crate::api::Kind;
+use super::selector::Selector;
 use crate::store::{Page, Store};
 use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
@@ -75,32 +76,44 @@ async fn read_page(store: Arc<dyn Store>, kind: Kind, after: Option<String>, chu
 }
 
 /// Serialises a page's items, each preceded by a comma unless it is the list's first.
-fn items_json(page: &Page, first: bool) -> Bytes {
+fn items_json(page: &Page, first: bool, selector: &Selector) -> (Bytes, bool) {
     let mut buf = Vec::with_capacity(page.items.len() * 1024);
-    for (i, item) in page.items.iter().enumerate() {
-        if i > 0 || !first {
+    let mut first = first;
+    for item in page.items.iter().filter(|o| selector.matches(o)) {
+        if !first {
             buf.push(b',');
         }
+        first = false;
         // Serialising our own types into memory cannot fail.
         let _ = serde_json::to_writer(&mut buf, item);
     }
-    Bytes::from(buf)
+    (Bytes::from(buf), first)
 }
 
 /// The whole list of `kind`, streamed `chunk` objects at a time. The first chunk is
 /// read before the response starts, so a store error is still a JSON error.
-pub async fn stream_list(store: Arc<dyn Store>, kind: Kind, chunk: usize) -> Result<Response, ApiErr> {
+pub async fn stream_list(
+    store: Arc<dyn Store>,
+    kind: Kind,
+    chunk: usize,
+    selector: Selector,
+) -> Result<Response, ApiErr> {
     let first = read_page(store.clone(), kind, None, chunk).await?;
-    let head =
-        format!(r#"{{"apiVersion":"v1","kind":"List","metadata":{{"resourceVersion":"{}"}},"items":["#, first.rv);
+    let head = format!(
+        r#"{{"apiVersion":"{}","kind":"{}List","metadata":{{"resourceVersion":"{}"}},"items":["#,
+        crate::api::API_VERSION,
+        kind.as_str(),
+        first.rv
+    );
     // State: the page to send next (None: the list is done), whether nothing was sent yet.
     struct St {
         store: Arc<dyn Store>,
         page: Option<Page>,
         first: bool,
         closed: bool,
+        selector: Selector,
     }
-    let st = St { store, page: Some(first), first: true, closed: false };
+    let st = St { store, page: Some(first), first: true, closed: false, selector };
     let body = futures_util::stream::unfold(st, move |mut st| async move {
         if st.closed {
             return None;
@@ -109,8 +122,8 @@ pub async fn stream_list(store: Arc<dyn Store>, kind: Kind, chunk: usize) -> Res
             st.closed = true;
             return Some((Ok::<Bytes, std::io::Error>(Bytes::from_static(b"]}")), st));
         };
-        let bytes = items_json(&page, st.first);
-        st.first = st.first && page.items.is_empty();
+        let (bytes, still_first) = items_json(&page, st.first, &st.selector);
+        st.first = still_first;
         if page.more {
             let after = page.items.last().map(|o| o.name().to_string());
             match read_page(st.store.clone(), kind, after, chunk).await {

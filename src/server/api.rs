@@ -196,7 +196,8 @@ async fn list(State(s): State<AppState>, Path(plural): Path<String>, Query(q): Q
     if q.limit.is_some() || q.continue_.is_some() {
         return Err(bad("limit and continue apply to lists, not to a watch"));
     }
-    let selector = super::selector::Selector::parse(q.label_selector.as_deref(), q.field_selector.as_deref()).map_err(bad)?;
+    let selector =
+        super::selector::Selector::parse(q.label_selector.as_deref(), q.field_selector.as_deref()).map_err(bad)?;
     let from = q.resource_version.as_deref().map(parse_rv).transpose()?;
     if let Some(rv) = from.filter(|rv| *rv > 0) {
         // Refuse at once when the history no longer reaches back.
@@ -216,11 +217,17 @@ async fn list(State(s): State<AppState>, Path(plural): Path<String>, Query(q): Q
 fn check_list_params(q: &ListQuery, watching: bool) -> Result<(), ApiErr> {
     match q.resource_version_match.as_deref() {
         None | Some("") | Some("NotOlderThan") => {}
-        Some("Exact") => return Err(bad("resourceVersionMatch=Exact is not served: sectl keeps no older snapshots; use NotOlderThan")),
+        Some("Exact") => {
+            return Err(bad(
+                "resourceVersionMatch=Exact is not served: sectl keeps no older snapshots; use NotOlderThan",
+            ))
+        }
         Some(o) => return Err(bad(format!("resourceVersionMatch {o:?}: expected NotOlderThan"))),
     }
     if parse_flag("sendInitialEvents", q.send_initial_events.as_deref())? {
-        return Err(bad("sendInitialEvents is not served; watch without resourceVersion (or with 0) to get the current state first"));
+        return Err(bad(
+            "sendInitialEvents is not served; watch without resourceVersion (or with 0) to get the current state first",
+        ));
     }
     parse_flag("pretty", q.pretty.as_deref())?;
     if !watching && (q.timeout_seconds.is_some() || q.allow_watch_bookmarks.is_some()) {
@@ -254,7 +261,8 @@ async fn list_objects(s: AppState, kind: Kind, q: ListQuery) -> ApiResult {
             return Err(bad(format!("resourceVersion {want} is newer than the store's ({have})")));
         }
     }
-    let selector = super::selector::Selector::parse(q.label_selector.as_deref(), q.field_selector.as_deref()).map_err(bad)?;
+    let selector =
+        super::selector::Selector::parse(q.label_selector.as_deref(), q.field_selector.as_deref()).map_err(bad)?;
     if limit.is_none() && token.is_none() {
         return super::paging::stream_list(s.store.clone(), kind, CHUNK, selector).await;
     }
@@ -275,7 +283,8 @@ async fn list_objects(s: AppState, kind: Kind, q: ListQuery) -> ApiResult {
     // A page may hold fewer than `limit` objects when a selector filters (as Kubernetes allows).
     let items: Vec<Resource> = page.items.into_iter().filter(|o| selector.matches(o)).collect();
     let list_kind = format!("{}List", kind.as_str());
-    Ok(Json(ListBody { api_version: crate::api::API_VERSION, kind: &list_kind, metadata: meta, items: &items }).into_response())
+    Ok(Json(ListBody { api_version: crate::api::API_VERSION, kind: &list_kind, metadata: meta, items: &items })
+        .into_response())
 }
 
 async fn get_one(
@@ -456,6 +465,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api", get(super::discovery::api))
         .route("/apis", get(super::discovery::apis))
         .route("/apis/sectl.io", get(super::discovery::api_group))
+        .route("/openapi/v2", get(super::openapi::v2_doc))
+        .route("/openapi/v3", get(super::openapi::v3_index))
+        .route("/openapi/v3/apis/sectl.io/v1alpha1", get(super::openapi::v3))
         .route(p, get(super::discovery::resources))
         .route(&format!("{p}/apply"), post(apply))
         .route(&format!("{p}/events"), get(events))
@@ -467,9 +479,9 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{p}/{{plural}}"), get(list).post(super::write::create).delete(super::write::delete_collection))
         .route(
             &format!("{p}/{{plural}}/{{name}}"),
-            get(get_one).put(super::write::update).delete(super::write::delete),
+            get(get_one).put(super::write::update).delete(super::write::delete).patch(super::patch::object),
         )
-        .route(&format!("{p}/{{plural}}/{{name}}/status"), get(get_one).put(update_status))
+        .route(&format!("{p}/{{plural}}/{{name}}/status"), get(get_one).put(update_status).patch(super::patch::status))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(healthz))

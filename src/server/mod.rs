@@ -12,13 +12,15 @@ pub mod engine;
 pub mod gitops;
 pub mod kubeconfig;
 pub mod listener;
+pub mod openapi;
 pub mod paging;
+pub mod patch;
 pub mod selector;
 pub mod status;
-pub mod watch;
-pub mod write;
 pub mod timeout;
 pub mod tls;
+pub mod watch;
+pub mod write;
 
 use crate::client::TOKEN_FILE;
 use crate::store::{SledStore, Store};

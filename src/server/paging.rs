@@ -12,8 +12,8 @@
 //! so a watch from that resourceVersion still converges.
 
 use super::api::ApiErr;
-use crate::api::Kind;
 use super::selector::Selector;
+use crate::api::Kind;
 use crate::store::{Page, Store};
 use axum::body::{Body, Bytes};
 use axum::http::StatusCode;

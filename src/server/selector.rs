@@ -122,7 +122,10 @@ fn parse_field(req: &str, whole: &str) -> Result<Field, String> {
     };
     let path = path.trim();
     if !FIELDS.contains(&path) {
-        return Err(format!("fieldSelector {whole:?}: field {path:?} is not supported (supported: {})", FIELDS.join(", ")));
+        return Err(format!(
+            "fieldSelector {whole:?}: field {path:?} is not supported (supported: {})",
+            FIELDS.join(", ")
+        ));
     }
     Ok(Field { path: path.to_string(), value: value.trim().to_string(), equal })
 }

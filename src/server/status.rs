@@ -39,10 +39,9 @@ pub fn field_of(line: &str) -> String {
     line.split(": ")
         .map(str::trim)
         .find(|part| {
-            ["metadata", "spec", "status"]
-                .iter()
-                .any(|root| *part == *root || part.starts_with(&format!("{root}.")) || part.starts_with(&format!("{root}[")))
-                && !part.contains(' ')
+            ["metadata", "spec", "status"].iter().any(|root| {
+                *part == *root || part.starts_with(&format!("{root}.")) || part.starts_with(&format!("{root}["))
+            }) && !part.contains(' ')
         })
         .unwrap_or("")
         .to_string()
@@ -73,7 +72,11 @@ mod tests {
 
     #[test]
     fn invalid_lines_become_causes_with_field_paths() {
-        let v = body(422, "Invalid", "item 1:4:3: spec.memoryMiB: too large\nVMDefinition vm1: spec.devices[0].mn: unknown");
+        let v = body(
+            422,
+            "Invalid",
+            "item 1:4:3: spec.memoryMiB: too large\nVMDefinition vm1: spec.devices[0].mn: unknown",
+        );
         assert_eq!(v["kind"], "Status");
         assert_eq!(v["status"], "Failure");
         let causes = v["details"]["causes"].as_array().expect("causes");

@@ -45,7 +45,10 @@ fn line(type_: &str, object: &impl serde::Serialize) -> Bytes {
 }
 
 fn bookmark(kind: Kind, rv: u64) -> Bytes {
-    line("BOOKMARK", &json!({"kind": kind.as_str(), "apiVersion": API_VERSION, "metadata": {"resourceVersion": rv.to_string()}}))
+    line(
+        "BOOKMARK",
+        &json!({"kind": kind.as_str(), "apiVersion": API_VERSION, "metadata": {"resourceVersion": rv.to_string()}}),
+    )
 }
 
 /// Streams the watch; the caller has checked that a given version is not too old.

@@ -239,7 +239,8 @@ pub async fn delete(
         return Err(bad("labelSelector and fieldSelector apply to a delete of a collection, not of one object"));
     }
     let (dry, pre) = delete_options(&q, &body)?;
-    let current = s.store.get(kind, &name)?.ok_or_else(|| ApiErr::from(StoreError::NotFound { kind, name: name.clone() }))?;
+    let current =
+        s.store.get(kind, &name)?.ok_or_else(|| ApiErr::from(StoreError::NotFound { kind, name: name.clone() }))?;
     check_preconditions(&pre, &current)?;
     if dry {
         return Ok(Json(current).into_response());

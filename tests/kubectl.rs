@@ -138,6 +138,13 @@ impl Kube {
     }
 }
 
+/// The server's URL, from the kubeconfig it wrote.
+fn server_url(k: &Kube) -> String {
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(k.data().join("kubeconfig")).expect("kubeconfig")).expect("json");
+    v["clusters"][0]["cluster"]["server"].as_str().expect("server").to_string()
+}
+
 fn vm_yaml(name: &str, labels: &str, memory: u64) -> String {
     format!(
         "apiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {{name: {name}, labels: {{{labels}}}}}\nspec:\n  vmName: {}\n  serverUnit: ABGSE501\n  memoryMiB: {memory}\n",
@@ -168,7 +175,24 @@ fn discovery_get_selectors_and_explain() {
     for n in ["vm12prod", "vm2", "vm3"] {
         assert!(table.contains(n), "{table}");
     }
-    assert!(k.ok(&["get", "vm", "-o", "wide"]).contains("vm12prod"));
+    // The same columns as `sectl get` (a Table); -o wide adds the priority-1 ones.
+    let header: Vec<&str> = table.lines().next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "VM-NAME", "SU", "STATE", "MEMORY", "LM-COUNT", "AGE"], "{table}");
+    let row = table.lines().find(|l| l.starts_with("vm12prod")).unwrap_or("");
+    assert!(row.contains("VM12PROD") && row.contains("2Gi"), "{table}");
+    let wide = k.ok(&["get", "vm", "-o", "wide"]);
+    assert!(wide.lines().next().is_some_and(|h| h.contains("CPUS") && h.contains("PERSISTENT")), "{wide}");
+    let sectl = common::sectl()
+        .arg("--server")
+        .arg(&server_url(&k))
+        .arg("--data-dir")
+        .arg(k.data())
+        .args(["get", "vm"])
+        .env_remove("SECTL_TOKEN")
+        .output()
+        .expect("sectl get");
+    let sectl_out = String::from_utf8_lossy(&sectl.stdout);
+    assert_eq!(sectl_out.lines().next().map(|l| l.split_whitespace().collect::<Vec<_>>()), Some(header.clone()));
     let y = k.ok(&["get", "vm", "vm12prod", "-o", "yaml"]);
     assert!(y.contains("kind: VMDefinition") && y.contains("memoryMiB: 2048"), "{y}");
     assert_eq!(k.ok(&["get", "vm", "vm12prod", "-o", "jsonpath={.spec.memoryMiB}"]), "2048");
@@ -305,4 +329,82 @@ fn the_kubeconfig_is_private_and_names_the_server() {
     assert!(v["clusters"][0]["cluster"]["certificate-authority-data"].is_string(), "{v}");
     let token = std::fs::read_to_string(k.data().join("token")).expect("token");
     assert_eq!(v["users"][0]["user"]["token"], token.trim());
+}
+
+/// `kubectl get --raw` (and friends) for what kubectl's verbs do not reach.
+#[test]
+fn raw_api_watch_dry_runs_errors_and_delete_collection() {
+    let k = Kube::start();
+    let api = "/apis/sectl.io/v1alpha1";
+    // A watch from 0 starts with the current state and ends at timeoutSeconds.
+    let start = std::time::Instant::now();
+    let out = k.ok(&["get", "--raw", &format!("{api}/vmdefinitions?watch=true&resourceVersion=0&timeoutSeconds=1")]);
+    let evs: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("event")).collect();
+    assert_eq!(evs.len(), 1, "{out}");
+    assert_eq!(
+        (evs[0]["type"].as_str(), evs[0]["object"]["metadata"]["name"].as_str()),
+        (Some("ADDED"), Some("vm12prod"))
+    );
+    assert!(start.elapsed() < Duration::from_secs(10), "timeoutSeconds ended the stream");
+    // Bookmarks when asked for.
+    let out = k.ok(&["get", "--raw", &format!("{api}/seservers?watch=true&allowWatchBookmarks=true&timeoutSeconds=4")]);
+    assert!(out.lines().any(|l| l.contains("\"BOOKMARK\"")), "{out}");
+    assert_eq!(out.lines().filter(|l| l.contains("\"ADDED\"")).count(), 2, "{out}");
+    // A label selector on a watch.
+    let out =
+        k.ok(&["get", "--raw", &format!("{api}/vmdefinitions?watch=1&labelSelector=app%3Dnone&timeoutSeconds=1")]);
+    assert!(out.trim().is_empty(), "nothing matches: {out}");
+    // PUT with dryRun=All: validated, nothing written.
+    let mut vm = k.json(&["get", "vm", "vm12prod"]);
+    vm["spec"]["memoryMiB"] = 4096.into();
+    let f = k.file("put.json", &vm.to_string());
+    let out = k.ok(&[
+        "replace",
+        "--raw",
+        &format!("{api}/vmdefinitions/vm12prod?dryRun=All"),
+        "-f",
+        f.to_str().expect("utf-8"),
+    ]);
+    assert!(out.contains("4096"), "the would-be object: {out}");
+    assert_eq!(k.ok(&["get", "vm", "vm12prod", "-o", "jsonpath={.spec.memoryMiB}"]), "2048");
+    let (code, _, err) = k.run(&[
+        "replace",
+        "--raw",
+        &format!("{api}/vmdefinitions/vm12prod?dryRun=Some"),
+        "-f",
+        f.to_str().expect("utf-8"),
+    ]);
+    assert!(code != 0 && err.contains("dryRun"), "{err}");
+    // PATCH with --dry-run=server.
+    let out = k.ok(&[
+        "patch",
+        "vm",
+        "vm12prod",
+        "--dry-run=server",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"memoryMiB":1024}}"#,
+        "-o",
+        "jsonpath={.spec.memoryMiB}",
+    ]);
+    assert_eq!(out, "1024");
+    assert_eq!(k.ok(&["get", "vm", "vm12prod", "-o", "jsonpath={.spec.memoryMiB}"]), "2048");
+    // Errors are a Status with the field path.
+    let bad = k.file("bad.yaml", &vm_yaml("vmbad", "", 0).replace("memoryMiB: 0", "memoryMiB: -5"));
+    let (code, _, err) = k.run(&["create", "-f", bad.to_str().expect("utf-8")]);
+    assert!(code != 0 && err.contains("memoryMiB") && err.contains("vmdefinitions"), "{err}");
+    // Delete-collection takes the selector (it deleted everything before).
+    k.ok(&[
+        "apply",
+        "-f",
+        k.file("two.yaml", &(vm_yaml("vm2", "app: test", 512) + "---\n" + &vm_yaml("vm3", "app: test", 512)))
+            .to_str()
+            .expect("utf-8"),
+    ]);
+    let out = k.ok(&["delete", "--raw", &format!("{api}/vmdefinitions?labelSelector=app%3Dtest")]);
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["kind"], "VMDefinitionList", "{v}");
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(2), "{v}");
+    assert_eq!(k.names(&["vm"]), ["vm12prod"]);
 }

@@ -4,7 +4,7 @@
 mod backend;
 mod diff;
 mod live;
-mod output;
+pub mod output;
 
 pub use backend::Backend;
 

@@ -75,9 +75,9 @@ fn ms(v: Option<u64>) -> String {
     }
 }
 
-/// The table of `objs` (all of `kind`).
-pub fn table(kind: Kind, objs: &[Resource], wide: bool) -> String {
-    let header: Vec<&str> = match (kind, wide) {
+/// The column names of `kind`'s table (with `-o wide`: more of them).
+pub fn header(kind: Kind, wide: bool) -> Vec<&'static str> {
+    match (kind, wide) {
         (Kind::SEServer, false) => vec!["NAME", "MODEL", "VERSION", "LOCATION", "MUS", "SUS", "AGE"],
         (Kind::SEServer, true) => {
             vec!["NAME", "MODEL", "VERSION", "LOCATION", "MUS", "SUS", "UNITS-ON", "NET-GBPS", "AGE"]
@@ -124,125 +124,129 @@ pub fn table(kind: Kind, objs: &[Resource], wide: bool) -> String {
             ]
         }
         (Kind::VMRecovery, _) => vec!["NAME", "VM", "TARGET", "PHASE", "AGE"],
-    };
-    let mut t = plain_table(header);
-    for r in objs {
-        let age = age(r.meta().creation_timestamp.as_deref());
-        let row: Vec<String> = match r {
-            Resource::SEServer(o) => {
-                let s = &o.spec;
-                let mut row = vec![
-                    o.name().to_string(),
-                    s.model.clone(),
-                    s.version.to_string(),
-                    if s.location.is_empty() { "-".into() } else { s.location.clone() },
-                    s.management_units.len().to_string(),
-                    s.server_units.len().to_string(),
-                ];
-                if wide {
-                    let on = o.status.units.iter().filter(|u| u.power == "ON").count();
-                    row.push(if o.status.units.is_empty() {
-                        "-".into()
-                    } else {
-                        format!("{on}/{}", o.status.units.len())
-                    });
-                    row.push(format!("{}", s.net_unit.speed_gbps.gbps()));
-                }
-                row.push(age);
-                row
+    }
+}
+
+/// The cells of one object's row, in the order of `header(kind, wide)`.
+pub fn row(r: &Resource, wide: bool) -> Vec<String> {
+    let age = age(r.meta().creation_timestamp.as_deref());
+    match r {
+        Resource::SEServer(o) => {
+            let s = &o.spec;
+            let mut row = vec![
+                o.name().to_string(),
+                s.model.clone(),
+                s.version.to_string(),
+                if s.location.is_empty() { "-".into() } else { s.location.clone() },
+                s.management_units.len().to_string(),
+                s.server_units.len().to_string(),
+            ];
+            if wide {
+                let on = o.status.units.iter().filter(|u| u.power == "ON").count();
+                row.push(if o.status.units.is_empty() { "-".into() } else { format!("{on}/{}", o.status.units.len()) });
+                row.push(format!("{}", s.net_unit.speed_gbps.gbps()));
             }
-            Resource::ManagementCluster(o) => {
-                let mut row = vec![
-                    o.name().to_string(),
-                    o.spec.servers.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","),
-                    opt(&o.status.state),
-                    opt(&o.status.cluster_manager),
-                ];
-                if wide {
-                    row.push(o.spec.isl_e.as_ref().map(|i| i.bandwidth_gbps.to_string()).unwrap_or_else(|| "-".into()));
-                    row.push(o.spec.config_disks.len().to_string());
-                    row.push(if o.status.reasons.is_empty() { "-".into() } else { o.status.reasons.join("; ") });
-                }
-                row.push(age);
-                row
+            row.push(age);
+            row
+        }
+        Resource::ManagementCluster(o) => {
+            let mut row = vec![
+                o.name().to_string(),
+                o.spec.servers.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","),
+                opt(&o.status.state),
+                opt(&o.status.cluster_manager),
+            ];
+            if wide {
+                row.push(o.spec.isl_e.as_ref().map(|i| i.bandwidth_gbps.to_string()).unwrap_or_else(|| "-".into()));
+                row.push(o.spec.config_disks.len().to_string());
+                row.push(if o.status.reasons.is_empty() { "-".into() } else { o.status.reasons.join("; ") });
             }
-            Resource::SUCluster(o) => {
-                let mut row = vec![
-                    o.name().to_string(),
-                    o.spec.server_units.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","),
-                    opt(&o.status.su_type),
-                    o.spec.active.to_string(),
-                    opt(&o.status.state),
-                ];
-                if wide {
-                    row.push(if o.status.reasons.is_empty() { "-".into() } else { o.status.reasons.join("; ") });
-                }
-                row.push(age);
-                row
+            row.push(age);
+            row
+        }
+        Resource::SUCluster(o) => {
+            let mut row = vec![
+                o.name().to_string(),
+                o.spec.server_units.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","),
+                opt(&o.status.su_type),
+                o.spec.active.to_string(),
+                opt(&o.status.state),
+            ];
+            if wide {
+                row.push(if o.status.reasons.is_empty() { "-".into() } else { o.status.reasons.join("; ") });
             }
-            Resource::VMDefinition(o) => {
-                let s = &o.spec;
-                let st = &o.status;
-                let su = st.server_unit.clone().unwrap_or_else(|| format!("({})", s.server_unit));
-                let mut row = vec![o.name().to_string(), s.vm_name.to_string(), su];
-                if wide {
-                    row.push(st.vm_index.map(|i| i.to_string()).unwrap_or_else(|| s.vm_index.to_string()));
-                }
-                row.push(opt(&st.state));
-                if wide {
-                    row.push(s.state.to_string());
-                    row.push(if st.substates.is_empty() { "-".into() } else { st.substates.join(",") });
-                }
-                row.push(mib(s.memory_mi_b.get()));
-                if wide {
-                    row.push(s.cpus.to_string());
-                    row.push(s.cpu_pool.to_string());
-                    row.push(s.persistent.to_string());
-                }
-                row.push(st.live_migration_count.to_string());
-                row.push(age);
-                row
+            row.push(age);
+            row
+        }
+        Resource::VMDefinition(o) => {
+            let s = &o.spec;
+            let st = &o.status;
+            let su = st.server_unit.clone().unwrap_or_else(|| format!("({})", s.server_unit));
+            let mut row = vec![o.name().to_string(), s.vm_name.to_string(), su];
+            if wide {
+                row.push(st.vm_index.map(|i| i.to_string()).unwrap_or_else(|| s.vm_index.to_string()));
             }
-            Resource::LiveMigration(o) => {
-                let st = &o.status;
-                let mut row = vec![
-                    o.name().to_string(),
-                    o.spec.vm.to_string(),
-                    opt(&st.source_server_unit),
-                    st.target_server_unit
-                        .clone()
-                        .or(o.spec.target_server_unit.as_ref().map(|t| t.to_string()))
-                        .unwrap_or_else(|| "-".into()),
-                ];
-                if wide {
-                    row.push(o.spec.check_only.to_string());
-                }
-                row.push(st.phase.to_string());
-                row.push(opt(&st.monjv));
-                if wide {
-                    row.push(st.rounds.len().to_string());
-                }
-                row.push(ms(st.downtime_ms));
-                if wide {
-                    row.push(ms(st.duration_ms));
-                    row.push(if st.conflicts.is_empty() {
-                        "-".into()
-                    } else {
-                        st.conflicts.iter().map(|c| c.reason.clone()).collect::<Vec<_>>().join(",")
-                    });
-                }
-                row.push(age);
-                row
+            row.push(opt(&st.state));
+            if wide {
+                row.push(s.state.to_string());
+                row.push(if st.substates.is_empty() { "-".into() } else { st.substates.join(",") });
             }
-            Resource::VMRecovery(o) => vec![
+            row.push(mib(s.memory_mi_b.get()));
+            if wide {
+                row.push(s.cpus.to_string());
+                row.push(s.cpu_pool.to_string());
+                row.push(s.persistent.to_string());
+            }
+            row.push(st.live_migration_count.to_string());
+            row.push(age);
+            row
+        }
+        Resource::LiveMigration(o) => {
+            let st = &o.status;
+            let mut row = vec![
                 o.name().to_string(),
                 o.spec.vm.to_string(),
-                o.spec.target_server_unit.to_string(),
-                o.status.phase.to_string(),
-                age,
-            ],
-        };
-        t.add_row(row);
+                opt(&st.source_server_unit),
+                st.target_server_unit
+                    .clone()
+                    .or(o.spec.target_server_unit.as_ref().map(|t| t.to_string()))
+                    .unwrap_or_else(|| "-".into()),
+            ];
+            if wide {
+                row.push(o.spec.check_only.to_string());
+            }
+            row.push(st.phase.to_string());
+            row.push(opt(&st.monjv));
+            if wide {
+                row.push(st.rounds.len().to_string());
+            }
+            row.push(ms(st.downtime_ms));
+            if wide {
+                row.push(ms(st.duration_ms));
+                row.push(if st.conflicts.is_empty() {
+                    "-".into()
+                } else {
+                    st.conflicts.iter().map(|c| c.reason.clone()).collect::<Vec<_>>().join(",")
+                });
+            }
+            row.push(age);
+            row
+        }
+        Resource::VMRecovery(o) => vec![
+            o.name().to_string(),
+            o.spec.vm.to_string(),
+            o.spec.target_server_unit.to_string(),
+            o.status.phase.to_string(),
+            age,
+        ],
+    }
+}
+
+/// The table of `objs` (all of `kind`).
+pub fn table(kind: Kind, objs: &[Resource], wide: bool) -> String {
+    let mut t = plain_table(header(kind, wide));
+    for r in objs {
+        t.add_row(row(r, wide));
     }
     finish(t)
 }

@@ -168,6 +168,8 @@ struct ListQuery {
     #[serde(rename = "sendInitialEvents")]
     send_initial_events: Option<String>,
     pretty: Option<String>,
+    #[serde(rename = "includeObject")]
+    include_object: Option<String>,
 }
 
 pub(super) fn bad(msg: impl Into<String>) -> ApiErr {
@@ -186,12 +188,19 @@ fn parse_rv(v: &str) -> Result<u64, ApiErr> {
     v.parse::<u64>().map_err(|_| bad(format!("resourceVersion {v:?} is not a number")))
 }
 
-async fn list(State(s): State<AppState>, Path(plural): Path<String>, Query(q): Query<ListQuery>) -> ApiResult {
+async fn list(
+    State(s): State<AppState>,
+    Path(plural): Path<String>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> ApiResult {
     let kind = kind_of(&plural)?;
     let watching = parse_flag("watch", q.watch.as_deref())?;
     check_list_params(&q, watching)?;
+    let include = super::table::include(q.include_object.as_deref())?;
     if !watching {
-        return list_objects(s, kind, q).await;
+        let form = super::table::negotiate(&headers)?;
+        return list_objects(s, kind, q, form, include).await;
     }
     if q.limit.is_some() || q.continue_.is_some() {
         return Err(bad("limit and continue apply to lists, not to a watch"));
@@ -239,7 +248,13 @@ fn check_list_params(q: &ListQuery, watching: bool) -> Result<(), ApiErr> {
 }
 
 /// A list: one page (`limit`/`continue`) or, without `limit`, the whole list streamed.
-async fn list_objects(s: AppState, kind: Kind, q: ListQuery) -> ApiResult {
+async fn list_objects(
+    s: AppState,
+    kind: Kind,
+    q: ListQuery,
+    form: super::table::Form,
+    include: Option<&'static str>,
+) -> ApiResult {
     let limit = match q.limit.as_deref() {
         None => None,
         Some(l) => match l.parse::<usize>() {
@@ -263,7 +278,8 @@ async fn list_objects(s: AppState, kind: Kind, q: ListQuery) -> ApiResult {
     }
     let selector =
         super::selector::Selector::parse(q.label_selector.as_deref(), q.field_selector.as_deref()).map_err(bad)?;
-    if limit.is_none() && token.is_none() {
+    let table = form == super::table::Form::Table;
+    if limit.is_none() && token.is_none() && !table {
         return super::paging::stream_list(s.store.clone(), kind, CHUNK, selector).await;
     }
     let store = s.store.clone();
@@ -282,6 +298,9 @@ async fn list_objects(s: AppState, kind: Kind, q: ListQuery) -> ApiResult {
     let meta = ListMeta { resource_version: page.rv.to_string(), continue_ };
     // A page may hold fewer than `limit` objects when a selector filters (as Kubernetes allows).
     let items: Vec<Resource> = page.items.into_iter().filter(|o| selector.matches(o)).collect();
+    if table {
+        return Ok(Json(super::table::table(kind, &items, page.rv, meta.continue_, include)).into_response());
+    }
     let list_kind = format!("{}List", kind.as_str());
     Ok(Json(ListBody { api_version: crate::api::API_VERSION, kind: &list_kind, metadata: meta, items: &items })
         .into_response())
@@ -291,9 +310,15 @@ async fn get_one(
     State(s): State<AppState>,
     Path((plural, name)): Path<(String, String)>,
     Query(_): Query<NoParams>,
+    headers: HeaderMap,
 ) -> ApiResult {
     let kind = kind_of(&plural)?;
+    let form = super::table::negotiate(&headers)?;
     match s.store.get(kind, &name)? {
+        Some(o) if form == super::table::Form::Table => {
+            let rv = o.meta().rv();
+            Ok(Json(super::table::table(kind, std::slice::from_ref(&o), rv, None, Some("Metadata"))).into_response())
+        }
         Some(o) => Ok(Json(o).into_response()),
         None => Err(StoreError::NotFound { kind, name }.into()),
     }

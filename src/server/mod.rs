@@ -17,6 +17,7 @@ pub mod paging;
 pub mod patch;
 pub mod selector;
 pub mod status;
+pub mod table;
 pub mod timeout;
 pub mod tls;
 pub mod watch;

@@ -8,7 +8,7 @@
 //!   is sent as DELETED and one that starts matching as ADDED (when the stream began
 //!   with the current state, so it knows what the client has), as Kubernetes does.
 //! * `timeoutSeconds` ends the stream; `allowWatchBookmarks=true` sends a BOOKMARK
-//!   carrying the current resourceVersion every `BOOKMARK_EVERY` while idle.
+//!   carrying the current resourceVersion every `BOOKMARK_EVERY`.
 //!
 //! A task per watch writes lines into a small bounded channel (back-pressure on a slow
 //! client) and ends when the client goes away, the server stops or time is up.
@@ -101,6 +101,8 @@ async fn run(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let deadline = p.timeout.map(|t| tokio::time::Instant::now() + t);
+    // Bookmarks on a fixed beat, whatever other kinds' changes wake the loop.
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
     let mut sent = HashSet::new();
     let mut changes = store.subscribe();
     let known = matches!(p.from, None | Some(0));
@@ -153,7 +155,7 @@ async fn run(
             _ = stop.changed() => return,
             _ = timeout => return,
             _ = tx.closed() => return,
-            _ = tokio::time::sleep(BOOKMARK_EVERY), if p.bookmarks => {
+            _ = beat.tick(), if p.bookmarks => {
                 if tx.send(bookmark(kind, rv.max(store.resource_version()))).await.is_err() {
                     return;
                 }

@@ -184,7 +184,7 @@ fn discovery_get_selectors_and_explain() {
     assert!(wide.lines().next().is_some_and(|h| h.contains("CPUS") && h.contains("PERSISTENT")), "{wide}");
     let sectl = common::sectl()
         .arg("--server")
-        .arg(&server_url(&k))
+        .arg(server_url(&k))
         .arg("--data-dir")
         .arg(k.data())
         .args(["get", "vm"])

@@ -480,8 +480,10 @@ fn http_crud_conflicts_errors_and_token() {
     assert_eq!((code, err["reason"].as_str()), (404, Some("NotFound")), "{err}");
     let (code, err) = s.api("GET", "/vmdefinitions/a/b/c", None);
     assert_eq!((code, err["code"].clone()), (404, json!(404)), "{err}");
+    // PATCH is served, but plain JSON is not a patch type: 415, naming the ones that are.
     let (code, err) = s.api("PATCH", "/vmdefinitions/web1", Some(&updated));
-    assert_eq!((code, err["code"].clone()), (405, json!(405)), "{err}");
+    assert_eq!((code, err["reason"].as_str()), (415, Some("UnsupportedMediaType")), "{err}");
+    assert!(err["message"].as_str().is_some_and(|m| m.contains("merge-patch+json")), "{err}");
     let (code, err) = s.api("GET", "/vmdefinitions?watch=1&resourceVersion=abc", None);
     assert_eq!((code, err["reason"].as_str()), (400, Some("BadRequest")), "{err}");
     let (code, text) = s.req("POST", &format!("{API}/sim"), Some(&s.token), Some("not json"));

@@ -83,8 +83,7 @@ fn statuses(
             ));
         }
     }
-    let in_flight =
-        |p: LmPhase| matches!(p, LmPhase::Setup | LmPhase::Copying | LmPhase::Suspended | LmPhase::PostTreatment);
+    let in_flight = |p: LmPhase| matches!(p, LmPhase::Setup | LmPhase::Copying | LmPhase::Suspended | LmPhase::PostTreatment);
     for r in &objs[&Kind::LiveMigration] {
         let Some(o) = r.as_typed::<LiveMigrationSpec>() else { continue };
         if !settled(Kind::LiveMigration, o.name()) {
@@ -138,10 +137,7 @@ fn events(store: &dyn Store, out: &mut Vec<String>) -> anyhow::Result<()> {
         if let Ok(t) = humantime::parse_rfc3339_weak(&e.time) {
             if let Some((pseq, pt)) = prev {
                 if t < pt {
-                    out.push(format!(
-                        "event {} ({}) is stamped before event {pseq}: the clock went back",
-                        e.seq, e.time
-                    ));
+                    out.push(format!("event {} ({}) is stamped before event {pseq}: the clock went back", e.seq, e.time));
                 }
             }
             prev = Some((e.seq, t));

@@ -163,15 +163,8 @@ fn kill_9_at_random_moments_of_an_embedded_apply_of_a_large_site() {
     let mut killed_mid_run = 0;
     for i in 0..TRIALS {
         let data = tmp.path().join(format!("t{i}"));
-        let mut child = Guard(
-            sectl(&data)
-                .args(["apply", "-f"])
-                .arg(&file)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn"),
-        );
+        let mut child =
+            Guard(sectl(&data).args(["apply", "-f"]).arg(&file).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn"));
         std::thread::sleep(span.mul_f64((i as f64 + 0.5) / TRIALS as f64));
         if child.0.try_wait().expect("try_wait").is_none() {
             killed_mid_run += 1;
@@ -406,13 +399,7 @@ fn a_panicking_reconcile_in_serve_leaves_the_server_and_the_others_working() {
     let ready = ureq::get(&format!("{}/readyz", s.url)).call().expect("readyz");
     assert_eq!(ready.status(), 200);
     // And it still takes and carries out changes.
-    ok(
-        s.cli(
-            &data,
-            &["apply", "-f", write(tmp.path(), "more.yaml", &common::vm_yaml("extra", 512)).to_str().expect("utf-8")],
-        ),
-        "apply more",
-    );
+    ok(s.cli(&data, &["apply", "-f", write(tmp.path(), "more.yaml", &common::vm_yaml("extra", 512)).to_str().expect("utf-8")]), "apply more");
     drop(s);
 }
 

@@ -12,7 +12,9 @@ use proptest::prelude::*;
 use sectl::api::{Kind, Resource};
 use sectl::controller::{Controller, Options};
 use sectl::sim::{Fault, World};
-use sectl::store::{ApplyOutcome, Batch, Committed, Event, Listing, Result, SledStore, Store, StoreError, WatchEvent};
+use sectl::store::{
+    ApplyOutcome, Batch, Committed, Event, Listing, Result, SledStore, Store, StoreError, WatchEvent,
+};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -147,9 +149,7 @@ fn step(store: &Arc<Crashy>, op: &Op, lms: &mut usize, crash_after: Option<i64>)
         Op::Delete(i) => {
             let _ = inner.delete(Kind::VMDefinition, &format!("extra{i}"));
         }
-        Op::Fault(args) => {
-            fault = Some(Fault::parse(&args.split(' ').map(String::from).collect::<Vec<_>>()).expect("fault"))
-        }
+        Op::Fault(args) => fault = Some(Fault::parse(&args.split(' ').map(String::from).collect::<Vec<_>>()).expect("fault")),
         Op::Migrate => {
             let on = inner
                 .get(Kind::VMDefinition, "vm12prod")

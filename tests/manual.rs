@@ -638,14 +638,7 @@ fn su_cluster_status_has_a_table_of_its_sus() {
     let rows: Vec<(&str, &str, &str, &str, &str, Option<bool>)> = t
         .iter()
         .map(|u| {
-            (
-                u.name.as_str(),
-                u.server.as_str(),
-                u.su_type.as_str(),
-                u.operation_mode.as_str(),
-                u.power.as_str(),
-                u.rewas,
-            )
+            (u.name.as_str(), u.server.as_str(), u.su_type.as_str(), u.operation_mode.as_str(), u.power.as_str(), u.rewas)
         })
         .collect();
     assert_eq!(

@@ -510,9 +510,7 @@ impl Controller {
                 handles
                     .into_iter()
                     .map(|(k, h)| {
-                        let r = h
-                            .join()
-                            .unwrap_or_else(|_| Err(anyhow::anyhow!("reconcile thread of {}/{} died", k.0, k.1)));
+                        let r = h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("reconcile thread of {}/{} died", k.0, k.1)));
                         (k, r)
                     })
                     .collect()

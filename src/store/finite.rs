@@ -168,12 +168,8 @@ macro_rules! seq_like {
     };
 }
 
-seq_like!(
-    SerializeSeq::serialize_element,
-    SerializeTuple::serialize_element,
-    SerializeTupleStruct::serialize_field,
-    SerializeTupleVariant::serialize_field
-);
+seq_like!(SerializeSeq::serialize_element, SerializeTuple::serialize_element, SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field);
 
 macro_rules! struct_like {
     ($($tr:ident),*) => {

@@ -15,9 +15,7 @@
 //! batch that a crash then lost is never handed out again: the counters restart past
 //! the durable reservation, and a watch from inside the lost range is `Expired`.
 
-use super::{
-    ApplyOutcome, Batch, Committed, Event, Page, Result, StatusWrite, Store, StoreError, WatchEvent, WatchType,
-};
+use super::{ApplyOutcome, Batch, Committed, Event, Page, Result, StatusWrite, Store, StoreError, WatchEvent, WatchType};
 use crate::api::{Kind, Resource};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -309,6 +307,7 @@ impl SledStore {
         Ok(out)
     }
 
+
     /// Checks across objects (unit names unique across servers) against the stored
     /// servers; called under the writer lock, so two writes cannot both pass.
     fn check_across(&self, objs: &[Resource]) -> Result<()> {
@@ -334,8 +333,9 @@ impl SledStore {
     /// says the object is gone.
     fn remove_unreadable(&self, c: &mut Counters, kind: Kind, name: &str) -> Result<Resource> {
         let raw = self.tree.get(obj_key(kind, name)).map_err(be)?.unwrap_or_default();
-        let salvaged =
-            serde_json::from_slice::<serde_json::Value>(&raw).map_err(|e| e.to_string()).and_then(|mut v| {
+        let salvaged = serde_json::from_slice::<serde_json::Value>(&raw)
+            .map_err(|e| e.to_string())
+            .and_then(|mut v| {
                 if let Some(m) = v.as_object_mut() {
                     m.remove("status");
                 }
@@ -350,13 +350,7 @@ impl SledStore {
             }
             Err(e) => {
                 let rv = c.next_rv();
-                let rec = HistoryRecord {
-                    t: WatchType::Deleted,
-                    k: kind.as_str().to_string(),
-                    n: name.to_string(),
-                    o: None,
-                    u: true,
-                };
+                let rec = HistoryRecord { t: WatchType::Deleted, k: kind.as_str().to_string(), n: name.to_string(), o: None, u: true };
                 batch.remove(obj_key(kind, name));
                 batch.insert(hist_key(rv), serde_json::to_vec(&rec).map_err(be)?);
                 self.commit(batch, c)?;

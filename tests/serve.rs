@@ -416,7 +416,7 @@ fn http_crud_conflicts_errors_and_token() {
     assert!(s.obj("vmdefinitions", "web1").is_none(), "an unauthorised create must write nothing");
     let (code, list) = s.api("GET", "/vmdefinitions", None);
     assert_eq!(code, 200);
-    assert_eq!(list["kind"], "List");
+    assert_eq!(list["kind"], "VMDefinitionList");
     assert_eq!(list["items"], json!([]));
 
     // Create: 201 with the store's metadata; again: 409 AlreadyExists.
@@ -480,8 +480,10 @@ fn http_crud_conflicts_errors_and_token() {
     assert_eq!((code, err["reason"].as_str()), (404, Some("NotFound")), "{err}");
     let (code, err) = s.api("GET", "/vmdefinitions/a/b/c", None);
     assert_eq!((code, err["code"].clone()), (404, json!(404)), "{err}");
+    // PATCH is served, but plain JSON is not a patch type: 415, naming the ones that are.
     let (code, err) = s.api("PATCH", "/vmdefinitions/web1", Some(&updated));
-    assert_eq!((code, err["code"].clone()), (405, json!(405)), "{err}");
+    assert_eq!((code, err["reason"].as_str()), (415, Some("UnsupportedMediaType")), "{err}");
+    assert!(err["message"].as_str().is_some_and(|m| m.contains("merge-patch+json")), "{err}");
     let (code, err) = s.api("GET", "/vmdefinitions?watch=1&resourceVersion=abc", None);
     assert_eq!((code, err["reason"].as_str()), (400, Some("BadRequest")), "{err}");
     let (code, text) = s.req("POST", &format!("{API}/sim"), Some(&s.token), Some("not json"));
@@ -623,7 +625,8 @@ fn watch_from_a_version_older_than_the_history_is_410() {
         assert!(store.resource_version() > 10_050);
     }
     let s = Server::start(&d.data(), &[]);
-    for old in [0, 1, 40] {
+    // (0 is not a version but "the current state first", as in Kubernetes.)
+    for old in [1, 40] {
         let (code, err) = s.watch("vmdefinitions", old).map(|_| ()).expect_err("an expired watch is refused");
         assert_eq!(code, 410, "from {old}: {err}");
         assert_eq!(err["code"], 410, "{err}");
@@ -1786,7 +1789,11 @@ fn lists_page_with_limit_and_continue_and_refuse_what_they_do_not_know() {
 
     // Never ignore what is not supported: unknown parameters and bad values are 400.
     for (q, needle) in [
-        ("/vmdefinitions?labelSelector=a%3Db", "labelSelector"),
+        ("/vmdefinitions?labelSelector=a%20b%3Dc", "labelSelector"),
+        ("/vmdefinitions?fieldSelector=spec.memoryMiB%3D1", "not supported"),
+        ("/vmdefinitions?watch=1&sendInitialEvents=true", "sendInitialEvents"),
+        ("/vmdefinitions?resourceVersionMatch=Exact&resourceVersion=1", "Exact"),
+        ("/vmdefinitions?timeout=soon", "timeout"),
         ("/vmdefinitions?limit=ten", "limit"),
         ("/vmdefinitions?limit=5&continue=garbage", "continue token"),
         ("/vmdefinitions?watch=1&limit=5", "limit"),

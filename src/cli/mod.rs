@@ -19,7 +19,7 @@ mod format;
 mod get;
 mod jsonpath;
 mod live;
-mod output;
+pub mod output;
 mod patch;
 mod reference;
 mod select;

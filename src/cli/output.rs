@@ -76,6 +76,17 @@ pub fn table(kind: Kind, objs: &[Resource], wide: bool, qualify: bool) -> String
     simple_table(&header, rows)
 }
 
+/// The column names of `kind`'s table (with `-o wide`: more of them); the API's
+/// Table form uses the same.
+pub fn header(kind: Kind, wide: bool) -> Vec<&'static str> {
+    cells(kind, &[], wide, false).0
+}
+
+/// The cells of one object's row.
+pub fn row(r: &Resource, wide: bool) -> Vec<String> {
+    cells(r.kind(), std::slice::from_ref(r), wide, false).1.pop().unwrap_or_default()
+}
+
 /// The header and the cells of `table`.
 pub fn cells(kind: Kind, objs: &[Resource], wide: bool, qualify: bool) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let header: Vec<&str> = match (kind, wide) {

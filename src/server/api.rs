@@ -16,7 +16,7 @@ use super::engine::Cmd;
 use super::gitops::Sources;
 use crate::api::{Kind, Resource};
 use crate::manifest;
-use crate::store::{Store, StoreError, WatchType};
+use crate::store::{Store, StoreError};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -69,7 +69,7 @@ pub struct ApiErr(pub StatusCode, pub &'static str, pub String);
 
 impl IntoResponse for ApiErr {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"code": self.0.as_u16(), "reason": self.1, "message": self.2}))).into_response()
+        (self.0, Json(super::status::body(self.0.as_u16(), self.1, &self.2))).into_response()
     }
 }
 
@@ -91,7 +91,7 @@ impl From<StoreError> for ApiErr {
 
 type ApiResult = Result<Response, ApiErr>;
 
-fn kind_of(plural: &str) -> Result<Kind, ApiErr> {
+pub(super) fn kind_of(plural: &str) -> Result<Kind, ApiErr> {
     Kind::ALL
         .iter()
         .copied()
@@ -100,7 +100,7 @@ fn kind_of(plural: &str) -> Result<Kind, ApiErr> {
 }
 
 /// Decodes a request body (JSON or YAML) into objects, with the decoder's checks.
-fn decode_body(body: &Bytes) -> Result<Vec<Resource>, ApiErr> {
+pub(super) fn decode_body(body: &Bytes) -> Result<Vec<Resource>, ApiErr> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiErr(StatusCode::BAD_REQUEST, "BadRequest", "body is not UTF-8".into()))?;
     // A JSON list wrapper {"items": [...]} or one object; YAML is a superset of JSON.
@@ -126,6 +126,15 @@ fn decode_body(body: &Bytes) -> Result<Vec<Resource>, ApiErr> {
 /// The metadata of a list (the items are written as stored, see `paging`).
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
+struct ListBody<'a> {
+    api_version: &'static str,
+    kind: &'a str,
+    metadata: ListMeta,
+    items: &'a [Resource],
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct ListMeta {
     resource_version: String,
     #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
@@ -147,13 +156,28 @@ struct ListQuery {
     limit: Option<String>,
     #[serde(rename = "continue")]
     continue_: Option<String>,
+    #[serde(rename = "labelSelector")]
+    label_selector: Option<String>,
+    #[serde(rename = "fieldSelector")]
+    field_selector: Option<String>,
+    #[serde(rename = "timeoutSeconds")]
+    timeout_seconds: Option<String>,
+    #[serde(rename = "allowWatchBookmarks")]
+    allow_watch_bookmarks: Option<String>,
+    #[serde(rename = "resourceVersionMatch")]
+    resource_version_match: Option<String>,
+    #[serde(rename = "sendInitialEvents")]
+    send_initial_events: Option<String>,
+    pretty: Option<String>,
+    #[serde(rename = "includeObject")]
+    include_object: Option<String>,
 }
 
-fn bad(msg: impl Into<String>) -> ApiErr {
+pub(super) fn bad(msg: impl Into<String>) -> ApiErr {
     ApiErr(StatusCode::BAD_REQUEST, "BadRequest", msg.into())
 }
 
-fn parse_flag(name: &str, v: Option<&str>) -> Result<bool, ApiErr> {
+pub(super) fn parse_flag(name: &str, v: Option<&str>) -> Result<bool, ApiErr> {
     match v {
         None | Some("false") | Some("0") => Ok(false),
         Some("true") | Some("1") => Ok(true),
@@ -165,76 +189,73 @@ fn parse_rv(v: &str) -> Result<u64, ApiErr> {
     v.parse::<u64>().map_err(|_| bad(format!("resourceVersion {v:?} is not a number")))
 }
 
-async fn list(State(s): State<AppState>, Path(plural): Path<String>, Query(q): Query<ListQuery>) -> ApiResult {
+async fn list(
+    State(s): State<AppState>,
+    Path(plural): Path<String>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> ApiResult {
     let kind = kind_of(&plural)?;
     let watching = parse_flag("watch", q.watch.as_deref())?;
+    check_list_params(&q, watching)?;
+    let include = super::table::include(q.include_object.as_deref())?;
     if !watching {
-        return list_objects(s, kind, q).await;
+        let form = super::table::negotiate(&headers)?;
+        return list_objects(s, kind, q, form, include).await;
     }
     if q.limit.is_some() || q.continue_.is_some() {
         return Err(bad("limit and continue apply to lists, not to a watch"));
     }
-    let from = match q.resource_version.as_deref() {
-        Some(rv) => parse_rv(rv)?,
-        None => s.store.resource_version(),
+    let selector =
+        super::selector::Selector::parse(q.label_selector.as_deref(), q.field_selector.as_deref()).map_err(bad)?;
+    let from = q.resource_version.as_deref().map(parse_rv).transpose()?;
+    if let Some(rv) = from.filter(|rv| *rv > 0) {
+        // Refuse at once when the history no longer reaches back.
+        s.store.watch_from(rv)?;
+    }
+    let params = super::watch::Params {
+        from,
+        timeout: super::watch::parse_timeout(q.timeout_seconds.as_deref()).map_err(bad)?,
+        bookmarks: parse_flag("allowWatchBookmarks", q.allow_watch_bookmarks.as_deref())?,
+        selector,
     };
-    // Refuse at once when the history no longer reaches back.
-    s.store.watch_from(from)?;
-    let rx = s.store.subscribe();
-    let store = s.store.clone();
-    let stop = s.stop.clone();
-    let stream = futures_util::stream::unfold(
-        (from, rx, store, Vec::<Bytes>::new(), false, stop),
-        move |(mut rv, mut rx, store, mut buf, done, mut stop)| async move {
-            loop {
-                if done || *stop.borrow() {
-                    return None;
-                }
-                if let Some(b) = buf.pop() {
-                    return Some((Ok::<Bytes, std::io::Error>(b), (rv, rx, store, buf, false, stop)));
-                }
-                match store.watch_from(rv) {
-                    Err(e) => {
-                        let line = json!({"type": "ERROR", "object": {"code": 410, "reason": "Expired", "message": e.to_string()}});
-                        return Some((Ok(Bytes::from(format!("{line}\n"))), (rv, rx, store, buf, true, stop)));
-                    }
-                    Ok(evs) => {
-                        for ev in evs.iter().rev() {
-                            if ev.object.kind() != kind {
-                                continue;
-                            }
-                            let t = match ev.type_ {
-                                WatchType::Added => "ADDED",
-                                WatchType::Modified => "MODIFIED",
-                                WatchType::Deleted => "DELETED",
-                            };
-                            buf.push(Bytes::from(format!("{}\n", json!({"type": t, "object": ev.object}))));
-                        }
-                        if let Some(last) = evs.last() {
-                            rv = last.rv;
-                        }
-                        if !buf.is_empty() {
-                            continue;
-                        }
-                        // Wait for the next change, or end the stream when the
-                        // server shuts down (graceful shutdown waits for it).
-                        tokio::select! {
-                            r = rx.changed() => if r.is_err() { return None; },
-                            _ = stop.changed() => return None,
-                        }
-                    }
-                }
-            }
-        },
-    );
-    Ok(Response::builder()
-        .header("Content-Type", "application/json")
-        .body(Body::from_stream(stream))
-        .expect("response"))
+    Ok(super::watch::respond(s.store.clone(), kind, params, s.stop.clone()))
+}
+
+/// Checks the parameters lists and watches share: `resourceVersionMatch` (only
+/// NotOlderThan, which is what sectl gives), `sendInitialEvents` (not served) and `pretty`.
+fn check_list_params(q: &ListQuery, watching: bool) -> Result<(), ApiErr> {
+    match q.resource_version_match.as_deref() {
+        None | Some("") | Some("NotOlderThan") => {}
+        Some("Exact") => {
+            return Err(bad(
+                "resourceVersionMatch=Exact is not served: sectl keeps no older snapshots; use NotOlderThan",
+            ))
+        }
+        Some(o) => return Err(bad(format!("resourceVersionMatch {o:?}: expected NotOlderThan"))),
+    }
+    if parse_flag("sendInitialEvents", q.send_initial_events.as_deref())? {
+        return Err(bad(
+            "sendInitialEvents is not served; watch without resourceVersion (or with 0) to get the current state first",
+        ));
+    }
+    parse_flag("pretty", q.pretty.as_deref())?;
+    if !watching && (q.timeout_seconds.is_some() || q.allow_watch_bookmarks.is_some()) {
+        // A list answers at once; Kubernetes accepts these there and so does sectl.
+        super::watch::parse_timeout(q.timeout_seconds.as_deref()).map_err(bad)?;
+        parse_flag("allowWatchBookmarks", q.allow_watch_bookmarks.as_deref())?;
+    }
+    Ok(())
 }
 
 /// A list: one page (`limit`/`continue`) or, without `limit`, the whole list streamed.
-async fn list_objects(s: AppState, kind: Kind, q: ListQuery) -> ApiResult {
+async fn list_objects(
+    s: AppState,
+    kind: Kind,
+    q: ListQuery,
+    form: super::table::Form,
+    include: Option<&'static str>,
+) -> ApiResult {
     let limit = match q.limit.as_deref() {
         None => None,
         Some(l) => match l.parse::<usize>() {
@@ -256,8 +277,11 @@ async fn list_objects(s: AppState, kind: Kind, q: ListQuery) -> ApiResult {
             return Err(bad(format!("resourceVersion {want} is newer than the store's ({have})")));
         }
     }
-    if limit.is_none() && token.is_none() {
-        return super::paging::stream_list(s.store.clone(), kind, CHUNK).await;
+    let selector =
+        super::selector::Selector::parse(q.label_selector.as_deref(), q.field_selector.as_deref()).map_err(bad)?;
+    let table = form == super::table::Form::Table;
+    if limit.is_none() && token.is_none() && !table {
+        return super::paging::stream_list(s.store.clone(), kind, CHUNK, selector).await;
     }
     let store = s.store.clone();
     let (after, at) = match &token {
@@ -265,47 +289,43 @@ async fn list_objects(s: AppState, kind: Kind, q: ListQuery) -> ApiResult {
         None => (None, None),
     };
     let size = limit.unwrap_or(MAX_PAGE);
-    let page = tokio::task::spawn_blocking(move || store.list_page_json(kind, after.as_deref(), size, at))
+    let page = tokio::task::spawn_blocking(move || store.list_page(kind, after.as_deref(), size, at))
         .await
         .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))??;
     let continue_ = match (page.more, page.items.last()) {
-        (true, Some((last, _))) => Some(super::paging::Token { rv: page.rv, after: last.clone() }.encode(kind)),
+        (true, Some(last)) => Some(super::paging::Token { rv: page.rv, after: last.name().to_string() }.encode(kind)),
         _ => None,
     };
     let meta = ListMeta { resource_version: page.rv.to_string(), continue_ };
-    Ok(super::paging::page_response(&meta, &page))
+    // A page may hold fewer than `limit` objects when a selector filters (as Kubernetes allows).
+    let items: Vec<Resource> = page.items.into_iter().filter(|o| selector.matches(o)).collect();
+    if table {
+        return Ok(Json(super::table::table(kind, &items, page.rv, meta.continue_, include)).into_response());
+    }
+    let list_kind = format!("{}List", kind.as_str());
+    Ok(Json(ListBody { api_version: crate::api::API_VERSION, kind: &list_kind, metadata: meta, items: &items })
+        .into_response())
 }
 
 async fn get_one(
     State(s): State<AppState>,
     Path((plural, name)): Path<(String, String)>,
     Query(_): Query<NoParams>,
+    headers: HeaderMap,
 ) -> ApiResult {
     let kind = kind_of(&plural)?;
+    let form = super::table::negotiate(&headers)?;
     match s.store.get(kind, &name)? {
+        Some(o) if form == super::table::Form::Table => {
+            let rv = o.meta().rv();
+            Ok(Json(super::table::table(kind, std::slice::from_ref(&o), rv, None, Some("Metadata"))).into_response())
+        }
         Some(o) => Ok(Json(o).into_response()),
         None => Err(StoreError::NotFound { kind, name }.into()),
     }
 }
 
-async fn create(
-    State(s): State<AppState>,
-    Path(plural): Path<String>,
-    Query(_): Query<NoParams>,
-    body: Bytes,
-) -> ApiResult {
-    let kind = kind_of(&plural)?;
-    let mut objs = decode_body(&body)?;
-    if objs.len() != 1 || objs[0].kind() != kind {
-        return Err(ApiErr(StatusCode::BAD_REQUEST, "BadRequest", format!("send one {} object", kind.as_str())));
-    }
-    let obj = objs.remove(0);
-    check_against_store(&s, std::slice::from_ref(&obj))?;
-    let created = s.store.create(obj)?;
-    Ok((StatusCode::CREATED, Json(created)).into_response())
-}
-
-fn check_against_store(s: &AppState, objs: &[Resource]) -> Result<(), ApiErr> {
+pub(super) fn check_against_store(s: &AppState, objs: &[Resource]) -> Result<(), ApiErr> {
     let (servers, _) = s.store.list(Kind::SEServer)?;
     let problems = crate::api::validate::check_set(objs, &servers);
     if problems.is_empty() {
@@ -316,26 +336,6 @@ fn check_against_store(s: &AppState, objs: &[Resource]) -> Result<(), ApiErr> {
         .map(|p| format!("{} {}: {}: {}", objs[p.index].kind(), objs[p.index].name(), p.path, p.message))
         .collect();
     Err(ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", msgs.join("\n")))
-}
-
-async fn update(
-    State(s): State<AppState>,
-    Path((plural, name)): Path<(String, String)>,
-    Query(_): Query<NoParams>,
-    body: Bytes,
-) -> ApiResult {
-    let kind = kind_of(&plural)?;
-    let mut objs = decode_body(&body)?;
-    if objs.len() != 1 || objs[0].kind() != kind || objs[0].name() != name {
-        return Err(ApiErr(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!("send the {} object named {name}", kind.as_str()),
-        ));
-    }
-    let obj = objs.remove(0);
-    check_against_store(&s, std::slice::from_ref(&obj))?;
-    Ok(Json(s.store.update(obj)?).into_response())
 }
 
 async fn update_status(
@@ -356,15 +356,6 @@ async fn update_status(
         .set_status_json(v["status"].clone())
         .map_err(|e| ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("status: {e}")))?;
     Ok(Json(s.store.update_status(current)?).into_response())
-}
-
-async fn delete(
-    State(s): State<AppState>,
-    Path((plural, name)): Path<(String, String)>,
-    Query(_): Query<NoParams>,
-) -> ApiResult {
-    let kind = kind_of(&plural)?;
-    Ok(Json(s.store.delete(kind, &name)?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -504,6 +495,13 @@ async fn auth(State(s): State<AppState>, headers: HeaderMap, req: Request, next:
 pub fn router(state: AppState) -> Router {
     let p = crate::client::PREFIX;
     let apis = Router::new()
+        .route("/api", get(super::discovery::api))
+        .route("/apis", get(super::discovery::apis))
+        .route("/apis/sectl.io", get(super::discovery::api_group))
+        .route("/openapi/v2", get(super::openapi::v2_doc))
+        .route("/openapi/v3", get(super::openapi::v3_index))
+        .route("/openapi/v3/apis/sectl.io/v1alpha1", get(super::openapi::v3))
+        .route(p, get(super::discovery::resources))
         .route(&format!("{p}/apply"), post(apply))
         .route(&format!("{p}/events"), get(events))
         .route(&format!("{p}/events/ack"), post(ack))
@@ -511,18 +509,23 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{p}/sources"), get(sources))
         .route(&format!("{p}/sources/prune"), post(sources_prune))
         .route(&format!("{p}/clock"), get(clock))
-        .route(&format!("{p}/{{plural}}"), get(list).post(create))
-        .route(&format!("{p}/{{plural}}/{{name}}"), get(get_one).put(update).delete(delete))
-        .route(&format!("{p}/{{plural}}/{{name}}/status"), axum::routing::put(update_status))
+        .route(&format!("{p}/{{plural}}"), get(list).post(super::write::create).delete(super::write::delete_collection))
+        .route(
+            &format!("{p}/{{plural}}/{{name}}"),
+            get(get_one).put(super::write::update).delete(super::write::delete).patch(super::patch::object),
+        )
+        .route(&format!("{p}/{{plural}}/{{name}}/status"), get(get_one).put(update_status).patch(super::patch::status))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/version", get(super::discovery::version))
         .merge(apis)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(read_body))
+        .layer(axum::middleware::from_fn(super::timeout::honour))
         .layer(axum::middleware::from_fn(request_timeout))
         .layer(axum::middleware::from_fn(json_errors))
         .with_state(state)
@@ -581,6 +584,7 @@ async fn request_timeout(req: Request, next: Next) -> Response {
 /// Turns the framework's plain-text refusals (413 body too large, a query string
 /// that does not parse, ...) into the JSON errors every other answer uses.
 async fn json_errors(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
     let resp = next.run(req).await;
     let status = resp.status();
     let is_json = resp
@@ -588,8 +592,15 @@ async fn json_errors(req: Request, next: Next) -> Response {
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json || status == StatusCode::SERVICE_UNAVAILABLE {
+    if !(status.is_client_error() || status.is_server_error()) || status == StatusCode::SERVICE_UNAVAILABLE {
         return resp;
+    }
+    if is_json {
+        // One of ours: add what only the path knows (resource and name).
+        let text = axum::body::to_bytes(resp.into_body(), MAX_BODY_BYTES).await.unwrap_or_default();
+        let mut v: Value = serde_json::from_slice(&text).unwrap_or_else(|_| json!({}));
+        super::status::with_details(&path, &mut v);
+        return (status, Json(v)).into_response();
     }
     let text = axum::body::to_bytes(resp.into_body(), 64 * 1024).await.unwrap_or_default();
     let mut message = String::from_utf8_lossy(&text).trim().to_string();
@@ -604,7 +615,9 @@ async fn json_errors(req: Request, next: Next) -> Response {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
         _ => "Error",
     };
-    ApiErr(status, reason, message).into_response()
+    let mut v = super::status::body(status.as_u16(), reason, &message);
+    super::status::with_details(&path, &mut v);
+    (status, Json(v)).into_response()
 }
 
 /// Unknown paths: a JSON error like every other.

@@ -7,11 +7,21 @@
 //! flushed.
 
 pub mod api;
+pub mod discovery;
 pub mod engine;
 pub mod gitops;
+pub mod kubeconfig;
 pub mod listener;
+pub mod openapi;
 pub mod paging;
+pub mod patch;
+pub mod selector;
+pub mod status;
+pub mod table;
+pub mod timeout;
 pub mod tls;
+pub mod watch;
+pub mod write;
 
 use crate::client::TOKEN_FILE;
 use crate::store::{SledStore, Store};
@@ -184,6 +194,13 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
             stop: stop_rx.clone(),
         };
         let scheme = if acceptor.is_some() { "https" } else { "http" };
+        // The data folder's own CA when sectl issued the certificate; with --tls-cert
+        // the client trusts what the system trusts.
+        let ca = match (&opts.tls, acceptor.is_some()) {
+            (None, true) => Some(std::fs::read(data_dir.join(tls::CA_CERT))?),
+            _ => None,
+        };
+        kubeconfig::write(data_dir, &kubeconfig::url(scheme, addr), ca.as_deref(), &state.token)?;
         println!("sectl serve: listening on {scheme}://{addr}");
         let watch = opts.watch.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into());
         tracing::info!(%addr, %watch, time_scale = opts.time_scale, max_connections = limits.max_connections, "serving");

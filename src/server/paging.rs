@@ -13,6 +13,7 @@
 //! so a watch from that resourceVersion still converges.
 
 use super::api::ApiErr;
+use super::selector::Selector;
 use crate::api::Kind;
 use crate::store::{RawPage, Store};
 use axum::body::{Body, Bytes};
@@ -75,46 +76,48 @@ async fn read_page(store: Arc<dyn Store>, kind: Kind, after: Option<String>, chu
         .map_err(ApiErr::from)
 }
 
-/// A page's items, each preceded by a comma unless it is the list's first.
-fn items_json(page: &RawPage, first: bool) -> Bytes {
+/// A page's items as stored, each preceded by a comma unless it is the list's first;
+/// with a selector, only the objects it matches (decoded to be matched).
+fn items_json(page: &RawPage, first: bool, selector: &Selector) -> (Bytes, bool) {
     let mut buf = Vec::with_capacity(page.items.iter().map(|(_, j)| j.len() + 1).sum());
-    for (i, (_, json)) in page.items.iter().enumerate() {
-        if i > 0 || !first {
+    let mut first = first;
+    for (_, json) in &page.items {
+        if !selector.is_empty() && !crate::api::Resource::from_json(json).is_ok_and(|o| selector.matches(&o)) {
+            continue;
+        }
+        if !first {
             buf.push(b',');
         }
+        first = false;
         buf.extend_from_slice(json);
     }
-    Bytes::from(buf)
-}
-
-/// One page as a list: `{"apiVersion":"v1","kind":"List","metadata":…,"items":[…]}`,
-/// the items as stored.
-pub(crate) fn page_response(meta: &super::api::ListMeta, page: &RawPage) -> Response {
-    let head = serde_json::to_string(meta).unwrap_or_default();
-    let items = items_json(page, true);
-    let mut body = Vec::with_capacity(head.len() + items.len() + 64);
-    body.extend_from_slice(br#"{"apiVersion":"v1","kind":"List","metadata":"#);
-    body.extend_from_slice(head.as_bytes());
-    body.extend_from_slice(br#","items":["#);
-    body.extend_from_slice(&items);
-    body.extend_from_slice(b"]}");
-    Response::builder().header("Content-Type", "application/json").body(Body::from(body)).expect("response")
+    (Bytes::from(buf), first)
 }
 
 /// The whole list of `kind`, streamed `chunk` objects at a time. The first chunk is
 /// read before the response starts, so a store error is still a JSON error.
-pub async fn stream_list(store: Arc<dyn Store>, kind: Kind, chunk: usize) -> Result<Response, ApiErr> {
+pub async fn stream_list(
+    store: Arc<dyn Store>,
+    kind: Kind,
+    chunk: usize,
+    selector: Selector,
+) -> Result<Response, ApiErr> {
     let first = read_page(store.clone(), kind, None, chunk).await?;
-    let head =
-        format!(r#"{{"apiVersion":"v1","kind":"List","metadata":{{"resourceVersion":"{}"}},"items":["#, first.rv);
+    let head = format!(
+        r#"{{"apiVersion":"{}","kind":"{}List","metadata":{{"resourceVersion":"{}"}},"items":["#,
+        crate::api::API_VERSION,
+        kind.as_str(),
+        first.rv
+    );
     // State: the page to send next (None: the list is done), whether nothing was sent yet.
     struct St {
         store: Arc<dyn Store>,
         page: Option<RawPage>,
         first: bool,
         closed: bool,
+        selector: Selector,
     }
-    let st = St { store, page: Some(first), first: true, closed: false };
+    let st = St { store, page: Some(first), first: true, closed: false, selector };
     let body = futures_util::stream::unfold(st, move |mut st| async move {
         if st.closed {
             return None;
@@ -123,8 +126,8 @@ pub async fn stream_list(store: Arc<dyn Store>, kind: Kind, chunk: usize) -> Res
             st.closed = true;
             return Some((Ok::<Bytes, std::io::Error>(Bytes::from_static(b"]}")), st));
         };
-        let bytes = items_json(&page, st.first);
-        st.first = st.first && page.items.is_empty();
+        let (bytes, still_first) = items_json(&page, st.first, &st.selector);
+        st.first = still_first;
         if page.more {
             let after = page.items.last().map(|(name, _)| name.clone());
             match read_page(st.store.clone(), kind, after, chunk).await {

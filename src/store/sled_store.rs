@@ -16,8 +16,7 @@
 //! the durable reservation, and a watch from inside the lost range is `Expired`.
 
 use super::{
-    ApplyOutcome, Batch, Committed, Event, Page, RawPage, Result, StatusWrite, Store, StoreError, WatchEvent,
-    WatchType,
+    ApplyOutcome, Batch, Committed, Event, Page, RawPage, Result, StatusWrite, Store, StoreError, WatchEvent, WatchType,
 };
 use crate::api::{Kind, Resource};
 use serde::{Deserialize, Serialize};

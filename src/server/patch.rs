@@ -1,0 +1,151 @@
+//! PATCH of an object and of its `/status`, by content type:
+//! `application/merge-patch+json` (RFC 7386) and `application/json-patch+json`
+//! (RFC 6902, the `json-patch` crate). Strategic merge patch exists only for
+//! Kubernetes' built-in types and is refused (415), as for custom resources in
+//! Kubernetes; so is server-side apply (`application/apply-patch+yaml`), which sectl
+//! does not serve: kubectl's `apply --server-side` gets a clear 415, never a write
+//! that ignores field ownership.
+//!
+//! The patched document goes through the same decoder, cross-object checks and
+//! optimistic concurrency as PUT: it keeps the resourceVersion it was read at, so a
+//! write in between is a 409 unless the patch names no resourceVersion, in which case
+//! the patch is applied again to the newer object (a few times), as Kubernetes does.
+
+use super::api::{bad, check_against_store, decode_body, kind_of, ApiErr, AppState};
+use super::write::{dry_apply, WriteQuery};
+use crate::api::{Kind, Resource};
+use crate::store::StoreError;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::Value;
+
+type ApiResult = Result<Response, ApiErr>;
+
+/// How often a patch without a resourceVersion is retried on a conflict.
+const RETRIES: usize = 5;
+
+enum PatchDoc {
+    Merge(Value),
+    Json(json_patch::Patch),
+}
+
+fn unsupported(msg: String) -> ApiErr {
+    ApiErr(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType", msg)
+}
+
+fn parse(headers: &HeaderMap, body: &Bytes) -> Result<PatchDoc, ApiErr> {
+    let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let value = || serde_json::from_slice::<Value>(body).map_err(|e| bad(format!("patch body is not JSON: {e}")));
+    match media.as_str() {
+        "application/merge-patch+json" => Ok(PatchDoc::Merge(value()?)),
+        "application/json-patch+json" => serde_json::from_value(value()?)
+            .map(PatchDoc::Json)
+            .map_err(|e| bad(format!("not a JSON patch (RFC 6902): {e}"))),
+        "application/strategic-merge-patch+json" => Err(unsupported(
+            "strategic merge patch is for Kubernetes' built-in types; use application/merge-patch+json or application/json-patch+json".into(),
+        )),
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" => Err(unsupported(
+            "server-side apply is not served by sectl; use client-side apply (kubectl apply without --server-side) or a merge patch".into(),
+        )),
+        "" => Err(unsupported("a PATCH needs a Content-Type: application/merge-patch+json or application/json-patch+json".into())),
+        o => Err(unsupported(format!(
+            "Content-Type {o:?} is not a patch sectl serves: use application/merge-patch+json or application/json-patch+json"
+        ))),
+    }
+}
+
+/// Applies the patch to the object's JSON.
+fn patched(current: &Resource, p: &PatchDoc) -> Result<Value, ApiErr> {
+    let mut doc = serde_json::to_value(current)
+        .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))?;
+    match p {
+        PatchDoc::Merge(m) => json_patch::merge(&mut doc, m),
+        PatchDoc::Json(ops) => json_patch::patch(&mut doc, ops).map_err(|e| {
+            ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("the JSON patch does not apply: {e}"))
+        })?,
+    }
+    Ok(doc)
+}
+
+/// Whether the patch itself names a resourceVersion (then a conflict is the caller's).
+fn names_rv(p: &PatchDoc) -> bool {
+    match p {
+        PatchDoc::Merge(m) => !m["metadata"]["resourceVersion"].is_null(),
+        PatchDoc::Json(ops) => serde_json::to_string(ops).is_ok_and(|s| s.contains("/metadata/resourceVersion")),
+    }
+}
+
+fn get(s: &AppState, kind: Kind, name: &str) -> Result<Resource, ApiErr> {
+    s.store.get(kind, name)?.ok_or_else(|| StoreError::NotFound { kind, name: name.to_string() }.into())
+}
+
+/// The patched object, decoded and checked like a PUT body.
+fn decoded(s: &AppState, kind: Kind, name: &str, doc: &Value) -> Result<Resource, ApiErr> {
+    let mut objs = decode_body(&Bytes::from(doc.to_string()))?;
+    if objs.len() != 1 || objs[0].kind() != kind || objs[0].name() != name {
+        return Err(bad(format!("a patch may not change the kind or the name (of {} {name})", kind.as_str())));
+    }
+    let obj = objs.remove(0);
+    check_against_store(s, std::slice::from_ref(&obj))?;
+    Ok(obj)
+}
+
+/// PATCH /<plural>/<name>.
+pub async fn object(
+    State(s): State<AppState>,
+    Path((plural, name)): Path<(String, String)>,
+    Query(q): Query<WriteQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let kind = kind_of(&plural)?;
+    let p = parse(&headers, &body)?;
+    let dry = q.check(false)?;
+    let mut tries = 0;
+    loop {
+        let current = get(&s, kind, &name)?;
+        let obj = decoded(&s, kind, &name, &patched(&current, &p)?)?;
+        if dry {
+            return Ok(Json(dry_apply(&s, obj).await?.1).into_response());
+        }
+        match s.store.update(obj) {
+            Err(StoreError::Conflict { .. }) if !names_rv(&p) && tries < RETRIES => tries += 1,
+            r => return Ok(Json(r?).into_response()),
+        }
+    }
+}
+
+/// PATCH /<plural>/<name>/status: only the status of the patched document is taken.
+pub async fn status(
+    State(s): State<AppState>,
+    Path((plural, name)): Path<(String, String)>,
+    Query(q): Query<WriteQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let kind = kind_of(&plural)?;
+    let p = parse(&headers, &body)?;
+    let dry = q.check(false)?;
+    let mut tries = 0;
+    loop {
+        let current = get(&s, kind, &name)?;
+        let doc = patched(&current, &p)?;
+        let mut next = current.clone();
+        if let Some(rv) = doc["metadata"]["resourceVersion"].as_str() {
+            next.meta_mut().resource_version = Some(rv.to_string());
+        }
+        next.set_status_json(doc["status"].clone())
+            .map_err(|e| ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("status: {e}")))?;
+        if dry {
+            return Ok(Json(next).into_response());
+        }
+        match s.store.update_status(next) {
+            Err(StoreError::Conflict { .. }) if !names_rv(&p) && tries < RETRIES => tries += 1,
+            r => return Ok(Json(r?).into_response()),
+        }
+    }
+}

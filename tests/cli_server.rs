@@ -171,12 +171,13 @@ fn sources_table_truncates_long_messages() {
         format!("apiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {{name: {long_name}}}\nspec: {{}}\n"),
     )
     .unwrap();
-    let s = Server::start(dir.path(), &["--watch", &site.display().to_string()]);
+    let s = Server::start(dir.path(), &["--watch", &site.display().to_string(), "--settle", "200ms"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     let json = loop {
         let out = s.run(0, &["get", "sources", "-o", "json"]).0;
         let v: Value = serde_json::from_str(&out).unwrap();
-        if v["items"].as_array().is_some_and(|a| !a.is_empty()) {
+        // Until the file has settled it is InProgress; then Invalid with the long error.
+        if v["items"].as_array().is_some_and(|a| !a.is_empty() && a[0]["state"] != "InProgress") {
             break v;
         }
         assert!(Instant::now() < deadline, "no source state: {out}");

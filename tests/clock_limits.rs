@@ -33,8 +33,8 @@ fn run(data: &Path, args: &[&str]) -> (i32, String, String) {
 /// The saved world's clock, as JSON.
 fn saved_clock(data: &Path) -> serde_json::Value {
     let store = SledStore::open(data).unwrap();
-    let blob = store.get_blob("world").unwrap().expect("a saved world");
-    serde_json::from_slice::<serde_json::Value>(&blob).unwrap()["clock"].clone()
+    let meta = store.read_state("w/meta").unwrap().pop().expect("a saved world");
+    serde_json::from_slice::<serde_json::Value>(&meta.1).unwrap()["clock"].clone()
 }
 
 #[test]
@@ -64,12 +64,14 @@ fn a_clock_saved_past_the_end_opens_with_a_way_out() {
     let tmp = site();
     let data = tmp.path().join("data");
     let sane = saved_clock(&data)["now_ms"].as_u64().unwrap();
-    // What an older sectl saved after `sim advance 8000y`.
+    // What an older sectl saved after `sim advance 8000y` (its world's meta entry).
     {
         let store = SledStore::open(&data).unwrap();
-        let mut w: serde_json::Value = serde_json::from_slice(&store.get_blob("world").unwrap().unwrap()).unwrap();
+        let (key, bytes) = store.read_state("w/meta").unwrap().pop().expect("a saved world");
+        let mut w: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         w["clock"]["now_ms"] = serde_json::json!(8000u64 * 36_525 * 864_000);
-        store.put_blob("world", &serde_json::to_vec(&w).unwrap()).unwrap();
+        let state = vec![(key, Some(serde_json::to_vec(&w).unwrap()))];
+        store.commit_batch(sectl::store::Batch { state, durable: true, ..Default::default() }).unwrap();
     }
     for args in [&["sim", "advance", "1s"][..], &["apply", "-f", "-"][..]] {
         let (code, _, err) = run(&data, args);
@@ -94,7 +96,7 @@ fn serve(data: &Path, extra: &[&str]) -> (std::process::Child, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sectl"))
         .arg("--data-dir")
         .arg(data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--insecure-http"])
         .args(extra)
         .env_remove("SECTL_SERVER")
         .env_remove("SECTL_TOKEN")

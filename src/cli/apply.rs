@@ -27,7 +27,7 @@ pub const APPLY_EXAMPLES: &str = "Examples:
   sectl apply -f manifests/ --dry-run=server
 
   # Against a server, and wait until everything has converged
-  sectl --server http://127.0.0.1:7443 apply -f examples/live-migration.yaml --wait";
+  sectl --server https://127.0.0.1:7443 apply -f examples/live-migration.yaml --wait";
 
 /// Examples for `delete --help`.
 pub const DELETE_EXAMPLES: &str = "Examples:

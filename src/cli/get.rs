@@ -30,7 +30,7 @@ pub const EXAMPLES: &str = "Examples:
   sectl get vm -o custom-columns=NAME:.metadata.name,SU:.status.serverUnit
 
   # Stream changes from a server
-  sectl --server http://127.0.0.1:7443 get lm -w";
+  sectl --server https://127.0.0.1:7443 get lm -w";
 
 /// `get` arguments.
 #[derive(clap::Args, Debug)]

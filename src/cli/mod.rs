@@ -189,6 +189,7 @@ pub enum Command {
     },
     /// The watched folder of `sectl serve --watch` (needs --server): `sources prune`
     /// shows a held prune, `sources prune --confirm` carries it out.
+    #[command(after_help = SOURCES_EXAMPLES)]
     Sources {
         /// What to do.
         #[command(subcommand)]
@@ -209,6 +210,9 @@ pub enum Command {
     /// Verify the store: every status agrees with the simulated world, the books
     /// balance, no event twice; exit 0 clean, 1 with the problems listed. Reads the
     /// embedded store (stop a `serve` that holds it first).
+    #[command(
+        after_help = "Examples:\n  # After a crash, or any time: does the store agree with itself?\n  sectl check\n  sectl --data-dir /var/lib/sectl check"
+    )]
     Check,
     /// The event log, newest first; `sectl events ack` acknowledges all.
     #[command(after_help = events::EVENTS_EXAMPLES)]
@@ -220,6 +224,13 @@ pub enum Command {
     #[command(after_help = "Examples:\n  # For people, and for scripts\n  sectl version\n  sectl version -o json")]
     Version(complete::VersionArgs),
 }
+
+const SOURCES_EXAMPLES: &str = "Examples:
+  # What a held prune would delete
+  sectl --server https://127.0.0.1:7443 sources prune
+
+  # Delete it (the objects still in no file of the folder)
+  sectl --server https://127.0.0.1:7443 sources prune --confirm";
 
 const SERVE_EXAMPLES: &str = "Examples:
   # Serve the embedded store, apply ./site on every change, delete what is removed

@@ -28,7 +28,7 @@ pub const EXAMPLES: &str = "Examples:
 
   # Until objects are gone; every VM a selector picks
   sectl wait lm/lm-vm12 --for=delete
-  sectl --server http://127.0.0.1:7443 wait vm -l app=db --for=state=RUNNING --timeout=2m";
+  sectl --server https://127.0.0.1:7443 wait vm -l app=db --for=state=RUNNING --timeout=2m";
 
 /// `wait` arguments.
 #[derive(clap::Args, Debug)]
@@ -250,7 +250,10 @@ pub fn run(ctx: &mut Context, a: &WaitArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
             Verdict::NotYet(why) => {
-                let c = ctx.controller()?;
+                let mut c = ctx.controller()?;
+                // A fresh controller first takes in the store (what is due now runs).
+                let now = c.now_ms();
+                c.run_until(Some(now))?;
                 let hint = match c.next_due() {
                     Some(t) => format!(
                         "; the next reconcile is due in {} simulated s: `sectl sim advance DURATION` moves the clock",

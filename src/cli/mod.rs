@@ -241,7 +241,7 @@ const SERVE_EXAMPLES: &str = "Examples:
 
 /// Verbs that need no store: the store flags are hidden from their help.
 const STORELESS: [&str; 5] = ["validate", "schema", "explain", "completion", "version"];
-const STORE_FLAGS: [&str; 3] = ["data_dir", "server", "no_reconcile"];
+const STORE_FLAGS: [&str; 4] = ["data_dir", "server", "no_reconcile", "certificate_authority"];
 
 /// The clap command: `Cli` with the store flags hidden from the verbs that need no store.
 pub fn command() -> clap::Command {

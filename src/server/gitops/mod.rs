@@ -147,6 +147,11 @@ impl GitOps {
         &self.dir
     }
 
+    /// Records a warning about the folder (an event on `Source/DIR`).
+    pub fn report_warning(&self, reason: &str, message: String) {
+        self.event(EventType::Warning, format!("Source/{}", self.dir.display()), reason, message);
+    }
+
     fn event(&self, type_: EventType, object: String, reason: &str, message: String) {
         let _ = self.store.record_event(Event {
             seq: 0,

@@ -1247,32 +1247,46 @@ fn gitops_a_file_written_in_two_halves_never_applies_a_half() {
     let poller = {
         let (stop, seen_bad) = (stop.clone(), seen_bad.clone());
         let (url, token, agent) = (format!("{}{API}/vmdefinitions", s.url), s.token.clone(), s.agent.clone());
+        // What is wrong with the folder's VMs in one list, if anything.
+        let check = move || -> Option<String> {
+            let list: Value = agent
+                .get(&url)
+                .set("Authorization", &format!("Bearer {token}"))
+                .call()
+                .expect("list")
+                .into_string()
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .expect("a JSON list");
+            let vms: Vec<Value> = list["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|o| o["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("vm-h-")))
+                .collect();
+            let sizes: std::collections::BTreeSet<u64> = vms.iter().map(spec_memory).collect();
+            (vms.len() != N || sizes.len() != 1).then(|| format!("{} VMs, sizes {sizes:?}", vms.len()))
+        };
         std::thread::spawn(move || {
             let mut polls = 0;
+            let mut torn = 0;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let list: Value = agent
-                    .get(&url)
-                    .set("Authorization", &format!("Bearer {token}"))
-                    .call()
-                    .expect("list")
-                    .into_string()
-                    .ok()
-                    .and_then(|t| serde_json::from_str(&t).ok())
-                    .expect("a JSON list");
-                let vms: Vec<Value> = list["items"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|o| o["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("vm-h-")))
-                    .collect();
-                let sizes: std::collections::BTreeSet<u64> = vms.iter().map(spec_memory).collect();
-                if vms.len() != N || sizes.len() != 1 {
-                    seen_bad.lock().expect("lock").push(format!("{} VMs, sizes {sizes:?}", vms.len()));
+                if let Some(bad) = check() {
+                    // The store's list is not a snapshot: one taken while an apply's
+                    // batch lands can mix old and new objects for a moment. A half
+                    // applied by GitOps stays until the next sync; a torn list is
+                    // gone at once. So a state counts only when a second look agrees.
+                    std::thread::sleep(Duration::from_millis(5));
+                    match check() {
+                        Some(again) => seen_bad.lock().expect("lock").push(format!("{bad}, then {again}")),
+                        None => torn += 1,
+                    }
                 }
                 polls += 1;
                 std::thread::sleep(Duration::from_millis(10));
             }
+            eprintln!("{polls} polls, {torn} torn lists seen once");
             polls
         })
     };
@@ -1330,6 +1344,11 @@ fn gitops_deleting_a_file_prunes_after_the_grace() {
     assert_eq!(prune["objects"], json!(["VMDefinition/vm-e"]), "{prune}");
     let out = s.ok(&["get", "sources"]);
     assert!(out.lines().any(|l| l.contains("(prune)") && l.contains("PrunePending")), "{out}");
+    let json: Value = serde_json::from_str(&s.ok(&["get", "sources", "-o", "json"])).expect("get sources -o json");
+    assert!(json["items"].as_array().is_some_and(|i| i.iter().any(|x| x["file"] == "site.yaml")), "{json}");
+    assert!(json["prune"]["state"] == "Pending" || json["prune"]["state"] == "None", "{json}");
+    let (code, _, err) = s.run(&["get", "sources", "site.yaml"]);
+    assert_eq!(code, 1, "a NAME is refused: {err}");
     assert!(s.obj("vmdefinitions", "vm-e").is_some(), "pruned within the grace");
     eventually("vm-e pruned", || s.obj("vmdefinitions", "vm-e").is_none().then_some(()));
     let took = removed.elapsed();

@@ -14,11 +14,22 @@ use std::time::{Duration, Instant};
 
 /// `get sources`: one line per file (state, objects and revision in force), then the
 /// state of pruning when objects are in no file any more.
-pub fn sources(ctx: &mut Context) -> anyhow::Result<ExitCode> {
+pub fn sources(ctx: &mut Context, format: Format) -> anyhow::Result<ExitCode> {
     let Some(c) = ctx.remote()? else {
         anyhow::bail!("sources are the files of a `sectl serve --watch DIR`; give --server URL");
     };
     let v = c.call_any("GET", &format!("{}/sources", crate::client::PREFIX), None)?;
+    match format {
+        Format::Json => {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Format::Yaml => {
+            print!("{}", crate::manifest::to_yaml(&v));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Format::Table | Format::Wide => {}
+    }
     let mut t = Table::new();
     t.load_preset(presets::NOTHING);
     t.set_header(vec!["FILE", "STATE", "OBJECTS", "REVISION", "LAST-SYNC", "MESSAGE"]);

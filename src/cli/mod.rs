@@ -278,7 +278,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply { files, dry_run, wait, output } => apply(&mut ctx, &files, dry_run, wait, output),
         Command::Get { kind, name, output, watch } => {
             if kind == "sources" || kind == "source" {
-                return live::sources(&mut ctx);
+                if name.is_some() || watch {
+                    bail!("`get sources` lists every file; it takes no NAME and no --watch");
+                }
+                return live::sources(&mut ctx, output);
             }
             if watch {
                 return live::watch(&mut ctx, &kind, output);

@@ -18,6 +18,8 @@ mod prune;
 mod revision;
 mod scan;
 mod status;
+#[cfg(test)]
+mod tests;
 mod watch;
 
 pub use prune::{parse_share, PrunePolicy};

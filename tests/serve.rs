@@ -1573,3 +1573,20 @@ fn a_named_endless_file_is_refused_at_the_cap() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/dev/zero") && err.contains("more than 16777216 bytes"), "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_or_device_in_a_named_folder_is_an_error_not_a_hang() {
+    let d = Dirs::new();
+    d.put("vm.yaml", &vm_yaml("vm-a", "VMA", 512, "DEFINED_ONLY"));
+    let st = Command::new("mkfifo").arg(d.watch().join("pipe.yaml")).status().expect("mkfifo (install coreutils)");
+    assert!(st.success());
+    std::os::unix::fs::symlink("/dev/zero", d.watch().join("zero.yaml")).expect("link");
+    let t = Instant::now();
+    let out = common::sectl_in(&d.data()).args(["validate", "-f"]).arg(d.watch()).timeout(LIMIT).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pipe.yaml: is not a regular file but a FIFO"), "{err}");
+    assert!(err.contains("zero.yaml: is not a regular file but a character device"), "{err}");
+    assert!(t.elapsed() < LIMIT, "took {:?}", t.elapsed());
+}

@@ -143,6 +143,24 @@ mod tests {
     use notify_debouncer_full::DebouncedEvent;
 
     #[test]
+    fn a_watcher_that_cannot_start_is_reported_not_ignored() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(crate::store::SledStore::open(&tmp.path().join("data")).expect("store"));
+        // The OS refuses to watch a folder that does not exist.
+        let g = GitOps::new(tmp.path().join("missing"), super::super::Options::default(), store.clone());
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        assert!(start_watcher(&g, tx, Arc::new(AtomicBool::new(false))).is_none());
+        let evs = store.events().expect("events");
+        assert!(evs.iter().any(|e| e.reason == "SourceNotWatched" && e.message.contains("--resync")), "{evs:?}");
+        // A folder that exists is watched.
+        std::fs::create_dir_all(tmp.path().join("w")).expect("mkdir");
+        let g = GitOps::new(tmp.path().join("w"), super::super::Options::default(), store);
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        assert!(start_watcher(&g, tx, Arc::new(AtomicBool::new(false))).is_some());
+    }
+
+    #[test]
     fn a_rescan_flag_or_an_error_asks_for_a_full_rescan() {
         let plain = notify::Event::new(notify::EventKind::Any);
         let flagged = notify::Event::new(notify::EventKind::Other).set_flag(notify::event::Flag::Rescan);

@@ -520,7 +520,8 @@ impl GitOps {
             let reportable =
                 matches!(s.state, FileState::Invalid | FileState::Conflict | FileState::Skipped | FileState::Empty);
             if reportable && previous.get(&rel).is_none_or(|b| b.message != s.message || b.state != s.state) {
-                let text = format!("{rel}: {:?}: {}", s.state, s.message);
+                let text =
+                    if s.message.starts_with(&rel) { s.message.clone() } else { format!("{rel}: {}", s.message) };
                 tracing::warn!(file = %rel, "{}", s.message);
                 let reason = match s.state {
                     FileState::Skipped => "SourceSkipped",

@@ -1341,6 +1341,10 @@ fn gitops_deleting_a_file_prunes_after_the_grace() {
         let p = sources_body(&s)["prune"].clone();
         (p["state"] == "Pending").then_some(p)
     });
+    // Nothing is held: a confirmation is refused and says what is pending.
+    let (code, v) = s.api("POST", "/sources/prune", None);
+    assert_eq!(code, 409, "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("1 objects are in their --prune-grace")), "{v}");
     assert_eq!(prune["objects"], json!(["VMDefinition/vm-e"]), "{prune}");
     let out = s.ok(&["get", "sources"]);
     assert!(out.lines().any(|l| l.contains("(prune)") && l.contains("PrunePending")), "{out}");
@@ -1353,6 +1357,7 @@ fn gitops_deleting_a_file_prunes_after_the_grace() {
     eventually("vm-e pruned", || s.obj("vmdefinitions", "vm-e").is_none().then_some(()));
     let took = removed.elapsed();
     assert!(took >= Duration::from_secs(3), "pruned after {took:?}, before the 3 s grace");
+    eprintln!("pruned {took:?} after the file was removed (--prune-grace 3s)");
     let ev = eventually("a Pruned event", || s.events_with("Pruned").into_iter().next());
     assert_eq!(ev["object"], "VMDefinition/vm-e", "{ev}");
     assert_eq!(s.list("seservers").len(), 2, "only the removed file's object is pruned");

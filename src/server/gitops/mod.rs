@@ -432,7 +432,13 @@ impl GitOps {
             return Err(ConfirmError::PruneDisabled);
         }
         if !self.pruner.confirm() {
-            return Err(ConfirmError::NothingHeld(String::new()));
+            let pending = self.sources.pending_prunes();
+            let why = if pending == 0 {
+                String::new()
+            } else {
+                format!("; {pending} objects are in their --prune-grace and are deleted when it ends")
+            };
+            return Err(ConfirmError::NothingHeld(why));
         }
         Ok(self.sync().pruned)
     }

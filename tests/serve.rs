@@ -1319,7 +1319,22 @@ fn gitops_a_file_written_in_two_halves_never_applies_a_half() {
     assert!(polls > 50, "the poller looked only {polls} times");
     let bad = seen_bad.lock().expect("lock").clone();
     assert!(bad.is_empty(), "a half was applied ({} of {polls} polls): {:?}", bad.len(), &bad[..bad.len().min(5)]);
-    assert_eq!(uids(&s), before, "uids changed");
+    let after = uids(&s);
+    if after != before {
+        let log: Vec<String> = s
+            .log()
+            .lines()
+            .filter(|l| l.contains("GitOps") || l.contains("sync") || l.contains("prune") || l.contains("WARN"))
+            .map(String::from)
+            .collect();
+        panic!(
+            "uids changed: before {} objects, after {}; pruned events {:#?}; log:\n{}",
+            before.len(),
+            after.len(),
+            s.events_with("Pruned"),
+            log.join("\n")
+        );
+    }
     assert_nothing_pruned(&s);
 }
 

@@ -1158,6 +1158,21 @@ fn uids(s: &Server) -> std::collections::BTreeMap<String, String> {
     out
 }
 
+/// Asserts that every object of `before` is there with the same uid, and no other.
+/// A uid that changed never changes back, so looking again a few times only rules
+/// out a torn list (the store's list is not a snapshot while status writes land).
+fn assert_uids_unchanged(s: &Server, before: &std::collections::BTreeMap<String, String>, what: &str) {
+    let mut last = Default::default();
+    for _ in 0..5 {
+        last = uids(s);
+        if last == *before {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("uids changed ({what}): before {before:#?}\nafter {last:#?}\npruned {:#?}", s.events_with("Pruned"));
+}
+
 /// `n` VMDefinitions named `{prefix}-NN` with the given memory, as one multi-document file.
 fn vms_file(prefix: &str, vm_prefix: &str, n: usize, memory: u64) -> Vec<String> {
     (0..n)
@@ -1196,10 +1211,8 @@ fn gitops_truncate_pause_rewrite_keeps_every_uid_and_prunes_nothing() {
         &d.data(),
         &["--watch", watch.to_str().expect("utf-8"), "--prune", "--prune-grace", "1s", "--settle", "500ms"],
     );
-    eventually("the six VMs", || {
-        (s.names("vmdefinitions").iter().filter(|n| n.starts_with("vm-t-")).count() == 6).then_some(())
-    });
-    let before = uids(&s);
+    // The baseline: every object of both files (the site's five and the six VMs).
+    let before = eventually("all 11 objects", || Some(uids(&s)).filter(|u| u.len() == 11));
     let revision = source_line(&s, "vms.yaml").expect("line")["revision"].clone();
     assert_eq!(revision.as_str().map(str::len), Some(16), "{revision}");
     for pause in [Duration::from_millis(200), Duration::from_secs(1), Duration::from_secs(3)] {
@@ -1221,7 +1234,7 @@ fn gitops_truncate_pause_rewrite_keeps_every_uid_and_prunes_nothing() {
         });
         // Longer than the grace and the settle time, then look again.
         std::thread::sleep(Duration::from_millis(1500));
-        assert_eq!(uids(&s), before, "uids changed after a pause of {pause:?}");
+        assert_uids_unchanged(&s, &before, &format!("after a pause of {pause:?}"));
         assert_nothing_pruned(&s);
     }
 }
@@ -1237,10 +1250,8 @@ fn gitops_a_file_written_in_two_halves_never_applies_a_half() {
         &d.data(),
         &["--watch", watch.to_str().expect("utf-8"), "--prune", "--prune-grace", "1s", "--settle", "500ms"],
     );
-    eventually("all VMs", || {
-        (s.names("vmdefinitions").iter().filter(|n| n.starts_with("vm-h-")).count() == N).then_some(())
-    });
-    let before = uids(&s);
+    // The baseline: every object of both files (the site's five and the VMs).
+    let before = eventually("all objects", || Some(uids(&s)).filter(|u| u.len() == 5 + N));
     // A poller: at every moment the folder's VMs are all there, with one memory size.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let seen_bad = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -1319,22 +1330,7 @@ fn gitops_a_file_written_in_two_halves_never_applies_a_half() {
     assert!(polls > 50, "the poller looked only {polls} times");
     let bad = seen_bad.lock().expect("lock").clone();
     assert!(bad.is_empty(), "a half was applied ({} of {polls} polls): {:?}", bad.len(), &bad[..bad.len().min(5)]);
-    let after = uids(&s);
-    if after != before {
-        let log: Vec<String> = s
-            .log()
-            .lines()
-            .filter(|l| l.contains("GitOps") || l.contains("sync") || l.contains("prune") || l.contains("WARN"))
-            .map(String::from)
-            .collect();
-        panic!(
-            "uids changed: before {} objects, after {}; pruned events {:#?}; log:\n{}",
-            before.len(),
-            after.len(),
-            s.events_with("Pruned"),
-            log.join("\n")
-        );
-    }
+    assert_uids_unchanged(&s, &before, "two-half writes");
     assert_nothing_pruned(&s);
 }
 
@@ -1392,8 +1388,7 @@ fn gitops_emptying_the_folder_holds_the_prune_until_confirmed() {
         &d.data(),
         &["--watch", watch.to_str().expect("utf-8"), "--prune", "--prune-grace", "500ms", "--settle", "200ms"],
     );
-    eventually("vm-2", || s.obj("vmdefinitions", "vm-2"));
-    let before = uids(&s);
+    let before = eventually("all 8 objects", || Some(uids(&s)).filter(|u| u.len() == 8));
     // Nothing held: a confirmation is refused.
     let (code, v) = s.api("POST", "/sources/prune", None);
     assert_eq!(code, 409, "{v}");
@@ -1405,7 +1400,7 @@ fn gitops_emptying_the_folder_holds_the_prune_until_confirmed() {
     assert!(ev["message"].as_str().is_some_and(|m| m.contains("--confirm")), "{ev}");
     // Well past the grace: nothing deleted, and `get sources` says why.
     std::thread::sleep(Duration::from_millis(2000));
-    assert_eq!(uids(&s), before, "deleted without a confirmation");
+    assert_uids_unchanged(&s, &before, "deleted without a confirmation");
     assert_nothing_pruned(&s);
     let prune = sources_body(&s)["prune"].clone();
     assert_eq!(prune["state"], "Held", "{prune}");
@@ -1415,7 +1410,7 @@ fn gitops_emptying_the_folder_holds_the_prune_until_confirmed() {
     // Without --confirm: shown, nothing deleted.
     let out = s.ok(&["sources", "prune"]);
     assert!(out.contains("VMDefinition/vm-1") && out.contains("--confirm"), "{out}");
-    assert_eq!(uids(&s), before);
+    assert_uids_unchanged(&s, &before, "`sources prune` without --confirm");
     // A file put back meanwhile keeps its object through the confirmation.
     d.put("vm0.yaml", &vm_yaml("vm-0", "VM0", 512, "DEFINED_ONLY"));
     eventually("vm0.yaml applied", || source_line(&s, "vm0.yaml").filter(|l| l["state"] == "Applied"));

@@ -632,7 +632,7 @@ impl<'de> DeserializeSeed<'de> for SpecSeed {
 
 /// Lists the manifest files under `path`: the file itself, or every `*.yaml`/`*.yml`
 /// below a folder (recursively, sorted, skipping hidden entries, not following
-/// symlinked folders).
+/// symlinked folders; special files are listed so that reading them reports them).
 pub fn collect_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     let meta = std::fs::metadata(path)?;
     if !meta.is_dir() {
@@ -652,7 +652,9 @@ pub fn collect_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
             let p = entry.path();
             if ft.is_dir() {
                 stack.push(p);
-            } else if (ft.is_file() || ft.is_symlink()) && (name.ends_with(".yaml") || name.ends_with(".yml")) {
+            } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+                // Links, FIFOs and devices too: reading them says what they are
+                // (`read_found_file`) rather than skipping them silently.
                 out.push(p);
             }
         }
@@ -664,8 +666,22 @@ pub fn collect_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Reads one file (at most 16 MiB, read with a hard cap by `safe_read`, so an endless
 /// file such as /dev/zero stops there) and decodes it.
 pub fn read_file(path: &Path) -> Result<Vec<Document>, Vec<ManifestError>> {
+    read_with(path, crate::safe_read::read_named)
+}
+
+/// Reads one file found by walking a folder: like `read_file`, but only a regular
+/// file (after links) is read, and never with a blocking open (a FIFO or device in
+/// the folder is an error, not a hang).
+pub fn read_found_file(path: &Path) -> Result<Vec<Document>, Vec<ManifestError>> {
+    read_with(path, crate::safe_read::read_found)
+}
+
+fn read_with(
+    path: &Path,
+    read: fn(&Path, u64) -> Result<Vec<u8>, crate::safe_read::ReadError>,
+) -> Result<Vec<Document>, Vec<ManifestError>> {
     let name = path.display().to_string();
-    let bytes = crate::safe_read::read_named(path, MAX_FILE_BYTES).map_err(|e| {
+    let bytes = read(path, MAX_FILE_BYTES).map_err(|e| {
         let msg = match e {
             crate::safe_read::ReadError::TooLarge { size: Some(n), .. } => {
                 format!("file is {n} bytes; manifests may be at most {MAX_FILE_BYTES} bytes (16 MiB)")
@@ -708,8 +724,9 @@ pub fn read_inputs(inputs: &[String]) -> (Vec<Document>, Vec<ManifestError>) {
         if files.is_empty() {
             errors.push(ManifestError::whole(input, 0, "no *.yaml or *.yml files in this folder"));
         }
+        let walked = Path::new(input).is_dir();
         for f in files {
-            match read_file(&f) {
+            match if walked { read_found_file(&f) } else { read_file(&f) } {
                 Ok(d) => docs.extend(d),
                 Err(e) => errors.extend(e),
             }

@@ -7,6 +7,9 @@
 //!   that the *opened* descriptor is a regular file (no race between a check and the
 //!   open); reads at most `cap + 1` bytes, so `/dev/zero`-like files cannot grow
 //!   memory; and tells whether the file changed while it was read.
+//! * [`read_found`] (a file found in a folder the user named, e.g. `apply -f DIR`):
+//!   follows links like kubectl, but opens without blocking and reads regular files
+//!   only, with the same cap.
 //! * [`read_named`] (a file the user named on the command line, e.g. `apply -f`):
 //!   follows links and reads FIFOs (`apply -f <(kustomize build)` is legitimate), but
 //!   never a directory, and with the same hard cap.
@@ -149,6 +152,28 @@ pub fn read_regular(path: &Path, cap: u64) -> Result<Snapshot, ReadError> {
     Ok(Snapshot { bytes, changed_while_read, changed_at: changed_at(&after) })
 }
 
+/// Reads a file found by walking a folder the user named: links are followed (as
+/// `kubectl apply -f DIR` does), but the target must be a regular file, and the open
+/// does not block (a FIFO in the folder cannot hang the command). At most `cap` bytes.
+pub fn read_found(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NONBLOCK);
+    }
+    let f = opts.open(path)?;
+    let m = f.metadata()?;
+    if !m.is_file() {
+        return Err(ReadError::NotRegular(kind_name(&m)));
+    }
+    if m.len() > cap {
+        return Err(ReadError::TooLarge { cap, size: Some(m.len()) });
+    }
+    read_capped(f, cap)
+}
+
 /// Reads a file the user named: links are followed and FIFOs read (to their end),
 /// directories refused, at most `cap` bytes.
 pub fn read_named(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
@@ -199,6 +224,26 @@ mod tests {
         assert!(matches!(read_regular(Path::new("/dev/null"), 100), Err(ReadError::NotRegular("character device"))));
         assert!(matches!(read_regular(d.path(), 100), Err(ReadError::NotRegular("directory"))));
         assert!(read_regular(&d.path().join("none.yaml"), 100).expect_err("missing").is_not_found());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_found_file_must_be_regular_after_links() {
+        let d = tempfile::tempdir().expect("tmp");
+        let fifo = d.path().join("f.yaml");
+        let st =
+            std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo (coreutils) must be installed");
+        assert!(st.success());
+        let link = d.path().join("l.yaml");
+        std::os::unix::fs::symlink(&fifo, &link).expect("symlink");
+        assert!(matches!(read_found(&link, 100), Err(ReadError::NotRegular("FIFO"))));
+        let zero = d.path().join("z.yaml");
+        std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink");
+        assert!(matches!(read_found(&zero, 100), Err(ReadError::NotRegular("character device"))));
+        let file = d.path().join("a.yaml");
+        std::fs::write(&file, "x: 1").expect("write");
+        std::os::unix::fs::symlink(&file, d.path().join("b.yaml")).expect("symlink");
+        assert_eq!(read_found(&d.path().join("b.yaml"), 100).expect("read"), b"x: 1");
     }
 
     #[cfg(unix)]

@@ -1190,6 +1190,21 @@ fn uids(s: &Server) -> std::collections::BTreeMap<String, String> {
     out
 }
 
+/// Asserts that every object of `before` is there with the same uid, and no other.
+/// A uid that changed never changes back, so looking again a few times only rules
+/// out a torn list (the store's list is not a snapshot while status writes land).
+fn assert_uids_unchanged(s: &Server, before: &std::collections::BTreeMap<String, String>, what: &str) {
+    let mut last = Default::default();
+    for _ in 0..5 {
+        last = uids(s);
+        if last == *before {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("uids changed ({what}): before {before:#?}\nafter {last:#?}\npruned {:#?}", s.events_with("Pruned"));
+}
+
 /// `n` VMDefinitions named `{prefix}-NN` with the given memory, as one multi-document file.
 fn vms_file(prefix: &str, vm_prefix: &str, n: usize, memory: u64) -> Vec<String> {
     (0..n)
@@ -1228,10 +1243,8 @@ fn gitops_truncate_pause_rewrite_keeps_every_uid_and_prunes_nothing() {
         &d.data(),
         &["--watch", watch.to_str().expect("utf-8"), "--prune", "--prune-grace", "1s", "--settle", "500ms"],
     );
-    eventually("the six VMs", || {
-        (s.names("vmdefinitions").iter().filter(|n| n.starts_with("vm-t-")).count() == 6).then_some(())
-    });
-    let before = uids(&s);
+    // The baseline: every object of both files (the site's five and the six VMs).
+    let before = eventually("all 11 objects", || Some(uids(&s)).filter(|u| u.len() == 11));
     let revision = source_line(&s, "vms.yaml").expect("line")["revision"].clone();
     assert_eq!(revision.as_str().map(str::len), Some(16), "{revision}");
     for pause in [Duration::from_millis(200), Duration::from_secs(1), Duration::from_secs(3)] {
@@ -1253,7 +1266,7 @@ fn gitops_truncate_pause_rewrite_keeps_every_uid_and_prunes_nothing() {
         });
         // Longer than the grace and the settle time, then look again.
         std::thread::sleep(Duration::from_millis(1500));
-        assert_eq!(uids(&s), before, "uids changed after a pause of {pause:?}");
+        assert_uids_unchanged(&s, &before, &format!("after a pause of {pause:?}"));
         assert_nothing_pruned(&s);
     }
 }
@@ -1269,42 +1282,54 @@ fn gitops_a_file_written_in_two_halves_never_applies_a_half() {
         &d.data(),
         &["--watch", watch.to_str().expect("utf-8"), "--prune", "--prune-grace", "1s", "--settle", "500ms"],
     );
-    eventually("all VMs", || {
-        (s.names("vmdefinitions").iter().filter(|n| n.starts_with("vm-h-")).count() == N).then_some(())
-    });
-    let before = uids(&s);
+    // The baseline: every object of both files (the site's five and the VMs).
+    let before = eventually("all objects", || Some(uids(&s)).filter(|u| u.len() == 5 + N));
     // A poller: at every moment the folder's VMs are all there, with one memory size.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let seen_bad = Arc::new(Mutex::new(Vec::<String>::new()));
     let poller = {
         let (stop, seen_bad) = (stop.clone(), seen_bad.clone());
         let (url, token, agent) = (format!("{}{API}/vmdefinitions", s.url), s.token.clone(), s.agent.clone());
+        // What is wrong with the folder's VMs in one list, if anything.
+        let check = move || -> Option<String> {
+            let list: Value = agent
+                .get(&url)
+                .set("Authorization", &format!("Bearer {token}"))
+                .call()
+                .expect("list")
+                .into_string()
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .expect("a JSON list");
+            let vms: Vec<Value> = list["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|o| o["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("vm-h-")))
+                .collect();
+            let sizes: std::collections::BTreeSet<u64> = vms.iter().map(spec_memory).collect();
+            (vms.len() != N || sizes.len() != 1).then(|| format!("{} VMs, sizes {sizes:?}", vms.len()))
+        };
         std::thread::spawn(move || {
             let mut polls = 0;
+            let mut torn = 0;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let list: Value = agent
-                    .get(&url)
-                    .set("Authorization", &format!("Bearer {token}"))
-                    .call()
-                    .expect("list")
-                    .into_string()
-                    .ok()
-                    .and_then(|t| serde_json::from_str(&t).ok())
-                    .expect("a JSON list");
-                let vms: Vec<Value> = list["items"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|o| o["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("vm-h-")))
-                    .collect();
-                let sizes: std::collections::BTreeSet<u64> = vms.iter().map(spec_memory).collect();
-                if vms.len() != N || sizes.len() != 1 {
-                    seen_bad.lock().expect("lock").push(format!("{} VMs, sizes {sizes:?}", vms.len()));
+                if let Some(bad) = check() {
+                    // The store's list is not a snapshot: one taken while an apply's
+                    // batch lands can mix old and new objects for a moment. A half
+                    // applied by GitOps stays until the next sync; a torn list is
+                    // gone at once. So a state counts only when a second look agrees.
+                    std::thread::sleep(Duration::from_millis(5));
+                    match check() {
+                        Some(again) => seen_bad.lock().expect("lock").push(format!("{bad}, then {again}")),
+                        None => torn += 1,
+                    }
                 }
                 polls += 1;
                 std::thread::sleep(Duration::from_millis(10));
             }
+            eprintln!("{polls} polls, {torn} torn lists seen once");
             polls
         })
     };
@@ -1337,7 +1362,7 @@ fn gitops_a_file_written_in_two_halves_never_applies_a_half() {
     assert!(polls > 50, "the poller looked only {polls} times");
     let bad = seen_bad.lock().expect("lock").clone();
     assert!(bad.is_empty(), "a half was applied ({} of {polls} polls): {:?}", bad.len(), &bad[..bad.len().min(5)]);
-    assert_eq!(uids(&s), before, "uids changed");
+    assert_uids_unchanged(&s, &before, "two-half writes");
     assert_nothing_pruned(&s);
 }
 
@@ -1359,13 +1384,23 @@ fn gitops_deleting_a_file_prunes_after_the_grace() {
         let p = sources_body(&s)["prune"].clone();
         (p["state"] == "Pending").then_some(p)
     });
+    // Nothing is held: a confirmation is refused and says what is pending.
+    let (code, v) = s.api("POST", "/sources/prune", None);
+    assert_eq!(code, 409, "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("1 objects are in their --prune-grace")), "{v}");
     assert_eq!(prune["objects"], json!(["VMDefinition/vm-e"]), "{prune}");
     let out = s.ok(&["get", "sources"]);
     assert!(out.lines().any(|l| l.contains("(prune)") && l.contains("PrunePending")), "{out}");
+    let json: Value = serde_json::from_str(&s.ok(&["get", "sources", "-o", "json"])).expect("get sources -o json");
+    assert!(json["items"].as_array().is_some_and(|i| i.iter().any(|x| x["file"] == "site.yaml")), "{json}");
+    assert!(json["prune"]["state"] == "Pending" || json["prune"]["state"] == "None", "{json}");
+    let (code, _, err) = s.run(&["get", "sources", "site.yaml"]);
+    assert_eq!(code, 1, "a NAME is refused: {err}");
     assert!(s.obj("vmdefinitions", "vm-e").is_some(), "pruned within the grace");
     eventually("vm-e pruned", || s.obj("vmdefinitions", "vm-e").is_none().then_some(()));
     let took = removed.elapsed();
     assert!(took >= Duration::from_secs(3), "pruned after {took:?}, before the 3 s grace");
+    eprintln!("pruned {took:?} after the file was removed (--prune-grace 3s)");
     let ev = eventually("a Pruned event", || s.events_with("Pruned").into_iter().next());
     assert_eq!(ev["object"], "VMDefinition/vm-e", "{ev}");
     assert_eq!(s.list("seservers").len(), 2, "only the removed file's object is pruned");
@@ -1385,8 +1420,7 @@ fn gitops_emptying_the_folder_holds_the_prune_until_confirmed() {
         &d.data(),
         &["--watch", watch.to_str().expect("utf-8"), "--prune", "--prune-grace", "500ms", "--settle", "200ms"],
     );
-    eventually("vm-2", || s.obj("vmdefinitions", "vm-2"));
-    let before = uids(&s);
+    let before = eventually("all 8 objects", || Some(uids(&s)).filter(|u| u.len() == 8));
     // Nothing held: a confirmation is refused.
     let (code, v) = s.api("POST", "/sources/prune", None);
     assert_eq!(code, 409, "{v}");
@@ -1398,7 +1432,7 @@ fn gitops_emptying_the_folder_holds_the_prune_until_confirmed() {
     assert!(ev["message"].as_str().is_some_and(|m| m.contains("--confirm")), "{ev}");
     // Well past the grace: nothing deleted, and `get sources` says why.
     std::thread::sleep(Duration::from_millis(2000));
-    assert_eq!(uids(&s), before, "deleted without a confirmation");
+    assert_uids_unchanged(&s, &before, "deleted without a confirmation");
     assert_nothing_pruned(&s);
     let prune = sources_body(&s)["prune"].clone();
     assert_eq!(prune["state"], "Held", "{prune}");
@@ -1408,7 +1442,7 @@ fn gitops_emptying_the_folder_holds_the_prune_until_confirmed() {
     // Without --confirm: shown, nothing deleted.
     let out = s.ok(&["sources", "prune"]);
     assert!(out.contains("VMDefinition/vm-1") && out.contains("--confirm"), "{out}");
-    assert_eq!(uids(&s), before);
+    assert_uids_unchanged(&s, &before, "`sources prune` without --confirm");
     // A file put back meanwhile keeps its object through the confirmation.
     d.put("vm0.yaml", &vm_yaml("vm-0", "VM0", 512, "DEFINED_ONLY"));
     eventually("vm0.yaml applied", || source_line(&s, "vm0.yaml").filter(|l| l["state"] == "Applied"));
@@ -1929,4 +1963,21 @@ fn slow_clients_are_cut_off_after_the_handshake_timeout() {
     }
     let open = slow.iter_mut().map(|(c, _, _)| closed(c)).filter(|&x| !x).count();
     assert_eq!(open, 0, "slow connections still open after 13 s");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_or_device_in_a_named_folder_is_an_error_not_a_hang() {
+    let d = Dirs::new();
+    d.put("vm.yaml", &vm_yaml("vm-a", "VMA", 512, "DEFINED_ONLY"));
+    let st = Command::new("mkfifo").arg(d.watch().join("pipe.yaml")).status().expect("mkfifo (install coreutils)");
+    assert!(st.success());
+    std::os::unix::fs::symlink("/dev/zero", d.watch().join("zero.yaml")).expect("link");
+    let t = Instant::now();
+    let out = common::sectl_in(&d.data()).args(["validate", "-f"]).arg(d.watch()).timeout(LIMIT).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pipe.yaml: is not a regular file but a FIFO"), "{err}");
+    assert!(err.contains("zero.yaml: is not a regular file but a character device"), "{err}");
+    assert!(t.elapsed() < LIMIT, "took {:?}", t.elapsed());
 }

@@ -181,7 +181,13 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         if let Some(dir) = &opts.watch {
             let g = gitops::GitOps::new(dir.clone(), opts.gitops.clone(), dyn_store.clone());
             sources = g.sources.clone();
-            gitops_task = Some(tokio::spawn(gitops::run(g, opts.resync, stop_rx.clone())));
+            let run = gitops::run(g, opts.resync, stop_rx.clone());
+            gitops_task = Some(tokio::spawn(async move {
+                // Said when it happens, not only at shutdown.
+                if let Err(e) = run.await {
+                    tracing::error!("GitOps stopped: {e:#}; the folder is no longer synced");
+                }
+            }));
         }
         let state = api::AppState {
             store: dyn_store.clone(),

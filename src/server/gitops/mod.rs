@@ -18,6 +18,8 @@ mod prune;
 mod revision;
 mod scan;
 mod status;
+#[cfg(test)]
+mod tests;
 mod watch;
 
 pub use prune::{parse_share, PrunePolicy};
@@ -145,6 +147,11 @@ impl GitOps {
     /// The watched folder.
     pub fn dir(&self) -> &std::path::Path {
         &self.dir
+    }
+
+    /// Records a warning about the folder (an event on `Source/DIR`).
+    pub fn report_warning(&self, reason: &str, message: String) {
+        self.event(EventType::Warning, format!("Source/{}", self.dir.display()), reason, message);
     }
 
     fn event(&self, type_: EventType, object: String, reason: &str, message: String) {
@@ -425,7 +432,13 @@ impl GitOps {
             return Err(ConfirmError::PruneDisabled);
         }
         if !self.pruner.confirm() {
-            return Err(ConfirmError::NothingHeld(String::new()));
+            let pending = self.sources.pending_prunes();
+            let why = if pending == 0 {
+                String::new()
+            } else {
+                format!("; {pending} objects are in their --prune-grace and are deleted when it ends")
+            };
+            return Err(ConfirmError::NothingHeld(why));
         }
         Ok(self.sync().pruned)
     }
@@ -513,7 +526,8 @@ impl GitOps {
             let reportable =
                 matches!(s.state, FileState::Invalid | FileState::Conflict | FileState::Skipped | FileState::Empty);
             if reportable && previous.get(&rel).is_none_or(|b| b.message != s.message || b.state != s.state) {
-                let text = format!("{rel}: {:?}: {}", s.state, s.message);
+                let text =
+                    if s.message.starts_with(&rel) { s.message.clone() } else { format!("{rel}: {}", s.message) };
                 tracing::warn!(file = %rel, "{}", s.message);
                 let reason = match s.state {
                     FileState::Skipped => "SourceSkipped",

@@ -132,6 +132,16 @@ impl Sources {
         self.shared.lock().unwrap_or_else(|p| p.into_inner()).files.clone()
     }
 
+    /// Objects waiting for their prune grace, as last published.
+    pub fn pending_prunes(&self) -> usize {
+        let s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        if s.prune.state == "Pending" {
+            s.prune.objects.len()
+        } else {
+            0
+        }
+    }
+
     /// The body of GET /sources: `{"items": [file lines], "prune": {...}}`.
     pub fn to_json(&self) -> Value {
         let s = self.shared.lock().unwrap_or_else(|p| p.into_inner());

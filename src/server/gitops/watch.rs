@@ -29,9 +29,11 @@ fn needs_rescan(res: &DebounceEventResult) -> bool {
     }
 }
 
-/// Runs one sync off the async threads, returning the engine and when to wake.
-async fn sync(g: GitOps, full: bool) -> (GitOps, Option<Instant>) {
-    let r = tokio::task::spawn_blocking(move || {
+/// Runs one sync off the async threads, returning the engine and when to wake. A
+/// panic in a sync is a defect: the loop ends with an error (logged by the caller)
+/// rather than carry on with a half-updated engine.
+async fn sync(g: GitOps, full: bool) -> anyhow::Result<(GitOps, Option<Instant>)> {
+    tokio::task::spawn_blocking(move || {
         let mut g = g;
         if full {
             g.forget_judgements();
@@ -39,11 +41,43 @@ async fn sync(g: GitOps, full: bool) -> (GitOps, Option<Instant>) {
         let r = g.sync();
         (g, r.next_wake)
     })
-    .await;
-    match r {
-        Ok(v) => v,
-        // A panic in a sync is a defect; do not carry on with a half-updated engine.
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    .await
+    .map_err(|e| anyhow::anyhow!("a GitOps sync failed: {e}"))
+}
+
+/// Starts the debounced watcher; None (logged and reported) when the OS refuses,
+/// e.g. the inotify watch limit is reached: the folder is then synced on the
+/// `--resync` period and when files settle, never silently not at all.
+fn start_watcher(
+    g: &GitOps,
+    tx: tokio::sync::mpsc::Sender<()>,
+    rescan: Arc<AtomicBool>,
+) -> Option<notify_debouncer_full::Debouncer<notify::RecommendedWatcher, NoCache>> {
+    let started = notify_debouncer_full::new_debouncer_opt::<_, notify::RecommendedWatcher, NoCache>(
+        DEBOUNCE,
+        None,
+        move |res: DebounceEventResult| {
+            if needs_rescan(&res) {
+                rescan.store(true, Ordering::SeqCst);
+            }
+            // Full: a sync is already due.
+            let _ = tx.try_send(());
+        },
+        NoCache,
+        notify::Config::default(),
+    )
+    .and_then(|mut d| d.watcher().watch(g.dir(), notify::RecursiveMode::Recursive).map(|_| d));
+    match started {
+        Ok(d) => Some(d),
+        Err(e) => {
+            let msg = format!(
+                "cannot watch {} for changes: {e}; the folder is synced every --resync period only",
+                g.dir().display()
+            );
+            tracing::error!("{msg}");
+            g.report_warning("SourceNotWatched", msg);
+            None
+        }
     }
 }
 
@@ -57,31 +91,16 @@ pub async fn run(
     std::fs::create_dir_all(&dir)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     let rescan = Arc::new(AtomicBool::new(false));
-    let rescan2 = rescan.clone();
-    let mut debouncer = notify_debouncer_full::new_debouncer_opt::<_, notify::RecommendedWatcher, NoCache>(
-        DEBOUNCE,
-        None,
-        move |res: DebounceEventResult| {
-            if needs_rescan(&res) {
-                rescan2.store(true, Ordering::SeqCst);
-            }
-            // Full: a sync is already due.
-            let _ = tx.try_send(());
-        },
-        NoCache,
-        notify::Config::default(),
-    )?;
-    debouncer.watcher().watch(&dir, notify::RecursiveMode::Recursive)?;
+    let debouncer = start_watcher(&gitops, tx, rescan.clone());
     let mut confirms = gitops.confirm_rx.take().ok_or_else(|| anyhow::anyhow!("the GitOps loop runs once"))?;
-    let (g, mut wake) = sync(gitops, false).await;
+    let (g, mut wake) = sync(gitops, false).await?;
     gitops = g;
     let mut next_resync = Instant::now() + resync;
     loop {
         let until = wake.map_or(next_resync, |w| w.min(next_resync));
         let full;
         tokio::select! {
-            ev = rx.recv() => {
-                if ev.is_none() { break; }
+            Some(()) = rx.recv() => {
                 full = rescan.swap(false, Ordering::SeqCst);
                 if full {
                     tracing::warn!(dir = %dir.display(), "file events were lost; full rescan of the folder");
@@ -101,21 +120,20 @@ pub async fn run(
                     (g, r)
                 })
                 .await;
-                let (g, r) = match r {
-                    Ok(v) => v,
-                    Err(e) => std::panic::resume_unwind(e.into_panic()),
-                };
+                let (g, r) = r.map_err(|e| anyhow::anyhow!("a GitOps prune confirmation failed: {e}"))?;
                 gitops = g;
                 let _ = answer.send(r);
                 continue;
             }
             _ = stop.changed() => break,
         }
-        let (g, w) = sync(gitops, full).await;
+        let (g, w) = sync(gitops, full).await?;
         gitops = g;
         wake = w;
     }
-    debouncer.stop();
+    if let Some(d) = debouncer {
+        d.stop();
+    }
     Ok(())
 }
 
@@ -123,6 +141,24 @@ pub async fn run(
 mod tests {
     use super::*;
     use notify_debouncer_full::DebouncedEvent;
+
+    #[test]
+    fn a_watcher_that_cannot_start_is_reported_not_ignored() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(crate::store::SledStore::open(&tmp.path().join("data")).expect("store"));
+        // The OS refuses to watch a folder that does not exist.
+        let g = GitOps::new(tmp.path().join("missing"), super::super::Options::default(), store.clone());
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        assert!(start_watcher(&g, tx, Arc::new(AtomicBool::new(false))).is_none());
+        let evs = store.events().expect("events");
+        assert!(evs.iter().any(|e| e.reason == "SourceNotWatched" && e.message.contains("--resync")), "{evs:?}");
+        // A folder that exists is watched.
+        std::fs::create_dir_all(tmp.path().join("w")).expect("mkdir");
+        let g = GitOps::new(tmp.path().join("w"), super::super::Options::default(), store);
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        assert!(start_watcher(&g, tx, Arc::new(AtomicBool::new(false))).is_some());
+    }
 
     #[test]
     fn a_rescan_flag_or_an_error_asks_for_a_full_rescan() {

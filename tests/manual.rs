@@ -649,3 +649,24 @@ fn su_cluster_status_has_a_table_of_its_sus() {
         ]
     );
 }
+
+#[test]
+fn auto_ipl_decides_whether_a_persistent_vm_restarts_after_a_reboot() {
+    // "VM definitions": "A persistent VM definition is also available to a Server Unit
+    // after a reboot. With its help a persistent VM is set up again and restarted
+    // immediately when the corresponding specifications are provided in the AUTO-IPL
+    // parameter."
+    let mut e = Env::new(&site390());
+    e.apply(&vm("auto", "AUTO", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    e.apply(&vm("manual", "MANUAL", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 1024, "autoIpl": false})));
+    e.sim("power off ABGSE501");
+    e.sim("power on ABGSE501");
+    assert_eq!(e.vm("auto").state, Some(VmState::Running));
+    let v = e.vm("manual");
+    assert_eq!(v.state, Some(VmState::DefinedOnly), "the definition is there, the VM is not restarted");
+    assert_eq!(cond(&v.conditions, "Ready").reason, "NoAutoIpl");
+    assert_eq!(e.world().used_memory("ABGSE501"), 1024);
+    // The operator starts it (a spec change): ACTIVATE-VM-DEFINITION, START-VM.
+    e.apply(&vm("manual", "MANUAL", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 1024, "autoIpl": true})));
+    assert_eq!(e.vm("manual").state, Some(VmState::Running));
+}

@@ -22,6 +22,11 @@ pub struct VMDefinitionSpec {
     /// removed by DELETE-VM (state DEFINED_ONLY).
     #[serde(default = "yes")]
     pub persistent: bool,
+    /// AUTO-IPL: after a reboot of its SU a persistent VM is set up again and
+    /// restarted at once only when this is set (seed 004); otherwise its definition
+    /// stays DEFINED_ONLY until the spec changes.
+    #[serde(default = "yes")]
+    pub auto_ipl: bool,
     /// Desired state: DEFINED_ONLY (definition only, CREATE-VM-DEFINITION / DELETE-VM),
     /// INIT_ONLY (VM initialised, BS2000 not started), RUNNING, DOWN (BS2000 shut down,
     /// VM kept).

@@ -304,6 +304,16 @@ fn converge(
         delete_vm(cx, o, name, su, &v, devices);
         return;
     }
+    // Seed 004: "a persistent VM is set up again and restarted immediately when the
+    // corresponding specifications are provided in the AUTO-IPL parameter". A definition
+    // that fell back to DEFINED_ONLY with its spec unchanged came through a reboot.
+    if !v.initialised() && v.applied_generation == gen && !spec.auto_ipl {
+        problems.push((
+            "NoAutoIpl".into(),
+            format!("SU {su} was rebooted and AUTO-IPL is not set: the definition stays DEFINED_ONLY until the spec changes"),
+        ));
+        return;
+    }
     if (!v.initialised() || attrs_changed(&v, spec, devices))
         && !activate_or_change(cx, o, name, su, &v, devices, problems)
     {

@@ -670,3 +670,29 @@ fn auto_ipl_decides_whether_a_persistent_vm_restarts_after_a_reboot() {
     e.apply(&vm("manual", "MANUAL", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 1024, "autoIpl": true})));
     assert_eq!(e.vm("manual").state, Some(VmState::Running));
 }
+
+#[test]
+fn native_bs2000_owns_every_device_of_its_su() {
+    // s4.8: "In the case of native BS2000, all devices are assigned to the BS2000. In
+    // case of unidentical generation of BS2000 devices, an LM is only possible on one
+    // side only or not at all, depending on the situation."
+    let extra = "        - {mn: \"9300\", type: disk, hostConnector: \"03\", unitId: \"00\"}\n";
+    let site = site_x86(10, "Native").replacen(
+        "        - {mn: \"9F00\", type: tape, hostConnector: \"05\", unitId: \"00\"}\n",
+        &format!("        - {{mn: \"9F00\", type: tape, hostConnector: \"05\", unitId: \"00\"}}\n{extra}"),
+        1,
+    );
+    assert!(site.contains("9300"));
+    let mut e = Env::new(&site);
+    e.apply(&vm("n1", "NATIVE1", "SEX1", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    e.apply(&lm("chk-1", "n1", "SEX2", json!({"checkOnly": true})));
+    let st = e.lm("chk-1");
+    assert_eq!(st.phase, LmPhase::Rejected);
+    assert!(st.messages[0].contains("SEC2433,9300"), "{:#?}", st.messages);
+    // The other way round every device of SEX2 exists identically on SEX1: possible.
+    e.apply(&vm("n2", "NATIVE2", "SEX2", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    e.delete(Kind::VMDefinition, "n1");
+    e.settle();
+    e.apply(&lm("chk-2", "n2", "SEX1", json!({"checkOnly": true})));
+    assert_eq!(e.lm("chk-2").phase, LmPhase::Possible, "{:#?}", e.lm("chk-2").conflicts);
+}

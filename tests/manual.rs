@@ -696,3 +696,31 @@ fn native_bs2000_owns_every_device_of_its_su() {
     e.apply(&lm("chk-2", "n2", "SEX1", json!({"checkOnly": true})));
     assert_eq!(e.lm("chk-2").phase, LmPhase::Possible, "{:#?}", e.lm("chk-2").conflicts);
 }
+
+#[test]
+fn x86_warns_about_unassigned_devices_generated_differently() {
+    // s4.8, SU x86: "The BS2000 devices that are not assigned to the BS2000 VM under
+    // migration should also be generated identically on SU x86 ... Otherwise, warnings
+    // will appear also for unassigned devices with different generation during LM and
+    // those devices cannot be assigned on the target SU of the migrated BS2000-VM at all."
+    let tape = "        - {mn: \"9F00\", type: tape, hostConnector: \"05\", unitId: \"00\"}\n";
+    let site = site_x86(10, "VM2000")
+        .replacen(tape, &format!("{tape}        - {{mn: \"9400\", type: disk, hostConnector: \"06\", unitId: \"00\"}}\n"), 1)
+        .replacen(
+            &format!("{tape}---\napiVersion: sectl.io/v1alpha1\nkind: ManagementCluster"),
+            &format!("{tape}        - {{mn: \"9400\", type: disk, hostConnector: \"04\", unitId: \"00\"}}\n---\napiVersion: sectl.io/v1alpha1\nkind: ManagementCluster"),
+            1,
+        );
+    assert_eq!(site.matches("\"9400\"").count(), 2, "{site}");
+    let mut e = Env::new(&site);
+    let spec = |devs: serde_json::Value| json!({"state": "RUNNING", "memoryMiB": 1024, "devices": devs});
+    e.apply(&vm("x1", "X1", "SEX1", spec(json!([{"mn": "9000-9003"}]))));
+    e.apply(&lm("lm-1", "x1", "SEX2", json!({})));
+    let st = e.lm("lm-1");
+    assert_eq!((st.phase, st.monjv.as_deref()), (LmPhase::Completed, Some("$TW")), "{:#?}", st.conflicts);
+    assert!(st.messages.iter().any(|m| m.contains("SEC2440 DEVICES 9400 GENERATED DIFFERENTLY")), "{:#?}", st.messages);
+    e.apply(&vm("x1", "X1", "SEX1", spec(json!([{"mn": "9000-9003"}, {"mn": "9400"}]))));
+    let v = e.vm("x1");
+    assert_eq!(cond(&v.conditions, "Ready").reason, "DeviceGeneratedDifferently");
+    assert!(holders(&e.world(), "SEX2", "9400").is_empty());
+}

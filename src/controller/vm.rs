@@ -246,6 +246,7 @@ fn place(
         detached: Default::default(),
         substates: Default::default(),
         diff_source: None,
+        not_assignable: Default::default(),
         lm_count: 0,
         history: Vec::new(),
         ipl_configuration: config.clone(),
@@ -358,6 +359,7 @@ fn delete_vm(
         // (detached devices are attached at the next activation).
         w.substates.remove("DIFF");
         w.diff_source = None;
+        w.not_assignable.clear();
         w.detached_cpus = 0;
         vm_event(
             cx,
@@ -405,6 +407,13 @@ fn activate_or_change(
                 "the VM has substate DIFF: device {mn} was not generated on SU {from}, which it was migrated from, so it cannot be assigned on {su} (migrate it back or activate it anew here)")));
             return false;
         }
+        let blocked: Vec<&String> =
+            devices.keys().filter(|mn| !v.devices.contains_key(*mn) && v.not_assignable.contains(*mn)).collect();
+        if let Some(mn) = blocked.first() {
+            problems.push(("DeviceGeneratedDifferently".into(), format!(
+                "device {mn} is generated differently on {su} than on the SU the VM was migrated from: it cannot be assigned to the migrated VM (s4.8; activate the VM anew here)")));
+            return false;
+        }
     }
     // A running VM keeps devices a live migration detached (tapes, local disks)
     // detached; a VM activated anew gets those generated on this SU (a local disk of
@@ -449,6 +458,7 @@ fn activate_or_change(
         w.detached.retain(|d| !attach.contains_key(d));
         w.substates.remove("DIFF");
         w.diff_source = None;
+        w.not_assignable.clear();
         let what = index.map(|i| format!(" with index {i}")).unwrap_or_default();
         vm_event(cx, name, EventType::Normal, "VmActivated", format!("VM {} activated on {su}{what}", spec.vm_name));
     }

@@ -202,6 +202,7 @@ fn resumed(cx: &mut Cx, vm: &SimVm, m: &mut SimMigration, events: &mut Events) {
     cx.world.release_devices(&m.source, &m.vm);
     let pool_cpus = cx.world.su(&m.target).and_then(|s| s.pools.get(&vm.pool).copied()).unwrap_or(u32::MAX);
     let diff = diff_after(cx, vm, m);
+    let different = differently_generated(cx.world, m, &vm.devices).into_iter().collect();
     cx.world.move_vm(&m.vm, &m.target);
     let w = cx.world.vms.get_mut(&m.vm).expect("checked");
     let detached_now: Vec<String> = w.devices.keys().filter(|mn| !res.devices.contains_key(*mn)).cloned().collect();
@@ -228,6 +229,7 @@ fn resumed(cx: &mut Cx, vm: &SimVm, m: &mut SimMigration, events: &mut Events) {
         w.detached_cpus = w.cpus - w.cpus.min(pool_cpus);
     }
     w.detached.extend(detached_now.iter().cloned());
+    w.not_assignable = different;
     w.diff_source = diff.clone();
     if diff.is_some() {
         w.substates.insert("DIFF".into());
@@ -247,6 +249,29 @@ fn resumed(cx: &mut Cx, vm: &SimVm, m: &mut SimMigration, events: &mut Events) {
     let how = if m.loaded { " (BS2000 resume)" } else { "" };
     events.push(("VmCreated", format!("VM {} created on {}{how}", vm.vm_name, m.target)));
     cx.wake.push((Kind::VMDefinition, m.vm.clone()));
+}
+
+/// SU x86 (VM2000): devices not assigned to the VM that are generated on both SUs but
+/// differently (s4.8: "warnings will appear also for unassigned devices with different
+/// generation during LM and those devices cannot be assigned on the target SU").
+pub fn differently_generated(
+    w: &crate::sim::World,
+    m: &SimMigration,
+    assigned: &std::collections::BTreeMap<String, crate::api::DeviceUsage>,
+) -> Vec<String> {
+    if m.su_type != SuType::X86 || m.native {
+        return Vec::new();
+    }
+    let (Some(a), Some(b)) = (w.su(&m.source), w.su(&m.target)) else { return Vec::new() };
+    a.devices
+        .iter()
+        .filter(|(mn, _)| !assigned.contains_key(*mn))
+        .filter_map(|(mn, x)| {
+            let y = b.devices.get(mn)?;
+            let same = x.device_type == y.device_type && x.host_connector == y.host_connector && x.unit_id == y.unit_id;
+            (!same).then(|| mn.clone())
+        })
+        .collect()
 }
 
 /// vCPUs detached on a smaller pool, or attached again (s4.8), with a warning.

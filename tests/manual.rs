@@ -724,3 +724,26 @@ fn x86_warns_about_unassigned_devices_generated_differently() {
     assert_eq!(cond(&v.conditions, "Ready").reason, "DeviceGeneratedDifferently");
     assert!(holders(&e.world(), "SEX2", "9400").is_empty());
 }
+
+#[test]
+fn a_disk_not_operable_on_the_target_aborts_a_390_migration() {
+    // s4.7, "Aborting an already running LM": "The attached disks in the guest system
+    // are not in operable state on the target SU (SU /390)"; "all already finished
+    // action are reversed".
+    let mut e = Env::new(&site390());
+    e.apply(&vm12prod("ABGSE501", json!({})));
+    e.put(&lm("lm-1", "vm12prod", "ABGSE701", json!({})));
+    e.run_for(0);
+    assert_eq!(e.lm("lm-1").phase, LmPhase::Setup);
+    e.sim("device fail ABGSE701 4683");
+    let st = e.lm("lm-1");
+    assert_eq!((st.phase, st.monjv.as_deref()), (LmPhase::Aborted, Some("$AE")));
+    assert!(cond(&st.conditions, "Completed").message.contains("disk 4683 is not in an operable state"), "{st:#?}");
+    let w = e.world();
+    assert_eq!(w.vms["vm12prod"].su, "ABGSE501");
+    assert!(holders(&w, "ABGSE701", "4683").is_empty());
+    // Repaired: a new attempt completes.
+    e.sim("device repair ABGSE701 4683");
+    e.apply(&lm("lm-2", "vm12prod", "ABGSE701", json!({})));
+    assert_eq!(e.lm("lm-2").phase, LmPhase::Completed);
+}

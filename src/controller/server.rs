@@ -44,6 +44,7 @@ fn su_runtime(spec: &ServerUnitSpec, old: Option<&SuRuntime>) -> SuRuntime {
         rewas_up: old.is_none_or(|o| o.rewas_up),
         io_change_running: old.is_some_and(|o| o.io_change_running),
         shutdown_initiated: old.is_some_and(|o| o.shutdown_initiated),
+        inoperable: old.map(|o| o.inoperable.clone()).unwrap_or_default(),
     }
 }
 

@@ -112,6 +112,9 @@ pub struct SuRuntime {
     /// A VM2000 shutdown was initiated.
     #[serde(default)]
     pub shutdown_initiated: bool,
+    /// Devices (MNs) not in an operable state on this SU (`sim device fail`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub inoperable: BTreeSet<String>,
 }
 
 /// An ISL-E link of a management cluster.

@@ -5,7 +5,7 @@
 
 use super::{configurations, console_of, copy_rate, dirty_rate, done, sync_status, with_status};
 use crate::api::{
-    set_condition, ConditionStatus, CopyRound, Kind, LiveMigrationSpec, LiveMigrationStatus, LmPhase, MigrationRecord,
+    set_condition, ConditionStatus, CopyRound, DeviceType, Kind, LiveMigrationSpec, LiveMigrationStatus, LmPhase, MigrationRecord,
     Object, SuType, VMDefinitionSpec,
 };
 use crate::controller::common::wake_waiting;
@@ -404,6 +404,18 @@ fn fault(cx: &Cx, m: &SimMigration) -> Option<String> {
     if let LinkRef::IslE(mc) = &m.link {
         if !cx.world.links.get(mc).is_some_and(|l| l.up) {
             return Some("the network connection between the SE Servers (ISL-E) was interrupted".into());
+        }
+    }
+    // s4.7 (SU /390): "The attached disks in the guest system are not in operable
+    // state on the target SU".
+    if m.su_type == SuType::S390 && m.phase != LmPhase::PostTreatment {
+        let tgt = cx.world.su(&m.target)?;
+        let res = m.reservation.as_ref()?;
+        let bad = res.devices.keys().find(|mn| {
+            tgt.inoperable.contains(*mn) && tgt.devices.get(*mn).is_some_and(|d| d.device_type == DeviceType::Disk)
+        });
+        if let Some(mn) = bad {
+            return Some(format!("the attached disk {mn} is not in an operable state on the target SU {}", m.target));
         }
     }
     None

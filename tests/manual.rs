@@ -747,3 +747,30 @@ fn a_disk_not_operable_on_the_target_aborts_a_390_migration() {
     e.apply(&lm("lm-2", "vm12prod", "ABGSE701", json!({})));
     assert_eq!(e.lm("lm-2").phase, LmPhase::Completed);
 }
+
+#[test]
+fn the_vms_monjv_shows_migr_out_then_terminated() {
+    // s4.8: "If the VM that needs to be migrated is monitored with a MONJV (defined
+    // during /CREATE-VM or /ACTIVATE-VM-DEFINITION), then on the source SU at the start
+    // of the migration the string MIGR-OUT is written at the distance 87 - 94 of the
+    // MONJV. If the migration is successful, than the monitoring state is set to $T (VM
+    // terminated)."
+    let mut e = Env::new(&site390());
+    e.apply(&vm12prod("ABGSE501", json!({"monjv": "JV.VM.VM12PROD"})));
+    let j = e.vm("vm12prod").monjv.expect("monitored");
+    assert_eq!((j.name.as_str(), j.state.as_str(), j.migration.as_deref()), ("JV.VM.VM12PROD", "$R", None));
+    e.put(&lm("lm-1", "vm12prod", "ABGSE701", json!({})));
+    e.run_for(0);
+    let j = e.vm("vm12prod").monjv.expect("monitored");
+    assert_eq!((j.state.as_str(), j.migration.as_deref()), ("$R", Some("MIGR-OUT")));
+    e.settle();
+    assert_eq!(e.lm("lm-1").phase, LmPhase::Completed);
+    let j = e.vm("vm12prod").monjv.expect("monitored");
+    assert_eq!((j.state.as_str(), j.migration.as_deref()), ("$T", None));
+    // Not monitored: no MONJV.
+    e.apply(&vm("plain", "PLAIN", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 512})));
+    assert!(e.vm("plain").monjv.is_none());
+    let bad = vm("badjv", "BADJV", "ABGSE501", json!({"memoryMiB": 512, "monjv": "jv lower"}));
+    let errs = sectl::manifest::decode("t.yaml", bad.as_bytes()).expect_err("a bad MONJV name is refused");
+    assert!(errs.iter().any(|e| e.path == "spec.monjv"), "{errs:?}");
+}

@@ -61,6 +61,10 @@ pub struct VMDefinitionSpec {
     /// the target SU's LAN devices (BCA07DC for a LINE, BCA05EC for a VLAN-LINE, s4.6.1).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bcam_lines: Vec<BcamLine>,
+    /// The MONJV the VM is monitored with (MONJV= of /CREATE-VM or
+    /// /ACTIVATE-VM-DEFINITION), e.g. "JV.VM.VM12PROD": see status.monjv.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monjv: Option<String>,
 }
 
 /// A BCAM line of the BS2000 system.
@@ -246,6 +250,24 @@ pub struct VMDefinitionStatus {
     /// vCPUs detached because the target CPU pool is smaller.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub detached_cpus: u32,
+    /// The VM's MONJV (spec.monjv) while the VM is initialised: its state ($R VM
+    /// running, $T VM terminated) and "MIGR-OUT" in bytes 87-94 while the VM migrates
+    /// away (s4.8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monjv: Option<VmMonjv>,
+}
+
+/// The monitoring job variable of a VM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VmMonjv {
+    /// The MONJV's name.
+    pub name: String,
+    /// $R (VM running) or $T (VM terminated, e.g. on the source after a live migration).
+    pub state: String,
+    /// Bytes 87-94: "MIGR-OUT" while a live migration moves the VM away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

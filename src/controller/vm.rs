@@ -9,7 +9,7 @@ use super::common::{migrating, model_of, wake_waiting, wanted_devices};
 use super::{Cx, Outcome};
 use crate::api::{
     remove_condition, set_condition, ConditionStatus, DeviceUsage, Mighost, MigrationRecord, Object, SuType,
-    SystemInformation, VMDefinitionSpec, VMDefinitionStatus, VmIndex, VmState,
+    SystemInformation, VMDefinitionSpec, VMDefinitionStatus, VmIndex, VmMonjv, VmState,
 };
 use crate::sim::{Demand, SimVm};
 use crate::store::EventType;
@@ -247,6 +247,7 @@ fn place(
         substates: Default::default(),
         diff_source: None,
         not_assignable: Default::default(),
+        monjv_terminated: false,
         lm_count: 0,
         history: Vec::new(),
         ipl_configuration: config.clone(),
@@ -459,6 +460,7 @@ fn activate_or_change(
         w.substates.remove("DIFF");
         w.diff_source = None;
         w.not_assignable.clear();
+        w.monjv_terminated = false;
         let what = index.map(|i| format!(" with index {i}")).unwrap_or_default();
         vm_event(cx, name, EventType::Normal, "VmActivated", format!("VM {} activated on {su}{what}", spec.vm_name));
     }
@@ -529,6 +531,7 @@ fn finish_status(
     st.migration_history = v.history.clone();
     st.detached_devices = v.detached.iter().cloned().collect();
     st.detached_cpus = v.detached_cpus;
+    st.monjv = monjv(o, &v, migrating(cx.world, name));
     st.system_information = if v.lm_count > 0 {
         let current = cx.world.configuration_of(&v.su, &model_of(cx, &v.su));
         let (note, shown) = match o.spec.mighost {
@@ -589,6 +592,20 @@ fn finish_status(
         }
     }
     finish(o, st)
+}
+
+/// s4.8: "If the VM that needs to be migrated is monitored with a MONJV ... then on the
+/// source SU at the start of the migration the string MIGR-OUT is written at the
+/// distance 87 - 94 of the MONJV. If the migration is successful, than the monitoring
+/// state is set to $T (VM terminated)." MONJVs exist from the activation on.
+fn monjv(o: &Object<VMDefinitionSpec, VMDefinitionStatus>, v: &SimVm, migrating: bool) -> Option<VmMonjv> {
+    let name = o.spec.monjv.clone()?;
+    if !v.initialised() && !v.monjv_terminated {
+        return None;
+    }
+    let state = if v.monjv_terminated { "$T" } else { "$R" };
+    let migration = (migrating && !v.monjv_terminated).then(|| "MIGR-OUT".to_string());
+    Some(VmMonjv { name, state: state.to_string(), migration })
 }
 
 fn finish(o: &Object<VMDefinitionSpec, VMDefinitionStatus>, st: VMDefinitionStatus) -> Outcome {

@@ -307,6 +307,9 @@ fn post_treatment_done(
         events.push(("VmDeactivated", format!("VM {} deactivated on {}", vm.vm_name, m.source)));
     }
     events.push(("VmDeleted", format!("VM {} deleted on {}", vm.vm_name, m.source)));
+    if let Some(w) = cx.world.vms.get_mut(&m.vm) {
+        w.monjv_terminated = true;
+    }
     m.phase = LmPhase::Completed;
     st.monjv = Some(if m.warnings.is_empty() { "$T".into() } else { "$TW".into() });
     st.duration_ms = Some(cx.world.clock.now_ms - m.started_ms);

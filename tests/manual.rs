@@ -774,3 +774,52 @@ fn the_vms_monjv_shows_migr_out_then_terminated() {
     let errs = sectl::manifest::decode("t.yaml", bad.as_bytes()).expect_err("a bad MONJV name is refused");
     assert!(errs.iter().any(|e| e.path == "spec.monjv"), "{errs:?}");
 }
+
+// ---------------------------------------------------------------------------------
+// Missing behaviours: ResMon and an inhomogeneous (V6.2/V6.3) management cluster
+
+#[test]
+fn resmon_warning_and_a_cluster_manager_on_a_v6_2_mu() {
+    // s2.5: "If the resource monitor (ResMon) detects a resource problem the system
+    // status for this unit is set to WARNING." "In case that the Cluster Manager runs on
+    // a V6.2 MU ... System status WARNING for units: Since the resource monitor is not
+    // called there will be no status WARNING. The event 'State of unit '<hostname>'
+    // changed from '<oldstate>' to 'WARNING'' will not be created."
+    let site = site390()
+        .replace("managementUnits: [{name: abgwhite}]", "managementUnits: [{name: abgwhite}, {name: abgred}]");
+    let site = {
+        // se501 runs V6.2.
+        let i = site.find("metadata: {name: se501}").expect("se501");
+        let (a, b) = site.split_at(i);
+        format!("{a}{}", b.replacen("version: V6.3", "version: V6.2", 1))
+    };
+    let mut e = Env::new(&site);
+    let unit_state = |e: &Env, server: &str, unit: &str| {
+        let r = e.store.get(Kind::SEServer, server).expect("get").expect("exists");
+        let o = r.as_typed::<sectl::api::SEServerSpec>().expect("typed").clone();
+        o.status.units.iter().find(|u| u.name == unit).map(|u| u.state.clone()).expect("listed")
+    };
+    let cm = |e: &Env| e.world().cluster_managers.get("mc").cloned().unwrap_or_default();
+    let seq = e.last_seq();
+    e.sim("resmon warning ABGSE701");
+    assert_eq!(e.world().unit(&cm(&e)).map(|u| u.server.clone()).as_deref(), Some("se701"), "CM on a V6.3 MU");
+    assert_eq!(unit_state(&e, "se701", "ABGSE701"), "WARNING");
+    let evs = e.events_since(seq);
+    assert!(
+        evs.iter().any(|ev| ev.message == "State of unit 'ABGSE701' changed from 'RUNNING' to 'WARNING'"),
+        "{evs:#?}"
+    );
+    // The Cluster Manager moves to the V6.2 MU: no ResMon, no WARNING, no event.
+    e.sim("power off abgwhite");
+    e.sim("power off abgred");
+    assert_eq!(e.world().unit(&cm(&e)).map(|u| u.server.clone()).as_deref(), Some("se501"), "CM on abgblack");
+    let seq = e.last_seq();
+    e.sim("resmon warning ABGSE501");
+    assert_eq!(unit_state(&e, "se501", "ABGSE501"), "RUNNING");
+    assert!(!e.events_since(seq).iter().any(|ev| ev.reason == "UnitStateChanged" && ev.message.contains("to 'WARNING'")));
+    // Back on a V6.3 MU: the problem shows.
+    e.sim("power on abgwhite");
+    e.sim("power off abgblack");
+    assert_eq!(e.world().unit(&cm(&e)).map(|u| u.server.clone()).as_deref(), Some("se701"));
+    assert_eq!(unit_state(&e, "se701", "ABGSE701"), "WARNING");
+}

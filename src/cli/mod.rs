@@ -155,7 +155,7 @@ pub enum Command {
     /// power off|on UNIT, link down|up MGMT-CLUSTER, disk fail|repair DISK,
     /// bcam stop|fail|start SU, rewas stop|start SU, dirty VM MIB_PER_S,
     /// wait|resume VM, ioconfig start|end SU, shutdown initiate|cancel SU,
-    /// device fail|repair SU MN, advance DURATION.
+    /// device fail|repair SU MN, resmon warning|clear UNIT, advance DURATION.
     Sim {
         /// E.g. `power off abgwhite`, `advance 90s`.
         #[arg(required = true, num_args = 1..)]

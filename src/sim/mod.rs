@@ -57,6 +57,10 @@ pub struct Unit {
     pub power_on: bool,
     /// Simulated time of the last power change.
     pub power_changed_ms: u64,
+    /// The resource monitor (ResMon, V6.3) detects a resource problem on the unit
+    /// (`sim resmon warning|clear UNIT`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resmon_problem: bool,
     /// Server Unit runtime, for SUs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub su: Option<SuRuntime>,
@@ -258,6 +262,7 @@ mod tests {
                 kind: UnitKind::SU,
                 power_on: true,
                 power_changed_ms: 0,
+                resmon_problem: false,
                 su: None,
             },
         );

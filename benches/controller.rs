@@ -138,7 +138,9 @@ fn main() {
     }
 
     if want("table") {
-        println!("\n| SU | VM size | dirty MiB/s | link | duration | downtime | rounds (last transfer included) | result |");
+        println!(
+            "\n| SU | VM size | dirty MiB/s | link | duration | downtime | rounds (last transfer included) | result |"
+        );
         println!("|---|---|---|---|---|---|---|---|");
         for (arch, gbps) in [("x86", 1u32), ("x86", 10), ("390", 1), ("390", 10)] {
             for gib in [1u64, 4, 16, 64] {

@@ -164,7 +164,8 @@ fn state_events(cx: &mut Cx, server: &str, before: &[UnitStatus], after: &[UnitS
     for u in after {
         let Some(old) = before.iter().find(|b| b.name == u.name) else { continue };
         if old.state != u.state && (old.state == "WARNING" || u.state == "WARNING") {
-            let (t, p) = if u.state == "WARNING" { (EventType::Warning, "WARNING") } else { (EventType::Normal, "INFO") };
+            let (t, p) =
+                if u.state == "WARNING" { (EventType::Warning, "WARNING") } else { (EventType::Normal, "INFO") };
             cx.event(
                 t,
                 p,

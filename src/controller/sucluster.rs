@@ -9,8 +9,8 @@ use super::mgmt::{camel, not_yet, older, units_present};
 use super::server::unit_view;
 use super::{Cx, Outcome};
 use crate::api::{
-    set_condition, ClusterServerUnit, ClusterState, ConditionStatus, ManagementClusterSpec, Object,
-    OperationMode, SEServerSpec, SUClusterSpec, SUClusterStatus, ServerUnitSpec, SuType,
+    set_condition, ClusterServerUnit, ClusterState, ConditionStatus, ManagementClusterSpec, Object, OperationMode,
+    SEServerSpec, SUClusterSpec, SUClusterStatus, ServerUnitSpec, SuType,
 };
 use crate::controller::runtime::Cache;
 use crate::sim::UnitKind;

@@ -340,8 +340,11 @@ fn io_config(w: &mut World, su: &str, running: bool) -> Result<Vec<HwEvent>, Str
         return Ok(Vec::new());
     }
     s.io_change_running = running;
-    let excluded =
-        if diff.is_empty() || !running { String::new() } else { format!("; excluded (substate DIFF): {}", diff.join(", ")) };
+    let excluded = if diff.is_empty() || !running {
+        String::new()
+    } else {
+        format!("; excluded (substate DIFF): {}", diff.join(", "))
+    };
     Ok(vec![HwEvent {
         type_: EventType::Normal,
         priority: "NOTICE",

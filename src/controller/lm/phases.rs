@@ -5,8 +5,8 @@
 
 use super::{configurations, console_of, copy_rate, dirty_rate, done, sync_status, with_status};
 use crate::api::{
-    set_condition, ConditionStatus, CopyRound, DeviceType, Kind, LiveMigrationSpec, LiveMigrationStatus, LmPhase, MigrationRecord,
-    Object, SuType, VMDefinitionSpec,
+    set_condition, ConditionStatus, CopyRound, DeviceType, Kind, LiveMigrationSpec, LiveMigrationStatus, LmPhase,
+    MigrationRecord, Object, SuType, VMDefinitionSpec,
 };
 use crate::controller::common::wake_waiting;
 use crate::controller::runtime::Action;

@@ -635,25 +635,186 @@ fn su_cluster_status_has_a_table_of_its_sus() {
     e.sim("power off ABGSE501");
     let r = e.store.get(Kind::SUCluster, "su390").expect("get").expect("exists");
     let t = r.as_typed::<SUClusterSpec>().expect("typed").status.server_units.clone();
-    type Row<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, Option<bool>);
-    let rows: Vec<Row> = t
+    let rows: Vec<String> = t
         .iter()
-        .map(|u| {
-            (
-                u.name.as_str(),
-                u.server.as_str(),
-                u.su_type.as_str(),
-                u.operation_mode.as_str(),
-                u.power.as_str(),
-                u.rewas,
-            )
-        })
+        .map(|u| format!("{} {} {} {} {} {:?}", u.name, u.server, u.su_type, u.operation_mode, u.power, u.rewas))
         .collect();
-    assert_eq!(
-        rows,
-        vec![
-            ("ABGSE701", "se701", "/390", "VM2000", "ON", Some(false)),
-            ("ABGSE501", "se501", "/390", "VM2000", "OFF", Some(true)),
-        ]
+    assert_eq!(rows, vec!["ABGSE701 se701 /390 VM2000 ON Some(false)", "ABGSE501 se501 /390 VM2000 OFF Some(true)"]);
+}
+
+#[test]
+fn auto_ipl_decides_whether_a_persistent_vm_restarts_after_a_reboot() {
+    // "VM definitions": "A persistent VM definition is also available to a Server Unit
+    // after a reboot. With its help a persistent VM is set up again and restarted
+    // immediately when the corresponding specifications are provided in the AUTO-IPL
+    // parameter."
+    let mut e = Env::new(&site390());
+    e.apply(&vm("auto", "AUTO", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    e.apply(&vm("manual", "MANUAL", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 1024, "autoIpl": false})));
+    e.sim("power off ABGSE501");
+    e.sim("power on ABGSE501");
+    assert_eq!(e.vm("auto").state, Some(VmState::Running));
+    let v = e.vm("manual");
+    assert_eq!(v.state, Some(VmState::DefinedOnly), "the definition is there, the VM is not restarted");
+    assert_eq!(cond(&v.conditions, "Ready").reason, "NoAutoIpl");
+    assert_eq!(e.world().used_memory("ABGSE501"), 1024);
+    // The operator starts it (a spec change): ACTIVATE-VM-DEFINITION, START-VM.
+    e.apply(&vm("manual", "MANUAL", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 1024, "autoIpl": true})));
+    assert_eq!(e.vm("manual").state, Some(VmState::Running));
+}
+
+#[test]
+fn native_bs2000_owns_every_device_of_its_su() {
+    // s4.8: "In the case of native BS2000, all devices are assigned to the BS2000. In
+    // case of unidentical generation of BS2000 devices, an LM is only possible on one
+    // side only or not at all, depending on the situation."
+    let extra = "        - {mn: \"9300\", type: disk, hostConnector: \"03\", unitId: \"00\"}\n";
+    let site = site_x86(10, "Native").replacen(
+        "        - {mn: \"9F00\", type: tape, hostConnector: \"05\", unitId: \"00\"}\n",
+        &format!("        - {{mn: \"9F00\", type: tape, hostConnector: \"05\", unitId: \"00\"}}\n{extra}"),
+        1,
     );
+    assert!(site.contains("9300"));
+    let mut e = Env::new(&site);
+    e.apply(&vm("n1", "NATIVE1", "SEX1", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    e.apply(&lm("chk-1", "n1", "SEX2", json!({"checkOnly": true})));
+    let st = e.lm("chk-1");
+    assert_eq!(st.phase, LmPhase::Rejected);
+    assert!(st.messages[0].contains("SEC2433,9300"), "{:#?}", st.messages);
+    // The other way round every device of SEX2 exists identically on SEX1: possible.
+    e.apply(&vm("n2", "NATIVE2", "SEX2", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    e.delete(Kind::VMDefinition, "n1");
+    e.settle();
+    e.apply(&lm("chk-2", "n2", "SEX1", json!({"checkOnly": true})));
+    assert_eq!(e.lm("chk-2").phase, LmPhase::Possible, "{:#?}", e.lm("chk-2").conflicts);
+}
+
+#[test]
+fn x86_warns_about_unassigned_devices_generated_differently() {
+    // s4.8, SU x86: "The BS2000 devices that are not assigned to the BS2000 VM under
+    // migration should also be generated identically on SU x86 ... Otherwise, warnings
+    // will appear also for unassigned devices with different generation during LM and
+    // those devices cannot be assigned on the target SU of the migrated BS2000-VM at all."
+    let tape = "        - {mn: \"9F00\", type: tape, hostConnector: \"05\", unitId: \"00\"}\n";
+    let site = site_x86(10, "VM2000")
+        .replacen(tape, &format!("{tape}        - {{mn: \"9400\", type: disk, hostConnector: \"06\", unitId: \"00\"}}\n"), 1)
+        .replacen(
+            &format!("{tape}---\napiVersion: sectl.io/v1alpha1\nkind: ManagementCluster"),
+            &format!("{tape}        - {{mn: \"9400\", type: disk, hostConnector: \"04\", unitId: \"00\"}}\n---\napiVersion: sectl.io/v1alpha1\nkind: ManagementCluster"),
+            1,
+        );
+    assert_eq!(site.matches("\"9400\"").count(), 2, "{site}");
+    let mut e = Env::new(&site);
+    let spec = |devs: serde_json::Value| json!({"state": "RUNNING", "memoryMiB": 1024, "devices": devs});
+    e.apply(&vm("x1", "X1", "SEX1", spec(json!([{"mn": "9000-9003"}]))));
+    e.apply(&lm("lm-1", "x1", "SEX2", json!({})));
+    let st = e.lm("lm-1");
+    assert_eq!((st.phase, st.monjv.as_deref()), (LmPhase::Completed, Some("$TW")), "{:#?}", st.conflicts);
+    assert!(st.messages.iter().any(|m| m.contains("SEC2440 DEVICES 9400 GENERATED DIFFERENTLY")), "{:#?}", st.messages);
+    e.apply(&vm("x1", "X1", "SEX1", spec(json!([{"mn": "9000-9003"}, {"mn": "9400"}]))));
+    let v = e.vm("x1");
+    assert_eq!(cond(&v.conditions, "Ready").reason, "DeviceGeneratedDifferently");
+    assert!(holders(&e.world(), "SEX2", "9400").is_empty());
+}
+
+#[test]
+fn a_disk_not_operable_on_the_target_aborts_a_390_migration() {
+    // s4.7, "Aborting an already running LM": "The attached disks in the guest system
+    // are not in operable state on the target SU (SU /390)"; "all already finished
+    // action are reversed".
+    let mut e = Env::new(&site390());
+    e.apply(&vm12prod("ABGSE501", json!({})));
+    e.put(&lm("lm-1", "vm12prod", "ABGSE701", json!({})));
+    e.run_for(0);
+    assert_eq!(e.lm("lm-1").phase, LmPhase::Setup);
+    e.sim("device fail ABGSE701 4683");
+    let st = e.lm("lm-1");
+    assert_eq!((st.phase, st.monjv.as_deref()), (LmPhase::Aborted, Some("$AE")));
+    assert!(cond(&st.conditions, "Completed").message.contains("disk 4683 is not in an operable state"), "{st:#?}");
+    let w = e.world();
+    assert_eq!(w.vms["vm12prod"].su, "ABGSE501");
+    assert!(holders(&w, "ABGSE701", "4683").is_empty());
+    // Repaired: a new attempt completes.
+    e.sim("device repair ABGSE701 4683");
+    e.apply(&lm("lm-2", "vm12prod", "ABGSE701", json!({})));
+    assert_eq!(e.lm("lm-2").phase, LmPhase::Completed);
+}
+
+#[test]
+fn the_vms_monjv_shows_migr_out_then_terminated() {
+    // s4.8: "If the VM that needs to be migrated is monitored with a MONJV (defined
+    // during /CREATE-VM or /ACTIVATE-VM-DEFINITION), then on the source SU at the start
+    // of the migration the string MIGR-OUT is written at the distance 87 - 94 of the
+    // MONJV. If the migration is successful, than the monitoring state is set to $T (VM
+    // terminated)."
+    let mut e = Env::new(&site390());
+    e.apply(&vm12prod("ABGSE501", json!({"monjv": "JV.VM.VM12PROD"})));
+    let j = e.vm("vm12prod").monjv.expect("monitored");
+    assert_eq!((j.name.as_str(), j.state.as_str(), j.migration.as_deref()), ("JV.VM.VM12PROD", "$R", None));
+    e.put(&lm("lm-1", "vm12prod", "ABGSE701", json!({})));
+    e.run_for(0);
+    let j = e.vm("vm12prod").monjv.expect("monitored");
+    assert_eq!((j.state.as_str(), j.migration.as_deref()), ("$R", Some("MIGR-OUT")));
+    e.settle();
+    assert_eq!(e.lm("lm-1").phase, LmPhase::Completed);
+    let j = e.vm("vm12prod").monjv.expect("monitored");
+    assert_eq!((j.state.as_str(), j.migration.as_deref()), ("$T", None));
+    // Not monitored: no MONJV.
+    e.apply(&vm("plain", "PLAIN", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 512})));
+    assert!(e.vm("plain").monjv.is_none());
+    let bad = vm("badjv", "BADJV", "ABGSE501", json!({"memoryMiB": 512, "monjv": "jv lower"}));
+    let errs = sectl::manifest::decode("t.yaml", bad.as_bytes()).expect_err("a bad MONJV name is refused");
+    assert!(errs.iter().any(|e| e.path == "spec.monjv"), "{errs:?}");
+}
+
+// ---------------------------------------------------------------------------------
+// Missing behaviours: ResMon and an inhomogeneous (V6.2/V6.3) management cluster
+
+#[test]
+fn resmon_warning_and_a_cluster_manager_on_a_v6_2_mu() {
+    // s2.5: "If the resource monitor (ResMon) detects a resource problem the system
+    // status for this unit is set to WARNING." "In case that the Cluster Manager runs on
+    // a V6.2 MU ... System status WARNING for units: Since the resource monitor is not
+    // called there will be no status WARNING. The event 'State of unit '<hostname>'
+    // changed from '<oldstate>' to 'WARNING'' will not be created."
+    let site =
+        site390().replace("managementUnits: [{name: abgwhite}]", "managementUnits: [{name: abgwhite}, {name: abgred}]");
+    let site = {
+        // se501 runs V6.2.
+        let i = site.find("metadata: {name: se501}").expect("se501");
+        let (a, b) = site.split_at(i);
+        format!("{a}{}", b.replacen("version: V6.3", "version: V6.2", 1))
+    };
+    let mut e = Env::new(&site);
+    let unit_state = |e: &Env, server: &str, unit: &str| {
+        let r = e.store.get(Kind::SEServer, server).expect("get").expect("exists");
+        let o = r.as_typed::<sectl::api::SEServerSpec>().expect("typed").clone();
+        o.status.units.iter().find(|u| u.name == unit).map(|u| u.state.clone()).expect("listed")
+    };
+    let cm = |e: &Env| e.world().cluster_managers.get("mc").cloned().unwrap_or_default();
+    let seq = e.last_seq();
+    e.sim("resmon warning ABGSE701");
+    assert_eq!(e.world().unit(&cm(&e)).map(|u| u.server.clone()).as_deref(), Some("se701"), "CM on a V6.3 MU");
+    assert_eq!(unit_state(&e, "se701", "ABGSE701"), "WARNING");
+    let evs = e.events_since(seq);
+    assert!(
+        evs.iter().any(|ev| ev.message == "State of unit 'ABGSE701' changed from 'RUNNING' to 'WARNING'"),
+        "{evs:#?}"
+    );
+    // The Cluster Manager moves to the V6.2 MU: no ResMon, no WARNING, no event.
+    e.sim("power off abgwhite");
+    e.sim("power off abgred");
+    assert_eq!(e.world().unit(&cm(&e)).map(|u| u.server.clone()).as_deref(), Some("se501"), "CM on abgblack");
+    let seq = e.last_seq();
+    e.sim("resmon warning ABGSE501");
+    assert_eq!(unit_state(&e, "se501", "ABGSE501"), "RUNNING");
+    assert!(!e
+        .events_since(seq)
+        .iter()
+        .any(|ev| ev.reason == "UnitStateChanged" && ev.message.contains("to 'WARNING'")));
+    // Back on a V6.3 MU: the problem shows.
+    e.sim("power on abgwhite");
+    e.sim("power off abgblack");
+    assert_eq!(e.world().unit(&cm(&e)).map(|u| u.server.clone()).as_deref(), Some("se701"));
+    assert_eq!(unit_state(&e, "se701", "ABGSE701"), "WARNING");
 }

@@ -111,6 +111,17 @@ pub fn check_object(r: &Resource) -> Vec<(String, String)> {
             if o.spec.workload.dirty_rate_mi_bps < 0.0 || !o.spec.workload.dirty_rate_mi_bps.is_finite() {
                 out.push(("spec.workload.dirtyRateMiBps".into(), "must be a number >= 0".into()));
             }
+            if let Some(j) = &o.spec.monjv {
+                let ok = (1..=54).contains(&j.len())
+                    && !j.starts_with('.')
+                    && j.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || ".$#@-".contains(c));
+                if !ok {
+                    out.push((
+                        "spec.monjv".into(),
+                        format!("expected a job variable name of 1-54 characters A-Z, 0-9, . $ # @ -, got {j:?}"),
+                    ));
+                }
+            }
             let mut lines = HashSet::new();
             for (j, l) in o.spec.bcam_lines.iter().enumerate() {
                 let ok = (1..=8).contains(&l.name.len())

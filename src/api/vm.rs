@@ -22,6 +22,11 @@ pub struct VMDefinitionSpec {
     /// removed by DELETE-VM (state DEFINED_ONLY).
     #[serde(default = "yes")]
     pub persistent: bool,
+    /// AUTO-IPL: after a reboot of its SU a persistent VM is set up again and
+    /// restarted at once only when this is set (seed 004); otherwise its definition
+    /// stays DEFINED_ONLY until the spec changes.
+    #[serde(default = "yes")]
+    pub auto_ipl: bool,
     /// Desired state: DEFINED_ONLY (definition only, CREATE-VM-DEFINITION / DELETE-VM),
     /// INIT_ONLY (VM initialised, BS2000 not started), RUNNING, DOWN (BS2000 shut down,
     /// VM kept).
@@ -57,6 +62,10 @@ pub struct VMDefinitionSpec {
     /// the target SU's LAN devices (BCA07DC for a LINE, BCA05EC for a VLAN-LINE, s4.6.1).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bcam_lines: Vec<BcamLine>,
+    /// The MONJV the VM is monitored with (MONJV= of /CREATE-VM or
+    /// /ACTIVATE-VM-DEFINITION), e.g. "JV.VM.VM12PROD": see status.monjv.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monjv: Option<String>,
 }
 
 /// A BCAM line of the BS2000 system.
@@ -242,6 +251,24 @@ pub struct VMDefinitionStatus {
     /// vCPUs detached because the target CPU pool is smaller.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub detached_cpus: u32,
+    /// The VM's MONJV (spec.monjv) while the VM is initialised: its state ($R VM
+    /// running, $T VM terminated) and "MIGR-OUT" in bytes 87-94 while the VM migrates
+    /// away (s4.8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monjv: Option<VmMonjv>,
+}
+
+/// The monitoring job variable of a VM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VmMonjv {
+    /// The MONJV's name.
+    pub name: String,
+    /// $R (VM running) or $T (VM terminated, e.g. on the source after a live migration).
+    pub state: String,
+    /// Bytes 87-94: "MIGR-OUT" while a live migration moves the VM away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -31,59 +31,9 @@ pub fn reconcile(cx: &mut Cx, o: &Object<VMRecoverySpec, VMRecoveryStatus>) -> a
     st = VMRecoveryStatus { observed_generation: Some(gen), conditions: st.conditions, ..Default::default() };
     let vm = o.spec.vm.to_string();
     let local = o.spec.target_server_unit.to_string();
-    let mut conflicts = Vec::new();
     let vm_obj = cx.cache.get_typed::<VMDefinitionSpec>(&vm).cloned();
     let sim = cx.world.vms.get(&vm).cloned();
-    match (&vm_obj, &sim) {
-        (None, _) => conflicts.push(conflict("VmNotFound", format!("VMDefinition {vm} does not exist"))),
-        (Some(_), None) if cx.world.lost_vms.contains_key(&vm) => conflicts.push(conflict(
-            "DefinitionNotPersistent",
-            format!("the definition of {vm} was not persistent and is gone with its SU; nothing to recover"),
-        )),
-        (Some(_), None) => conflicts.push(conflict("VmNotPlaced", format!("{vm} has no definition on any SU"))),
-        (Some(_), Some(v)) if v.su == local => {
-            conflicts.push(conflict("AlreadyLocal", format!("the definition of {} is already on {local}", v.vm_name)))
-        }
-        (Some(_), Some(v)) => {
-            let remote = v.su.clone();
-            let same = cx.cache.typed::<SUClusterSpec>().any(|c| {
-                c.spec.server_units.iter().any(|s| s.as_str() == remote)
-                    && c.spec.server_units.iter().any(|s| s.as_str() == local)
-            });
-            if !same {
-                conflicts
-                    .push(conflict("NotSameSuCluster", format!("SUs {remote} and {local} are not in one SU cluster")));
-            }
-            conflicts.extend(vm2000_conflicts(cx, &remote, &local));
-            let limit_ms = o.spec.alive_timeout_s.saturating_mul(1000);
-            if let Some(last) = cx.world.last_alive_ms(&remote) {
-                let age = cx.world.clock.now_ms.saturating_sub(last);
-                if age < limit_ms {
-                    conflicts.push(conflict("RemoteSuAlive", format!(
-                        "the monitor of {remote} wrote an alive message to the CRD {} s ago; recovery needs none for {} s (make sure the SU is really down)",
-                        age / 1000, o.spec.alive_timeout_s)));
-                }
-            }
-            let empty = Default::default();
-            let demand = Demand {
-                owner: &vm,
-                vm_name: &v.vm_name,
-                index: None,
-                memory_mib: v.memory_mib,
-                pool: &v.pool,
-                group: v.group.as_deref(),
-                devices: &empty,
-                resources: false,
-            };
-            for s in cx.world.shortfalls(&local, &demand) {
-                conflicts.push(Conflict {
-                    code: s.code.map(|c| c.to_string()),
-                    reason: s.reason.to_string(),
-                    message: s.message,
-                });
-            }
-        }
-    }
+    let conflicts = conflicts_of(cx, o, &vm, &local, vm_obj.is_some(), sim.as_ref());
     if !conflicts.is_empty() {
         st.phase = RecoveryPhase::Rejected;
         let summary: Vec<&str> = conflicts.iter().map(|c| c.message.as_str()).collect();
@@ -136,6 +86,69 @@ pub fn reconcile(cx: &mut Cx, o: &Object<VMRecoverySpec, VMRecoveryStatus>) -> a
     cx.wake.push((Kind::VMDefinition, vm));
     wake_waiting(cx, &remote);
     Ok(finish(o, st))
+}
+
+/// Every unmet condition of RECOVER-VM-DEFINITION (s5), all together.
+fn conflicts_of(
+    cx: &Cx,
+    o: &Object<VMRecoverySpec, VMRecoveryStatus>,
+    vm: &str,
+    local: &str,
+    defined: bool,
+    sim: Option<&crate::sim::SimVm>,
+) -> Vec<Conflict> {
+    let mut conflicts = Vec::new();
+    match (defined, sim) {
+        (false, _) => conflicts.push(conflict("VmNotFound", format!("VMDefinition {vm} does not exist"))),
+        (true, None) if cx.world.lost_vms.contains_key(vm) => conflicts.push(conflict(
+            "DefinitionNotPersistent",
+            format!("the definition of {vm} was not persistent and is gone with its SU; nothing to recover"),
+        )),
+        (true, None) => conflicts.push(conflict("VmNotPlaced", format!("{vm} has no definition on any SU"))),
+        (true, Some(v)) if v.su == local => {
+            conflicts.push(conflict("AlreadyLocal", format!("the definition of {} is already on {local}", v.vm_name)))
+        }
+        (true, Some(v)) => {
+            let remote = v.su.clone();
+            let same = cx.cache.typed::<SUClusterSpec>().any(|c| {
+                c.spec.server_units.iter().any(|s| s.as_str() == remote)
+                    && c.spec.server_units.iter().any(|s| s.as_str() == local)
+            });
+            if !same {
+                conflicts
+                    .push(conflict("NotSameSuCluster", format!("SUs {remote} and {local} are not in one SU cluster")));
+            }
+            conflicts.extend(vm2000_conflicts(cx, &remote, local));
+            let limit_ms = o.spec.alive_timeout_s.saturating_mul(1000);
+            if let Some(last) = cx.world.last_alive_ms(&remote) {
+                let age = cx.world.clock.now_ms.saturating_sub(last);
+                if age < limit_ms {
+                    conflicts.push(conflict("RemoteSuAlive", format!(
+                        "the monitor of {remote} wrote an alive message to the CRD {} s ago; recovery needs none for {} s (make sure the SU is really down)",
+                        age / 1000, o.spec.alive_timeout_s)));
+                }
+            }
+            let empty = Default::default();
+            let demand = Demand {
+                owner: vm,
+                vm_name: &v.vm_name,
+                index: None,
+                memory_mib: v.memory_mib,
+                pool: &v.pool,
+                group: v.group.as_deref(),
+                devices: &empty,
+                resources: false,
+            };
+            for s in cx.world.shortfalls(local, &demand) {
+                conflicts.push(Conflict {
+                    code: s.code.map(|c| c.to_string()),
+                    reason: s.reason.to_string(),
+                    message: s.message,
+                });
+            }
+        }
+    }
+    conflicts
 }
 
 /// s5: "The command /RECOVER-VM-DEFINITION is available in any SU Cluster (SU /390 and

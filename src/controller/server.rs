@@ -5,6 +5,7 @@
 use super::{Cx, Outcome};
 use crate::api::{set_condition, ConditionStatus, Object, SEServerSpec, SEServerStatus, ServerUnitSpec, UnitStatus};
 use crate::sim::{Disk, SimDevice, SuRuntime, Unit, UnitKind, World};
+use crate::store::EventType;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The SU runtime the spec asks for, keeping the live parts (subsystems, holders) of
@@ -44,6 +45,7 @@ fn su_runtime(spec: &ServerUnitSpec, old: Option<&SuRuntime>) -> SuRuntime {
         rewas_up: old.is_none_or(|o| o.rewas_up),
         io_change_running: old.is_some_and(|o| o.io_change_running),
         shutdown_initiated: old.is_some_and(|o| o.shutdown_initiated),
+        inoperable: old.map(|o| o.inoperable.clone()).unwrap_or_default(),
     }
 }
 
@@ -73,7 +75,15 @@ fn converge(w: &mut World, name: &str, spec: &SEServerSpec) -> Vec<String> {
                 let su = su_spec.map(|s| su_runtime(s, None));
                 w.units.insert(
                     uname.clone(),
-                    Unit { name: uname, server: name.to_string(), kind, power_on: true, power_changed_ms: now, su },
+                    Unit {
+                        name: uname,
+                        server: name.to_string(),
+                        kind,
+                        power_on: true,
+                        power_changed_ms: now,
+                        resmon_problem: false,
+                        su,
+                    },
                 );
                 changed = true;
             }
@@ -119,6 +129,55 @@ pub fn unit_status(w: &World, name: &str, kind: UnitKind) -> UnitStatus {
     }
 }
 
+/// Whether the resource monitor runs for the units of `server` (s2.5): it is new in
+/// V6.3, and "In case that the Cluster Manager runs on a V6.2 MU ... Since the
+/// resource monitor is not called there will be no status WARNING."
+pub fn resmon_runs(cx: &Cx, server: &str) -> bool {
+    let version_of = |srv: &str| cx.cache.get_typed::<SEServerSpec>(srv).map(|s| s.spec.version);
+    let mc = cx
+        .cache
+        .typed::<crate::api::ManagementClusterSpec>()
+        .find(|m| m.spec.servers.iter().any(|s| s.as_str() == server));
+    let deciding = match mc.and_then(|m| cx.world.cluster_managers.get(m.name())) {
+        Some(mu) => cx.world.unit(mu).map(|u| u.server.clone()),
+        None => Some(server.to_string()),
+    };
+    deciding.and_then(|s| version_of(&s)) == Some(crate::api::SoftwareVersion::V63)
+}
+
+/// A unit as the SE Manager shows it: `unit_status`, with state WARNING when ResMon
+/// runs and found a resource problem on a running unit (s2.5).
+pub fn unit_view(cx: &Cx, name: &str, kind: UnitKind) -> UnitStatus {
+    let mut u = unit_status(cx.world, name, kind);
+    let problem = cx.world.unit(name).filter(|x| x.power_on && x.resmon_problem);
+    if let Some(x) = problem {
+        if resmon_runs(cx, &x.server) {
+            u.state = "WARNING".to_string();
+        }
+    }
+    u
+}
+
+/// s2.5: the event "State of unit '<hostname>' changed from '<oldstate>' to 'WARNING'"
+/// (and back), for units whose state turned to or from WARNING.
+fn state_events(cx: &mut Cx, server: &str, before: &[UnitStatus], after: &[UnitStatus]) {
+    for u in after {
+        let Some(old) = before.iter().find(|b| b.name == u.name) else { continue };
+        if old.state != u.state && (old.state == "WARNING" || u.state == "WARNING") {
+            let (t, p) =
+                if u.state == "WARNING" { (EventType::Warning, "WARNING") } else { (EventType::Normal, "INFO") };
+            cx.event(
+                t,
+                p,
+                "M2000",
+                format!("SEServer/{server}"),
+                "UnitStateChanged",
+                format!("State of unit '{}' changed from '{}' to '{}'", u.name, old.state, u.state),
+            );
+        }
+    }
+}
+
 /// Reconciles one SEServer.
 pub fn reconcile(cx: &mut Cx, o: &Object<SEServerSpec, SEServerStatus>) -> anyhow::Result<Outcome> {
     let name = o.name();
@@ -129,16 +188,17 @@ pub fn reconcile(cx: &mut Cx, o: &Object<SEServerSpec, SEServerStatus>) -> anyho
     st.observed_generation = gen;
     let mut units = Vec::new();
     for m in &o.spec.management_units {
-        units.push(unit_status(cx.world, m.name.as_str(), UnitKind::MU));
+        units.push(unit_view(cx, m.name.as_str(), UnitKind::MU));
     }
     for h in &o.spec.hncs {
-        units.push(unit_status(cx.world, h.name.as_str(), UnitKind::HNC));
+        units.push(unit_view(cx, h.name.as_str(), UnitKind::HNC));
     }
     for s in &o.spec.server_units {
-        units.push(unit_status(cx.world, s.name.as_str(), UnitKind::SU));
+        units.push(unit_view(cx, s.name.as_str(), UnitKind::SU));
     }
     let off: Vec<String> =
         units.iter().filter(|u| u.power != "ON").map(|u| format!("{} {}", u.unit_type, u.name)).collect();
+    state_events(cx, name, &o.status.units, &units);
     st.units = units;
     if off.is_empty() {
         set_condition(

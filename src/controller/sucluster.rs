@@ -6,7 +6,7 @@
 //! on /390) ERROR, since no LM is possible. For SU /390 the status lists the MUs.
 
 use super::mgmt::{camel, not_yet, older, units_present};
-use super::server::unit_status;
+use super::server::unit_view;
 use super::{Cx, Outcome};
 use crate::api::{
     set_condition, ClusterServerUnit, ClusterState, ConditionStatus, ManagementClusterSpec, Object, OperationMode,
@@ -252,7 +252,7 @@ fn power(cx: &Cx, members: &Members, is_390: bool, f: &mut Findings) -> Vec<crat
     let mut mu_status = Vec::new();
     for (_, spec) in &servers {
         for m in &spec.management_units {
-            let u = unit_status(cx.world, m.name.as_str(), UnitKind::MU);
+            let u = unit_view(cx, m.name.as_str(), UnitKind::MU);
             if u.power != "ON" {
                 f.warnings.push(format!("MU {} is powered off: redundancy lost", m.name));
             }
@@ -280,7 +280,7 @@ fn table(cx: &Cx, members: &Members, specs: &[Option<&ServerUnitSpec>]) -> Vec<C
         .filter_map(|((su, m), spec)| {
             let (server, _) = (*m)?;
             let spec = (*spec)?;
-            let u = unit_status(cx.world, su, UnitKind::SU);
+            let u = unit_view(cx, su, UnitKind::SU);
             let rewas = cx.world.su(su).filter(|s| s.su_type == SuType::S390).map(|s| s.rewas_up);
             Some(ClusterServerUnit {
                 name: su.to_string(),

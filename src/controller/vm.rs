@@ -9,7 +9,7 @@ use super::common::{migrating, model_of, wake_waiting, wanted_devices};
 use super::{Cx, Outcome};
 use crate::api::{
     remove_condition, set_condition, ConditionStatus, DeviceUsage, Mighost, MigrationRecord, Object, SuType,
-    SystemInformation, VMDefinitionSpec, VMDefinitionStatus, VmIndex, VmState,
+    SystemInformation, VMDefinitionSpec, VMDefinitionStatus, VmIndex, VmMonjv, VmState,
 };
 use crate::sim::{Demand, SimVm};
 use crate::store::EventType;
@@ -246,6 +246,8 @@ fn place(
         detached: Default::default(),
         substates: Default::default(),
         diff_source: None,
+        not_assignable: Default::default(),
+        monjv_terminated: false,
         lm_count: 0,
         history: Vec::new(),
         ipl_configuration: config.clone(),
@@ -304,6 +306,16 @@ fn converge(
         delete_vm(cx, o, name, su, &v, devices);
         return;
     }
+    // Seed 004: "a persistent VM is set up again and restarted immediately when the
+    // corresponding specifications are provided in the AUTO-IPL parameter". A definition
+    // that fell back to DEFINED_ONLY with its spec unchanged came through a reboot.
+    if !v.initialised() && v.applied_generation == gen && !spec.auto_ipl {
+        problems.push((
+            "NoAutoIpl".into(),
+            format!("SU {su} was rebooted and AUTO-IPL is not set: the definition stays DEFINED_ONLY until the spec changes"),
+        ));
+        return;
+    }
     if (!v.initialised() || attrs_changed(&v, spec, devices))
         && !activate_or_change(cx, o, name, su, &v, devices, problems)
     {
@@ -348,6 +360,7 @@ fn delete_vm(
         // (detached devices are attached at the next activation).
         w.substates.remove("DIFF");
         w.diff_source = None;
+        w.not_assignable.clear();
         w.detached_cpus = 0;
         vm_event(
             cx,
@@ -395,6 +408,13 @@ fn activate_or_change(
                 "the VM has substate DIFF: device {mn} was not generated on SU {from}, which it was migrated from, so it cannot be assigned on {su} (migrate it back or activate it anew here)")));
             return false;
         }
+        let blocked: Vec<&String> =
+            devices.keys().filter(|mn| !v.devices.contains_key(*mn) && v.not_assignable.contains(*mn)).collect();
+        if let Some(mn) = blocked.first() {
+            problems.push(("DeviceGeneratedDifferently".into(), format!(
+                "device {mn} is generated differently on {su} than on the SU the VM was migrated from: it cannot be assigned to the migrated VM (s4.8; activate the VM anew here)")));
+            return false;
+        }
     }
     // A running VM keeps devices a live migration detached (tapes, local disks)
     // detached; a VM activated anew gets those generated on this SU (a local disk of
@@ -439,6 +459,8 @@ fn activate_or_change(
         w.detached.retain(|d| !attach.contains_key(d));
         w.substates.remove("DIFF");
         w.diff_source = None;
+        w.not_assignable.clear();
+        w.monjv_terminated = false;
         let what = index.map(|i| format!(" with index {i}")).unwrap_or_default();
         vm_event(cx, name, EventType::Normal, "VmActivated", format!("VM {} activated on {su}{what}", spec.vm_name));
     }
@@ -509,6 +531,7 @@ fn finish_status(
     st.migration_history = v.history.clone();
     st.detached_devices = v.detached.iter().cloned().collect();
     st.detached_cpus = v.detached_cpus;
+    st.monjv = monjv(o, &v, migrating(cx.world, name));
     st.system_information = if v.lm_count > 0 {
         let current = cx.world.configuration_of(&v.su, &model_of(cx, &v.su));
         let (note, shown) = match o.spec.mighost {
@@ -569,6 +592,20 @@ fn finish_status(
         }
     }
     finish(o, st)
+}
+
+/// s4.8: "If the VM that needs to be migrated is monitored with a MONJV ... then on the
+/// source SU at the start of the migration the string MIGR-OUT is written at the
+/// distance 87 - 94 of the MONJV. If the migration is successful, than the monitoring
+/// state is set to $T (VM terminated)." MONJVs exist from the activation on.
+fn monjv(o: &Object<VMDefinitionSpec, VMDefinitionStatus>, v: &SimVm, migrating: bool) -> Option<VmMonjv> {
+    let name = o.spec.monjv.clone()?;
+    if !v.initialised() && !v.monjv_terminated {
+        return None;
+    }
+    let state = if v.monjv_terminated { "$T" } else { "$R" };
+    let migration = (migrating && !v.monjv_terminated).then(|| "MIGR-OUT".to_string());
+    Some(VmMonjv { name, state: state.to_string(), migration })
 }
 
 fn finish(o: &Object<VMDefinitionSpec, VMDefinitionStatus>, st: VMDefinitionStatus) -> Outcome {

@@ -27,6 +27,10 @@ pub enum Fault {
     IoConfig { su: String, running: bool },
     /// Initiate a VM2000 shutdown (/SHUTDOWN-VM VM-ID=*VM2000) on an SU, or cancel it.
     Shutdown { su: String, initiated: bool },
+    /// A device of an SU is no longer (or again) in an operable state.
+    Device { su: String, mn: String, ok: bool },
+    /// The resource monitor finds a resource problem on a unit, or no longer.
+    ResMon { unit: String, problem: bool },
     /// Move the clock forward.
     Advance { ms: u64 },
 }
@@ -71,7 +75,8 @@ impl Fault {
         let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
         let usage = "usage: sim power off|on UNIT | link down|up MGMT-CLUSTER | disk fail|repair DISK | \
                      bcam stop|fail|start SU | rewas stop|start SU | dirty VM MIB_PER_S | wait|resume VM | \
-                     ioconfig start|end SU | shutdown initiate|cancel SU | advance DURATION";
+                     ioconfig start|end SU | shutdown initiate|cancel SU | device fail|repair SU MN | \
+                     resmon warning|clear UNIT | advance DURATION";
         Ok(match a.as_slice() {
             ["power", "off", u] => Fault::Power { unit: u.to_string(), on: false },
             ["power", "on", u] => Fault::Power { unit: u.to_string(), on: true },
@@ -85,6 +90,10 @@ impl Fault {
             ["rewas", "stop", s] => Fault::Rewas { su: s.to_string(), up: false },
             ["rewas", "start", s] => Fault::Rewas { su: s.to_string(), up: true },
             ["advance", d] => Fault::Advance { ms: parse_advance(d)? },
+            ["device", "fail", s, mn] => Fault::Device { su: s.to_string(), mn: mn.to_string(), ok: false },
+            ["device", "repair", s, mn] => Fault::Device { su: s.to_string(), mn: mn.to_string(), ok: true },
+            ["resmon", "warning", u] => Fault::ResMon { unit: u.to_string(), problem: true },
+            ["resmon", "clear", u] => Fault::ResMon { unit: u.to_string(), problem: false },
             ["ioconfig", "start", s] => Fault::IoConfig { su: s.to_string(), running: true },
             ["ioconfig", "end", s] => Fault::IoConfig { su: s.to_string(), running: false },
             ["shutdown", "initiate", s] => Fault::Shutdown { su: s.to_string(), initiated: true },
@@ -247,6 +256,28 @@ impl Fault {
                         v.state = crate::api::VmState::Running;
                     }
                 }
+            }
+            Fault::Device { su, mn, ok } => {
+                let server = server_key(w, su);
+                let s = w.su_mut(su).ok_or_else(|| format!("no server unit {su:?}"))?;
+                if !s.devices.contains_key(mn) {
+                    return Err(format!("device {mn:?} is not generated on {su}"));
+                }
+                let changed = if *ok { s.inoperable.remove(mn) } else { s.inoperable.insert(mn.clone()) };
+                if changed {
+                    evs.push(HwEvent {
+                        type_: if *ok { EventType::Normal } else { EventType::Warning },
+                        priority: if *ok { "INFO" } else { "WARNING" },
+                        component: "Sys-Mgmt",
+                        object: server,
+                        reason: if *ok { "DeviceOperable" } else { "DeviceNotOperable" },
+                        message: format!("device {mn} on {su} {}", if *ok { "operable again" } else { "not operable" }),
+                    });
+                }
+            }
+            Fault::ResMon { unit, problem } => {
+                let u = w.units.get_mut(unit).ok_or_else(|| format!("no unit {unit:?}"))?;
+                u.resmon_problem = *problem;
             }
             Fault::IoConfig { su, running } => evs.extend(io_config(w, su, *running)?),
             Fault::Shutdown { su, initiated } => {

@@ -58,6 +58,10 @@ pub struct Unit {
     pub power_on: bool,
     /// Simulated time of the last power change.
     pub power_changed_ms: u64,
+    /// The resource monitor (ResMon, V6.3) detects a resource problem on the unit
+    /// (`sim resmon warning|clear UNIT`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resmon_problem: bool,
     /// Server Unit runtime, for SUs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub su: Option<SuRuntime>,
@@ -113,6 +117,9 @@ pub struct SuRuntime {
     /// A VM2000 shutdown was initiated.
     #[serde(default)]
     pub shutdown_initiated: bool,
+    /// Devices (MNs) not in an operable state on this SU (`sim device fail`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub inoperable: BTreeSet<String>,
 }
 
 /// An ISL-E link of a management cluster.
@@ -265,6 +272,7 @@ mod tests {
                 kind: UnitKind::SU,
                 power_on: true,
                 power_changed_ms: 0,
+                resmon_problem: false,
                 su: None,
             },
         );

@@ -46,6 +46,14 @@ pub struct SimVm {
     /// DIFF lasts until the VM migrates back there or is activated anew where it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diff_source: Option<String>,
+    /// SU x86: devices generated differently here than on the SU the VM was migrated
+    /// from; they cannot be assigned to it here (s4.8) until it is activated anew.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub not_assignable: BTreeSet<String>,
+    /// The VM's MONJV ended with $T: a live migration terminated the VM on the SU where
+    /// the MONJV was defined (s4.8). Cleared when the VM is activated anew.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub monjv_terminated: bool,
     /// LIVE-MIG-COUNT.
     #[serde(default)]
     pub lm_count: u32,

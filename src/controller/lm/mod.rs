@@ -330,7 +330,7 @@ fn begin(
         loaded,
     };
     let messages = console.setup(&devices, &detach);
-    let m = SimMigration {
+    let mut m = SimMigration {
         vm: vm_key.to_string(),
         source: source.clone(),
         target: target.to_string(),
@@ -364,6 +364,15 @@ fn begin(
         native,
         abort_reason: None,
     };
+    let different = phases::differently_generated(cx.world, &m, &v.devices);
+    if !different.is_empty() {
+        let list = different.join(", ");
+        m.messages.push(format!(
+            "{target}: SEC2440 DEVICES {list} GENERATED DIFFERENTLY ON TARGET SU '{target}': NOT ASSIGNABLE TO VIRTUAL MACHINE {} AFTER THE MIGRATION",
+            vm_label(index, &v.vm_name)
+        ));
+        m.warnings.push(format!("devices {list} are generated differently on {target} and cannot be assigned there"));
+    }
     cx.world.migrations.insert(name.clone(), m);
     cx.world.touch();
     st.phase = LmPhase::Setup;

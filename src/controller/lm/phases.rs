@@ -5,8 +5,8 @@
 
 use super::{configurations, console_of, copy_rate, dirty_rate, done, sync_status, with_status};
 use crate::api::{
-    set_condition, ConditionStatus, CopyRound, Kind, LiveMigrationSpec, LiveMigrationStatus, LmPhase, MigrationRecord,
-    Object, SuType, VMDefinitionSpec,
+    set_condition, ConditionStatus, CopyRound, DeviceType, Kind, LiveMigrationSpec, LiveMigrationStatus, LmPhase,
+    MigrationRecord, Object, SuType, VMDefinitionSpec,
 };
 use crate::controller::common::wake_waiting;
 use crate::controller::runtime::Action;
@@ -206,6 +206,7 @@ fn resumed(cx: &mut Cx, vm: &SimVm, m: &mut SimMigration, events: &mut Events) {
     cx.world.release_devices(&m.source, &m.vm);
     let pool_cpus = cx.world.su(&m.target).and_then(|s| s.pools.get(&vm.pool).copied()).unwrap_or(u32::MAX);
     let diff = diff_after(cx, vm, m);
+    let different = differently_generated(cx.world, m, &vm.devices).into_iter().collect();
     cx.world.move_vm(&m.vm, &m.target);
     let w = cx.world.vms.get_mut(&m.vm).expect("checked");
     let detached_now: Vec<String> = w.devices.keys().filter(|mn| !res.devices.contains_key(*mn)).cloned().collect();
@@ -232,6 +233,7 @@ fn resumed(cx: &mut Cx, vm: &SimVm, m: &mut SimMigration, events: &mut Events) {
         w.detached_cpus = w.cpus - w.cpus.min(pool_cpus);
     }
     w.detached.extend(detached_now.iter().cloned());
+    w.not_assignable = different;
     w.diff_source = diff.clone();
     if diff.is_some() {
         w.substates.insert("DIFF".into());
@@ -251,6 +253,29 @@ fn resumed(cx: &mut Cx, vm: &SimVm, m: &mut SimMigration, events: &mut Events) {
     let how = if m.loaded { " (BS2000 resume)" } else { "" };
     events.push(("VmCreated", format!("VM {} created on {}{how}", vm.vm_name, m.target)));
     cx.wake.push((Kind::VMDefinition, m.vm.clone()));
+}
+
+/// SU x86 (VM2000): devices not assigned to the VM that are generated on both SUs but
+/// differently (s4.8: "warnings will appear also for unassigned devices with different
+/// generation during LM and those devices cannot be assigned on the target SU").
+pub fn differently_generated(
+    w: &crate::sim::World,
+    m: &SimMigration,
+    assigned: &std::collections::BTreeMap<String, crate::api::DeviceUsage>,
+) -> Vec<String> {
+    if m.su_type != SuType::X86 || m.native {
+        return Vec::new();
+    }
+    let (Some(a), Some(b)) = (w.su(&m.source), w.su(&m.target)) else { return Vec::new() };
+    a.devices
+        .iter()
+        .filter(|(mn, _)| !assigned.contains_key(*mn))
+        .filter_map(|(mn, x)| {
+            let y = b.devices.get(mn)?;
+            let same = x.device_type == y.device_type && x.host_connector == y.host_connector && x.unit_id == y.unit_id;
+            (!same).then(|| mn.clone())
+        })
+        .collect()
 }
 
 /// vCPUs detached on a smaller pool, or attached again (s4.8), with a warning.
@@ -286,6 +311,9 @@ fn post_treatment_done(
         events.push(("VmDeactivated", format!("VM {} deactivated on {}", vm.vm_name, m.source)));
     }
     events.push(("VmDeleted", format!("VM {} deleted on {}", vm.vm_name, m.source)));
+    if let Some(w) = cx.world.vms.get_mut(&m.vm) {
+        w.monjv_terminated = true;
+    }
     m.phase = LmPhase::Completed;
     st.monjv = Some(if m.warnings.is_empty() { "$T".into() } else { "$TW".into() });
     st.duration_ms = Some(cx.world.clock.now_ms - m.started_ms);
@@ -383,6 +411,18 @@ fn fault(cx: &Cx, m: &SimMigration) -> Option<String> {
     if let LinkRef::IslE(mc) = &m.link {
         if !cx.world.links.get(mc).is_some_and(|l| l.up) {
             return Some("the network connection between the SE Servers (ISL-E) was interrupted".into());
+        }
+    }
+    // s4.7 (SU /390): "The attached disks in the guest system are not in operable
+    // state on the target SU".
+    if m.su_type == SuType::S390 && m.phase != LmPhase::PostTreatment {
+        let tgt = cx.world.su(&m.target)?;
+        let res = m.reservation.as_ref()?;
+        let bad = res.devices.keys().find(|mn| {
+            tgt.inoperable.contains(*mn) && tgt.devices.get(*mn).is_some_and(|d| d.device_type == DeviceType::Disk)
+        });
+        if let Some(mn) = bad {
+            return Some(format!("the attached disk {mn} is not in an operable state on the target SU {}", m.target));
         }
     }
     None

@@ -219,6 +219,45 @@ fn target_conflicts(
             }
         }
     }
+    if src.mode == OperationMode::Native {
+        native_devices(source, target, src, tgt, &devices, out);
+    }
+}
+
+/// s4.8: "In the case of native BS2000, all devices are assigned to the BS2000. In
+/// case of unidentical generation of BS2000 devices, an LM is only possible on one side
+/// only or not at all": every device of the source (but tapes and local disks, which
+/// are detached) must be generated identically on the target.
+fn native_devices(
+    source: &str,
+    target: &str,
+    src: &SuRuntime,
+    tgt: &SuRuntime,
+    checked: &std::collections::BTreeMap<String, crate::api::DeviceUsage>,
+    out: &mut Vec<Found>,
+) {
+    for (mn, a) in &src.devices {
+        if checked.contains_key(mn) || crate::sim::vm::detached_by_lm(a.device_type) == Some(false) {
+            continue;
+        }
+        match tgt.devices.get(mn) {
+            None => out.push(found(
+                Side::Target,
+                "DeviceNotGenerated",
+                format!("device {mn} of SU {source} is not generated on SU {target}: all devices belong to the Native BS2000 system"),
+                Some(mn.clone()),
+            )),
+            Some(b) if a.device_type != b.device_type || a.host_connector != b.host_connector || a.unit_id != b.unit_id => {
+                out.push(found(
+                    Side::Target,
+                    "DeviceNotCompatible",
+                    format!("device {mn} is generated differently on {target} than on {source}: all devices belong to the Native BS2000 system"),
+                    Some(mn.clone()),
+                ))
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The monitors: REWAS (/390), BCAM for a definition move (/390), one outgoing

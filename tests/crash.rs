@@ -309,6 +309,28 @@ fn kill_9_at_random_moments_of_a_serve_convergence() {
     }
 }
 
+/// Kill -9 while `serve --watch` applies a folder (its GitOps sync and the reconciles
+/// that follow), at a moment moving through the sync; then the folder is applied again
+/// and the store must be one the controller passed through.
+#[cfg(unix)]
+#[test]
+fn kill_9_at_random_moments_of_a_gitops_sync() {
+    const VMS: usize = 150;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let folder = tmp.path().join("site");
+    std::fs::create_dir(&folder).expect("folder");
+    write(&folder, "site.yaml", &site(1, 2, VMS));
+    let folder_arg = folder.to_str().expect("utf-8");
+    for i in 0..TRIALS {
+        let data = tmp.path().join(format!("t{i}"));
+        let s = Server::start(&data, &["--time-scale", "1000", "--watch", folder_arg, "--settle", "100ms"], &[]);
+        std::thread::sleep(Duration::from_millis(60 * i as u64));
+        drop(s);
+        ok(sectl(&data).args(["apply", "-f"]).arg(&folder).output().expect("apply"), "apply after kill");
+        verify(&data, &vm_names(VMS), &format!("trial {i}"));
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn kill_9_during_and_right_after_a_live_migration_in_serve() {

@@ -1971,8 +1971,20 @@ fn slow_clients_are_cut_off_after_the_handshake_timeout() {
         healthz_keeps_answering(&tls, 1, Duration::from_millis(500));
         healthz_keeps_answering(&plain, 1, Duration::from_millis(500));
     }
-    let open = slow.iter_mut().map(|(c, _, _)| closed(c)).filter(|&x| !x).count();
-    assert_eq!(open, 0, "slow connections still open after 13 s");
+    // Each connection's 10 s start when the server accepts it; with more clients than
+    // the connection limit some wait in the accept queue first, so allow a bounded
+    // while longer, still trickling bytes, before requiring that all are closed.
+    let mut open = slow.iter_mut().map(|(c, _, _)| closed(c)).filter(|&x| !x).count();
+    while open > 0 && start.elapsed() < Duration::from_secs(40) {
+        for (c, bytes, at) in slow.iter_mut() {
+            use std::io::Write as _;
+            let _ = c.write(&[bytes.get(*at).copied().unwrap_or(b'a')]);
+            *at += 1;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        open = slow.iter_mut().map(|(c, _, _)| closed(c)).filter(|&x| !x).count();
+    }
+    assert_eq!(open, 0, "slow connections still open after {:?}", start.elapsed());
 }
 
 #[cfg(unix)]

@@ -735,12 +735,21 @@ impl Controller {
         }
     }
 
-    /// Takes up to `concurrency` distinct objects due now.
+    /// Takes up to `concurrency` distinct objects due now: the first due one and those
+    /// right behind it in the queue that are of the same kind. A batch never mixes
+    /// kinds, so a chain that crosses kinds (MU off -> management cluster -> SU
+    /// cluster, the manual's order of messages) runs in the order it was woken, with
+    /// any concurrency; objects of one kind (the bulk: VMs) still run in parallel.
     fn due_batch(&mut self) -> Vec<Key> {
         let now = self.now_ms();
         let busy = BTreeSet::new();
-        let mut batch = Vec::new();
+        let mut batch: Vec<Key> = Vec::new();
         while batch.len() < self.opts.concurrency.max(1) {
+            match (self.sched.first_due(now), batch.first()) {
+                (None, _) => break,
+                (Some(next), Some(first)) if next.0 != first.0 => break,
+                _ => {}
+            }
             match self.sched.pop_due(now, &busy) {
                 Some(k) => batch.push(k),
                 None => break,

@@ -103,6 +103,11 @@ impl Scheduler {
         Some(item.2)
     }
 
+    /// The first item due at or before `now`, left in place.
+    pub fn first_due(&self, now: u64) -> Option<&Key> {
+        self.due.iter().next().filter(|(t, _, _)| *t <= now).map(|(_, _, k)| k)
+    }
+
     /// When `key` is due, if it is pending.
     pub fn due_of(&self, key: &Key) -> Option<u64> {
         self.index.get(key).map(|&(t, _)| t)

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod hardware;
 pub mod migration;
 pub mod schema;
+pub mod selector;
 pub mod server;
 pub mod validate;
 pub mod vm;

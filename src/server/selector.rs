@@ -1,13 +1,11 @@
-//! `labelSelector` and `fieldSelector`, as Kubernetes parses them, for list, watch
-//! and delete-collection.
-//!
-//! Labels: comma-separated requirements `key`, `!key`, `key=v`, `key==v`, `key!=v`,
-//! `key in (a,b)`, `key notin (a,b)`; all must hold. Fields: `f=v`, `f==v`, `f!=v` on
+//! `labelSelector` and `fieldSelector` for list, watch and delete-collection. The
+//! grammar is `api::selector`'s (shared with the CLI's `-l`). Fields: `f=v`, `f==v`, `f!=v` on
 //! the few fields sectl indexes by meaning (`FIELDS`); any other field is refused, so
 //! a selector is never silently ignored (the bug that made `delete -l` delete all).
 //! Trade-off: a status field is read from the object's status JSON per object, which
 //! costs a serialisation of the status; `metadata.name` costs nothing.
 
+use crate::api::selector::{parse_fields, FieldReq, LabelSelector};
 use crate::api::Resource;
 use serde_json::Value;
 
@@ -15,136 +13,26 @@ use serde_json::Value;
 pub const FIELDS: &[&str] =
     &["metadata.name", "status.phase", "status.state", "status.serverUnit", "spec.serverUnit", "spec.state"];
 
-#[derive(Debug, Clone, PartialEq)]
-enum Label {
-    Exists(String),
-    Absent(String),
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Field {
-    path: String,
-    value: String,
-    equal: bool,
-}
-
 /// Both selectors of a request; empty ones match everything.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Selector {
-    labels: Vec<Label>,
-    fields: Vec<Field>,
-}
-
-/// Splits on commas outside parentheses.
-fn split_top(s: &str) -> Result<Vec<&str>, String> {
-    let mut out = Vec::new();
-    let (mut depth, mut start) = (0i32, 0usize);
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-        if !(0..=1).contains(&depth) {
-            return Err(format!("unbalanced parentheses in {s:?}"));
-        }
-    }
-    if depth != 0 {
-        return Err(format!("unbalanced parentheses in {s:?}"));
-    }
-    out.push(&s[start..]);
-    Ok(out)
-}
-
-fn check_key(k: &str, whole: &str) -> Result<String, String> {
-    let ok = !k.is_empty()
-        && k.len() <= 317
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    if ok {
-        Ok(k.to_string())
-    } else {
-        Err(format!("labelSelector {whole:?}: {k:?} is not a label key"))
-    }
-}
-
-fn check_value(v: &str, whole: &str) -> Result<String, String> {
-    let ok = v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(v.to_string())
-    } else {
-        Err(format!("labelSelector {whole:?}: {v:?} is not a label value"))
-    }
-}
-
-fn set_values(rest: &str, whole: &str) -> Result<Vec<String>, String> {
-    let inner = rest
-        .trim()
-        .strip_prefix('(')
-        .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| format!("labelSelector {whole:?}: expected a set of values in parentheses"))?;
-    inner.split(',').map(|v| check_value(v.trim(), whole)).collect()
-}
-
-fn parse_label(req: &str, whole: &str) -> Result<Label, String> {
-    let r = req.trim();
-    if let Some(k) = r.strip_prefix('!') {
-        return Ok(Label::Absent(check_key(k.trim(), whole)?));
-    }
-    if let Some((k, v)) = r.split_once("!=") {
-        return Ok(Label::NotIn(check_key(k.trim(), whole)?, vec![check_value(v.trim(), whole)?]));
-    }
-    if let Some((k, v)) = r.split_once("==").or_else(|| r.split_once('=')) {
-        return Ok(Label::In(check_key(k.trim(), whole)?, vec![check_value(v.trim(), whole)?]));
-    }
-    if let Some((k, rest)) = r.split_once(" notin ") {
-        return Ok(Label::NotIn(check_key(k.trim(), whole)?, set_values(rest, whole)?));
-    }
-    if let Some((k, rest)) = r.split_once(" in ") {
-        return Ok(Label::In(check_key(k.trim(), whole)?, set_values(rest, whole)?));
-    }
-    Ok(Label::Exists(check_key(r, whole)?))
-}
-
-fn parse_field(req: &str, whole: &str) -> Result<Field, String> {
-    let r = req.trim();
-    let (path, value, equal) = if let Some((p, v)) = r.split_once("!=") {
-        (p, v, false)
-    } else if let Some((p, v)) = r.split_once("==").or_else(|| r.split_once('=')) {
-        (p, v, true)
-    } else {
-        return Err(format!("fieldSelector {whole:?}: {r:?} is not FIELD=VALUE, FIELD==VALUE or FIELD!=VALUE"));
-    };
-    let path = path.trim();
-    if !FIELDS.contains(&path) {
-        return Err(format!(
-            "fieldSelector {whole:?}: field {path:?} is not supported (supported: {})",
-            FIELDS.join(", ")
-        ));
-    }
-    Ok(Field { path: path.to_string(), value: value.trim().to_string(), equal })
+    labels: LabelSelector,
+    fields: Vec<FieldReq>,
 }
 
 impl Selector {
     /// Parses the two query parameters; an error names what is wrong.
     pub fn parse(labels: Option<&str>, fields: Option<&str>) -> Result<Selector, String> {
-        let mut s = Selector::default();
-        if let Some(l) = labels.filter(|l| !l.trim().is_empty()) {
-            for req in split_top(l)? {
-                s.labels.push(parse_label(req, l)?);
-            }
+        let labels: LabelSelector = labels.unwrap_or("").parse()?;
+        let fields = parse_fields(fields.unwrap_or(""))?;
+        if let Some(f) = fields.iter().find(|f| !FIELDS.contains(&f.path.as_str())) {
+            return Err(format!(
+                "fieldSelector: field {:?} is not supported (supported: {})",
+                f.path,
+                FIELDS.join(", ")
+            ));
         }
-        if let Some(f) = fields.filter(|f| !f.trim().is_empty()) {
-            for req in split_top(f)? {
-                s.fields.push(parse_field(req, f)?);
-            }
-        }
-        Ok(s)
+        Ok(Selector { labels, fields })
     }
 
     /// True when it selects every object.
@@ -159,14 +47,7 @@ impl Selector {
 
     /// Whether `obj` is selected.
     pub fn matches(&self, obj: &Resource) -> bool {
-        let labels = &obj.meta().labels.0;
-        let label_ok = self.labels.iter().all(|l| match l {
-            Label::Exists(k) => labels.contains_key(k),
-            Label::Absent(k) => !labels.contains_key(k),
-            Label::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
-            Label::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
-        });
-        if !label_ok {
+        if !self.labels.matches(obj) {
             return false;
         }
         let mut status: Option<Value> = None;

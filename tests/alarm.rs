@@ -401,3 +401,36 @@ fn bad_receivers_are_refused_with_their_field() {
         assert!(err.contains(want), "{spec}: expected {want:?} in\n{err}");
     }
 }
+
+/// Manual s2.5, end to end: with the Cluster Manager on an MU of a V6.2 server, a
+/// receiver for component Net gets the Cluster and M2000 events of an MU power-off;
+/// on the all-V6.3 site the same receiver gets none of them.
+#[test]
+fn cluster_manager_on_v62_sends_regardless_of_components() {
+    let mut sent = Vec::new();
+    for version in ["V6.3", "V6.2"] {
+        let trapd = Trapd::start(free_udp_port());
+        let dir = tempfile::tempdir().unwrap();
+        let site_dir = dir.path().join("site");
+        assert!(Command::new("cp").arg("-r").arg(site()).arg(&site_dir).status().unwrap().success());
+        // se701 (MUs abgwhite and abgblack, the Cluster Manager's) gets `version`.
+        let servers = site_dir.join("servers.yaml");
+        let text = std::fs::read_to_string(&servers).unwrap();
+        let mark = "version: V6.3                    # SE Server software";
+        assert!(text.contains(mark));
+        std::fs::write(&servers, text.replacen(mark, &format!("version: {version} #"), 1)).unwrap();
+        let data = dir.path().join("data");
+        ok(&data, &["apply", "-f", &site_dir.display().to_string()]);
+        let spec = json!({"snmp": snmp(trapd.port), "filter": {"components": ["Net"], "minWeight": "ANY"}});
+        ok(&data, &["apply", "-f", &write_receiver(dir.path(), "net", spec)]);
+        ok(&data, &["sim", "power", "off", "abgwhite"]);
+        let store = SledStore::open(&data).unwrap();
+        let cm = sectl::alarm::cluster_manager_on_v62(&store).unwrap();
+        assert_eq!(cm.is_some(), version == "V6.2", "{cm:?}");
+        sent.push(status(&store, "net").sent);
+        drop(store);
+        trapd.wait_for(*sent.last().unwrap() as usize);
+    }
+    assert_eq!(sent[0], 0, "V6.3: no Net event, nothing sent");
+    assert!(sent[1] >= 3, "V6.2 Cluster Manager: the Cluster and M2000 events too: {sent:?}");
+}

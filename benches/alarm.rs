@@ -6,6 +6,7 @@
 //! the trap log is polled (every 0.2 ms) until the trap with its sequence number is
 //! there. Prints p50, p99 and max. Needs `snmptrapd` (Debian package).
 
+#[allow(dead_code)] // the mail server is the tests'
 #[path = "../tests/common/receivers.rs"]
 mod receivers;
 

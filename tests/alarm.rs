@@ -26,7 +26,8 @@ fn open() -> (tempfile::TempDir, Arc<dyn Store>) {
 }
 
 fn receiver(store: &dyn Store, name: &str, spec: Value) {
-    let doc = json!({"apiVersion": "sectl.io/v1alpha1", "kind": "AlarmReceiver", "metadata": {"name": name}, "spec": spec});
+    let doc =
+        json!({"apiVersion": "sectl.io/v1alpha1", "kind": "AlarmReceiver", "metadata": {"name": name}, "spec": spec});
     let r = Resource::from_json(&serde_json::to_vec(&doc).unwrap()).unwrap();
     store.create(r).unwrap();
 }
@@ -80,12 +81,22 @@ fn mail_seq(m: &str) -> u64 {
 fn trap_carries_enterprise_oid_and_the_event() {
     let trapd = Trapd::start(free_udp_port());
     let (_d, store) = open();
-    receiver(store.as_ref(), "station", json!({"snmp": snmp(trapd.port), "filter": {"components": ["ANY"], "minWeight": "ANY"}}));
+    receiver(
+        store.as_ref(),
+        "station",
+        json!({"snmp": snmp(trapd.port), "filter": {"components": ["ANY"], "minWeight": "ANY"}}),
+    );
     let mut ob = outbox(&store);
     // Events before the receiver was first seen are not its business.
     event(store.as_ref(), "INFO", "Cluster", "ManagementCluster/mc", "before");
     ob.pass().unwrap();
-    let ev = event(store.as_ref(), "WARNING", "Cluster", "ManagementCluster/mc", "MU abgwhite does not answer the heartbeat");
+    let ev = event(
+        store.as_ref(),
+        "WARNING",
+        "Cluster",
+        "ManagementCluster/mc",
+        "MU abgwhite does not answer the heartbeat",
+    );
     let p = ob.pass().unwrap();
     assert_eq!((p.sent, p.failed), (1, 0));
     let traps = trapd.wait_for(1);
@@ -135,7 +146,11 @@ fn filter_by_component_and_weight_as_in_the_manual() {
     let trapd = Trapd::start(free_udp_port());
     let smtpd = Smtpd::start(free_tcp_port());
     let (_d, store) = open();
-    receiver(store.as_ref(), "station", json!({"snmp": snmp(trapd.port), "filter": {"components": ["ANY"], "minWeight": "ANY"}}));
+    receiver(
+        store.as_ref(),
+        "station",
+        json!({"snmp": snmp(trapd.port), "filter": {"components": ["ANY"], "minWeight": "ANY"}}),
+    );
     receiver(
         store.as_ref(),
         "sysmgmt",
@@ -169,7 +184,8 @@ fn mail_receiver_down_then_up_delivers_everything_once() {
     receiver(store.as_ref(), "ops", json!({"mail": mail(port)}));
     let mut ob = outbox(&store);
     ob.pass().unwrap();
-    let evs: Vec<Event> = (0..5).map(|i| event(store.as_ref(), "WARNING", "Cluster", "SUCluster/su", &format!("e{i}"))).collect();
+    let evs: Vec<Event> =
+        (0..5).map(|i| event(store.as_ref(), "WARNING", "Cluster", "SUCluster/su", &format!("e{i}"))).collect();
     // Down: nothing on the port.
     for _ in 0..3 {
         let p = ob.pass().unwrap();
@@ -203,7 +219,8 @@ fn trap_receiver_down_then_up_delivers_everything_once() {
     receiver(store.as_ref(), "station", json!({"snmp": snmp(port)}));
     let mut ob = outbox(&store);
     ob.pass().unwrap();
-    let evs: Vec<Event> = (0..3).map(|i| event(store.as_ref(), "ERROR", "Net", "SEServer/se701", &format!("t{i}"))).collect();
+    let evs: Vec<Event> =
+        (0..3).map(|i| event(store.as_ref(), "ERROR", "Net", "SEServer/se701", &format!("t{i}"))).collect();
     // Down: the port is closed, the ICMP refusal counts as a failure.
     let p = ob.pass().unwrap();
     assert_eq!((p.sent, p.failed), (0, 1));
@@ -267,7 +284,8 @@ fn site() -> String {
 
 fn write_receiver(dir: &Path, name: &str, spec: Value) -> String {
     let p = dir.join(format!("{name}.yaml"));
-    let doc = json!({"apiVersion": "sectl.io/v1alpha1", "kind": "AlarmReceiver", "metadata": {"name": name}, "spec": spec});
+    let doc =
+        json!({"apiVersion": "sectl.io/v1alpha1", "kind": "AlarmReceiver", "metadata": {"name": name}, "spec": spec});
     std::fs::write(&p, serde_json::to_string(&doc).unwrap()).unwrap();
     p.display().to_string()
 }
@@ -394,7 +412,11 @@ fn bad_receivers_are_refused_with_their_field() {
     ];
     for (i, (spec, want)) in cases.iter().enumerate() {
         let p = dir.path().join(format!("r{i}.yaml"));
-        std::fs::write(&p, format!("apiVersion: sectl.io/v1alpha1\nkind: AlarmReceiver\nmetadata: {{name: r{i}}}\n{spec}\n")).unwrap();
+        std::fs::write(
+            &p,
+            format!("apiVersion: sectl.io/v1alpha1\nkind: AlarmReceiver\nmetadata: {{name: r{i}}}\n{spec}\n"),
+        )
+        .unwrap();
         let o = sectl(&dir.path().join("data"), &["validate", "-f", &p.display().to_string()]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{spec}: {err}");

@@ -53,16 +53,12 @@ pub fn send(t: &MailTarget, ev: &Event) -> Result<(), MailError> {
     for to in &t.to {
         b = b.to(mailbox(to)?);
     }
-    let msg = b
-        .header(ContentType::TEXT_PLAIN)
-        .body(body(ev))
-        .map_err(|e| MailError::Build(e.to_string()))?;
-    let transport = SmtpTransport::builder_dangerous(t.smtp_host.as_str())
-        .port(t.smtp_port.get())
-        .timeout(Some(TIMEOUT))
-        .build();
-    transport
-        .send(&msg)
-        .map(|_| ())
-        .map_err(|source| MailError::Smtp { host: t.smtp_host.to_string(), port: t.smtp_port.get(), source })
+    let msg = b.header(ContentType::TEXT_PLAIN).body(body(ev)).map_err(|e| MailError::Build(e.to_string()))?;
+    let transport =
+        SmtpTransport::builder_dangerous(t.smtp_host.as_str()).port(t.smtp_port.get()).timeout(Some(TIMEOUT)).build();
+    transport.send(&msg).map(|_| ()).map_err(|source| MailError::Smtp {
+        host: t.smtp_host.to_string(),
+        port: t.smtp_port.get(),
+        source,
+    })
 }

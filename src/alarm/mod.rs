@@ -52,7 +52,10 @@ pub fn check_spec(s: &AlarmReceiverSpec) -> Vec<(String, String)> {
         (Some(_), Some(_)) => {
             out.push(("spec".into(), "give either snmp or mail, not both (make two receivers for both)".into()))
         }
-        (None, None) => out.push(("spec".into(), "give a receiver: snmp {host, port, community} or mail {smtpHost, smtpPort, from, to}".into())),
+        (None, None) => out.push((
+            "spec".into(),
+            "give a receiver: snmp {host, port, community} or mail {smtpHost, smtpPort, from, to}".into(),
+        )),
         _ => {}
     }
     if let Some(m) = &s.mail {

@@ -208,7 +208,10 @@ impl Outbox {
                         o.status.pending = self.store.events_after(cur, usize::MAX)?.len() as u64;
                         self.status_failing(&mut o, cur);
                         self.commit(&o, &uid, cur)?;
-                        let b = self.backoff.entry(uid.clone()).or_insert(Backoff { next: Instant::now(), delay: FIRST_BACKOFF });
+                        let b = self
+                            .backoff
+                            .entry(uid.clone())
+                            .or_insert(Backoff { next: Instant::now(), delay: FIRST_BACKOFF });
                         b.next = Instant::now() + b.delay;
                         pass.retry_at = Some(pass.retry_at.map_or(b.next, |t| t.min(b.next)));
                         b.delay = (b.delay * 2).min(MAX_BACKOFF);
@@ -230,7 +233,15 @@ impl Outbox {
         o.status.pending = 0;
         o.status.observed_generation = o.metadata.generation;
         let now = crate::store::now_rfc3339();
-        set_condition(&mut o.status.conditions, "Ready", ConditionStatus::True, "Delivered", "", o.metadata.generation, &now);
+        set_condition(
+            &mut o.status.conditions,
+            "Ready",
+            ConditionStatus::True,
+            "Delivered",
+            "",
+            o.metadata.generation,
+            &now,
+        );
     }
 
     fn status_failing(&self, o: &mut Receiver, cur: u64) {
@@ -238,7 +249,15 @@ impl Outbox {
         o.status.observed_generation = o.metadata.generation;
         let now = crate::store::now_rfc3339();
         let msg = o.status.last_error.clone().unwrap_or_default();
-        set_condition(&mut o.status.conditions, "Ready", ConditionStatus::False, "DeliveryFailing", &msg, o.metadata.generation, &now);
+        set_condition(
+            &mut o.status.conditions,
+            "Ready",
+            ConditionStatus::False,
+            "DeliveryFailing",
+            &msg,
+            o.metadata.generation,
+            &now,
+        );
     }
 
     /// Writes the cursor and the status in one durable batch.

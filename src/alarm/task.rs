@@ -73,7 +73,11 @@ pub fn deliver_once(store: Arc<dyn Store>) {
     outbox.eager = true;
     match outbox.pass() {
         Ok(p) if p.failed > 0 => {
-            tracing::warn!(sent = p.sent, failed = p.failed, "some alarms were not delivered; they are sent by the next run or by `sectl serve`")
+            tracing::warn!(
+                sent = p.sent,
+                failed = p.failed,
+                "some alarms were not delivered; they are sent by the next run or by `sectl serve`"
+            )
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "alarm delivery failed; the events stay in the outbox"),

@@ -136,7 +136,9 @@ pub fn cells(kind: Kind, objs: &[Resource], wide: bool, qualify: bool) -> (Vec<&
             ]
         }
         (Kind::VMRecovery, _) => vec!["NAME", "VM", "TARGET", "PHASE", "AGE"],
-        (Kind::AlarmReceiver, false) => vec!["NAME", "TYPE", "TARGET", "COMPONENTS", "MIN-WEIGHT", "SENT", "FAILED", "AGE"],
+        (Kind::AlarmReceiver, false) => {
+            vec!["NAME", "TYPE", "TARGET", "COMPONENTS", "MIN-WEIGHT", "SENT", "FAILED", "AGE"]
+        }
         (Kind::AlarmReceiver, true) => vec![
             "NAME",
             "TYPE",

@@ -57,7 +57,11 @@ impl Trapd {
         let conf = dir.path().join("snmptrapd.conf");
         std::fs::write(&conf, "authCommunity log public\nformat2 TRAP %V\\t%v\\n\n").unwrap();
         let log = dir.path().join("traps.log");
-        let bin = if Path::new("/usr/sbin/snmptrapd").exists() { "/usr/sbin/snmptrapd".into() } else { "snmptrapd".to_string() };
+        let bin = if Path::new("/usr/sbin/snmptrapd").exists() {
+            "/usr/sbin/snmptrapd".into()
+        } else {
+            "snmptrapd".to_string()
+        };
         let child = Command::new(bin)
             .args(["-f", "-On", "-M", "/nonexistent", "-m", "", "-C", "-c"])
             .arg(&conf)

@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 /// The longest sleep between passes.
 const IDLE: Duration = Duration::from_secs(1);
+/// The shortest time between two passes woken by store commits: a pass reads the
+/// event log durably (a flush when something is unflushed), and under a burst of
+/// controller commits it must not flush after every one of them.
+const MIN_GAP: Duration = Duration::from_millis(20);
 /// The sleep after the store failed.
 const AFTER_ERROR: Duration = Duration::from_secs(1);
 
@@ -32,6 +36,7 @@ impl Delivery {
             let mut changes = store.subscribe();
             let mut outbox = Outbox::new(store);
             while !s2.load(Ordering::SeqCst) {
+                let began = Instant::now();
                 changes.mark_unchanged();
                 let wait = match outbox.pass() {
                     Ok(p) => p.retry_at.map_or(IDLE, |t| t.saturating_duration_since(Instant::now()).min(IDLE)),
@@ -45,7 +50,9 @@ impl Delivery {
                 }
                 rt.block_on(async {
                     tokio::select! {
-                        _ = changes.changed() => {},
+                        _ = changes.changed() => {
+                            tokio::time::sleep(MIN_GAP.saturating_sub(began.elapsed())).await;
+                        },
                         _ = w2.notified() => {},
                         _ = tokio::time::sleep(wait) => {},
                     }

@@ -287,3 +287,74 @@ impl Outbox {
         Err(SendError::NoTarget)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::EventType;
+
+    fn spec(components: &[Component], min: Weight, created_on: Option<SoftwareVersion>) -> AlarmReceiverSpec {
+        AlarmReceiverSpec {
+            snmp: None,
+            mail: None,
+            filter: crate::api::AlarmFilter { components: components.to_vec(), min_weight: min },
+            created_on,
+        }
+    }
+
+    fn ev(priority: &str, component: &str) -> Event {
+        Event {
+            seq: 1,
+            time: String::new(),
+            type_: EventType::Normal,
+            priority: priority.into(),
+            component: component.into(),
+            object: String::new(),
+            reason: String::new(),
+            message: String::new(),
+            acknowledged: false,
+        }
+    }
+
+    #[test]
+    fn weights_are_ordered_and_unknown_priorities_pass() {
+        let s = spec(&[Component::Any], Weight::Warning, None);
+        assert!(!wanted(&s, &ev("INFO", "Net"), false));
+        assert!(!wanted(&s, &ev("NOTICE", "Net"), false));
+        assert!(wanted(&s, &ev("WARNING", "Net"), false));
+        assert!(wanted(&s, &ev("ERROR", "Net"), false));
+        assert!(wanted(&s, &ev("CRITICAL", "Net"), false));
+        assert!(wanted(&s, &ev("SEVERE", "Net"), false), "an unknown priority is sent");
+        assert!(wanted(&spec(&[Component::Any], Weight::Any, None), &ev("INFO", "Net"), false));
+    }
+
+    #[test]
+    fn components_match_by_name_unless_v62_rules_apply() {
+        let s = spec(&[Component::SysMgmt, Component::M2000], Weight::Any, None);
+        assert!(wanted(&s, &ev("INFO", "Sys-Mgmt"), false));
+        assert!(wanted(&s, &ev("INFO", "M2000"), false));
+        assert!(!wanted(&s, &ev("INFO", "Cluster"), false));
+        assert!(wanted(&s, &ev("INFO", "Cluster"), true), "Cluster Manager on V6.2");
+        let old = spec(&[Component::Any], Weight::Error, Some(SoftwareVersion::V62));
+        assert!(wanted(&old, &ev("ERROR", "Cluster"), false));
+        assert!(!wanted(&old, &ev("INFO", "Cluster"), true), "weights still apply");
+    }
+
+    #[test]
+    fn a_trap_is_ber_that_decodes_back() {
+        let mut e = ev("WARNING", "Cluster");
+        e.seq = 4_000_000_000_000;
+        e.message = "ä message".into();
+        let bytes = snmp::encode("public", &e, 42, 7).unwrap();
+        let m: rasn_snmp::v2c::Message<rasn_snmp::v2::Pdus> = rasn::ber::decode(&bytes).unwrap();
+        assert_eq!(m.version, 1.into());
+        assert_eq!(&m.community[..], b"public");
+        let rasn_snmp::v2::Pdus::Trap(t) = m.data else { panic!("not a trap") };
+        assert_eq!(t.0.request_id, 7);
+        assert_eq!(t.0.variable_bindings.len(), 10);
+        let seq = &t.0.variable_bindings[2];
+        assert_eq!(seq.name.to_vec(), snmp::event_object(1));
+        let want = rasn_snmp::v2::VarBindValue::Value(rasn_smi::v2::Counter64(4_000_000_000_000).into());
+        assert_eq!(seq.value, want);
+    }
+}

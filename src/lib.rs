@@ -1,6 +1,7 @@
 //! sectl: a declarative reconciliation controller for the cluster functions of
 //! BS2000 SE Servers. See ARCHITECTURE.md for the map of modules and the flow of data.
 
+pub mod alarm;
 pub mod api;
 pub mod check;
 pub mod cli;

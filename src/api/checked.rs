@@ -578,6 +578,68 @@ impl JsonSchema for VmIndex {
     }
 }
 
+checked_string!(
+    /// A host to send alarms to: a DNS name or an IP address (IPv6 without brackets).
+    HostName,
+    pattern = "^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$",
+    max = 253,
+    expecting = "a host name or IP address, 1-253 characters A-Z, a-z, 0-9, '.', '-' (':' in IPv6)",
+    check = |s| {
+        if s.is_empty() || s.len() > 253 {
+            return Err(format!("host {s:?} must be 1-253 characters long"));
+        }
+        if s.parse::<std::net::IpAddr>().is_ok() {
+            return Ok(());
+        }
+        for label in s.split('.') {
+            let ok = !label.is_empty()
+                && label.len() <= 63
+                && all_chars(label, |c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-');
+            if !ok {
+                return Err(format!(
+                    "host {s:?} is neither an IP address nor a DNS name (labels of 1-63 characters A-Z, a-z, 0-9 and '-', separated by '.')"
+                ));
+            }
+        }
+        Ok(())
+    }
+);
+
+checked_string!(
+    /// An SNMPv2c community: 1-32 printable ASCII characters, no spaces.
+    Community,
+    pattern = "^[!-~]{1,32}$",
+    max = 32,
+    expecting = "an SNMP community of 1-32 printable ASCII characters without spaces",
+    check = |s| {
+        if s.is_empty() || s.len() > 32 || !all_chars(s, |c| c.is_ascii_graphic()) {
+            return Err(format!("community {s:?} must be 1-32 printable ASCII characters without spaces"));
+        }
+        Ok(())
+    }
+);
+
+checked_string!(
+    /// A mail address (RFC 5321 `local@domain`, as the SMTP library accepts it).
+    MailAddress,
+    pattern = "^[^@\\s]+@[^@\\s]+$",
+    max = 254,
+    expecting = "a mail address like ops@example.com",
+    check = |s| {
+        if s.len() > 254 {
+            return Err(format!("mail address {s:?} is longer than 254 characters"));
+        }
+        s.parse::<lettre::Address>().map(|_| ()).map_err(|e| format!("mail address {s:?}: {e}"))
+    }
+);
+
+bounded_uint!(
+    /// A UDP or TCP port, 1-65535.
+    Port(u16), min = 1u16, max = 65535u16, what = "port"
+);
+
 /// A string map (labels, annotations) that rejects duplicate keys, which YAML would
 /// otherwise silently collapse to the last one.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, JsonSchema)]

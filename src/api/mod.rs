@@ -1,10 +1,11 @@
-//! The resource model: the six kinds of `shared/API.md` as typed Rust structs, their
+//! The resource model: the kinds of `shared/API.md` as typed Rust structs, their
 //! common metadata and conditions, and `Resource`, the one enum the store, the CLI and
 //! the controllers pass around.
 //!
 //! Validation of single fields lives in the types themselves (`checked`), so a decoding
 //! error points at the exact line; checks across fields and objects live in `validate`.
 
+pub mod alarm;
 pub mod checked;
 pub mod cluster;
 pub mod hardware;
@@ -15,6 +16,7 @@ pub mod server;
 pub mod validate;
 pub mod vm;
 
+pub use alarm::{AlarmFilter, AlarmReceiverSpec, AlarmReceiverStatus, Component, MailTarget, SnmpTarget, Weight};
 pub use checked::{ObjectName, StringMap, UnitName, VmIndex, VmName};
 pub use cluster::*;
 pub use hardware::{ConfigDisk, UnitStatus};
@@ -301,6 +303,8 @@ kinds! {
         doc: "A live migration of a BS2000 system to the other SU of its SU cluster." },
     VMRecovery { spec: VMRecoverySpec, status: VMRecoveryStatus, plural: "vmrecoveries", short: ["vmrecovery", "rec"],
         doc: "Recovery of a VM definition from an unavailable SU (RECOVER-VM-DEFINITION)." },
+    AlarmReceiver { spec: AlarmReceiverSpec, status: AlarmReceiverStatus, plural: "alarmreceivers", short: ["alarmreceiver", "ar"],
+        doc: "Who is sent which events (SNMPv2c trap or mail), global in the management cluster (alarm management)." },
 }
 
 #[derive(Serialize)]

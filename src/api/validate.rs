@@ -159,6 +159,7 @@ pub fn check_object(r: &Resource) -> Vec<(String, String)> {
         Resource::VMRecovery(o) if o.spec.alive_timeout_s == 0 => {
             out.push(("spec.aliveTimeoutS".into(), "must be at least 1 (s), got 0".into()));
         }
+        Resource::AlarmReceiver(o) => out.extend(crate::alarm::check_spec(&o.spec)),
         _ => {}
     }
     out
@@ -236,6 +237,7 @@ pub fn spec_kind(spec: &AnySpec) -> Kind {
         AnySpec::VMDefinition(_) => Kind::VMDefinition,
         AnySpec::LiveMigration(_) => Kind::LiveMigration,
         AnySpec::VMRecovery(_) => Kind::VMRecovery,
+        AnySpec::AlarmReceiver(_) => Kind::AlarmReceiver,
     }
 }
 

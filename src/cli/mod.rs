@@ -360,9 +360,30 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         reconcile: !cli.no_reconcile,
         backend: None,
     };
+    // Verbs that may record events: an embedded run delivers alarms once at its end.
+    let records_events = matches!(
+        cli.command,
+        Command::Apply(_)
+            | Command::Delete(_)
+            | Command::Sim(_)
+            | Command::Edit(_)
+            | Command::Patch(_)
+            | Command::Label(_)
+            | Command::Annotate(_)
+    );
+    let result = run_command(&mut ctx, cli);
+    if records_events {
+        if let Some(Backend::Embedded { store, reconcile: true }) = &ctx.backend {
+            crate::alarm::deliver_once(store.clone());
+        }
+    }
+    result
+}
+
+fn run_command(ctx: &mut Context, cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Apply(a) => apply::apply(&mut ctx, &a),
-        Command::Get(a) => get::run(&mut ctx, &a),
+        Command::Apply(a) => apply::apply(ctx, &a),
+        Command::Get(a) => get::run(ctx, &a),
         Command::Serve {
             listen,
             watch,
@@ -411,26 +432,26 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Describe(a) => describe::run(&mut ctx, &a),
-        Command::Delete(a) => apply::delete(&mut ctx, &a),
-        Command::Diff(a) => apply::diff(&mut ctx, &a),
+        Command::Describe(a) => describe::run(ctx, &a),
+        Command::Delete(a) => apply::delete(ctx, &a),
+        Command::Diff(a) => apply::diff(ctx, &a),
         Command::Validate(a) => apply::validate(&a),
-        Command::Check => check(&mut ctx),
+        Command::Check => check(ctx),
         Command::Schema { out } => {
             for p in schema::write_all(&out).with_context(|| format!("writing schemas to {}", out.display()))? {
                 println!("wrote {}", p.display());
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sources { action: SourcesAction::Prune { confirm } } => live::sources_prune(&mut ctx, confirm),
+        Command::Sources { action: SourcesAction::Prune { confirm } } => live::sources_prune(ctx, confirm),
         Command::Explain(a) => explain::run(&a),
-        Command::Edit(a) => edit::run(&mut ctx, &a),
-        Command::Label(a) => patch::meta(&mut ctx, &a, patch::MetaField::Labels),
-        Command::Annotate(a) => patch::meta(&mut ctx, &a, patch::MetaField::Annotations),
-        Command::Patch(a) => patch::run(&mut ctx, &a),
-        Command::Wait(a) => wait::run(&mut ctx, &a),
-        Command::Sim(a) => events::sim(&mut ctx, &a),
-        Command::Events(a) => events::events(&mut ctx, &a),
+        Command::Edit(a) => edit::run(ctx, &a),
+        Command::Label(a) => patch::meta(ctx, &a, patch::MetaField::Labels),
+        Command::Annotate(a) => patch::meta(ctx, &a, patch::MetaField::Annotations),
+        Command::Patch(a) => patch::run(ctx, &a),
+        Command::Wait(a) => wait::run(ctx, &a),
+        Command::Sim(a) => events::sim(ctx, &a),
+        Command::Events(a) => events::events(ctx, &a),
         Command::Completion(a) => complete::completion(&a),
         Command::Version(a) => complete::version(&a),
     }

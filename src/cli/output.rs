@@ -136,6 +136,22 @@ pub fn cells(kind: Kind, objs: &[Resource], wide: bool, qualify: bool) -> (Vec<&
             ]
         }
         (Kind::VMRecovery, _) => vec!["NAME", "VM", "TARGET", "PHASE", "AGE"],
+        (Kind::AlarmReceiver, false) => {
+            vec!["NAME", "TYPE", "TARGET", "COMPONENTS", "MIN-WEIGHT", "SENT", "FAILED", "AGE"]
+        }
+        (Kind::AlarmReceiver, true) => vec![
+            "NAME",
+            "TYPE",
+            "TARGET",
+            "COMPONENTS",
+            "MIN-WEIGHT",
+            "SENT",
+            "FAILED",
+            "PENDING",
+            "DELIVERED-SEQ",
+            "LAST-ERROR",
+            "AGE",
+        ],
     };
     let mut rows = Vec::new();
     for r in objs {
@@ -253,6 +269,26 @@ pub fn cells(kind: Kind, objs: &[Resource], wide: bool, qualify: bool) -> (Vec<&
                 o.status.phase.to_string(),
                 age,
             ],
+            Resource::AlarmReceiver(o) => {
+                let (s, st) = (&o.spec, &o.status);
+                let comps: Vec<&str> = s.filter.components.iter().map(|c| c.as_str()).collect();
+                let mut row = vec![
+                    o.name().to_string(),
+                    crate::alarm::target_type(s).to_string(),
+                    crate::alarm::target_text(s),
+                    comps.join(","),
+                    s.filter.min_weight.as_str().to_string(),
+                    st.sent.to_string(),
+                    st.failed.to_string(),
+                ];
+                if wide {
+                    row.push(st.pending.to_string());
+                    row.push(st.delivered_seq.to_string());
+                    row.push(st.last_error.clone().unwrap_or_else(|| "-".into()));
+                }
+                row.push(age);
+                row
+            }
         };
         let mut row = row;
         if qualify {

@@ -132,7 +132,7 @@ pub fn references(r: &Resource, site: &Site) -> Vec<String> {
                 }
             }
         }
-        Resource::SEServer(_) => {}
+        Resource::SEServer(_) | Resource::AlarmReceiver(_) => {}
     }
     out
 }

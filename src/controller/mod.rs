@@ -838,6 +838,8 @@ fn reconcile(cx: &mut Cx, obj: &Resource) -> anyhow::Result<Outcome> {
         Resource::VMDefinition(o) => vm::reconcile(cx, o),
         Resource::LiveMigration(o) => lm::reconcile(cx, o),
         Resource::VMRecovery(o) => recovery::reconcile(cx, o),
+        // Delivery (crate::alarm) owns the receiver's status; nothing to converge.
+        Resource::AlarmReceiver(_) => Ok(Outcome { status: None, action: Action::Await }),
     }
 }
 
@@ -975,5 +977,6 @@ fn related(cache: &Cache, r: &Resource) -> Vec<Key> {
             .as_typed::<crate::api::VMRecoverySpec>()
             .map(|l| vec![(Kind::VMDefinition, l.spec.vm.to_string())])
             .unwrap_or_default(),
+        Kind::AlarmReceiver => Vec::new(),
     }
 }

@@ -105,12 +105,13 @@ mod tests {
     fn every_kind_with_its_short_name_and_status() {
         let v = resource_list();
         let r = v["resources"].as_array().expect("resources");
-        assert_eq!(r.len(), 12);
+        assert_eq!(r.len(), 14);
         let vm = r.iter().find(|x| x["name"] == "vmdefinitions").expect("vm");
         assert_eq!(vm["shortNames"], json!(["vm"]));
         assert_eq!(vm["namespaced"], false);
         assert!(r.iter().any(|x| x["name"] == "vmrecoveries/status"));
+        assert!(r.iter().any(|x| x["name"] == "alarmreceivers/status"));
         let shorts: Vec<String> = r.iter().filter_map(|x| x["shortNames"].get(0)).map(|s| s.to_string()).collect();
-        assert_eq!(shorts.join(","), r#""se","mc","suc","vm","lm","rec""#);
+        assert_eq!(shorts.join(","), r#""se","mc","suc","vm","lm","rec","ar""#);
     }
 }

@@ -167,6 +167,8 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         dyn_store.clone(),
         engine::EngineOptions { time_scale: opts.time_scale, concurrency: opts.concurrency, resync: opts.resync },
     )?;
+    // Alarm delivery (traps, mails) on its own thread, after the event log's cursors.
+    let alarms = crate::alarm::Delivery::start(dyn_store.clone())?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let ready = Arc::new(AtomicBool::new(true));
     let result = rt.block_on(async {
@@ -232,7 +234,9 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     });
     // Let running reconciles finish, then store the clock and flush the store. A loop
     // that died makes the exit status non-zero.
-    engine.shutdown().map_err(|e| anyhow::anyhow!("the controller died: {e:#}"))?;
+    let stopped = engine.shutdown().map_err(|e| anyhow::anyhow!("the controller died: {e:#}"));
+    alarms.shutdown();
+    stopped?;
     drop(dyn_store);
     let _ = store.put_blob("shutdown", crate::store::now_rfc3339().as_bytes());
     tracing::info!("stopped");

@@ -356,6 +356,16 @@ pub trait Store: Send + Sync {
     fn record_event(&self, ev: Event) -> Result<Event>;
     /// The event log, oldest first.
     fn events(&self) -> Result<Vec<Event>>;
+    /// Up to `limit` events with a sequence number above `seq`, oldest first (the
+    /// alarm outbox reads after each receiver's cursor). What it returns is durable.
+    /// This default reads the whole log; stores override it with a range scan.
+    fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Event>> {
+        Ok(self.events()?.into_iter().filter(|e| e.seq > seq).take(limit).collect())
+    }
+    /// The sequence number of the newest event in the log (0 when it is empty).
+    fn last_event_seq(&self) -> Result<u64> {
+        Ok(self.events()?.last().map(|e| e.seq).unwrap_or(0))
+    }
     /// Marks all events acknowledged; returns how many were newly acknowledged.
     fn ack_events(&self) -> Result<usize>;
     /// Reads a named blob (the simulated world of stores written before it was kept

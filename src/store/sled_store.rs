@@ -661,6 +661,28 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Event>> {
+        let mut out = Vec::new();
+        for item in self.tree.range(event_key(seq.saturating_add(1))..event_key(u64::MAX)).take(limit) {
+            let (k, v) = item.map_err(be)?;
+            if !k.starts_with(b"e/") {
+                break;
+            }
+            out.push(serde_json::from_slice(&v).map_err(be)?);
+        }
+        self.settle()?;
+        Ok(out)
+    }
+
+    fn last_event_seq(&self) -> Result<u64> {
+        let last = match self.tree.scan_prefix(b"e/").next_back() {
+            Some(item) => serde_json::from_slice::<Event>(&item.map_err(be)?.1).map_err(be)?.seq,
+            None => 0,
+        };
+        self.settle()?;
+        Ok(last)
+    }
+
     fn ack_events(&self) -> Result<usize> {
         let mut c = self.lock();
         let mut batch = sled::Batch::default();

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod discovery;
 pub mod engine;
+pub mod field_managers;
 pub mod gitops;
 pub mod kubeconfig;
 pub mod listener;
@@ -16,6 +17,7 @@ pub mod openapi;
 pub mod paging;
 pub mod patch;
 pub mod selector;
+pub mod ssa;
 pub mod status;
 pub mod table;
 pub mod timeout;

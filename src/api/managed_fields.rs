@@ -122,9 +122,12 @@ pub fn dotted(path: &[String]) -> String {
     path.iter().map(|p| format!(".{p}")).collect()
 }
 
+/// Leaves: scalars and lists. An empty map is no field: sectl writes empty maps
+/// (labels, annotations) as absent, so owning `labels: {}` would only make
+/// conflicts between `{}` and nothing.
 fn leaves_into(v: &Value, path: &mut Path, out: &mut BTreeSet<Path>) {
     match v {
-        Value::Object(m) if !m.is_empty() => {
+        Value::Object(m) => {
             for (k, child) in m {
                 path.push(k.clone());
                 leaves_into(child, path, out);
@@ -326,7 +329,7 @@ mod tests {
     fn leaves_are_scoped_and_lists_atomic() {
         let o = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"m": 1, "d": [{"a": 1}], "e": {}}, "status": {"s": 1}});
         let s = FieldSet::of(&o, Scope::Main);
-        let want: BTreeSet<Path> = ["metadata.labels.x", "spec.m", "spec.d", "spec.e"].into_iter().map(p).collect();
+        let want: BTreeSet<Path> = ["metadata.labels.x", "spec.m", "spec.d"].into_iter().map(p).collect();
         assert_eq!(s.0, want);
         assert_eq!(FieldSet::of(&o, Scope::Status).0, [p("status.s")].into_iter().collect());
     }

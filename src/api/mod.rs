@@ -13,6 +13,7 @@ pub mod migration;
 pub mod schema;
 pub mod server;
 pub mod server_side_apply;
+pub mod structural;
 pub mod validate;
 pub mod vm;
 

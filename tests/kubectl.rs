@@ -550,4 +550,16 @@ fn server_side_apply_raw_api_rules() {
         .unwrap_or(Value::Null);
     assert_eq!(e["subresource"], "status", "{v}");
     assert!(e["fieldsV1"]["f:status"]["f:state"].is_object(), "{v}");
+    // Aggregated discovery, when asked for first (as kubectl does).
+    let r = agent
+        .get(&format!("{url}/apis"))
+        .set("Authorization", &format!("Bearer {}", token.trim()))
+        .set("Accept", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json")
+        .call()
+        .expect("aggregated discovery");
+    assert_eq!(r.header("Content-Type"), Some("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"));
+    let v: Value = serde_json::from_str(&r.into_string().expect("body")).expect("json");
+    assert_eq!(v["kind"], "APIGroupDiscoveryList");
+    let res = v["items"][0]["versions"][0]["resources"].as_array().expect("resources");
+    assert!(res.iter().any(|r| r["resource"] == "vmdefinitions" && r["shortNames"][0] == "vm"), "{v}");
 }

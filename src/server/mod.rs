@@ -6,6 +6,7 @@
 //! hand finishes, the world (with any migration in flight) is saved and the store
 //! flushed.
 
+pub mod aggregated;
 pub mod api;
 pub mod discovery;
 pub mod engine;

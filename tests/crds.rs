@@ -85,7 +85,7 @@ fn structural_problems(s: &Value, path: &str, out: &mut Vec<String>) {
         }
     }
     for (n, p) in m.get("properties").and_then(Value::as_object).into_iter().flatten() {
-        if n == "metadata" && path != "" {
+        if n == "metadata" && !path.is_empty() {
             out.push(format!("{path}: metadata below the root"));
         }
         structural_problems(p, &format!("{path}.{n}"), out);
@@ -118,7 +118,10 @@ fn every_kind_has_a_crd_with_names_columns_and_status() {
         let short = spec["names"]["shortNames"].as_array().expect("shortNames");
         assert!(k.short_names().iter().any(|s| short.contains(&Value::from(*s))), "{k}: {short:?}");
         let v = &spec["versions"][0];
-        assert_eq!((v["name"].as_str(), v["served"].as_bool(), v["storage"].as_bool()), (Some("v1alpha1"), Some(true), Some(true)));
+        assert_eq!(
+            (v["name"].as_str(), v["served"].as_bool(), v["storage"].as_bool()),
+            (Some("v1alpha1"), Some(true), Some(true))
+        );
         assert!(v["subresources"]["status"].is_object(), "{k}");
         // sectl get's columns, in order; the -o wide ones at priority 1.
         let cols = v["additionalPrinterColumns"].as_array().expect("columns");
@@ -199,7 +202,10 @@ fn the_examples_validate_against_the_crd_schemas() {
     let schemas: serde_json::Map<String, Value> = crds()
         .iter()
         .map(|d| {
-            (d["spec"]["names"]["kind"].as_str().expect("kind").to_string(), d["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone())
+            (
+                d["spec"]["names"]["kind"].as_str().expect("kind").to_string(),
+                d["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone(),
+            )
         })
         .collect();
     let sp = tmp.path().join("schemas.json");
@@ -219,6 +225,7 @@ fn the_examples_validate_against_the_crd_schemas() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_ne!(out.status.code(), Some(3), "install the python packages jsonschema and pyyaml: {text}");
     assert!(out.status.success(), "{text}");
-    let n: usize = text.lines().find_map(|l| l.strip_prefix("documents ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+    let n: usize =
+        text.lines().find_map(|l| l.strip_prefix("documents ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
     assert!(n >= 10, "only {n} documents checked: {text}");
 }

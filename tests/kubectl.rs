@@ -412,7 +412,9 @@ fn managers(o: &Value) -> Vec<(String, String)> {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|e| (e["manager"].as_str().unwrap_or("").to_string(), e["operation"].as_str().unwrap_or("").to_string()))
+                .map(|e| {
+                    (e["manager"].as_str().unwrap_or("").to_string(), e["operation"].as_str().unwrap_or("").to_string())
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -445,7 +447,10 @@ fn server_side_apply_owns_fields_conflicts_and_forces() {
     let os = other.to_str().expect("utf-8");
     let (code, out, err) = k.run(&["apply", "--server-side", "--field-manager", "ops", "-f", os]);
     assert_ne!(code, 0, "{out}{err}");
-    assert!(err.contains("conflict") && err.contains(r#"conflict with "kubectl""#) && err.contains(".spec.memoryMiB"), "{err}");
+    assert!(
+        err.contains("conflict") && err.contains(r#"conflict with "kubectl""#) && err.contains(".spec.memoryMiB"),
+        "{err}"
+    );
     assert_eq!(k.ok(&["get", "vm", "vm2", "-o", "jsonpath={.spec.memoryMiB}"]), "1024", "nothing written");
     // The same value is shared, no conflict.
     let same = k.file("same.yaml", &vm_yaml("vm2", "app: test", 1024));

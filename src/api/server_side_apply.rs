@@ -13,9 +13,7 @@
 //! The result still goes through the decoder, the cross-object checks and optimistic
 //! concurrency in the caller; this file only computes it.
 
-use super::managed_fields::{
-    overlaps, parse, unparse, value_at, FieldSet, ManagedFieldsEntry, Operation, Path, Scope,
-};
+use super::managed_fields::{overlaps, parse, unparse, value_at, FieldSet, ManagedFieldsEntry, Operation, Path, Scope};
 use serde_json::Value;
 
 /// A field another manager owns that the apply would change.

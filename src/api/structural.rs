@@ -106,7 +106,8 @@ fn structural_at(schema: &Value, defs: &Map<String, Value>, depth: usize) -> Val
 
 fn inline_ref(m: &Map<String, Value>, defs: &Map<String, Value>) -> Map<String, Value> {
     let mut m = m.clone();
-    let target = m.remove("$ref").and_then(|r| r.as_str().and_then(|r| r.strip_prefix("#/definitions/")).map(String::from));
+    let target =
+        m.remove("$ref").and_then(|r| r.as_str().and_then(|r| r.strip_prefix("#/definitions/")).map(String::from));
     if let Some(Value::Object(d)) = target.and_then(|t| defs.get(&t)) {
         for (k, v) in d {
             m.entry(k.clone()).or_insert_with(|| v.clone());

@@ -92,7 +92,9 @@ mod tests {
         let kubectl = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
         assert!(wanted(&accept(kubectl)));
         assert!(!wanted(&accept("application/json")));
-        assert!(!wanted(&accept("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json")));
+        assert!(!wanted(&accept(
+            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+        )));
         assert!(!wanted(&HeaderMap::new()));
         let l = list(true);
         let res = l["items"][0]["versions"][0]["resources"].as_array().unwrap();

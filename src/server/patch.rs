@@ -108,7 +108,14 @@ pub async fn object(
     patch_object(s, kind, name, q, headers, body).await.map_err(IntoResponse::into_response)
 }
 
-async fn patch_object(s: AppState, kind: Kind, name: String, q: WriteQuery, headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn patch_object(
+    s: AppState,
+    kind: Kind,
+    name: String,
+    q: WriteQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     let p = parse(&headers, &body)?;
     let dry = q.check(false)?;
     let who = manager(q.field_manager.as_deref(), &headers);
@@ -142,7 +149,14 @@ pub async fn status(
     patch_status(s, kind, name, q, headers, body).await.map_err(IntoResponse::into_response)
 }
 
-async fn patch_status(s: AppState, kind: Kind, name: String, q: WriteQuery, headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn patch_status(
+    s: AppState,
+    kind: Kind,
+    name: String,
+    q: WriteQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     let p = parse(&headers, &body)?;
     let dry = q.check(false)?;
     let who = manager(q.field_manager.as_deref(), &headers);

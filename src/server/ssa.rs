@@ -127,8 +127,8 @@ pub async fn apply(
         .clone()
         .ok_or_else(|| bad("fieldManager is required for apply requests (server-side apply)").into_response())?;
     let force = super::api::parse_flag("force", q.force.as_deref()).map_err(IntoResponse::into_response)?;
-    let config = crate::manifest::decode_value("apply configuration", &body)
-        .map_err(|e| bad(e.to_string()).into_response())?;
+    let config =
+        crate::manifest::decode_value("apply configuration", &body).map_err(|e| bad(e.to_string()).into_response())?;
     check_config(&config, kind, &name, scope).map_err(IntoResponse::into_response)?;
     let user_rv = config["metadata"]["resourceVersion"].as_str().map(str::to_string);
     let now = crate::store::now_rfc3339();

@@ -55,7 +55,7 @@ pub struct ManagedFieldsEntry {
     /// Always FieldsV1.
     pub fields_type: FieldsType,
     /// The fields owned.
-    #[serde(rename = "fieldsV1")]
+    #[serde(rename = "fieldsV1", deserialize_with = "fields_v1")]
     #[schemars(schema_with = "fields_v1_schema")]
     pub fields_v1: Value,
     /// `status` for writes through the status subresource.
@@ -63,12 +63,25 @@ pub struct ManagedFieldsEntry {
     pub subresource: Option<String>,
 }
 
+/// A field set: objects of objects (checked when decoded, so a bad one is refused
+/// with its place instead of failing a later write).
+fn fields_v1<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    let v = Value::deserialize(d)?;
+    FieldSet::from_v1(&v).map_err(serde::de::Error::custom)?;
+    Ok(v)
+}
+
 fn fields_v1_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
     let mut o = schemars::schema::SchemaObject {
         instance_type: Some(schemars::schema::InstanceType::Object.into()),
         ..Default::default()
     };
-    o.metadata().description = Some("The fields owned, as nested `f:<name>` keys.".into());
+    o.metadata().description = Some("The fields owned, as nested `f:<name>` keys (objects of objects).".into());
+    let nested = schemars::schema::SchemaObject {
+        instance_type: Some(schemars::schema::InstanceType::Object.into()),
+        ..Default::default()
+    };
+    o.object().additional_properties = Some(Box::new(nested.into()));
     o.into()
 }
 
@@ -372,6 +385,14 @@ mod tests {
         let out = record_update(Some(&old), &new, &entries, "two", Scope::Main, "t1").unwrap();
         assert_eq!(out[0].set().unwrap().0, [p("spec.a")].into_iter().collect());
         assert_eq!(out[1].set().unwrap().0, [p("spec.b")].into_iter().collect());
+    }
+
+    #[test]
+    fn a_bad_field_set_is_refused_when_decoded() {
+        let e = |f: Value| json!({"manager": "m", "operation": "Update", "apiVersion": "sectl.io/v1alpha1", "fieldsType": "FieldsV1", "fieldsV1": f});
+        assert!(serde_json::from_value::<ManagedFieldsEntry>(e(json!({"f:spec": {"f:a": {}}}))).is_ok());
+        assert!(serde_json::from_value::<ManagedFieldsEntry>(e(json!({"f:spec": 1}))).is_err());
+        assert!(serde_json::from_value::<ManagedFieldsEntry>(e(json!("x"))).is_err());
     }
 
     #[test]

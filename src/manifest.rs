@@ -89,6 +89,33 @@ impl ManifestError {
 
 /// Decodes every document of one file's bytes. Returns the documents, or every error.
 pub fn decode(file: &str, bytes: &[u8]) -> Result<Vec<Document>, Vec<ManifestError>> {
+    let text = guarded_text(file, bytes)?;
+    if let Some(docs) = decode_fast(file, text) {
+        return Ok(docs);
+    }
+    let (docs, errors) = decode_docs(file, text, &doc_start_lines(text));
+    if errors.is_empty() {
+        Ok(docs)
+    } else {
+        Err(errors.into_iter().map(ManifestError::shortened).collect())
+    }
+}
+
+/// Decodes one YAML (or JSON) document into a loosely typed value, behind the same
+/// guards as `decode` (size, UTF-8, nesting, alias expansion): for a partial object
+/// such as a server-side apply configuration, which the typed decoder would refuse
+/// for its missing fields.
+pub fn decode_value(file: &str, bytes: &[u8]) -> Result<serde_json::Value, ManifestError> {
+    let text = guarded_text(file, bytes).map_err(|mut es| es.remove(0))?;
+    let mut docs = yaml_to_json(text).map_err(|e| ManifestError::whole(file, 0, e).shortened())?;
+    if docs.len() != 1 {
+        return Err(ManifestError::whole(file, 0, format!("expected one document, found {}", docs.len())));
+    }
+    Ok(docs.remove(0))
+}
+
+/// The text of a file's bytes once the guards passed.
+fn guarded_text<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Vec<ManifestError>> {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(vec![ManifestError::whole(
             file,
@@ -143,15 +170,7 @@ pub fn decode(file: &str, bytes: &[u8]) -> Result<Vec<Document>, Vec<ManifestErr
             ),
         )]);
     }
-    if let Some(docs) = decode_fast(file, text) {
-        return Ok(docs);
-    }
-    let (docs, errors) = decode_docs(file, text, &doc_start_lines(text));
-    if errors.is_empty() {
-        Ok(docs)
-    } else {
-        Err(errors.into_iter().map(ManifestError::shortened).collect())
-    }
+    Ok(text)
 }
 
 /// Deepest nesting of flow collections (`[`, `{`) accepted. serde_yaml rejects more

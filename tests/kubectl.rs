@@ -236,9 +236,6 @@ fn writes_dry_runs_patches_and_deletes() {
     assert!(k.ok(&["apply", "-f", fs]).contains("configured"));
     assert_eq!(k.ok(&["get", "vm", "vm2", "-o", "jsonpath={.spec.memoryMiB}"]), "1024");
     assert_eq!(k.run(&["diff", "-f", fs]).0, 0, "nothing left to diff");
-    // Server-side apply is refused clearly, never half-done.
-    let (code, _, err) = k.run(&["apply", "--server-side", "-f", fs]);
-    assert!(code != 0 && err.contains("server-side apply is not served"), "{err}");
     // patch, label, annotate.
     k.ok(&["patch", "vm", "vm2", "--type", "merge", "-p", r#"{"spec":{"memoryMiB":768}}"#]);
     assert_eq!(k.ok(&["get", "vm", "vm2", "-o", "jsonpath={.spec.memoryMiB}"]), "768");
@@ -407,4 +404,167 @@ fn raw_api_watch_dry_runs_errors_and_delete_collection() {
     assert_eq!(v["kind"], "VMDefinitionList", "{v}");
     assert_eq!(v["items"].as_array().map(Vec::len), Some(2), "{v}");
     assert_eq!(k.names(&["vm"]), ["vm12prod"]);
+}
+
+/// The managers of an object's managedFields, as (manager, operation).
+fn managers(o: &Value) -> Vec<(String, String)> {
+    o["metadata"]["managedFields"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    (e["manager"].as_str().unwrap_or("").to_string(), e["operation"].as_str().unwrap_or("").to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn server_side_apply_owns_fields_conflicts_and_forces() {
+    let k = Kube::start();
+    let f = k.file("vm2.yaml", &vm_yaml("vm2", "app: test", 512));
+    let fs = f.to_str().expect("utf-8");
+    // Create through apply, then update through apply.
+    let out = k.ok(&["apply", "--server-side", "-f", fs]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    k.file("vm2.yaml", &vm_yaml("vm2", "app: test", 1024));
+    k.ok(&["apply", "--server-side", "-f", fs]);
+    assert_eq!(k.ok(&["get", "vm", "vm2", "-o", "jsonpath={.spec.memoryMiB}"]), "1024");
+    let o = k.json(&["get", "vm", "vm2", "--show-managed-fields"]);
+    assert_eq!(managers(&o), [("kubectl".to_string(), "Apply".to_string())], "{o}");
+    let fields = &o["metadata"]["managedFields"][0];
+    assert_eq!(fields["fieldsType"], "FieldsV1");
+    assert_eq!(fields["apiVersion"], "sectl.io/v1alpha1");
+    assert!(fields["fieldsV1"]["f:spec"]["f:memoryMiB"].is_object(), "{fields}");
+    assert!(fields["fieldsV1"]["f:metadata"]["f:labels"]["f:app"].is_object(), "{fields}");
+    // Hidden by default, shown with --show-managed-fields.
+    assert!(!k.ok(&["get", "vm", "vm2", "-o", "yaml"]).contains("managedFields"));
+    let y = k.ok(&["get", "vm", "vm2", "-o", "yaml", "--show-managed-fields"]);
+    assert!(y.contains("managedFields:") && y.contains("manager: kubectl") && y.contains("f:memoryMiB"), "{y}");
+    // A second manager changing a field the first owns: 409, printed by kubectl.
+    let other = k.file("other.yaml", &vm_yaml("vm2", "app: test", 2048));
+    let os = other.to_str().expect("utf-8");
+    let (code, out, err) = k.run(&["apply", "--server-side", "--field-manager", "ops", "-f", os]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("conflict") && err.contains(r#"conflict with "kubectl""#) && err.contains(".spec.memoryMiB"),
+        "{err}"
+    );
+    assert_eq!(k.ok(&["get", "vm", "vm2", "-o", "jsonpath={.spec.memoryMiB}"]), "1024", "nothing written");
+    // The same value is shared, no conflict.
+    let same = k.file("same.yaml", &vm_yaml("vm2", "app: test", 1024));
+    k.ok(&["apply", "--server-side", "--field-manager", "ops", "-f", same.to_str().expect("utf-8")]);
+    // --force-conflicts takes the field over.
+    k.ok(&["apply", "--server-side", "--field-manager", "ops", "--force-conflicts", "-f", os]);
+    assert_eq!(k.ok(&["get", "vm", "vm2", "-o", "jsonpath={.spec.memoryMiB}"]), "2048");
+    let o = k.json(&["get", "vm", "vm2", "--show-managed-fields"]);
+    let mf = o["metadata"]["managedFields"].as_array().expect("entries").clone();
+    let owner_of_memory: Vec<&str> = mf
+        .iter()
+        .filter(|e| e["fieldsV1"]["f:spec"]["f:memoryMiB"].is_object())
+        .map(|e| e["manager"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(owner_of_memory, ["ops"], "{o}");
+    // A merge patch records an Update entry for kubectl-patch.
+    k.ok(&["patch", "vm", "vm2", "--type", "merge", "-p", r#"{"spec":{"memoryMiB":768}}"#]);
+    let o = k.json(&["get", "vm", "vm2", "--show-managed-fields"]);
+    assert!(managers(&o).contains(&("kubectl-patch".to_string(), "Update".to_string())), "{o}");
+    // Now "ops" conflicts with the patcher, named with its API version.
+    let (code, _, err) = k.run(&["apply", "--server-side", "--field-manager", "ops", "-f", os]);
+    assert!(code != 0 && err.contains(r#"conflict with "kubectl-patch" using sectl.io/v1alpha1"#), "{err}");
+    // A server dry run of a forced apply writes nothing.
+    k.ok(&["apply", "--server-side", "--field-manager", "ops", "--force-conflicts", "--dry-run=server", "-f", os]);
+    assert_eq!(k.ok(&["get", "vm", "vm2", "-o", "jsonpath={.spec.memoryMiB}"]), "768");
+}
+
+#[test]
+fn server_side_apply_raw_api_rules() {
+    let k = Kube::start();
+    let url = server_url(&k);
+    let kc: Value =
+        serde_json::from_slice(&std::fs::read(k.data().join("kubeconfig")).expect("kubeconfig")).expect("json");
+    let token = kc["users"][0]["user"]["token"].as_str().expect("token").to_string();
+    let cfg = sectl::server::tls::client_config(&k.data(), &[]).expect("trust the data dir's CA");
+    let agent = ureq::AgentBuilder::new().timeout(LIMIT).tls_config(std::sync::Arc::new(cfg)).build();
+    let path = format!("{url}/apis/sectl.io/v1alpha1/vmdefinitions/vm9");
+    let body = vm_yaml("vm9", "", 512);
+    let send = |q: &str, ct: &str, body: &str| -> (u16, Value) {
+        let r = agent
+            .request("PATCH", &format!("{path}{q}"))
+            .set("Authorization", &format!("Bearer {}", token.trim()))
+            .set("Content-Type", ct)
+            .send_string(body);
+        let resp = match r {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        };
+        (resp.status(), serde_json::from_str(&resp.into_string().unwrap_or_default()).unwrap_or(Value::Null))
+    };
+    // fieldManager is required for apply.
+    let (code, v) = send("", "application/apply-patch+yaml", &body);
+    assert_eq!(code, 400, "{v}");
+    assert!(v["message"].as_str().unwrap_or("").contains("fieldManager is required"), "{v}");
+    // A server dry run of a create writes nothing.
+    let (code, v) = send("?fieldManager=a&dryRun=All", "application/apply-patch+yaml", &body);
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(send("?fieldManager=a", "application/merge-patch+json", "{}").0, 404);
+    let (code, _) = send("?fieldManager=a", "application/apply-patch+yaml", &body);
+    assert_eq!(code, 201);
+    // Conflict: a Status with causes naming field and manager.
+    let (code, v) = send("?fieldManager=b", "application/apply-patch+yaml", &vm_yaml("vm9", "", 640));
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(v["kind"], "Status");
+    assert_eq!(v["reason"], "Conflict");
+    assert_eq!(v["message"], r#"Apply failed with 1 conflict: conflict with "a": .spec.memoryMiB"#, "{v}");
+    assert_eq!(v["details"]["causes"][0]["field"], ".spec.memoryMiB", "{v}");
+    assert_eq!(v["details"]["causes"][0]["reason"], "FieldManagerConflict", "{v}");
+    // force is for apply only; a bad force value and nulls are refused.
+    assert_eq!(send("?force=true", "application/merge-patch+json", "{}").0, 400);
+    assert_eq!(send("?fieldManager=b&force=maybe", "application/apply-patch+yaml", &body).0, 400);
+    let with_null = body.replace("memoryMiB: 512", "memoryMiB: null");
+    let (code, v) = send("?fieldManager=a", "application/apply-patch+yaml", &with_null);
+    assert!(code == 400 && v["message"].as_str().unwrap_or("").contains("spec.memoryMiB"), "{v}");
+    // A field "a" stops applying (labels here) is removed: nobody else owns it.
+    let labelled = vm_yaml("vm9", "tier: db", 512);
+    assert_eq!(send("?fieldManager=a", "application/apply-patch+yaml", &labelled).0, 200);
+    let (code, v) = send("?fieldManager=a", "application/apply-patch+yaml", &body);
+    assert_eq!(code, 200, "{v}");
+    assert!(v["metadata"]["labels"].get("tier").is_none(), "{v}");
+    // An invalid result is refused with its field, nothing written.
+    let (code, v) = send("?fieldManager=a", "application/apply-patch+yaml", &vm_yaml("vm9", "", 0));
+    assert!(code == 422 && v["message"].as_str().unwrap_or("").contains("memoryMiB"), "{v}");
+    // Status through apply: the manager's entry records subresource status.
+    let status = "apiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {name: vm9}\nstatus: {state: WAIT}\n";
+    let spath = format!("{path}/status?fieldManager=st");
+    let r = agent
+        .request("PATCH", &spath)
+        .set("Authorization", &format!("Bearer {}", token.trim()))
+        .set("Content-Type", "application/apply-patch+yaml")
+        .send_string(status);
+    let v: Value = match r {
+        Ok(r) => serde_json::from_str(&r.into_string().expect("body")).expect("json"),
+        Err(ureq::Error::Status(c, r)) => panic!("{c}: {}", r.into_string().unwrap_or_default()),
+        Err(e) => panic!("{e}"),
+    };
+    let e = v["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["manager"] == "st"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(e["subresource"], "status", "{v}");
+    assert!(e["fieldsV1"]["f:status"]["f:state"].is_object(), "{v}");
+    // Aggregated discovery, when asked for first (as kubectl does).
+    let r = agent
+        .get(&format!("{url}/apis"))
+        .set("Authorization", &format!("Bearer {}", token.trim()))
+        .set("Accept", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json")
+        .call()
+        .expect("aggregated discovery");
+    assert_eq!(r.header("Content-Type"), Some("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"));
+    let v: Value = serde_json::from_str(&r.into_string().expect("body")).expect("json");
+    assert_eq!(v["kind"], "APIGroupDiscoveryList");
+    let res = v["items"][0]["versions"][0]["resources"].as_array().expect("resources");
+    assert!(res.iter().any(|r| r["resource"] == "vmdefinitions" && r["shortNames"][0] == "vm"), "{v}");
 }

@@ -88,7 +88,12 @@ fn every_schema_object_forbids_unknown_fields() {
                         other => bad.push(format!("{at}: additionalProperties is {other:?}, not false")),
                     }
                 } else if m.get("type") == Some(&serde_json::json!("object")) {
-                    let ok = m.get("additionalProperties") == Some(&serde_json::json!({"type": "string"}));
+                    // managedFields' fieldsV1 is Kubernetes' open field set: its keys are
+                    // the object's field names, its values field sets (objects).
+                    let field_set = (at.ends_with("/ManagedFieldsEntry/properties/fieldsV1")
+                        && m.get("additionalProperties") == Some(&serde_json::json!({"type": "object"})))
+                        || at.ends_with("/ManagedFieldsEntry/properties/fieldsV1/additionalProperties");
+                    let ok = field_set || m.get("additionalProperties") == Some(&serde_json::json!({"type": "string"}));
                     if !ok {
                         bad.push(format!("{at}: an object without properties that is not a string map"));
                     }

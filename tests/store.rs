@@ -1160,3 +1160,34 @@ fn an_object_over_the_size_limit_is_refused() {
     s.create(vm("small", 1)).unwrap();
     assert_eq!(s.resource_version(), 1);
 }
+
+/// managedFields are written when an update carries them and kept when it does not,
+/// on the object and through the status path; they never move the generation.
+#[test]
+fn managed_fields_are_taken_when_given_and_kept_when_absent() {
+    use sectl::api::managed_fields::{FieldSet, ManagedFieldsEntry, Operation, Scope};
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let created = s.create(vm("vm1", 512)).unwrap();
+    let entry = |m: &str| {
+        let set = FieldSet([vec!["spec".to_string(), "memoryMiB".to_string()]].into_iter().collect());
+        ManagedFieldsEntry::new(m, Operation::Apply, Scope::Main, &set, "2026-01-01T00:00:00Z")
+    };
+    let mut given = created.clone();
+    given.meta_mut().managed_fields = Some(vec![entry("a")]);
+    let written = s.update(given).unwrap();
+    assert!(rv(&written) > rv(&created), "a change of owners alone is written");
+    assert_eq!(generation(&written), generation(&created), "owners are not the spec");
+    assert_eq!(s.get(Kind::VMDefinition, "vm1").unwrap().unwrap().meta().managed_fields, Some(vec![entry("a")]));
+    // Absent: kept (a controller or an old client writing the object drops nothing).
+    let mut plain = s.get(Kind::VMDefinition, "vm1").unwrap().unwrap();
+    plain.meta_mut().managed_fields = None;
+    plain.meta_mut().labels.0.insert("x".into(), "1".into());
+    s.update(plain).unwrap();
+    assert_eq!(s.get(Kind::VMDefinition, "vm1").unwrap().unwrap().meta().managed_fields, Some(vec![entry("a")]));
+    // Through the status path too.
+    let mut st = s.get(Kind::VMDefinition, "vm1").unwrap().unwrap();
+    st.meta_mut().managed_fields = Some(vec![entry("b")]);
+    s.update_status(st).unwrap();
+    assert_eq!(s.get(Kind::VMDefinition, "vm1").unwrap().unwrap().meta().managed_fields, Some(vec![entry("b")]));
+}

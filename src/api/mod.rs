@@ -9,10 +9,13 @@ pub mod alarm;
 pub mod checked;
 pub mod cluster;
 pub mod hardware;
+pub mod managed_fields;
 pub mod migration;
 pub mod schema;
 pub mod selector;
 pub mod server;
+pub mod server_side_apply;
+pub mod structural;
 pub mod validate;
 pub mod vm;
 
@@ -57,6 +60,14 @@ pub struct ObjectMeta {
     /// When the object was created (RFC 3339, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_timestamp: Option<String>,
+    /// Which manager owns which fields (server-side apply and the API's writes), as
+    /// Kubernetes records it. Absent in a write: the stored entries are kept.
+    #[serde(default, skip_serializing_if = "no_entries")]
+    pub managed_fields: Option<Vec<managed_fields::ManagedFieldsEntry>>,
+}
+
+fn no_entries(e: &Option<Vec<managed_fields::ManagedFieldsEntry>>) -> bool {
+    e.as_ref().is_none_or(Vec::is_empty)
 }
 
 impl ObjectMeta {
@@ -70,6 +81,7 @@ impl ObjectMeta {
             resource_version: None,
             generation: None,
             creation_timestamp: None,
+            managed_fields: None,
         }
     }
 

@@ -52,6 +52,9 @@ pub struct GetArgs {
     /// Leave out the header line of tables.
     #[arg(long)]
     pub no_headers: bool,
+    /// Keep metadata.managedFields in json/yaml output (hidden by default, as in kubectl)
+    #[arg(long)]
+    pub show_managed_fields: bool,
     /// Stream changes (needs --server).
     #[arg(short = 'w', long)]
     pub watch: bool,
@@ -87,6 +90,11 @@ pub fn run(ctx: &mut Context, a: &GetArgs) -> anyhow::Result<ExitCode> {
     }
     let store = ctx.store()?;
     let mut found = targets::resolve(store, &req, &a.selectors)?;
+    if !a.show_managed_fields {
+        for (_, objs) in &mut found.groups {
+            objs.iter_mut().for_each(|o| o.meta_mut().managed_fields = None);
+        }
+    }
     if let Some(by) = &sort_by {
         for (_, objs) in &mut found.groups {
             format::sort(objs, by);

@@ -9,6 +9,7 @@
 mod apply;
 mod backend;
 mod complete;
+pub mod crds;
 mod describe;
 mod describe_text;
 mod diff;
@@ -119,6 +120,9 @@ pub enum Command {
         #[arg(long, default_value = "schemas")]
         out: PathBuf,
     },
+    /// Print a CustomResourceDefinition (apiextensions.k8s.io/v1) per kind, as YAML.
+    #[command(after_help = crds::EXAMPLES)]
+    Crds,
     /// Documentation of a kind or one of its fields, from the schemas.
     #[command(after_help = explain::EXAMPLES)]
     Explain(explain::ExplainArgs),
@@ -444,6 +448,7 @@ fn run_command(ctx: &mut Context, cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sources { action: SourcesAction::Prune { confirm } } => live::sources_prune(ctx, confirm),
+        Command::Crds => crds::run(),
         Command::Explain(a) => explain::run(&a),
         Command::Edit(a) => edit::run(ctx, &a),
         Command::Label(a) => patch::meta(ctx, &a, patch::MetaField::Labels),

@@ -14,6 +14,7 @@
 
 use super::engine::Cmd;
 use super::gitops::Sources;
+use crate::api::managed_fields::Scope as ManagedScope;
 use crate::api::{Kind, Resource};
 use crate::manifest;
 use crate::store::{Store, StoreError};
@@ -341,21 +342,42 @@ pub(super) fn check_against_store(s: &AppState, objs: &[Resource]) -> Result<(),
 async fn update_status(
     State(s): State<AppState>,
     Path((plural, name)): Path<(String, String)>,
-    Query(_): Query<NoParams>,
+    Query(q): Query<StatusQuery>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
     let kind = kind_of(&plural)?;
+    if let Some(m) = &q.field_manager {
+        super::write::WriteQuery { field_manager: Some(m.clone()), ..Default::default() }.check(false)?;
+    }
+    let who = super::field_managers::manager(q.field_manager.as_deref(), &headers);
     let v: Value =
         serde_json::from_slice(&body).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()))?;
-    let mut current =
-        s.store.get(kind, &name)?.ok_or_else(|| ApiErr::from(StoreError::NotFound { kind, name: name.clone() }))?;
-    if let Some(rv) = v["metadata"]["resourceVersion"].as_str() {
-        current.meta_mut().resource_version = Some(rv.to_string());
+    let mut tries = 0;
+    loop {
+        let current =
+            s.store.get(kind, &name)?.ok_or_else(|| ApiErr::from(StoreError::NotFound { kind, name: name.clone() }))?;
+        let mut next = current.clone();
+        next.set_status_json(v["status"].clone())
+            .map_err(|e| ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("status: {e}")))?;
+        super::field_managers::record(Some(&current), &mut next, &who, ManagedScope::Status)?;
+        let given = v["metadata"]["resourceVersion"].as_str();
+        if let Some(rv) = given {
+            next.meta_mut().resource_version = Some(rv.to_string());
+        }
+        match s.store.update_status(next) {
+            Err(StoreError::Conflict { .. }) if given.is_none() && tries < super::field_managers::RETRIES => tries += 1,
+            r => return Ok(Json(r?).into_response()),
+        }
     }
-    current
-        .set_status_json(v["status"].clone())
-        .map_err(|e| ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("status: {e}")))?;
-    Ok(Json(s.store.update_status(current)?).into_response())
+}
+
+/// PUT /status takes who writes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusQuery {
+    #[serde(rename = "fieldManager")]
+    field_manager: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -363,16 +385,40 @@ async fn update_status(
 struct ApplyQuery {
     #[serde(rename = "dryRun")]
     dry_run: Option<String>,
+    /// Recorded in managedFields; `sectl` when absent.
+    #[serde(rename = "fieldManager")]
+    field_manager: Option<String>,
 }
 
+/// sectl's own apply: an atomic batch. Each object's Update entry is recorded against
+/// the version read; the batch is pinned to those versions (unless the manifests name
+/// their own) and computed again when something was written in between.
 async fn apply(State(s): State<AppState>, Query(q): Query<ApplyQuery>, body: Bytes) -> ApiResult {
     let dry = parse_flag("dryRun", q.dry_run.as_deref())?;
-    let objs = decode_body(&body)?;
-    check_against_store(&s, &objs)?;
-    let store = s.store.clone();
-    let results = tokio::task::spawn_blocking(move || store.apply(objs, dry))
-        .await
-        .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))??;
+    let who = q.field_manager.clone().unwrap_or_else(|| "sectl".into());
+    super::write::WriteQuery { field_manager: Some(who.clone()), ..Default::default() }.check(false)?;
+    let given = decode_body(&body)?;
+    check_against_store(&s, &given)?;
+    let mut tries = 0;
+    let results = loop {
+        let mut objs = given.clone();
+        let mut pinned = false;
+        for o in objs.iter_mut() {
+            let current = s.store.get(o.kind(), o.name())?;
+            super::field_managers::record(current.as_ref(), o, &who, ManagedScope::Main)?;
+            if let Some(c) = &current {
+                pinned |= super::field_managers::pin(c, o);
+            }
+        }
+        let store = s.store.clone();
+        let r = tokio::task::spawn_blocking(move || store.apply(objs, dry))
+            .await
+            .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))?;
+        match r {
+            Err(StoreError::Conflict { .. }) if pinned && tries < super::field_managers::RETRIES => tries += 1,
+            r => break r?,
+        }
+    };
     let items: Vec<Value> = results.iter().map(|(o, r)| json!({"outcome": o, "object": r})).collect();
     Ok(Json(json!({"items": items})).into_response())
 }

@@ -3,9 +3,8 @@
 //! `sectl.io`), `/apis/sectl.io` (APIGroup) and `/apis/sectl.io/v1alpha1`
 //! (APIResourceList: each kind with its short names, the category `all`, its verbs,
 //! `namespaced: false`, and its `/status` subresource). All derived from `Kind`, so a
-//! new kind appears here without an edit. The aggregated discovery format is not
-//! served: a client asking for it in `Accept` falls back to these documents, which
-//! carry `Content-Type: application/json` (client-go does so by design).
+//! new kind appears here without an edit. A client that asks for the aggregated form
+//! first in `Accept` gets it from `/api` and `/apis` (`aggregated`).
 
 use super::api::{ApiErr, AppState, NoParams};
 use crate::api::Kind;
@@ -46,7 +45,10 @@ pub async fn version(Query(_): Query<NoParams>) -> Response {
 }
 
 /// GET /api: there is no core group.
-pub async fn api(Query(_): Query<NoParams>) -> Response {
+pub async fn api(Query(_): Query<NoParams>, headers: axum::http::HeaderMap) -> Response {
+    if super::aggregated::wanted(&headers) {
+        return super::aggregated::respond(false);
+    }
     Json(json!({"kind": "APIVersions", "versions": [], "serverAddressByClientCIDRs": []})).into_response()
 }
 
@@ -56,7 +58,10 @@ fn group() -> Value {
 }
 
 /// GET /apis.
-pub async fn apis(Query(_): Query<NoParams>) -> Response {
+pub async fn apis(Query(_): Query<NoParams>, headers: axum::http::HeaderMap) -> Response {
+    if super::aggregated::wanted(&headers) {
+        return super::aggregated::respond(true);
+    }
     Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group()]})).into_response()
 }
 

@@ -6,9 +6,11 @@
 //! hand finishes, the world (with any migration in flight) is saved and the store
 //! flushed.
 
+pub mod aggregated;
 pub mod api;
 pub mod discovery;
 pub mod engine;
+pub mod field_managers;
 pub mod gitops;
 pub mod kubeconfig;
 pub mod listener;
@@ -16,6 +18,7 @@ pub mod openapi;
 pub mod paging;
 pub mod patch;
 pub mod selector;
+pub mod ssa;
 pub mod status;
 pub mod table;
 pub mod timeout;

@@ -2,9 +2,9 @@
 //! `application/merge-patch+json` (RFC 7386) and `application/json-patch+json`
 //! (RFC 6902, the `json-patch` crate). Strategic merge patch exists only for
 //! Kubernetes' built-in types and is refused (415), as for custom resources in
-//! Kubernetes; so is server-side apply (`application/apply-patch+yaml`), which sectl
-//! does not serve: kubectl's `apply --server-side` gets a clear 415, never a write
-//! that ignores field ownership.
+//! Kubernetes. Server-side apply (`application/apply-patch+yaml`) is handed to `ssa`;
+//! its CBOR form is refused (415). Merge and JSON patches record an `Update` entry in
+//! `metadata.managedFields` for their manager (`field_managers`).
 //!
 //! The patched document goes through the same decoder, cross-object checks and
 //! optimistic concurrency as PUT: it keeps the resourceVersion it was read at, so a
@@ -12,7 +12,9 @@
 //! the patch is applied again to the newer object (a few times), as Kubernetes does.
 
 use super::api::{bad, check_against_store, decode_body, kind_of, ApiErr, AppState};
+use super::field_managers::{manager, record, RETRIES};
 use super::write::{dry_apply, WriteQuery};
+use crate::api::managed_fields::Scope;
 use crate::api::{Kind, Resource};
 use crate::store::StoreError;
 use axum::body::Bytes;
@@ -23,9 +25,6 @@ use axum::Json;
 use serde_json::Value;
 
 type ApiResult = Result<Response, ApiErr>;
-
-/// How often a patch without a resourceVersion is retried on a conflict.
-const RETRIES: usize = 5;
 
 enum PatchDoc {
     Merge(Value),
@@ -48,8 +47,8 @@ fn parse(headers: &HeaderMap, body: &Bytes) -> Result<PatchDoc, ApiErr> {
         "application/strategic-merge-patch+json" => Err(unsupported(
             "strategic merge patch is for Kubernetes' built-in types; use application/merge-patch+json or application/json-patch+json".into(),
         )),
-        "application/apply-patch+yaml" | "application/apply-patch+cbor" => Err(unsupported(
-            "server-side apply is not served by sectl; use client-side apply (kubectl apply without --server-side) or a merge patch".into(),
+        "application/apply-patch+cbor" => Err(unsupported(
+            "server-side apply is served as application/apply-patch+yaml only, not CBOR".into(),
         )),
         "" => Err(unsupported("a PATCH needs a Content-Type: application/merge-patch+json or application/json-patch+json".into())),
         o => Err(unsupported(format!(
@@ -84,7 +83,7 @@ fn get(s: &AppState, kind: Kind, name: &str) -> Result<Resource, ApiErr> {
 }
 
 /// The patched object, decoded and checked like a PUT body.
-fn decoded(s: &AppState, kind: Kind, name: &str, doc: &Value) -> Result<Resource, ApiErr> {
+pub(super) fn decoded(s: &AppState, kind: Kind, name: &str, doc: &Value) -> Result<Resource, ApiErr> {
     let mut objs = decode_body(&Bytes::from(doc.to_string()))?;
     if objs.len() != 1 || objs[0].kind() != kind || objs[0].name() != name {
         return Err(bad(format!("a patch may not change the kind or the name (of {} {name})", kind.as_str())));
@@ -101,14 +100,30 @@ pub async fn object(
     Query(q): Query<WriteQuery>,
     headers: HeaderMap,
     body: Bytes,
+) -> Result<Response, Response> {
+    let kind = kind_of(&plural).map_err(IntoResponse::into_response)?;
+    if super::ssa::is_apply(&headers) {
+        return super::ssa::apply(s, kind, name, q, body, Scope::Main).await;
+    }
+    patch_object(s, kind, name, q, headers, body).await.map_err(IntoResponse::into_response)
+}
+
+async fn patch_object(
+    s: AppState,
+    kind: Kind,
+    name: String,
+    q: WriteQuery,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> ApiResult {
-    let kind = kind_of(&plural)?;
     let p = parse(&headers, &body)?;
     let dry = q.check(false)?;
+    let who = manager(q.field_manager.as_deref(), &headers);
     let mut tries = 0;
     loop {
         let current = get(&s, kind, &name)?;
-        let obj = decoded(&s, kind, &name, &patched(&current, &p)?)?;
+        let mut obj = decoded(&s, kind, &name, &patched(&current, &p)?)?;
+        record(Some(&current), &mut obj, &who, Scope::Main)?;
         if dry {
             return Ok(Json(dry_apply(&s, obj).await?.1).into_response());
         }
@@ -126,20 +141,36 @@ pub async fn status(
     Query(q): Query<WriteQuery>,
     headers: HeaderMap,
     body: Bytes,
+) -> Result<Response, Response> {
+    let kind = kind_of(&plural).map_err(IntoResponse::into_response)?;
+    if super::ssa::is_apply(&headers) {
+        return super::ssa::apply(s, kind, name, q, body, Scope::Status).await;
+    }
+    patch_status(s, kind, name, q, headers, body).await.map_err(IntoResponse::into_response)
+}
+
+async fn patch_status(
+    s: AppState,
+    kind: Kind,
+    name: String,
+    q: WriteQuery,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> ApiResult {
-    let kind = kind_of(&plural)?;
     let p = parse(&headers, &body)?;
     let dry = q.check(false)?;
+    let who = manager(q.field_manager.as_deref(), &headers);
     let mut tries = 0;
     loop {
         let current = get(&s, kind, &name)?;
         let doc = patched(&current, &p)?;
         let mut next = current.clone();
+        next.set_status_json(doc["status"].clone())
+            .map_err(|e| ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("status: {e}")))?;
+        record(Some(&current), &mut next, &who, Scope::Status)?;
         if let Some(rv) = doc["metadata"]["resourceVersion"].as_str() {
             next.meta_mut().resource_version = Some(rv.to_string());
         }
-        next.set_status_json(doc["status"].clone())
-            .map_err(|e| ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("status: {e}")))?;
         if dry {
             return Ok(Json(next).into_response());
         }

@@ -6,17 +6,21 @@
 //! Decisions: sectl's decoder always refuses unknown and duplicate fields, so every
 //! `fieldValidation` value gets strict validation (an unknown field is an error, never
 //! dropped). `fieldManager` is checked (Kubernetes' limit: 128 printable characters)
-//! and accepted. sectl objects have no dependents and no finalizers, so every
+//! and recorded as an `Update` entry of `metadata.managedFields` (`field_managers`);
+//! a replace that names no resourceVersion is made conditional on the version it was
+//! recorded against and retried after a conflict. sectl objects have no dependents and no finalizers, so every
 //! `propagationPolicy` deletes the same way, at once, and `gracePeriodSeconds` has
 //! nothing to wait for. A dry run other than `All` is refused, as Kubernetes does.
 
 use super::api::{bad, check_against_store, decode_body, kind_of, ApiErr, AppState};
+use super::field_managers::{manager, pin, record, RETRIES};
 use super::selector::Selector;
+use crate::api::managed_fields::Scope;
 use crate::api::{Kind, Resource, API_VERSION};
 use crate::store::StoreError;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -92,12 +96,14 @@ pub async fn create(
     State(s): State<AppState>,
     Path(plural): Path<String>,
     Query(q): Query<WriteQuery>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
     let kind = kind_of(&plural)?;
     let dry = q.check(false)?;
-    let obj = one_object(&body, kind, None)?;
+    let mut obj = one_object(&body, kind, None)?;
     check_against_store(&s, std::slice::from_ref(&obj))?;
+    record(None, &mut obj, &manager(q.field_manager.as_deref(), &headers), Scope::Main)?;
     if !dry {
         return Ok((StatusCode::CREATED, Json(s.store.create(obj)?)).into_response());
     }
@@ -113,19 +119,28 @@ pub async fn update(
     State(s): State<AppState>,
     Path((plural, name)): Path<(String, String)>,
     Query(q): Query<WriteQuery>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
     let kind = kind_of(&plural)?;
     let dry = q.check(false)?;
-    let obj = one_object(&body, kind, Some(&name))?;
-    check_against_store(&s, std::slice::from_ref(&obj))?;
-    if !dry {
-        return Ok(Json(s.store.update(obj)?).into_response());
+    let given = one_object(&body, kind, Some(&name))?;
+    check_against_store(&s, std::slice::from_ref(&given))?;
+    let who = manager(q.field_manager.as_deref(), &headers);
+    let mut tries = 0;
+    loop {
+        let current = s.store.get(kind, &name)?.ok_or_else(|| StoreError::NotFound { kind, name: name.clone() })?;
+        let mut obj = given.clone();
+        record(Some(&current), &mut obj, &who, Scope::Main)?;
+        let pinned = pin(&current, &mut obj);
+        if dry {
+            return Ok(Json(dry_apply(&s, obj).await?.1).into_response());
+        }
+        match s.store.update(obj) {
+            Err(StoreError::Conflict { .. }) if pinned && tries < RETRIES => tries += 1,
+            r => return Ok(Json(r?).into_response()),
+        }
     }
-    if s.store.get(kind, &name)?.is_none() {
-        return Err(StoreError::NotFound { kind, name }.into());
-    }
-    Ok(Json(dry_apply(&s, obj).await?.1).into_response())
 }
 
 /// The store's apply in dry-run mode: the full checks, the would-be object.

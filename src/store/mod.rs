@@ -328,12 +328,14 @@ pub trait Store: Send + Sync {
     /// Creates an object; sets uid, resourceVersion, generation 1, creationTimestamp,
     /// and an empty status.
     fn create(&self, obj: Resource) -> Result<Resource>;
-    /// Updates spec, labels and annotations (never status). A set
+    /// Updates spec, labels and annotations (never status), and `managedFields` when
+    /// the object carries them (absent: the stored ones stay). A set
     /// `metadata.resourceVersion` must match the stored one (else Conflict). Generation
     /// moves only when the spec changes; an update that changes nothing writes nothing.
     fn update(&self, obj: Resource) -> Result<Resource>;
-    /// Writes the status only (never spec). A set resourceVersion must match. A status
-    /// equal to the stored one writes nothing, so controllers do not wake themselves.
+    /// Writes the status only (never spec), and `managedFields` when the object carries
+    /// them. A set resourceVersion must match. A status (and managedFields) equal to
+    /// the stored one writes nothing, so controllers do not wake themselves.
     fn update_status(&self, obj: Resource) -> Result<Resource>;
     /// Deletes an object; returns its last state.
     fn delete(&self, kind: Kind, name: &str) -> Result<Resource>;

@@ -423,6 +423,7 @@ impl SledStore {
     /// changed.
     fn merge_spec(current: &mut Resource, obj: &Resource) -> bool {
         let spec_changed = !current.spec_eq(obj);
+        let fields_changed = Self::take_managed_fields(current, obj);
         let meta_changed =
             current.meta().labels != obj.meta().labels || current.meta().annotations != obj.meta().annotations;
         if spec_changed {
@@ -436,7 +437,18 @@ impl SledStore {
             m.labels = l;
             m.annotations = a;
         }
-        spec_changed || meta_changed
+        spec_changed || meta_changed || fields_changed
+    }
+
+    /// Takes `obj`'s managedFields when it carries any (absent: the stored ones stay);
+    /// returns whether they changed.
+    fn take_managed_fields(current: &mut Resource, obj: &Resource) -> bool {
+        let Some(given) = &obj.meta().managed_fields else { return false };
+        if given.as_slice() == current.meta().managed_fields.as_deref().unwrap_or(&[]) {
+            return false;
+        }
+        current.meta_mut().managed_fields = Some(given.clone());
+        true
     }
 }
 
@@ -490,7 +502,8 @@ impl Store for SledStore {
             .read(obj.kind(), obj.name())?
             .ok_or_else(|| StoreError::NotFound { kind: obj.kind(), name: obj.name().to_string() })?;
         Self::check_rv(&obj, &current)?;
-        if current.status_eq(&obj) {
+        let fields_changed = Self::take_managed_fields(&mut current, &obj);
+        if current.status_eq(&obj) && !fields_changed {
             return Ok(current);
         }
         current.take_status_from(&obj);

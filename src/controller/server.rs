@@ -82,6 +82,7 @@ fn converge(w: &mut World, name: &str, spec: &SEServerSpec) -> Vec<String> {
                         power_on: true,
                         power_changed_ms: now,
                         resmon_problem: false,
+                        maintenance: false,
                         su,
                     },
                 );
@@ -122,6 +123,7 @@ pub fn unit_status(w: &World, name: &str, kind: UnitKind) -> UnitStatus {
             (None, _) => "UNKNOWN".to_string(),
             (_, false) => "DOWN".to_string(),
             (Some(u), true) => match &u.su {
+                _ if u.maintenance => "MAINTENANCE".to_string(),
                 Some(su) if su.su_type == crate::api::SuType::S390 && !su.bcam_up => "RUNNING (BCAM down)".to_string(),
                 _ => "RUNNING".to_string(),
             },

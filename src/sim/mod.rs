@@ -62,6 +62,10 @@ pub struct Unit {
     /// (`sim resmon warning|clear UNIT`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resmon_problem: bool,
+    /// An SU x86 in maintenance mode (`sim maintenance on|off SU`; manual s3, cluster
+    /// status: "maintenance mode for an SU x86").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maintenance: bool,
     /// Server Unit runtime, for SUs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub su: Option<SuRuntime>,
@@ -273,6 +277,7 @@ mod tests {
                 power_on: true,
                 power_changed_ms: 0,
                 resmon_problem: false,
+                maintenance: false,
                 su: None,
             },
         );

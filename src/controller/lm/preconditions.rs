@@ -67,6 +67,7 @@ pub fn code_of(reason: &str) -> &'static str {
         "MigrationFromSourceRunning" | "AlreadyMigrating" => "SEC2436",
         "IoConfigurationChangeRunning" => "SEC2438",
         "Vm2000ShutdownInitiated" => "SEC2439",
+        "ServerUnitInMaintenance" => "SEC2408",
         _ => "SEC2409",
     }
 }
@@ -100,6 +101,11 @@ pub fn preconditions(cx: &Cx, vm: &str, source: &str, target: &str) -> Vec<Found
     cluster_conflicts(cx, source, target, src, tgt, &mut out);
     if !w.powered(source) {
         out.push(found(Source, "SourceUnavailable", format!("SU {source} is powered off"), None));
+    }
+    for (side, su) in [(Source, source), (Target, target)] {
+        if w.unit(su).is_some_and(|u| u.maintenance) {
+            out.push(found(side, "ServerUnitInMaintenance", format!("SU {su} is in maintenance mode"), None));
+        }
     }
     if v.state == VmState::Wait {
         out.push(found(Source, "VmStateWait", format!("VM {} is in state WAIT", v.vm_name), None));

@@ -935,3 +935,49 @@ fn s2_2_the_cluster_manager_and_the_status_of_its_internal_resources() {
         pairs(&[("CRD", "OK"), ("MCNPR", "OK"), ("ResMon", "NOT_CALLED"), ("GlobalData", "RESTRICTED")])
     );
 }
+
+#[test]
+fn vms2306_vms2308_executed_with_a_warning_then_updated_periodically() {
+    // "VM definitions": "When BCAM is active in the monitor system but the network
+    // connection to the system disk is (temporarily) faulty, VM2000 commands which
+    // concern VM definitions may possibly be executed with a warning or rejected with a
+    // corresponding message. After warning VMS2306 or VMS2308, VM2000 attempts
+    // periodically to subsequently update the VM definition."
+    let mut e = Env::new(&site390());
+    e.apply(&vm("c1", "C1", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    e.apply(&vm("d1", "D1", "ABGSE501", json!({"state": "DEFINED_ONLY", "memoryMiB": 1024})));
+    e.sim("sysdisk fail ABGSE501");
+    let seq = e.last_seq();
+    let t0 = e.now();
+    // CREATE-VM-DEFINITION: executed, with VMS2308.
+    e.apply(&vm("n1", "N1", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    assert_eq!(e.vm("n1").state, Some(VmState::Running));
+    // A changed definition (MODIFY-VM-ATTRIBUTES): executed, with VMS2306.
+    e.apply(&vm("c1", "C1", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 2048})));
+    assert_eq!(e.world().vms["c1"].memory_mib, 2048);
+    let evs = e.events_since(seq);
+    let ids: Vec<&str> = evs.iter().map(|ev| ev.reason.as_str()).collect();
+    assert!(ids.contains(&"VMS2308") && ids.contains(&"VMS2306"), "{evs:#?}");
+    for v in ["n1", "c1"] {
+        assert_eq!(cond(&e.vm(v).conditions, "DefinitionSynced").reason, "SystemDiskUnreachable");
+    }
+    // MIGRATE-VM-DEFINITION moves a definition between system disks: rejected.
+    e.apply(&lm("lm-d1", "d1", "ABGSE701", json!({"definitionOnly": true})));
+    let st = e.lm("lm-d1");
+    assert_eq!(st.phase, LmPhase::Rejected);
+    assert!(has_reason(&st, "SystemDiskUnreachable"), "{:?}", reasons(&st));
+    // While the connection stays faulty the attempts fail: nothing is written.
+    let seq = e.last_seq();
+    e.sim("advance 150s");
+    assert!(!e.events_since(seq).iter().any(|ev| ev.reason == "DefinitionWritten"));
+    // Repaired: the next periodic attempt (every 60 s from the warning) writes both.
+    e.sim("sysdisk repair ABGSE501");
+    let evs = e.events_since(seq);
+    let written: Vec<_> = evs.iter().filter(|ev| ev.reason == "DefinitionWritten").collect();
+    assert_eq!(written.len(), 2, "{evs:#?}");
+    assert_eq!(e.now() - t0, 180_000, "the attempt after 150 s is the one at 180 s");
+    for v in ["n1", "c1"] {
+        assert!(!has_cond(&e.vm(v).conditions, "DefinitionSynced"));
+    }
+    assert!(e.world().su("ABGSE501").expect("su").unsynced.is_empty());
+}

@@ -46,6 +46,8 @@ fn su_runtime(spec: &ServerUnitSpec, old: Option<&SuRuntime>) -> SuRuntime {
         io_change_running: old.is_some_and(|o| o.io_change_running),
         shutdown_initiated: old.is_some_and(|o| o.shutdown_initiated),
         inoperable: old.map(|o| o.inoperable.clone()).unwrap_or_default(),
+        sysdisk_faulty: old.is_some_and(|o| o.sysdisk_faulty),
+        unsynced: old.map(|o| o.unsynced.clone()).unwrap_or_default(),
     }
 }
 

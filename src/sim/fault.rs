@@ -33,6 +33,9 @@ pub enum Fault {
     ResMon { unit: String, problem: bool },
     /// Switch an SU x86 to maintenance mode, or back to normal operation.
     Maintenance { su: String, on: bool },
+    /// The network connection of an SU /390's monitor to its system disk fails or is
+    /// repaired.
+    SysDisk { su: String, ok: bool },
     /// Move the clock forward.
     Advance { ms: u64 },
 }
@@ -78,7 +81,7 @@ impl Fault {
         let usage = "usage: sim power off|on UNIT | link down|up MGMT-CLUSTER | disk fail|repair DISK | \
                      bcam stop|fail|start SU | rewas stop|start SU | dirty VM MIB_PER_S | wait|resume VM | \
                      ioconfig start|end SU | shutdown initiate|cancel SU | device fail|repair SU MN | \
-                     resmon warning|clear UNIT | maintenance on|off SU | advance DURATION";
+                     resmon warning|clear UNIT | maintenance on|off SU | sysdisk fail|repair SU | advance DURATION";
         Ok(match a.as_slice() {
             ["power", "off", u] => Fault::Power { unit: u.to_string(), on: false },
             ["power", "on", u] => Fault::Power { unit: u.to_string(), on: true },
@@ -96,6 +99,8 @@ impl Fault {
             ["device", "repair", s, mn] => Fault::Device { su: s.to_string(), mn: mn.to_string(), ok: true },
             ["resmon", "warning", u] => Fault::ResMon { unit: u.to_string(), problem: true },
             ["resmon", "clear", u] => Fault::ResMon { unit: u.to_string(), problem: false },
+            ["sysdisk", "fail", s] => Fault::SysDisk { su: s.to_string(), ok: false },
+            ["sysdisk", "repair", s] => Fault::SysDisk { su: s.to_string(), ok: true },
             ["maintenance", "on", s] => Fault::Maintenance { su: s.to_string(), on: true },
             ["maintenance", "off", s] => Fault::Maintenance { su: s.to_string(), on: false },
             ["ioconfig", "start", s] => Fault::IoConfig { su: s.to_string(), running: true },
@@ -285,6 +290,24 @@ impl Fault {
             }
             Fault::IoConfig { su, running } => evs.extend(io_config(w, su, *running)?),
             Fault::Maintenance { su, on } => evs.extend(maintenance(w, su, *on)?),
+            Fault::SysDisk { su, ok } => {
+                let server = server_key(w, su);
+                let s = monitor_390(w, su, "a system disk reached over the network")?;
+                if s.sysdisk_faulty == *ok {
+                    s.sysdisk_faulty = !*ok;
+                    evs.push(HwEvent {
+                        type_: if *ok { EventType::Normal } else { EventType::Warning },
+                        priority: if *ok { "INFO" } else { "WARNING" },
+                        component: "VM2000",
+                        object: server,
+                        reason: if *ok { "SystemDiskReachable" } else { "SystemDiskUnreachable" },
+                        message: format!(
+                            "network connection of the monitor system of {su} to its system disk {}",
+                            if *ok { "repaired" } else { "faulty" }
+                        ),
+                    });
+                }
+            }
             Fault::Shutdown { su, initiated } => {
                 let server = server_key(w, su);
                 let s = monitor_vm2000(w, su)?;

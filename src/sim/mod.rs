@@ -124,6 +124,14 @@ pub struct SuRuntime {
     /// Devices (MNs) not in an operable state on this SU (`sim device fail`).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub inoperable: BTreeSet<String>,
+    /// SU /390: the monitor's network connection to the system disk is faulty (`sim
+    /// sysdisk fail|repair SU`; "VM definitions": VMS2306/VMS2308).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sysdisk_faulty: bool,
+    /// Definitions (VMDefinition names) changed while the system disk could not be
+    /// reached, with the simulated ms of the warning: VM2000 updates them periodically.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unsynced: BTreeMap<String, u64>,
 }
 
 /// An ISL-E link of a management cluster.

@@ -68,6 +68,7 @@ pub fn code_of(reason: &str) -> &'static str {
         "IoConfigurationChangeRunning" => "SEC2438",
         "Vm2000ShutdownInitiated" => "SEC2439",
         "ServerUnitInMaintenance" => "SEC2408",
+        "SystemDiskUnreachable" => "SEC2307",
         _ => "SEC2409",
     }
 }
@@ -298,6 +299,16 @@ fn monitor_conflicts(
                     format!(
                         "VMS2332 BCAM is not active in the monitor system of {su}: /MIGRATE-VM-DEFINITION rejected"
                     ),
+                    None,
+                ));
+            } else if !v.initialised() && s.sysdisk_faulty {
+                // "... may possibly be executed with a warning or rejected with a
+                // corresponding message" (seed 004): moving a definition between two
+                // system disks is rejected (see `controller::sysdisk`).
+                out.push(found(
+                    side,
+                    "SystemDiskUnreachable",
+                    format!("the network connection of {su} to its system disk is faulty: /MIGRATE-VM-DEFINITION rejected"),
                     None,
                 ));
             }

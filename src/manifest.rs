@@ -400,7 +400,11 @@ fn decode_clean(file: &str, text: &str, starts: &[usize]) -> Option<Vec<Document
             if !validate::check_set(std::slice::from_ref(&resource), &[]).is_empty() {
                 return None;
             }
-            docs.push(Document { source: Source { file: file.to_string(), line }, resource, origin: Origin::default() });
+            docs.push(Document {
+                source: Source { file: file.to_string(), line },
+                resource,
+                origin: Origin::default(),
+            });
         }
     }
     (yielded == starts.len()).then_some(docs)
@@ -449,7 +453,8 @@ fn decode_docs(file: &str, text: &str, starts: &[usize]) -> (Vec<Document>, Vec<
 
 /// The bad fields of a document after the first one (at `first`), each at its place.
 fn more_field_errors(file: &str, doc_text: &str, doc_line: usize, first: &[locate::Seg]) -> Vec<ManifestError> {
-    let Some(value) = serde_yaml::Deserializer::from_str(doc_text).next().and_then(|d| serde_yaml::Value::deserialize(d).ok())
+    let Some(value) =
+        serde_yaml::Deserializer::from_str(doc_text).next().and_then(|d| serde_yaml::Value::deserialize(d).ok())
     else {
         return Vec::new();
     };
@@ -486,7 +491,10 @@ fn more_field_errors(file: &str, doc_text: &str, doc_line: usize, first: &[locat
         out.push(ManifestError::whole(
             file,
             doc_line,
-            format!("more bad fields in this document are not listed (at most {} per document)", recover::MAX_FIELD_ERRORS),
+            format!(
+                "more bad fields in this document are not listed (at most {} per document)",
+                recover::MAX_FIELD_ERRORS
+            ),
         ));
     }
     out
@@ -1037,7 +1045,11 @@ mod tests {
         let docs = decode("f.yaml", text.as_bytes()).unwrap();
         let errs = check_documents(&docs, &[]);
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert_eq!((errs[0].line, errs[0].column, errs[0].path.as_str()), (21, 6, "spec.serverUnits[0].name"), "{errs:?}");
+        assert_eq!(
+            (errs[0].line, errs[0].column, errs[0].path.as_str()),
+            (21, 6, "spec.serverUnits[0].name"),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -920,7 +920,10 @@ fn s2_2_the_cluster_manager_and_the_status_of_its_internal_resources() {
     assert_eq!(cond(&mc_status(&e, "mc").conditions, "ClusterManagerResources").status, ConditionStatus::True);
     e.sim("disk fail crd-a");
     e.sim("link down mc");
-    assert_eq!(res(&e), pairs(&[("CRD", "DEGRADED"), ("MCNPR", "FAILED"), ("ResMon", "OK"), ("GlobalData", "COMPLETE")]));
+    assert_eq!(
+        res(&e),
+        pairs(&[("CRD", "DEGRADED"), ("MCNPR", "FAILED"), ("ResMon", "OK"), ("GlobalData", "COMPLETE")])
+    );
     let c = cond(&mc_status(&e, "mc").conditions, "ClusterManagerResources").clone();
     assert_eq!((c.status, c.reason.as_str()), (ConditionStatus::False, "Restricted"));
     assert!(c.message.contains("MCNPR FAILED"), "{}", c.message);

@@ -7,8 +7,8 @@
 use super::runtime::Action;
 use super::{Cx, Outcome};
 use crate::api::{
-    remove_condition, set_condition, ClusterState, ConditionStatus, ManagementClusterSpec, ManagementClusterStatus,
-    CmResource, IslE, MuStatus, Object, SEServerSpec, SoftwareVersion,
+    remove_condition, set_condition, ClusterState, CmResource, ConditionStatus, IslE, ManagementClusterSpec,
+    ManagementClusterStatus, MuStatus, Object, SEServerSpec, SoftwareVersion,
 };
 use crate::sim::{Disk, Link, World};
 use crate::store::EventType;

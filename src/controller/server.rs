@@ -186,8 +186,13 @@ fn enquired_on_v62_only(cx: &Cx, server: &str) -> bool {
     else {
         return false;
     };
-    let specs: Vec<&SEServerSpec> =
-        mc.spec.servers.iter().filter_map(|s| cx.cache.get_typed::<SEServerSpec>(s.as_str())).map(|o| &o.spec).collect();
+    let specs: Vec<&SEServerSpec> = mc
+        .spec
+        .servers
+        .iter()
+        .filter_map(|s| cx.cache.get_typed::<SEServerSpec>(s.as_str()))
+        .map(|o| &o.spec)
+        .collect();
     let (v63, v62): (Vec<&SEServerSpec>, Vec<&SEServerSpec>) =
         specs.into_iter().partition(|s| s.version == crate::api::SoftwareVersion::V63);
     let powered = |servers: &[&SEServerSpec]| -> Vec<bool> {

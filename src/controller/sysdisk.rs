@@ -74,7 +74,13 @@ pub fn after_command(
     cx.world.su_mut(su)?.unsynced.remove(name);
     cx.world.touch();
     remove_condition(&mut st.conditions, "DefinitionSynced");
-    cx.event(EventType::Normal, "INFO", "VM2000", server, "DefinitionWritten",
-        format!("VM definition {vm_name} updated on the system disk of {su} (periodic attempt after VMS2306/VMS2308)"));
+    cx.event(
+        EventType::Normal,
+        "INFO",
+        "VM2000",
+        server,
+        "DefinitionWritten",
+        format!("VM definition {vm_name} updated on the system disk of {su} (periodic attempt after VMS2306/VMS2308)"),
+    );
     None
 }

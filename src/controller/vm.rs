@@ -293,7 +293,8 @@ fn place(
             index.map(|i| format!(" with index {i}")).unwrap_or_default()
         ),
     );
-    let retry = sysdisk::after_command(cx, (&name, spec.vm_name.as_str(), &su), sysdisk::Command::Created, gen, &mut st);
+    let retry =
+        sysdisk::after_command(cx, (&name, spec.vm_name.as_str(), &su), sysdisk::Command::Created, gen, &mut st);
     Ok(with_retry(finish_status(cx, o, st, &name, Vec::new()), retry))
 }
 

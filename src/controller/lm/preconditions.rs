@@ -308,7 +308,9 @@ fn monitor_conflicts(
                 out.push(found(
                     side,
                     "SystemDiskUnreachable",
-                    format!("the network connection of {su} to its system disk is faulty: /MIGRATE-VM-DEFINITION rejected"),
+                    format!(
+                        "the network connection of {su} to its system disk is faulty: /MIGRATE-VM-DEFINITION rejected"
+                    ),
                     None,
                 ));
             }

@@ -416,13 +416,11 @@ fn decode_clean(file: &str, text: &str, starts: &[usize]) -> Option<Vec<Document
 /// after it can be trusted; otherwise every bad field of every document (`recover`),
 /// and checks across fields at the field they concern.
 fn decode_docs(file: &str, text: &str, starts: &[usize]) -> (Vec<Document>, Vec<ManifestError>) {
-    if let Some((j, e)) = first_unloadable(text) {
-        return (Vec::new(), vec![yaml_error(file, starts.get(j).copied().unwrap_or(1), "", &e)]);
-    }
     let lines = Lines::new(text);
     let mut budget = LOCATE_BUDGET;
     let mut docs = Vec::new();
     let mut errors = Vec::new();
+    let mut unloadable: Option<Option<(usize, serde_yaml::Error)>> = None;
     for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let doc_line = starts.get(i).copied().unwrap_or(1);
         let doc_text = &text[lines.range(doc_line, starts.get(i + 1).copied(), text.len())];
@@ -437,6 +435,13 @@ fn decode_docs(file: &str, text: &str, starts: &[usize]) -> (Vec<Document>, Vec<
                 docs.push(Document { source, resource, origin: Origin::default() });
             }
             Err(e) => {
+                // A document serde_yaml cannot load whole fails here too (and its
+                // iterator may then yield the same error for ever, or read on from the
+                // middle of that document): look for one at the first error only, so a
+                // clean file is parsed once.
+                if let Some((j, e)) = unloadable.get_or_insert_with(|| first_unloadable(text)) {
+                    return (Vec::new(), vec![yaml_error(file, starts.get(*j).copied().unwrap_or(1), "", e)]);
+                }
                 let path = track.path();
                 errors.push(yaml_error(file, doc_line, &path.to_string(), &e));
                 if e.location().is_none() && is_fatal(&e) {

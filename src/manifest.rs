@@ -11,6 +11,8 @@
 
 mod excerpt;
 mod expansion;
+mod locate;
+mod recover;
 
 use crate::api::{self, validate, AnySpec, Kind, ObjectMeta, Resource, API_VERSION};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
@@ -18,6 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Largest manifest file accepted.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
@@ -38,6 +41,44 @@ pub struct Document {
     pub source: Source,
     /// The object.
     pub resource: Resource,
+    /// Its text, to place errors found later at their field (`check_documents`).
+    pub(crate) origin: Origin,
+}
+
+/// The text of one document: the whole file, shared by its documents, and the byte
+/// range of this one.
+#[derive(Clone, Default)]
+pub(crate) struct Origin {
+    text: Arc<str>,
+    range: std::ops::Range<usize>,
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Origin(bytes {:?})", self.range)
+    }
+}
+
+impl Origin {
+    fn text(&self) -> &str {
+        self.text.get(self.range.clone()).unwrap_or("")
+    }
+}
+
+/// Byte offset of each line's start.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(text: &str) -> Self {
+        Lines(std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect())
+    }
+
+    /// Byte range from the start of 1-based line `from` to the start of line `to` (or
+    /// the end of the text).
+    fn range(&self, from: usize, to: Option<usize>, len: usize) -> std::ops::Range<usize> {
+        let at = |l: usize| self.0.get(l.saturating_sub(1)).copied().unwrap_or(len);
+        at(from)..to.map_or(len, at).max(at(from))
+    }
 }
 
 /// A problem with a manifest, pointing at its place.
@@ -91,11 +132,11 @@ impl ManifestError {
 pub fn decode(file: &str, bytes: &[u8]) -> Result<Vec<Document>, Vec<ManifestError>> {
     let text = guarded_text(file, bytes)?;
     if let Some(docs) = decode_fast(file, text) {
-        return Ok(docs);
+        return Ok(with_origins(docs, text));
     }
     let (docs, errors) = decode_docs(file, text, &doc_start_lines(text));
     if errors.is_empty() {
-        Ok(docs)
+        Ok(with_origins(docs, text))
     } else {
         Err(errors.into_iter().map(ManifestError::shortened).collect())
     }
@@ -171,6 +212,18 @@ fn guarded_text<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Vec<Manifest
         )]);
     }
     Ok(text)
+}
+
+/// Gives each document its text: from its start line to the next document's.
+fn with_origins(mut docs: Vec<Document>, text: &str) -> Vec<Document> {
+    let lines = Lines::new(text);
+    let shared: Arc<str> = Arc::from(text);
+    let starts: Vec<usize> = docs.iter().map(|d| d.source.line).collect();
+    for (i, d) in docs.iter_mut().enumerate() {
+        let range = lines.range(d.source.line, starts.get(i + 1).copied(), text.len());
+        d.origin = Origin { text: shared.clone(), range };
+    }
+    docs
 }
 
 /// Deepest nesting of flow collections (`[`, `{`) accepted. serde_yaml rejects more
@@ -366,59 +419,133 @@ fn decode_clean(file: &str, text: &str, starts: &[usize]) -> Option<Vec<Document
             if !validate::check_set(std::slice::from_ref(&resource), &[]).is_empty() {
                 return None;
             }
-            docs.push(Document { source: Source { file: file.to_string(), line }, resource });
+            docs.push(Document {
+                source: Source { file: file.to_string(), line },
+                resource,
+                origin: Origin::default(),
+            });
         }
     }
     (yielded == starts.len()).then_some(docs)
 }
 
 /// Decodes the documents of `text` in order, the reference way; `starts` are their
-/// start lines. Returns the documents and every error, with field paths.
+/// start lines. Returns the documents and every error, with field paths: a document
+/// that cannot be loaded (a YAML syntax error, an unknown anchor) alone, as nothing
+/// after it can be trusted; otherwise every bad field of every document (`recover`),
+/// and checks across fields at the field they concern.
 fn decode_docs(file: &str, text: &str, starts: &[usize]) -> (Vec<Document>, Vec<ManifestError>) {
+    let lines = Lines::new(text);
+    let mut budget = LOCATE_BUDGET;
     let mut docs = Vec::new();
     let mut errors = Vec::new();
-    // Found at the first error: the first document serde_yaml cannot load whole.
     let mut unloadable: Option<Option<(usize, serde_yaml::Error)>> = None;
     for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let doc_line = starts.get(i).copied().unwrap_or(1);
+        let doc_text = &text[lines.range(doc_line, starts.get(i + 1).copied(), text.len())];
         let mut track = serde_path_to_error::Track::new();
-        let result = TrackedDoc(&mut track).deserialize(de);
-        match result {
+        match TrackedDoc(&mut track).deserialize(de) {
             Ok(None) => {}
             Ok(Some(resource)) => {
-                let problems = validate::check_set(std::slice::from_ref(&resource), &[]);
-                for p in problems {
-                    errors.push(ManifestError {
-                        file: file.to_string(),
-                        line: doc_line,
-                        column: 1,
-                        path: p.path,
-                        message: p.message,
-                    });
+                for p in validate::check_set(std::slice::from_ref(&resource), &[]) {
+                    errors.push(located(file, doc_text, doc_line, (p.path, p.message), &mut budget));
                 }
-                docs.push(Document { source: Source { file: file.to_string(), line: doc_line }, resource });
+                let source = Source { file: file.to_string(), line: doc_line };
+                docs.push(Document { source, resource, origin: Origin::default() });
             }
             Err(e) => {
-                let path = track.path().to_string();
-                errors.push(yaml_error(file, doc_line, &path, &e));
+                // A document serde_yaml cannot load whole fails here too (and its
+                // iterator may then yield the same error for ever, or read on from the
+                // middle of that document): look for one at the first error only, so a
+                // clean file is parsed once.
+                if let Some((j, e)) = unloadable.get_or_insert_with(|| first_unloadable(text)) {
+                    return (Vec::new(), vec![yaml_error(file, starts.get(*j).copied().unwrap_or(1), "", e)]);
+                }
+                let path = track.path();
+                errors.push(yaml_error(file, doc_line, &path.to_string(), &e));
                 if e.location().is_none() && is_fatal(&e) {
                     break;
                 }
-                // After a document serde_yaml could not load whole (a syntax error, an
-                // unknown anchor), its iterator yields the same error for ever, or reads
-                // on from the middle of that document (and may panic): stop there.
-                if let Some((j, load_error)) = unloadable.get_or_insert_with(|| first_unloadable(text)) {
-                    if *j <= i {
-                        if load_error.to_string() != e.to_string() {
-                            errors.push(yaml_error(file, doc_line, "", load_error));
-                        }
-                        break;
-                    }
+                if let Some(first) = recover::segments(&path) {
+                    errors.extend(more_field_errors(file, doc_text, doc_line, &first));
                 }
             }
         }
     }
     (docs, errors)
+}
+
+/// The bad fields of a document after the first one (at `first`), each at its place.
+fn more_field_errors(file: &str, doc_text: &str, doc_line: usize, first: &[locate::Seg]) -> Vec<ManifestError> {
+    let Some(value) =
+        serde_yaml::Deserializer::from_str(doc_text).next().and_then(|d| serde_yaml::Value::deserialize(d).ok())
+    else {
+        return Vec::new();
+    };
+    let decode = |v: serde_yaml::Value| -> recover::Attempt {
+        let mut track = serde_path_to_error::Track::new();
+        match TrackedDoc(&mut track).deserialize(v) {
+            Ok(_) => Ok(()),
+            Err(e) => Err((recover::segments(&track.path()), e)),
+        }
+    };
+    // The text of this document must give the same first error (else the document
+    // was cut wrongly from the file: report the first error only).
+    if !matches!(decode(value.clone()), Err((Some(p), _)) if p == first) {
+        return Vec::new();
+    }
+    let (found, truncated) = recover::more_errors(value, first, decode);
+    let mut out: Vec<ManifestError> = found
+        .into_iter()
+        .map(|(segs, e)| {
+            let segs = segs.unwrap_or_default();
+            let mut err = yaml_error(file, doc_line, &locate::render(&segs), &e);
+            let at = if err.message.starts_with("unknown field") || err.message.starts_with("duplicate field") {
+                locate::At::Key
+            } else {
+                locate::At::Value
+            };
+            if let Some((l, c)) = locate::locate(doc_text, &segs, at).filter(|_| !segs.is_empty()) {
+                (err.line, err.column) = (doc_line + l - 1, c);
+            }
+            err
+        })
+        .collect();
+    if truncated {
+        out.push(ManifestError::whole(
+            file,
+            doc_line,
+            format!(
+                "more bad fields in this document are not listed (at most {} per document)",
+                recover::MAX_FIELD_ERRORS
+            ),
+        ));
+    }
+    out
+}
+
+/// Bytes of document text that placing the errors of one call may parse again: many
+/// errors in a huge document are placed at the document's first line beyond it.
+const LOCATE_BUDGET: usize = 64 << 20;
+
+/// An error of a check across fields, placed at the key of the field it concerns (the
+/// document's first line when that is not found or `budget` is spent).
+fn located(
+    file: &str,
+    doc_text: &str,
+    doc_line: usize,
+    problem: (String, String),
+    budget: &mut usize,
+) -> ManifestError {
+    let (path, message) = problem;
+    let mut at = (doc_line, 1);
+    if let Some(left) = budget.checked_sub(doc_text.len()) {
+        *budget = left;
+        if let Some((l, c)) = locate::locate(doc_text, &locate::parse(&path), locate::At::Key) {
+            at = (doc_line + l - 1, c);
+        }
+    }
+    ManifestError { file: file.to_string(), line: at.0, column: at.1, path, message }
 }
 
 /// Index of the first document of `text` that serde_yaml cannot load whole. A loading
@@ -758,14 +885,14 @@ pub fn read_inputs(inputs: &[String]) -> (Vec<Document>, Vec<ManifestError>) {
 /// errors pointing at each document.
 pub fn check_documents(docs: &[Document], existing: &[Resource]) -> Vec<ManifestError> {
     let objs: Vec<Resource> = docs.iter().map(|d| d.resource.clone()).collect();
+    let mut budget = LOCATE_BUDGET;
     validate::check_set(&objs, existing)
         .into_iter()
         // Single-object problems were reported by `decode` already.
         .filter(|p| validate::check_object(&objs[p.index]).iter().all(|(path, m)| *path != p.path || *m != p.message))
         .map(|p| {
-            let s = &docs[p.index].source;
-            ManifestError { file: s.file.clone(), line: s.line, column: 1, path: p.path, message: p.message }
-                .shortened()
+            let d = &docs[p.index];
+            located(&d.source.file, d.origin.text(), d.source.line, (p.path, p.message), &mut budget).shortened()
         })
         .collect()
 }
@@ -865,7 +992,9 @@ mod tests {
         text.push_str("---\nmetadata: {name: x\n");
         assert!(decode_fast("big.yaml", &text).is_none());
         let (_, want) = decode_docs("big.yaml", &text, &doc_start_lines(&text));
-        assert_eq!(want.len(), 2, "{want:?}");
+        // The syntax error alone: the bad field before it is not reported.
+        assert_eq!(want.len(), 1, "{want:?}");
+        assert!(want[0].message.contains("flow mapping"), "{want:?}");
         assert_eq!(decode("big.yaml", text.as_bytes()).unwrap_err(), want);
     }
 
@@ -879,13 +1008,72 @@ mod tests {
     }
 
     #[test]
-    fn unknown_anchor_after_an_error_stops_cleanly() {
+    fn unknown_anchor_after_an_error_is_reported_alone() {
+        // A document that cannot be loaded is a syntax error: it comes first and alone.
         let bad = VM.replace("vmName", "vmNam").replace("memoryMiB: 1024", "memoryMiB: 1024\n  cpuPool: *STDPOOL");
         let errs = decode("f.yaml", format!("{bad}---\n{VM}").as_bytes()).unwrap_err();
         let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-        assert!(shown[0].starts_with("f.yaml:5:3: spec.vmNam: unknown field `vmNam`"), "{shown:?}");
-        assert!(shown[1].starts_with("f.yaml:8:12: unknown anchor"), "{shown:?}");
-        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(shown[0].starts_with("f.yaml:8:12: unknown anchor"), "{shown:?}");
+    }
+
+    /// Issue 11 item 7: three bad fields in two documents give three errors, each at
+    /// its own line and column, with its field path.
+    #[test]
+    fn every_bad_field_of_every_document_is_reported() {
+        let one = VM.replace("memoryMiB: 1024", "memoryMiB: -5\n  cpuPool: \"bad pool!\"");
+        let two = VM.replace("vm1", "vm2").replace("memoryMiB: 1024", "memoryMiB: 1024\n  bogus: 1");
+        let errs = decode("f.yaml", format!("{one}---\n{two}").as_bytes()).unwrap_err();
+        let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(shown.len(), 3, "{shown:?}");
+        assert!(shown[0].starts_with("f.yaml:7:14: spec.memoryMiB: memory in MiB must be from 1"), "{shown:?}");
+        assert!(shown[1].starts_with("f.yaml:8:12: spec.cpuPool: unit name \"bad pool!\""), "{shown:?}");
+        assert!(shown[2].starts_with("f.yaml:17:3: spec.bogus: unknown field `bogus`"), "{shown:?}");
+    }
+
+    /// Errors in a list element and in a field after it: indexes stay those of the file,
+    /// and the removal of a bad element reports nothing of its own (no "missing field").
+    #[test]
+    fn bad_list_elements_keep_their_index() {
+        let text = "apiVersion: sectl.io/v1alpha1\nkind: SEServer\nmetadata: {name: se1}\nspec:\n  model: SE700\n  version: V6.3\n  managementUnits:\n  - name: \"a b\"\n  - {name: MU2, x: 1}\n  serverUnits: 5\n";
+        let errs = decode("f.yaml", text.as_bytes()).unwrap_err();
+        let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(shown.len(), 3, "{shown:?}");
+        assert!(shown[0].starts_with("f.yaml:8:11: spec.managementUnits[0].name: "), "{shown:?}");
+        assert!(shown[1].starts_with("f.yaml:9:17: spec.managementUnits[1].x: unknown field"), "{shown:?}");
+        assert!(shown[2].starts_with("f.yaml:10:16: spec.serverUnits: invalid type"), "{shown:?}");
+    }
+
+    /// A syntax error in document 2 is the only error, even with bad fields in document 1.
+    #[test]
+    fn a_syntax_error_comes_alone() {
+        let one = VM.replace("memoryMiB: 1024", "memoryMiB: -5");
+        let two = VM.replace("serverUnit: SU1", "serverUnit: SU1 vmIndex: 3");
+        let errs = decode("f.yaml", format!("{one}---\n{two}").as_bytes()).unwrap_err();
+        let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(shown, ["f.yaml:14:26: mapping values are not allowed in this context"]);
+    }
+
+    /// A check across fields points at the field it concerns, not the document's start.
+    #[test]
+    fn cross_field_errors_point_at_the_field() {
+        let se = |name: &str, su: &str| {
+            format!("apiVersion: sectl.io/v1alpha1\nkind: SEServer\nmetadata: {{name: {name}}}\nspec:\n  model: SE700\n  version: V6.3\n  managementUnits:\n  - name: {name}mu\n  serverUnits:\n  - {{name: {su}, type: x86, cpus: 4, memoryMiB: 8192}}\n")
+        };
+        // Within one document (decode).
+        let twice = se("a", "SU1").replace("  - name: amu\n", "  - name: amu\n  - name: amu\n");
+        let errs = decode("f.yaml", twice.as_bytes()).unwrap_err();
+        assert_eq!(errs[0].to_string(), "f.yaml:9:5: spec.managementUnits[1].name: unit amu is named twice");
+        // Across documents (check_documents).
+        let text = format!("{}---\n{}", se("a", "SU1"), se("b", "SU1"));
+        let docs = decode("f.yaml", text.as_bytes()).unwrap();
+        let errs = check_documents(&docs, &[]);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            (errs[0].line, errs[0].column, errs[0].path.as_str()),
+            (21, 6, "spec.serverUnits[0].name"),
+            "{errs:?}"
+        );
     }
 
     #[test]

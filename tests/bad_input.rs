@@ -317,12 +317,13 @@ fn su_cluster_names_one_su() {
 
 #[test]
 fn su_model_without_three_digits() {
-    // A rule checked after decoding: the position is the document's, the path is exact.
+    // A rule checked after decoding: the position is the field's (issue 11 item 7), the
+    // path is exact.
     // (This case was "Native on SU /390", which the manual allows: glossary, SU /390
     // "makes using BS2000 systems (Native BS2000 or VM2000) possible".)
     Case::file(
         "su_model.yaml",
-        &["su_model.yaml:1:1: spec.serverUnits[1].model: expected an SU model like SU700-70 or SU500-10B"],
+        &["su_model.yaml:16:7: spec.serverUnits[1].model: expected an SU model like SU700-70 or SU500-10B"],
     )
     .check();
 }
@@ -354,7 +355,7 @@ fn duplicate_label_key() {
 fn same_kind_and_name_twice() {
     Case::file(
         "same_name_twice.yaml",
-        &["same_name_twice.yaml:8:1: metadata.name: VMDefinition vm1 is given twice (also object #1 of this input)"],
+        &["same_name_twice.yaml:11:12: metadata.name: VMDefinition vm1 is given twice (also object #1 of this input)"],
     )
     .check();
 }
@@ -364,7 +365,7 @@ fn unit_name_in_two_servers_of_one_input() {
     Case::file(
         "unit_in_two_servers.yaml",
         &[
-            "unit_in_two_servers.yaml:13:1: spec.serverUnits[0].name: unit ABGSE702 is already a unit of SEServer se702",
+            "unit_in_two_servers.yaml:22:7: spec.serverUnits[0].name: unit ABGSE702 is already a unit of SEServer se702",
             "unique across all servers",
         ],
     )
@@ -376,7 +377,7 @@ fn unit_name_already_used_by_a_stored_server() {
     Case::file(
         "unit_taken_in_store.yaml",
         &[
-            "unit_taken_in_store.yaml:1:1: spec.serverUnits[0].name: unit ABGSE701 is already a unit of SEServer se701",
+            "unit_taken_in_store.yaml:9:7: spec.serverUnits[0].name: unit ABGSE701 is already a unit of SEServer se701",
             "unique across all servers",
         ],
     )
@@ -404,14 +405,10 @@ fn unknown_anchor() {
 
 #[test]
 fn unknown_anchor_after_an_earlier_error() {
-    // The same slip after an unknown field in the same mapping: the decoder stops
-    // reading the mapping at the first error, so serde_yaml's "unknown anchor" never
-    // surfaces, and the next "document" it yields starts inside the mapping.
-    Case::file(
-        "unknown_anchor_after_error.yaml",
-        &["unknown_anchor_after_error.yaml:5:3: spec.vmNam: unknown field `vmNam`"],
-    )
-    .check();
+    // The same slip after an unknown field in the same mapping: a document YAML cannot
+    // load is reported first and alone (issue 11 item 7), so the unknown anchor, not the
+    // field error before it.
+    Case::file("unknown_anchor_after_error.yaml", &["unknown_anchor_after_error.yaml:8:12: unknown anchor"]).check();
 }
 
 #[test]
@@ -584,7 +581,7 @@ fn document_errors_and_cross_document_errors_are_listed_together() {
         vec![fixture("cpus_zero.yaml"), fixture("unit_in_two_servers.yaml")],
         &[
             "cpus_zero.yaml:8:9: spec.cpus: number of CPUs must be from 1 to 1024, got 0",
-            "unit_in_two_servers.yaml:13:1: spec.serverUnits[0].name: unit ABGSE702 is already a unit of SEServer se702",
+            "unit_in_two_servers.yaml:22:7: spec.serverUnits[0].name: unit ABGSE702 is already a unit of SEServer se702",
         ],
     )
     .check();
@@ -669,4 +666,30 @@ fn out_of_range_numbers() {
     )
     .unwrap();
     Case::paths(vec![file], &["vm.yaml:4:", "spec.memoryMiB", "must be from 1 to", "got -5"]).check_on(&site);
+}
+
+// --- Issue 11 item 7: every bad field, syntax first and alone ---------------------------
+
+#[test]
+fn three_bad_fields_in_two_documents_give_three_errors_at_their_lines() {
+    Case::file(
+        "three_bad_fields.yaml",
+        &[
+            "three_bad_fields.yaml:7:14: spec.memoryMiB: memory in MiB must be from 1 to 16777216, got -5",
+            "three_bad_fields.yaml:8:12: spec.cpuPool: unit name \"bad pool name!\" must be 1-32 characters",
+            "three_bad_fields.yaml:17:3: spec.bogus: unknown field `bogus`",
+            "3 error(s)",
+        ],
+    )
+    .check();
+}
+
+#[test]
+fn a_syntax_error_in_the_second_document_is_the_only_error() {
+    // The first document's `memoryMiB: -5` is not reported: the file did not parse.
+    Case::file(
+        "syntax_in_second_document.yaml",
+        &["syntax_in_second_document.yaml:14:31: mapping values are not allowed in this context", "1 error(s)"],
+    )
+    .check();
 }

@@ -480,3 +480,25 @@ fn unknown_kind_exits_1_with_a_clear_message() {
         assert!(err.contains("vm") && err.contains("VMDefinition"), "the message lists the kinds: {err}");
     }
 }
+
+/// Issue 12: maintenance mode and the Cluster Manager's resources as `sim`, `get` and
+/// `describe` show them.
+#[test]
+fn maintenance_mode_and_cluster_manager_resources_on_the_command_line() {
+    let site = Site::new();
+    site.apply_site(&[]);
+    let out = site.ok(&["sim", "maintenance", "on", "ABGSE70X2"]);
+    assert!(out.contains("SU ABGSE70X2 switched to maintenance mode"), "{out}");
+    assert!(out.contains("SUCluster/sux86: SU x86 cluster sux86: NORMAL -> ERROR"), "{out}");
+    let out = site.ok(&["get", "suc", "sux86", "-o", "wide"]);
+    assert!(out.contains("ERROR") && out.contains("SU ABGSE70X2 is in maintenance mode: LM is not possible"), "{out}");
+    let out = site.ok(&["describe", "se", "se701"]);
+    assert!(out.contains("MAINTENANCE"), "{out}");
+    let (_, err) = site.fails(1, &["sim", "maintenance", "on", "ABGSE701"]);
+    assert!(err.contains("maintenance mode exists for SU x86 only"), "{err}");
+    site.ok(&["sim", "link", "down", "mc-augsburg"]);
+    let out = site.ok(&["describe", "mc", "mc-augsburg"]);
+    for want in ["clusterManagerResources:", "MCNPR", "FAILED", "ClusterManagerResources", "Restricted"] {
+        assert!(out.contains(want), "describe mc lacks {want:?}:\n{out}");
+    }
+}

@@ -818,3 +818,169 @@ fn resmon_warning_and_a_cluster_manager_on_a_v6_2_mu() {
     assert_eq!(e.world().unit(&cm(&e)).map(|u| u.server.clone()).as_deref(), Some("se701"));
     assert_eq!(unit_state(&e, "se701", "ABGSE701"), "WARNING");
 }
+
+// ---------------------------------------------------------------------------------
+// Missing behaviours: maintenance mode, NOT_MONITORED, the Cluster Manager's resources
+
+fn unit_state(e: &Env, server: &str, unit: &str) -> String {
+    let r = e.store.get(Kind::SEServer, server).expect("get").expect("exists");
+    let o = r.as_typed::<sectl::api::SEServerSpec>().expect("typed").clone();
+    o.status.units.iter().find(|u| u.name == unit).map(|u| u.state.clone()).expect("listed")
+}
+
+fn mc_status(e: &Env, name: &str) -> sectl::api::ManagementClusterStatus {
+    let r = e.store.get(Kind::ManagementCluster, name).expect("get").expect("exists");
+    r.as_typed::<sectl::api::ManagementClusterSpec>().expect("typed").status.clone()
+}
+
+/// The site of `resmon_warning_and_a_cluster_manager_on_a_v6_2_mu`: se701 (V6.3, MUs
+/// abgwhite and abgred) and se501 (V6.2, MU abgblack), with `extra` added to se501's
+/// spec.
+fn site_v62(extra: &str) -> String {
+    let site =
+        site390().replace("managementUnits: [{name: abgwhite}]", "managementUnits: [{name: abgwhite}, {name: abgred}]");
+    let i = site.find("metadata: {name: se501}").expect("se501");
+    let (a, b) = site.split_at(i);
+    let b = b.replacen("version: V6.3", &format!("version: V6.2\n{extra}"), 1);
+    format!("{a}{b}")
+}
+
+#[test]
+fn s3_maintenance_mode_of_an_su_x86_turns_its_cluster_to_error() {
+    // s3, Cluster Status: "It depends on: on the states of the involved units (for
+    // example normal operation or maintenance mode for an SU x86)" ... "In the state
+    // ERROR the cluster functions are not fulfilled (for example LM is not possible)."
+    let mut e = Env::new(&site_x86(10, "VM2000"));
+    e.apply(&vm("x1", "X1", "SEX1", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    assert_eq!(suc_state(&e, "sux86").0, Some(ClusterState::Normal));
+    let seq = e.last_seq();
+    e.sim("maintenance on SEX2");
+    assert_eq!(unit_state(&e, "sex2", "SEX2"), "MAINTENANCE");
+    let (state, why) = suc_state(&e, "sux86");
+    assert_eq!(state, Some(ClusterState::Error));
+    assert!(why.iter().any(|r| r == "SU SEX2 is in maintenance mode: LM is not possible"), "{why:?}");
+    let evs = e.events_since(seq);
+    assert!(evs.iter().any(|ev| ev.reason == "MaintenanceModeOn"), "{evs:#?}");
+    assert!(evs.iter().any(|ev| ev.reason == "SUClusterError" && ev.message.contains("maintenance mode")), "{evs:#?}");
+    // A live migration to it is rejected, naming the maintenance mode.
+    e.apply(&lm("to-maint", "x1", "SEX2", json!({})));
+    let st = e.lm("to-maint");
+    assert_eq!(st.phase, LmPhase::Rejected, "{st:?}");
+    assert!(has_reason(&st, "ServerUnitInMaintenance"), "{:?}", reasons(&st));
+    // Back to normal operation: NORMAL, and the migration goes.
+    e.sim("maintenance off SEX2");
+    assert_eq!(unit_state(&e, "sex2", "SEX2"), "RUNNING");
+    assert_eq!(suc_state(&e, "sux86").0, Some(ClusterState::Normal));
+    e.apply(&lm("after", "x1", "SEX2", json!({})));
+    assert_eq!(e.lm("after").phase, LmPhase::Completed);
+}
+
+#[test]
+fn maintenance_mode_is_for_su_x86_only() {
+    let mut e = Env::new(&site390());
+    let err = e.try_sim("maintenance on ABGSE701").expect_err("refused on SU /390");
+    assert!(err.contains("maintenance mode exists for SU x86 only"), "{err}");
+}
+
+#[test]
+fn s2_5_an_au_registered_for_hw_monitoring_only_is_not_monitored() {
+    // s2.5: "If an AU has been registered only for HW monitoring its system status is
+    // NOT_MONITORED." "In case that the V6.3 MUs are powered off and the enquire
+    // processes run on the V6.2 MUs ... System NOT_MONITORED for units: This system
+    // status is not known in V6.2. Instead status UNCONFIGURED will be displayed."
+    let aus = "  applicationUnits: [{name: au-hw, hwMonitoringOnly: true}, {name: au-full}]";
+    let mut e = Env::new(&site_v62(aus));
+    assert_eq!(unit_state(&e, "se501", "au-hw"), "NOT_MONITORED");
+    assert_eq!(unit_state(&e, "se501", "au-full"), "RUNNING");
+    e.sim("power off abgwhite");
+    assert_eq!(unit_state(&e, "se501", "au-hw"), "NOT_MONITORED", "a V6.3 MU still runs");
+    e.sim("power off abgred");
+    assert_eq!(unit_state(&e, "se501", "au-hw"), "UNCONFIGURED");
+    assert_eq!(unit_state(&e, "se501", "au-full"), "RUNNING");
+    e.sim("power on abgred");
+    assert_eq!(unit_state(&e, "se501", "au-hw"), "NOT_MONITORED");
+}
+
+#[test]
+fn s2_2_the_cluster_manager_and_the_status_of_its_internal_resources() {
+    // s2.2: "Cluster Manager: name of the Management Unit which acts as -> Cluster
+    // Manager currently in the Management Cluster, and the status of the internal
+    // resources of the Cluster Manager." s2.5: "In case that the Cluster Manager runs
+    // on a V6.2 MU the so-called global data are enquired on that MU ... Since the
+    // resource monitor is not called there will be no status WARNING."
+    let mut e = Env::new(&site_v62(""));
+    let res = |e: &Env| -> Vec<(String, String)> {
+        mc_status(e, "mc").cluster_manager_resources.iter().map(|r| (r.name.clone(), r.state.clone())).collect()
+    };
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    };
+    assert_eq!(mc_status(&e, "mc").cluster_manager.as_deref(), Some("abgwhite"));
+    assert_eq!(res(&e), pairs(&[("CRD", "OK"), ("MCNPR", "OK"), ("ResMon", "OK"), ("GlobalData", "COMPLETE")]));
+    assert_eq!(cond(&mc_status(&e, "mc").conditions, "ClusterManagerResources").status, ConditionStatus::True);
+    e.sim("disk fail crd-a");
+    e.sim("link down mc");
+    assert_eq!(
+        res(&e),
+        pairs(&[("CRD", "DEGRADED"), ("MCNPR", "FAILED"), ("ResMon", "OK"), ("GlobalData", "COMPLETE")])
+    );
+    let c = cond(&mc_status(&e, "mc").conditions, "ClusterManagerResources").clone();
+    assert_eq!((c.status, c.reason.as_str()), (ConditionStatus::False, "Restricted"));
+    assert!(c.message.contains("MCNPR FAILED"), "{}", c.message);
+    e.sim("disk repair crd-a");
+    e.sim("link up mc");
+    // The Cluster Manager moves to the V6.2 MU abgblack.
+    e.sim("power off abgwhite");
+    e.sim("power off abgred");
+    assert_eq!(mc_status(&e, "mc").cluster_manager.as_deref(), Some("abgblack"));
+    assert_eq!(
+        res(&e),
+        pairs(&[("CRD", "OK"), ("MCNPR", "OK"), ("ResMon", "NOT_CALLED"), ("GlobalData", "RESTRICTED")])
+    );
+}
+
+#[test]
+fn vms2306_vms2308_executed_with_a_warning_then_updated_periodically() {
+    // "VM definitions": "When BCAM is active in the monitor system but the network
+    // connection to the system disk is (temporarily) faulty, VM2000 commands which
+    // concern VM definitions may possibly be executed with a warning or rejected with a
+    // corresponding message. After warning VMS2306 or VMS2308, VM2000 attempts
+    // periodically to subsequently update the VM definition."
+    let mut e = Env::new(&site390());
+    e.apply(&vm("c1", "C1", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    e.apply(&vm("d1", "D1", "ABGSE501", json!({"state": "DEFINED_ONLY", "memoryMiB": 1024})));
+    e.sim("sysdisk fail ABGSE501");
+    let seq = e.last_seq();
+    let t0 = e.now();
+    // CREATE-VM-DEFINITION: executed, with VMS2308.
+    e.apply(&vm("n1", "N1", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 1024})));
+    assert_eq!(e.vm("n1").state, Some(VmState::Running));
+    // A changed definition (MODIFY-VM-ATTRIBUTES): executed, with VMS2306.
+    e.apply(&vm("c1", "C1", "ABGSE501", json!({"state": "RUNNING", "memoryMiB": 2048})));
+    assert_eq!(e.world().vms["c1"].memory_mib, 2048);
+    let evs = e.events_since(seq);
+    let ids: Vec<&str> = evs.iter().map(|ev| ev.reason.as_str()).collect();
+    assert!(ids.contains(&"VMS2308") && ids.contains(&"VMS2306"), "{evs:#?}");
+    for v in ["n1", "c1"] {
+        assert_eq!(cond(&e.vm(v).conditions, "DefinitionSynced").reason, "SystemDiskUnreachable");
+    }
+    // MIGRATE-VM-DEFINITION moves a definition between system disks: rejected.
+    e.apply(&lm("lm-d1", "d1", "ABGSE701", json!({"definitionOnly": true})));
+    let st = e.lm("lm-d1");
+    assert_eq!(st.phase, LmPhase::Rejected);
+    assert!(has_reason(&st, "SystemDiskUnreachable"), "{:?}", reasons(&st));
+    // While the connection stays faulty the attempts fail: nothing is written.
+    let seq = e.last_seq();
+    e.sim("advance 150s");
+    assert!(!e.events_since(seq).iter().any(|ev| ev.reason == "DefinitionWritten"));
+    // Repaired: the next periodic attempt (every 60 s from the warning) writes both.
+    e.sim("sysdisk repair ABGSE501");
+    let evs = e.events_since(seq);
+    let written: Vec<_> = evs.iter().filter(|ev| ev.reason == "DefinitionWritten").collect();
+    assert_eq!(written.len(), 2, "{evs:#?}");
+    assert_eq!(e.now() - t0, 180_000, "the attempt after 150 s is the one at 180 s");
+    for v in ["n1", "c1"] {
+        assert!(!has_cond(&e.vm(v).conditions, "DefinitionSynced"));
+    }
+    assert!(e.world().su("ABGSE501").expect("su").unsynced.is_empty());
+}

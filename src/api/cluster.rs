@@ -119,6 +119,26 @@ pub struct ManagementClusterStatus {
     /// disks and network heartbeat.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub management_units: Vec<MuStatus>,
+    /// The internal resources of the Cluster Manager, as the management cluster's main
+    /// window shows them beside its name (s2.2): CRD, MCNPR, ResMon, GlobalData.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_manager_resources: Vec<CmResource>,
+}
+
+/// One internal resource of the Cluster Manager.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CmResource {
+    /// CRD (the configuration disks as its MU sees them), MCNPR (the private management
+    /// network to the other server), ResMon (the resource monitor), GlobalData (where
+    /// the global data are enquired).
+    pub name: String,
+    /// CRD: OK, DEGRADED, FAILED, NONE; MCNPR: OK, FAILED, NONE; ResMon: OK,
+    /// NOT_CALLED; GlobalData: COMPLETE, RESTRICTED.
+    pub state: String,
+    /// Why, when not OK or COMPLETE.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }
 
 /// One MU of a Management Cluster.

@@ -95,10 +95,12 @@ pub(crate) fn at_most_two_disks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<C
 pub struct UnitStatus {
     /// Unit name.
     pub name: String,
-    /// MU, SU or HNC.
+    /// MU, SU, HNC or AU.
     pub unit_type: String,
     /// ON or OFF.
     pub power: String,
-    /// Operating state, e.g. RUNNING, DOWN, FAILED.
+    /// Operating state, e.g. RUNNING, DOWN, WARNING (ResMon), MAINTENANCE (SU x86),
+    /// NOT_MONITORED (an AU registered only for HW monitoring; UNCONFIGURED while only
+    /// V6.2 MUs enquire it, s2.5).
     pub state: String,
 }

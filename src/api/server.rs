@@ -28,6 +28,11 @@ pub struct SEServerSpec {
     /// HNCs (High Speed Net Connect): the Net Unit's LAN connection of the SU /390.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hncs: Vec<NamedUnit>,
+    /// Application Units (AUs) the SE Manager knows (listed in the units overview; not
+    /// simulated further). An AU registered only for hardware monitoring has the system
+    /// status NOT_MONITORED (s2.5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub application_units: Vec<ApplicationUnit>,
     /// The Server Units. Unit names are unique across all servers.
     #[serde(default)]
     pub server_units: Vec<ServerUnitSpec>,
@@ -195,6 +200,19 @@ pub struct ManagementUnit {
 pub struct NamedUnit {
     /// Unit name, unique across all servers.
     pub name: UnitName,
+}
+
+/// An Application Unit (AU).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApplicationUnit {
+    /// Unit name, unique across all servers.
+    pub name: UnitName,
+    /// Registered only for hardware monitoring: system status NOT_MONITORED (s2.5: "If
+    /// an AU has been registered only for HW monitoring its system status is
+    /// NOT_MONITORED").
+    #[serde(default)]
+    pub hw_monitoring_only: bool,
 }
 
 /// The Net Unit of a server.

@@ -223,6 +223,12 @@ fn unit_names(s: &super::SEServerSpec) -> Vec<(String, String)> {
         .collect();
     v.extend(s.hncs.iter().enumerate().map(|(i, h)| (format!("spec.hncs[{i}].name"), h.name.to_string())));
     v.extend(
+        s.application_units
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("spec.applicationUnits[{i}].name"), a.name.to_string())),
+    );
+    v.extend(
         s.server_units.iter().enumerate().map(|(i, u)| (format!("spec.serverUnits[{i}].name"), u.name.to_string())),
     );
     v

@@ -207,7 +207,8 @@ pub enum Command {
     /// power off|on UNIT, link down|up MGMT-CLUSTER, disk fail|repair DISK,
     /// bcam stop|fail|start SU, rewas stop|start SU, dirty VM MIB_PER_S,
     /// wait|resume VM, ioconfig start|end SU, shutdown initiate|cancel SU,
-    /// device fail|repair SU MN, resmon warning|clear UNIT, advance DURATION (the clock
+    /// device fail|repair SU MN, resmon warning|clear UNIT, maintenance on|off SU, sysdisk fail|repair SU,
+    /// advance DURATION (the clock
     /// runs at most 1000 years past its start), clock,
     /// clock reset (bring back a clock saved past that end by an older sectl).
     #[command(after_help = events::SIM_EXAMPLES)]

@@ -7,8 +7,8 @@
 use super::runtime::Action;
 use super::{Cx, Outcome};
 use crate::api::{
-    remove_condition, set_condition, ClusterState, ConditionStatus, ManagementClusterSpec, ManagementClusterStatus,
-    MuStatus, Object, SEServerSpec,
+    remove_condition, set_condition, ClusterState, CmResource, ConditionStatus, IslE, ManagementClusterSpec,
+    ManagementClusterStatus, MuStatus, Object, SEServerSpec, SoftwareVersion,
 };
 use crate::sim::{Disk, Link, World};
 use crate::store::EventType;
@@ -141,338 +141,457 @@ fn holds(c: &Object<ManagementClusterSpec, ManagementClusterStatus>, server: &st
     )
 }
 
+/// One reconcile of a ManagementCluster: the status being built and the causes of a
+/// state other than NORMAL found so far (errors: functions lost; warnings: redundancy
+/// lost), in the order they are found.
+struct Pass<'o> {
+    o: &'o Object<ManagementClusterSpec, ManagementClusterStatus>,
+    name: String,
+    key: String,
+    gen: Option<u64>,
+    now: String,
+    st: ManagementClusterStatus,
+    errors: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// The cluster's servers by name, with their spec when the object exists.
+type Servers = Vec<(String, Option<SEServerSpec>)>;
+
+/// The external configuration disks: how many are declared and how many work.
+#[derive(Clone, Copy)]
+struct Disks {
+    declared: usize,
+    ok: usize,
+}
+
+impl Disks {
+    /// As the SE Manager shows them per MU: OK, DEGRADED, FAILED or NONE.
+    fn summary(self) -> &'static str {
+        match (self.declared, self.ok) {
+            (0, _) => "NONE",
+            (d, o) if o == d => "OK",
+            (_, 0) => "FAILED",
+            _ => "DEGRADED",
+        }
+    }
+}
+
 /// Reconciles one ManagementCluster.
 pub fn reconcile(cx: &mut Cx, o: &Object<ManagementClusterSpec, ManagementClusterStatus>) -> anyhow::Result<Outcome> {
-    let name = o.name().to_string();
-    let key = format!("ManagementCluster/{name}");
-    let gen = o.metadata.generation;
-    let now = cx.now();
-    let prev = o.status.clone();
-    let mut st = o.status.clone();
-    st.observed_generation = gen;
-    let mut errors: Vec<String> = Vec::new();
-    let mut warnings: Vec<String> = Vec::new();
-
-    // Prerequisite: the two servers exist, and are in no other (older) cluster.
-    let servers: Vec<(String, Option<SEServerSpec>)> = o
-        .spec
-        .servers
-        .iter()
-        .map(|s| (s.to_string(), cx.cache.get_typed::<SEServerSpec>(s.as_str()).map(|x| x.spec.clone())))
-        .collect();
+    let servers = member_servers(cx, o);
     if servers.iter().filter_map(|(_, s)| s.as_ref()).any(|s| !units_present(cx.world, s)) {
         return Ok(not_yet());
     }
-    let missing: Vec<&str> = servers.iter().filter(|(_, s)| s.is_none()).map(|(n, _)| n.as_str()).collect();
-    // A server belongs to one management cluster: the cluster that holds it keeps it;
-    // of two new claims the older wins (creation timestamps have whole seconds only).
-    let mut taken = Vec::new();
-    for other in cx.cache.typed::<ManagementClusterSpec>() {
-        if other.name() == name {
-            continue;
-        }
-        for s in &o.spec.servers {
-            if !other.spec.servers.contains(s) {
-                continue;
-            }
-            let theirs = match (holds(other, s.as_str()), holds(o, s.as_str())) {
-                (true, false) => true,
-                (false, true) => false,
-                _ => older(other, o),
-            };
-            if theirs {
-                taken.push(claimed(s.as_str(), other.name()));
-            }
-        }
+    let mut p = Pass::new(cx, o);
+    let members_ok = p.membership(cx, &servers);
+    let link_up = p.isl_e(cx);
+    let disks = p.config_disks(cx);
+    let mus = mu_views(cx, &servers);
+    let cm = p.cluster_manager(cx, &mus);
+    p.heartbeats(cx, mus, cm.as_deref(), link_up, disks);
+    if members_ok {
+        p.prerequisites();
     }
-    if !missing.is_empty() {
-        // Claims of another cluster are named too: `holds` reads them from here.
-        let m = std::iter::once(format!("SEServer {} not found", missing.join(", ")))
-            .chain(taken.iter().cloned())
-            .collect::<Vec<_>>()
-            .join("; ");
-        cond(&mut st, "Prerequisites", false, "ServerNotFound", &m, gen, &now);
-        errors.push(m);
-    } else if !taken.is_empty() {
-        let m = taken.join("; ");
-        cond(&mut st, "Prerequisites", false, "ServerInAnotherCluster", &m, gen, &now);
-        errors.push(m);
-    }
+    p.inhomogeneous(&servers);
+    p.global_objects(cx, &servers);
+    p.cluster_manager_resources(cx, &servers, cm.as_deref(), link_up, disks);
+    Ok(p.conclude(cx, cm))
+}
 
-    // ISL-E.
-    let link_up = match &o.spec.isl_e {
-        None => {
-            let m = "no ISL-E between the servers: the Net Units are not linked";
-            cond(&mut st, "IslE", false, "NoIslE", m, gen, &now);
-            errors.push(m.to_string());
-            if cx.world.links.remove(&name).is_some() {
-                cx.world.touch();
-            }
-            false
-        }
-        Some(isl) => {
-            if !cx.world.links.contains_key(&name) {
-                cx.world.links.insert(name.clone(), Link { bandwidth_gbps: isl.bandwidth_gbps, up: true });
-                cx.world.touch();
-            }
-            let l = cx.world.links.get_mut(&name).expect("just ensured");
-            if l.bandwidth_gbps != isl.bandwidth_gbps {
-                l.bandwidth_gbps = isl.bandwidth_gbps;
-                cx.world.touch();
-            }
-            let up = cx.world.links[&name].up;
-            if up {
-                cond(&mut st, "IslE", true, "Up", &format!("ISL-E up, {} Gbit/s", isl.bandwidth_gbps), gen, &now);
-            } else {
-                let m = "ISL-E down: the servers cannot reach each other";
-                cond(&mut st, "IslE", false, "Down", m, gen, &now);
-                errors.push(m.to_string());
-            }
-            // s1.2: recommendations the cluster software does not enforce.
-            let mut rec = Vec::new();
-            if isl.bandwidth_gbps < 1.0 {
-                rec.push(format!("bandwidth {} Gbit/s is below the recommended 1 Gbit/s", isl.bandwidth_gbps));
-            }
-            if isl.rtt_ms >= 5.0 {
-                rec.push(format!("round-trip time {} ms is not below the recommended 5 ms", isl.rtt_ms));
-            }
-            if let Some(km) = isl.length_km.filter(|km| *km > 15.0) {
-                rec.push(format!("distance {km} km exceeds the recommended 15 km"));
-            }
-            if rec.is_empty() {
-                remove_condition(&mut st.conditions, "IslERecommended");
-            } else {
-                cond(&mut st, "IslERecommended", false, "OutsideRecommendation", &rec.join("; "), gen, &now);
-            }
-            up
-        }
-    };
-
-    // External configuration disks and the CRD.
-    let owner = key.clone();
-    for d in &o.spec.config_disks {
-        if !cx.world.disks.contains_key(d.name.as_str()) {
-            cx.world.disks.insert(d.name.to_string(), Disk { ok: true, owner: owner.clone() });
-            cx.world.touch();
-        }
-    }
-    let failed: Vec<String> = o
-        .spec
-        .config_disks
+/// The two servers of the cluster, with their specs as cached.
+fn member_servers(cx: &Cx, o: &Object<ManagementClusterSpec, ManagementClusterStatus>) -> Servers {
+    o.spec
+        .servers
         .iter()
-        .filter(|d| !cx.world.disks.get(d.name.as_str()).is_some_and(|x| x.ok))
-        .map(|d| d.name.to_string())
-        .collect();
-    let disks_ok = o.spec.config_disks.len() - failed.len();
-    if o.spec.config_disks.is_empty() {
-        let m = "no external configuration disk: no CRD reachable from all MUs";
-        cond(&mut st, "ConfigDisks", false, "NoExternalDisk", m, gen, &now);
-        errors.push(m.to_string());
-    } else if disks_ok == 0 {
-        let m = format!("all external configuration disks failed ({}): CRD lost", failed.join(", "));
-        cond(&mut st, "ConfigDisks", false, "AllDisksFailed", &m, gen, &now);
-        errors.push(m);
-    } else if !failed.is_empty() {
-        let m = format!("external configuration disk {} failed: redundancy lost", failed.join(", "));
-        cond(&mut st, "ConfigDisks", false, "DiskFailed", &m, gen, &now);
-        warnings.push(m);
-    } else {
-        let m = format!("{} external configuration disk(s) OK", disks_ok);
-        cond(&mut st, "ConfigDisks", true, "Ok", &m, gen, &now);
+        .map(|s| (s.to_string(), cx.cache.get_typed::<SEServerSpec>(s.as_str()).map(|x| x.spec.clone())))
+        .collect()
+}
+
+/// Every MU of the servers, powered or not (the heartbeat fills in `answers`).
+fn mu_views(cx: &Cx, servers: &Servers) -> Vec<MuView> {
+    let mut mus = Vec::new();
+    for (sname, spec) in servers {
+        for m in spec.iter().flat_map(|s| &s.management_units) {
+            mus.push(MuView {
+                name: m.name.to_string(),
+                server: sname.clone(),
+                on: cx.world.powered(m.name.as_str()),
+                answers: false,
+            });
+        }
+    }
+    mus
+}
+
+impl<'o> Pass<'o> {
+    fn new(cx: &Cx, o: &'o Object<ManagementClusterSpec, ManagementClusterStatus>) -> Self {
+        let name = o.name().to_string();
+        let mut st = o.status.clone();
+        st.observed_generation = o.metadata.generation;
+        Pass {
+            o,
+            key: format!("ManagementCluster/{name}"),
+            name,
+            gen: o.metadata.generation,
+            now: cx.now(),
+            st,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
     }
 
-    // MUs, Cluster Manager, network heartbeat.
-    let mut mus: Vec<MuView> = Vec::new();
-    for (sname, spec) in &servers {
-        if let Some(spec) = spec {
-            for m in &spec.management_units {
-                mus.push(MuView {
-                    name: m.name.to_string(),
-                    server: sname.clone(),
-                    on: cx.world.powered(m.name.as_str()),
-                    answers: false,
-                });
+    fn prev(&self) -> &'o ManagementClusterStatus {
+        &self.o.status
+    }
+
+    fn cond(&mut self, t: &str, ok: bool, reason: &str, msg: &str) {
+        cond(&mut self.st, t, ok, reason, msg, self.gen, &self.now);
+    }
+
+    /// Condition `t` False, and `msg` a cause of ERROR.
+    fn error(&mut self, t: &str, reason: &str, msg: String) {
+        self.cond(t, false, reason, &msg);
+        self.errors.push(msg);
+    }
+
+    /// Prerequisite: the two servers exist, and are in no other (older) cluster.
+    /// Returns whether both hold.
+    fn membership(&mut self, cx: &Cx, servers: &Servers) -> bool {
+        let missing: Vec<&str> = servers.iter().filter(|(_, s)| s.is_none()).map(|(n, _)| n.as_str()).collect();
+        let taken = self.claims_of_others(cx);
+        if !missing.is_empty() {
+            // Claims of another cluster are named too: `holds` reads them from here.
+            let m = std::iter::once(format!("SEServer {} not found", missing.join(", ")))
+                .chain(taken.iter().cloned())
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.error("Prerequisites", "ServerNotFound", m);
+        } else if !taken.is_empty() {
+            self.error("Prerequisites", "ServerInAnotherCluster", taken.join("; "));
+        }
+        missing.is_empty() && taken.is_empty()
+    }
+
+    /// A server belongs to one management cluster: the cluster that holds it keeps it;
+    /// of two new claims the older wins (creation timestamps have whole seconds only).
+    /// Returns the refusals of this cluster's servers.
+    fn claims_of_others(&self, cx: &Cx) -> Vec<String> {
+        let o = self.o;
+        let mut taken = Vec::new();
+        for other in cx.cache.typed::<ManagementClusterSpec>().filter(|c| c.name() != self.name) {
+            for s in o.spec.servers.iter().filter(|s| other.spec.servers.contains(s)) {
+                let theirs = match (holds(other, s.as_str()), holds(o, s.as_str())) {
+                    (true, false) => true,
+                    (false, true) => false,
+                    _ => older(other, o),
+                };
+                if theirs {
+                    taken.push(claimed(s.as_str(), other.name()));
+                }
             }
         }
+        taken
     }
-    let cm = elect(cx.world, &name, &mus);
-    let cm_server = cm.as_ref().and_then(|c| mus.iter().find(|m| &m.name == c)).map(|m| m.server.clone());
-    for m in mus.iter_mut() {
-        m.answers = m.on && (Some(&m.server) == cm_server.as_ref() || link_up);
+
+    /// The ISL-E in the world as the spec declares it. Returns whether it is up.
+    fn isl_e(&mut self, cx: &mut Cx) -> bool {
+        let Some(isl) = &self.o.spec.isl_e else {
+            self.error("IslE", "NoIslE", "no ISL-E between the servers: the Net Units are not linked".into());
+            if cx.world.links.remove(&self.name).is_some() {
+                cx.world.touch();
+            }
+            return false;
+        };
+        let up = ensure_link(cx.world, &self.name, isl.bandwidth_gbps);
+        if up {
+            self.cond("IslE", true, "Up", &format!("ISL-E up, {} Gbit/s", isl.bandwidth_gbps));
+        } else {
+            self.error("IslE", "Down", "ISL-E down: the servers cannot reach each other".into());
+        }
+        self.isl_recommendations(isl);
+        up
     }
-    if cm != prev.cluster_manager {
-        if let (Some(old), Some(new)) = (&prev.cluster_manager, &cm) {
-            cx.event(
-                EventType::Normal,
-                "NOTICE",
-                "Cluster",
-                key.clone(),
-                "ClusterManagerMoved",
-                format!("Cluster Manager moved from MU {old} to MU {new}"),
-            );
+
+    /// s1.2: recommendations the cluster software does not enforce.
+    fn isl_recommendations(&mut self, isl: &IslE) {
+        let mut rec = Vec::new();
+        if isl.bandwidth_gbps < 1.0 {
+            rec.push(format!("bandwidth {} Gbit/s is below the recommended 1 Gbit/s", isl.bandwidth_gbps));
+        }
+        if isl.rtt_ms >= 5.0 {
+            rec.push(format!("round-trip time {} ms is not below the recommended 5 ms", isl.rtt_ms));
+        }
+        if let Some(km) = isl.length_km.filter(|km| *km > 15.0) {
+            rec.push(format!("distance {km} km exceeds the recommended 15 km"));
+        }
+        if rec.is_empty() {
+            remove_condition(&mut self.st.conditions, "IslERecommended");
+        } else {
+            self.cond("IslERecommended", false, "OutsideRecommendation", &rec.join("; "));
         }
     }
-    match &cm {
-        Some(c) => {
-            cond(&mut st, "ClusterManager", true, "Active", &format!("Cluster Manager active on MU {c}"), gen, &now)
+
+    /// External configuration disks and the CRD.
+    fn config_disks(&mut self, cx: &mut Cx) -> Disks {
+        let spec = &self.o.spec;
+        for d in &spec.config_disks {
+            if !cx.world.disks.contains_key(d.name.as_str()) {
+                cx.world.disks.insert(d.name.to_string(), Disk { ok: true, owner: self.key.clone() });
+                cx.world.touch();
+            }
         }
-        None => {
-            let m = "no MU powered: no Cluster Manager";
-            cond(&mut st, "ClusterManager", false, "NoMu", m, gen, &now);
-            errors.push(m.to_string());
+        let failed: Vec<String> = spec
+            .config_disks
+            .iter()
+            .filter(|d| !cx.world.disks.get(d.name.as_str()).is_some_and(|x| x.ok))
+            .map(|d| d.name.to_string())
+            .collect();
+        let disks = Disks { declared: spec.config_disks.len(), ok: spec.config_disks.len() - failed.len() };
+        if disks.declared == 0 {
+            let m = "no external configuration disk: no CRD reachable from all MUs";
+            self.error("ConfigDisks", "NoExternalDisk", m.into());
+        } else if disks.ok == 0 {
+            let m = format!("all external configuration disks failed ({}): CRD lost", failed.join(", "));
+            self.error("ConfigDisks", "AllDisksFailed", m);
+        } else if !failed.is_empty() {
+            let m = format!("external configuration disk {} failed: redundancy lost", failed.join(", "));
+            self.cond("ConfigDisks", false, "DiskFailed", &m);
+            self.warnings.push(m);
+        } else {
+            self.cond("ConfigDisks", true, "Ok", &format!("{} external configuration disk(s) OK", disks.ok));
         }
+        disks
     }
-    let mut hb_units: Vec<MuStatus> = Vec::new();
-    for m in &mus {
-        let was_answering = prev.units_heartbeat(&m.name);
+
+    /// Elects the Cluster Manager, announces a move, sets its condition.
+    fn cluster_manager(&mut self, cx: &mut Cx, mus: &[MuView]) -> Option<String> {
+        let cm = elect(cx.world, &self.name, mus);
+        if let (Some(old), Some(new)) = (&self.prev().cluster_manager, &cm) {
+            if old != new {
+                let msg = format!("Cluster Manager moved from MU {old} to MU {new}");
+                cx.event(EventType::Normal, "NOTICE", "Cluster", self.key.clone(), "ClusterManagerMoved", msg);
+            }
+        }
+        match &cm {
+            Some(c) => self.cond("ClusterManager", true, "Active", &format!("Cluster Manager active on MU {c}")),
+            None => self.error("ClusterManager", "NoMu", "no MU powered: no Cluster Manager".into()),
+        }
+        cm
+    }
+
+    /// The network heartbeat to every MU: the Cluster Manager reaches the MUs of its
+    /// own server, and those of the other over the ISL-E. Events when an MU stops or
+    /// starts answering; the MU table of the status.
+    fn heartbeats(&mut self, cx: &mut Cx, mut mus: Vec<MuView>, cm: Option<&str>, link_up: bool, disks: Disks) {
+        let cm_server = cm.and_then(|c| mus.iter().find(|m| m.name == c)).map(|m| m.server.clone());
+        for m in mus.iter_mut() {
+            m.answers = m.on && (Some(&m.server) == cm_server.as_ref() || link_up);
+        }
+        let mut rows: Vec<MuStatus> = Vec::new();
+        for m in &mus {
+            self.heartbeat_event(cx, m, cm.is_some());
+            rows.push(MuStatus {
+                name: m.name.clone(),
+                server: m.server.clone(),
+                power: if m.on { "ON" } else { "OFF" }.into(),
+                config_disks: disks.summary().into(),
+                heartbeat: if m.answers { "OK" } else { "NO_ANSWER" }.into(),
+            });
+        }
+        self.st.management_units = rows;
+    }
+
+    /// One MU's heartbeat: a warning while it does not answer, an event on each change.
+    fn heartbeat_event(&mut self, cx: &mut Cx, m: &MuView, have_cm: bool) {
+        let was_answering = self.prev().units_heartbeat(&m.name);
         if !m.answers {
             let why = if m.on { "not reachable" } else { "powered off" };
-            warnings.push(format!("MU {} does not answer the heartbeat ({why}): redundancy lost", m.name));
-            if was_answering != Some(false) && cm.is_some() {
-                cx.event(
-                    EventType::Warning,
-                    "WARNING",
-                    "Cluster",
-                    key.clone(),
-                    "HeartbeatLost",
-                    format!("MU {} of {} does not answer the heartbeat queries", m.name, m.server),
-                );
+            self.warnings.push(format!("MU {} does not answer the heartbeat ({why}): redundancy lost", m.name));
+            if was_answering != Some(false) && have_cm {
+                let msg = format!("MU {} of {} does not answer the heartbeat queries", m.name, m.server);
+                cx.event(EventType::Warning, "WARNING", "Cluster", self.key.clone(), "HeartbeatLost", msg);
             }
         } else if was_answering == Some(false) {
-            cx.event(
-                EventType::Normal,
-                "INFO",
-                "Cluster",
-                key.clone(),
-                "HeartbeatRestored",
-                format!("MU {} of {} answers the heartbeat queries again", m.name, m.server),
-            );
+            let msg = format!("MU {} of {} answers the heartbeat queries again", m.name, m.server);
+            cx.event(EventType::Normal, "INFO", "Cluster", self.key.clone(), "HeartbeatRestored", msg);
         }
-        hb_units.push(MuStatus {
-            name: m.name.clone(),
-            server: m.server.clone(),
-            power: if m.on { "ON" } else { "OFF" }.into(),
-            config_disks: if o.spec.config_disks.is_empty() {
-                "NONE"
-            } else if disks_ok == o.spec.config_disks.len() {
-                "OK"
-            } else if disks_ok > 0 {
-                "DEGRADED"
-            } else {
-                "FAILED"
-            }
-            .into(),
-            heartbeat: if m.answers { "OK" } else { "NO_ANSWER" }.into(),
-        });
     }
-    st.management_units = hb_units;
-    if missing.is_empty() && taken.is_empty() {
+
+    /// The Prerequisites condition once both servers are members: ISL-E and disks.
+    fn prerequisites(&mut self) {
         let mut lacking = Vec::new();
-        if o.spec.isl_e.is_none() {
+        if self.o.spec.isl_e.is_none() {
             lacking.push("no ISL-E");
         }
-        if o.spec.config_disks.is_empty() {
+        if self.o.spec.config_disks.is_empty() {
             lacking.push("no external configuration disk");
         }
         if lacking.is_empty() {
-            cond(
-                &mut st,
-                "Prerequisites",
-                true,
-                "Met",
-                "two servers, ISL-E and a CRD with external configuration disks",
-                gen,
-                &now,
-            );
+            self.cond("Prerequisites", true, "Met", "two servers, ISL-E and a CRD with external configuration disks");
         } else {
-            cond(&mut st, "Prerequisites", false, "Missing", &lacking.join(", "), gen, &now);
+            self.cond("Prerequisites", false, "Missing", &lacking.join(", "));
         }
     }
 
-    // Inhomogeneous cluster (s2.5).
-    let versions: Vec<String> =
-        servers.iter().filter_map(|(n, s)| s.as_ref().map(|s| format!("{n} {}", s.version))).collect();
-    let distinct: std::collections::BTreeSet<_> =
-        servers.iter().filter_map(|(_, s)| s.as_ref().map(|s| s.version)).collect();
-    if distinct.len() > 1 {
-        let m = format!(
-            "inhomogeneous management cluster ({}); restrictions: {INHOMOGENEOUS_RESTRICTIONS}",
-            versions.join(", ")
-        );
-        cond(&mut st, "Inhomogeneous", true, "MixedVersions", &m, gen, &now);
-    } else {
-        remove_condition(&mut st.conditions, "Inhomogeneous");
+    /// Inhomogeneous cluster (s2.5).
+    fn inhomogeneous(&mut self, servers: &Servers) {
+        let versions: Vec<String> =
+            servers.iter().filter_map(|(n, s)| s.as_ref().map(|s| format!("{n} {}", s.version))).collect();
+        let distinct: std::collections::BTreeSet<_> =
+            servers.iter().filter_map(|(_, s)| s.as_ref().map(|s| s.version)).collect();
+        if distinct.len() > 1 {
+            let m = format!(
+                "inhomogeneous management cluster ({}); restrictions: {INHOMOGENEOUS_RESTRICTIONS}",
+                versions.join(", ")
+            );
+            self.cond("Inhomogeneous", true, "MixedVersions", &m);
+        } else {
+            remove_condition(&mut self.st.conditions, "Inhomogeneous");
+        }
     }
 
-    // Global objects (s2.1).
-    if let [(na, Some(a)), (nb, Some(b))] = servers.as_slice() {
+    /// Global objects (s2.1): conflicts are reported (once per change), never resolved.
+    fn global_objects(&mut self, cx: &mut Cx, servers: &Servers) {
+        let [(na, Some(a)), (nb, Some(b))] = servers.as_slice() else { return };
         let conflicts = global_conflicts((na, a), (nb, b));
         if conflicts.is_empty() {
-            cond(&mut st, "GlobalObjectsUnambiguous", true, "Unambiguous", "no conflicting global objects", gen, &now);
+            self.cond("GlobalObjectsUnambiguous", true, "Unambiguous", "no conflicting global objects");
+            return;
+        }
+        let m = conflicts.join("; ");
+        let was =
+            self.prev().conditions.iter().find(|c| c.type_ == "GlobalObjectsUnambiguous").map(|c| c.message.as_str());
+        if was != Some(m.as_str()) {
+            let msg = format!("conflicting global objects, not resolved: {m}");
+            cx.event(EventType::Warning, "WARNING", "Cluster", self.key.clone(), "GlobalObjectConflict", msg);
+        }
+        self.cond("GlobalObjectsUnambiguous", false, "Conflicts", &m);
+        self.warnings.push(format!("conflicting global objects: {m}"));
+    }
+
+    /// The Cluster Manager's internal resources (s2.2: "the status of the internal
+    /// resources of the Cluster Manager") and condition `ClusterManagerResources`. They
+    /// show the Cluster Manager's view of causes counted elsewhere (disks, ISL-E), and
+    /// what running on a V6.2 MU takes away (s2.5): "Since the resource monitor is not
+    /// called there will be no status WARNING", and "the so-called global data are
+    /// enquired on that MU ... some data introduced in V6.3 will not be available".
+    fn cluster_manager_resources(&mut self, cx: &Cx, servers: &Servers, cm: Option<&str>, link_up: bool, disks: Disks) {
+        let Some(cm) = cm else {
+            self.st.cluster_manager_resources.clear();
+            self.cond("ClusterManagerResources", false, "NoClusterManager", "no Cluster Manager");
+            return;
+        };
+        let rows = cm_resources(cm_version(cx, servers, cm), self.o.spec.isl_e.is_some(), link_up, disks);
+        let restricted: Vec<String> = rows
+            .iter()
+            .filter(|r| !matches!(r.state.as_str(), "OK" | "COMPLETE"))
+            .map(|r| format!("{} {}: {}", r.name, r.state, r.detail))
+            .collect();
+        self.st.cluster_manager_resources = rows;
+        if restricted.is_empty() {
+            self.cond("ClusterManagerResources", true, "Ok", &format!("all internal resources of MU {cm} OK"));
         } else {
-            let m = conflicts.join("; ");
-            let was = prev.conditions.iter().find(|c| c.type_ == "GlobalObjectsUnambiguous").map(|c| c.message.clone());
-            if was.as_deref() != Some(m.as_str()) {
-                cx.event(
-                    EventType::Warning,
-                    "WARNING",
-                    "Cluster",
-                    key.clone(),
-                    "GlobalObjectConflict",
-                    format!("conflicting global objects, not resolved: {m}"),
-                );
-            }
-            cond(&mut st, "GlobalObjectsUnambiguous", false, "Conflicts", &m, gen, &now);
-            warnings.push(format!("conflicting global objects: {m}"));
+            self.cond("ClusterManagerResources", false, "Restricted", &restricted.join("; "));
         }
     }
 
-    let state = if !errors.is_empty() {
-        ClusterState::Error
-    } else if !warnings.is_empty() {
-        ClusterState::Warning
-    } else {
-        ClusterState::Normal
-    };
-    st.state = Some(state);
-    st.cluster_manager = cm;
-    st.reasons = errors.iter().chain(warnings.iter()).cloned().collect();
-    let redundant = warnings.is_empty() && errors.is_empty();
-    let summary = st.reasons.join("; ");
-    cond(
-        &mut st,
-        "Ready",
-        state != ClusterState::Error,
-        if state == ClusterState::Error { "FunctionsLost" } else { "FunctionsAvailable" },
-        &summary,
-        gen,
-        &now,
-    );
-    cond(&mut st, "Redundant", redundant, if redundant { "FullRedundancy" } else { "RedundancyLost" }, "", gen, &now);
-    if prev.state != Some(state) {
+    /// State, reasons, Ready and Redundant, and an event when the state changed.
+    fn conclude(mut self, cx: &mut Cx, cm: Option<String>) -> Outcome {
+        let state = if !self.errors.is_empty() {
+            ClusterState::Error
+        } else if !self.warnings.is_empty() {
+            ClusterState::Warning
+        } else {
+            ClusterState::Normal
+        };
+        self.st.state = Some(state);
+        self.st.cluster_manager = cm;
+        self.st.reasons = self.errors.iter().chain(self.warnings.iter()).cloned().collect();
+        let redundant = self.warnings.is_empty() && self.errors.is_empty();
+        let summary = self.st.reasons.join("; ");
+        let lost = state == ClusterState::Error;
+        self.cond("Ready", !lost, if lost { "FunctionsLost" } else { "FunctionsAvailable" }, &summary);
+        self.cond("Redundant", redundant, if redundant { "FullRedundancy" } else { "RedundancyLost" }, "");
+        if self.prev().state != Some(state) {
+            self.state_event(cx, state);
+        }
+        let mut r = self.o.clone();
+        r.status = self.st;
+        Outcome::status(r.into_resource())
+    }
+
+    /// "management cluster NAME: WAS -> NOW: why".
+    fn state_event(&self, cx: &mut Cx, state: ClusterState) {
         let (t, p) = match state {
             ClusterState::Normal => (EventType::Normal, "INFO"),
             ClusterState::Warning => (EventType::Warning, "WARNING"),
             _ => (EventType::Warning, "ERROR"),
         };
-        let from = prev.state.map(|s| format!("{s} -> ")).unwrap_or_default();
-        let why = if st.reasons.is_empty() {
+        let from = self.prev().state.map(|s| format!("{s} -> ")).unwrap_or_default();
+        let why = if self.st.reasons.is_empty() {
             "all functions available, full redundancy".to_string()
         } else {
-            st.reasons.join("; ")
+            self.st.reasons.join("; ")
         };
-        cx.event(
-            t,
-            p,
-            "Cluster",
-            key,
-            &format!("ManagementCluster{}", camel(state)),
-            format!("management cluster {name}: {from}{state}: {why}"),
-        );
+        let msg = format!("management cluster {}: {from}{state}: {why}", self.name);
+        cx.event(t, p, "Cluster", self.key.clone(), &format!("ManagementCluster{}", camel(state)), msg);
     }
-    let mut r = o.clone();
-    r.status = st;
-    Ok(Outcome::status(r.into_resource()))
+}
+
+/// The software version of the server whose MU `cm` is.
+fn cm_version(cx: &Cx, servers: &Servers, cm: &str) -> Option<SoftwareVersion> {
+    let server = cx.world.unit(cm).map(|u| u.server.clone())?;
+    servers.iter().find(|(n, _)| *n == server).and_then(|(_, s)| s.as_ref()).map(|s| s.version)
+}
+
+/// The rows of `clusterManagerResources`.
+fn cm_resources(version: Option<SoftwareVersion>, has_isl: bool, link_up: bool, disks: Disks) -> Vec<CmResource> {
+    let row = |name: &str, state: &str, detail: &str| CmResource {
+        name: name.into(),
+        state: state.into(),
+        detail: detail.into(),
+    };
+    let crd = match disks.summary() {
+        "OK" => "",
+        "DEGRADED" => "an external configuration disk failed: the CRD is not mirrored",
+        "FAILED" => "all external configuration disks failed: the CRD is lost",
+        _ => "no external configuration disk",
+    };
+    let v62 = version == Some(SoftwareVersion::V62);
+    vec![
+        row("CRD", disks.summary(), crd),
+        match (has_isl, link_up) {
+            (false, _) => row("MCNPR", "NONE", "no ISL-E: the other server's units are not reachable"),
+            (true, false) => row("MCNPR", "FAILED", "ISL-E down: the other server's units are not reachable"),
+            (true, true) => row("MCNPR", "OK", ""),
+        },
+        if v62 {
+            row("ResMon", "NOT_CALLED", "the Cluster Manager runs on a V6.2 MU: no unit status WARNING (s2.5)")
+        } else {
+            row("ResMon", "OK", "")
+        },
+        if v62 {
+            row("GlobalData", "RESTRICTED", "enquired on a V6.2 MU: data introduced in V6.3 are not available (s2.5)")
+        } else {
+            row("GlobalData", "COMPLETE", "")
+        },
+    ]
+}
+
+/// Makes the world's link of cluster `name` exist with `gbps`; returns whether it is up.
+fn ensure_link(w: &mut World, name: &str, gbps: f64) -> bool {
+    if !w.links.contains_key(name) {
+        w.links.insert(name.to_string(), Link { bandwidth_gbps: gbps, up: true });
+        w.touch();
+    }
+    let l = w.links.get_mut(name).expect("just ensured");
+    let up = l.up;
+    if l.bandwidth_gbps != gbps {
+        l.bandwidth_gbps = gbps;
+        w.touch();
+    }
+    up
 }
 
 /// "Normal", "Warning", ... for reasons.

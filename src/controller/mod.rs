@@ -19,6 +19,7 @@ mod recovery;
 pub mod runtime;
 mod server;
 mod sucluster;
+mod sysdisk;
 mod vm;
 
 use crate::api::{Kind, Resource};

@@ -173,6 +173,16 @@ fn vm2000_conflicts(cx: &Cx, remote: &str, local: &str) -> Vec<Conflict> {
                 reason: "BcamNotActive".into(),
                 message: format!("VMS2332 {why} in the monitor system of {local}: /RECOVER-VM-DEFINITION rejected"),
             });
+        } else if s.sysdisk_faulty {
+            // See `controller::sysdisk`: a definition moved onto a system disk that
+            // cannot be reached is rejected.
+            out.push(Conflict {
+                code: Some("SEC2307".into()),
+                reason: "SystemDiskUnreachable".into(),
+                message: format!(
+                    "the network connection of {local} to its system disk is faulty: /RECOVER-VM-DEFINITION rejected"
+                ),
+            });
         }
     }
     out

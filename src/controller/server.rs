@@ -46,6 +46,8 @@ fn su_runtime(spec: &ServerUnitSpec, old: Option<&SuRuntime>) -> SuRuntime {
         io_change_running: old.is_some_and(|o| o.io_change_running),
         shutdown_initiated: old.is_some_and(|o| o.shutdown_initiated),
         inoperable: old.map(|o| o.inoperable.clone()).unwrap_or_default(),
+        sysdisk_faulty: old.is_some_and(|o| o.sysdisk_faulty),
+        unsynced: old.map(|o| o.unsynced.clone()).unwrap_or_default(),
     }
 }
 
@@ -82,6 +84,7 @@ fn converge(w: &mut World, name: &str, spec: &SEServerSpec) -> Vec<String> {
                         power_on: true,
                         power_changed_ms: now,
                         resmon_problem: false,
+                        maintenance: false,
                         su,
                     },
                 );
@@ -122,6 +125,7 @@ pub fn unit_status(w: &World, name: &str, kind: UnitKind) -> UnitStatus {
             (None, _) => "UNKNOWN".to_string(),
             (_, false) => "DOWN".to_string(),
             (Some(u), true) => match &u.su {
+                _ if u.maintenance => "MAINTENANCE".to_string(),
                 Some(su) if su.su_type == crate::api::SuType::S390 && !su.bcam_up => "RUNNING (BCAM down)".to_string(),
                 _ => "RUNNING".to_string(),
             },
@@ -156,6 +160,46 @@ pub fn unit_view(cx: &Cx, name: &str, kind: UnitKind) -> UnitStatus {
         }
     }
     u
+}
+
+/// An AU as the SE Manager lists it. s2.5: "If an AU has been registered only for HW
+/// monitoring its system status is NOT_MONITORED", and "In case that the V6.3 MUs are
+/// powered off and the enquire processes run on the V6.2 MUs ... System NOT_MONITORED
+/// for units: This system status is not known in V6.2. Instead status UNCONFIGURED
+/// will be displayed." AUs are not simulated further: always powered.
+fn au_view(a: &crate::api::ApplicationUnit, v62_enquires: bool) -> UnitStatus {
+    let state = match (a.hw_monitoring_only, v62_enquires) {
+        (false, _) => "RUNNING",
+        (true, false) => "NOT_MONITORED",
+        (true, true) => "UNCONFIGURED",
+    };
+    UnitStatus { name: a.name.to_string(), unit_type: "AU".into(), power: "ON".into(), state: state.into() }
+}
+
+/// Whether the units of `server` are enquired by V6.2 MUs only: it is in an
+/// inhomogeneous management cluster whose V6.3 MUs are all powered off (s2.5).
+fn enquired_on_v62_only(cx: &Cx, server: &str) -> bool {
+    let Some(mc) = cx
+        .cache
+        .typed::<crate::api::ManagementClusterSpec>()
+        .find(|m| m.spec.servers.iter().any(|s| s.as_str() == server))
+    else {
+        return false;
+    };
+    let specs: Vec<&SEServerSpec> = mc
+        .spec
+        .servers
+        .iter()
+        .filter_map(|s| cx.cache.get_typed::<SEServerSpec>(s.as_str()))
+        .map(|o| &o.spec)
+        .collect();
+    let (v63, v62): (Vec<&SEServerSpec>, Vec<&SEServerSpec>) =
+        specs.into_iter().partition(|s| s.version == crate::api::SoftwareVersion::V63);
+    let powered = |servers: &[&SEServerSpec]| -> Vec<bool> {
+        servers.iter().flat_map(|s| &s.management_units).map(|m| cx.world.powered(m.name.as_str())).collect()
+    };
+    let (v63_on, v62_on) = (powered(&v63), powered(&v62));
+    !v63_on.is_empty() && v63_on.iter().all(|on| !on) && v62_on.iter().any(|on| *on)
 }
 
 /// s2.5: the event "State of unit '<hostname>' changed from '<oldstate>' to 'WARNING'"
@@ -196,6 +240,8 @@ pub fn reconcile(cx: &mut Cx, o: &Object<SEServerSpec, SEServerStatus>) -> anyho
     for s in &o.spec.server_units {
         units.push(unit_view(cx, s.name.as_str(), UnitKind::SU));
     }
+    let v62_enquires = enquired_on_v62_only(cx, name);
+    units.extend(o.spec.application_units.iter().map(|a| au_view(a, v62_enquires)));
     let off: Vec<String> =
         units.iter().filter(|u| u.power != "ON").map(|u| format!("{} {}", u.unit_type, u.name)).collect();
     state_events(cx, name, &o.status.units, &units);

@@ -236,6 +236,8 @@ fn power(cx: &Cx, members: &Members, is_390: bool, f: &mut Findings) -> Vec<crat
     for (su, _) in members {
         if cx.world.unit(su).is_some() && !cx.world.powered(su) {
             f.errors.push(format!("SU {su} is powered off"));
+        } else if cx.world.unit(su).is_some_and(|u| u.maintenance) {
+            f.errors.push(format!("SU {su} is in maintenance mode: LM is not possible"));
         }
     }
     if !is_390 {

@@ -6,7 +6,8 @@
 //! the definition is, its state, migrations and history.
 
 use super::common::{migrating, model_of, wake_waiting, wanted_devices};
-use super::{Cx, Outcome};
+use super::runtime::Action;
+use super::{sysdisk, Cx, Outcome};
 use crate::api::{
     remove_condition, set_condition, ConditionStatus, DeviceUsage, Mighost, MigrationRecord, Object, SuType,
     SystemInformation, VMDefinitionSpec, VMDefinitionStatus, VmIndex, VmMonjv, VmState,
@@ -95,9 +96,28 @@ pub fn reconcile(cx: &mut Cx, o: &Object<VMDefinitionSpec, VMDefinitionStatus>) 
         if bcam_up {
             remove_condition(&mut st.conditions, "DefinitionSynced");
         }
+        let command = if applied != gen && definition_command(&cx.world.vms[&name], spec, &devices) {
+            sysdisk::Command::Changed
+        } else {
+            sysdisk::Command::None
+        };
         converge(cx, o, &name, &su, desired, &devices, &mut problems);
+        let ids = (name.as_str(), spec.vm_name.as_str(), su.as_str());
+        let retry = if s390 && bcam_up { sysdisk::after_command(cx, ids, command, gen, &mut st) } else { None };
+        return Ok(with_retry(finish_status(cx, o, st, &name, problems), retry));
     }
     Ok(finish_status(cx, o, st, &name, problems))
+}
+
+/// The outcome, run again after `retry` ms at the latest (a system disk update).
+fn with_retry(mut out: Outcome, retry: Option<u64>) -> Outcome {
+    if let Some(ms) = retry {
+        out.action = match out.action {
+            Action::RequeueAfter(t) => Action::RequeueAfter(t.min(ms)),
+            _ => Action::RequeueAfter(ms),
+        };
+    }
+    out
 }
 
 /// A non-persistent definition that was removed (lost with its SU, or deleted by
@@ -273,7 +293,9 @@ fn place(
             index.map(|i| format!(" with index {i}")).unwrap_or_default()
         ),
     );
-    Ok(finish_status(cx, o, st, &name, Vec::new()))
+    let retry =
+        sysdisk::after_command(cx, (&name, spec.vm_name.as_str(), &su), sysdisk::Command::Created, gen, &mut st);
+    Ok(with_retry(finish_status(cx, o, st, &name, Vec::new()), retry))
 }
 
 /// Moves an existing definition toward the spec.

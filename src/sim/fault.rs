@@ -31,6 +31,11 @@ pub enum Fault {
     Device { su: String, mn: String, ok: bool },
     /// The resource monitor finds a resource problem on a unit, or no longer.
     ResMon { unit: String, problem: bool },
+    /// Switch an SU x86 to maintenance mode, or back to normal operation.
+    Maintenance { su: String, on: bool },
+    /// The network connection of an SU /390's monitor to its system disk fails or is
+    /// repaired.
+    SysDisk { su: String, ok: bool },
     /// Move the clock forward.
     Advance { ms: u64 },
 }
@@ -76,7 +81,7 @@ impl Fault {
         let usage = "usage: sim power off|on UNIT | link down|up MGMT-CLUSTER | disk fail|repair DISK | \
                      bcam stop|fail|start SU | rewas stop|start SU | dirty VM MIB_PER_S | wait|resume VM | \
                      ioconfig start|end SU | shutdown initiate|cancel SU | device fail|repair SU MN | \
-                     resmon warning|clear UNIT | advance DURATION";
+                     resmon warning|clear UNIT | maintenance on|off SU | sysdisk fail|repair SU | advance DURATION";
         Ok(match a.as_slice() {
             ["power", "off", u] => Fault::Power { unit: u.to_string(), on: false },
             ["power", "on", u] => Fault::Power { unit: u.to_string(), on: true },
@@ -94,6 +99,10 @@ impl Fault {
             ["device", "repair", s, mn] => Fault::Device { su: s.to_string(), mn: mn.to_string(), ok: true },
             ["resmon", "warning", u] => Fault::ResMon { unit: u.to_string(), problem: true },
             ["resmon", "clear", u] => Fault::ResMon { unit: u.to_string(), problem: false },
+            ["sysdisk", "fail", s] => Fault::SysDisk { su: s.to_string(), ok: false },
+            ["sysdisk", "repair", s] => Fault::SysDisk { su: s.to_string(), ok: true },
+            ["maintenance", "on", s] => Fault::Maintenance { su: s.to_string(), on: true },
+            ["maintenance", "off", s] => Fault::Maintenance { su: s.to_string(), on: false },
             ["ioconfig", "start", s] => Fault::IoConfig { su: s.to_string(), running: true },
             ["ioconfig", "end", s] => Fault::IoConfig { su: s.to_string(), running: false },
             ["shutdown", "initiate", s] => Fault::Shutdown { su: s.to_string(), initiated: true },
@@ -280,6 +289,25 @@ impl Fault {
                 u.resmon_problem = *problem;
             }
             Fault::IoConfig { su, running } => evs.extend(io_config(w, su, *running)?),
+            Fault::Maintenance { su, on } => evs.extend(maintenance(w, su, *on)?),
+            Fault::SysDisk { su, ok } => {
+                let server = server_key(w, su);
+                let s = monitor_390(w, su, "a system disk reached over the network")?;
+                if s.sysdisk_faulty == *ok {
+                    s.sysdisk_faulty = !*ok;
+                    evs.push(HwEvent {
+                        type_: if *ok { EventType::Normal } else { EventType::Warning },
+                        priority: if *ok { "INFO" } else { "WARNING" },
+                        component: "VM2000",
+                        object: server,
+                        reason: if *ok { "SystemDiskReachable" } else { "SystemDiskUnreachable" },
+                        message: format!(
+                            "network connection of the monitor system of {su} to its system disk {}",
+                            if *ok { "repaired" } else { "faulty" }
+                        ),
+                    });
+                }
+            }
             Fault::Shutdown { su, initiated } => {
                 let server = server_key(w, su);
                 let s = monitor_vm2000(w, su)?;
@@ -365,6 +393,42 @@ fn io_config(w: &mut World, su: &str, running: bool) -> Result<Vec<HwEvent>, Str
             "dynamic I/O configuration change {} on {su}{excluded}",
             if running { "started (/START-CONFIGURATION-UPDATE)" } else { "ended" }
         ),
+    }])
+}
+
+/// Maintenance mode of an SU x86 (manual s3: the cluster status depends "on the
+/// states of the involved units (for example normal operation or maintenance mode for
+/// an SU x86)"). Only an SU x86 has it; it is refused while a live migration to or
+/// from the SU runs (the migration would be cut off).
+fn maintenance(w: &mut World, su: &str, on: bool) -> Result<Vec<HwEvent>, String> {
+    let server = server_key(w, su);
+    let s = w.su(su).ok_or_else(|| format!("no server unit {su:?}"))?;
+    if s.su_type != crate::api::SuType::X86 {
+        return Err(format!("{su} is an SU /390: maintenance mode exists for SU x86 only (manual s3)"));
+    }
+    let busy = w.migrations.iter().find(|(_, m)| {
+        (m.source == su || m.target == su)
+            && !matches!(m.phase, crate::api::LmPhase::Completed | crate::api::LmPhase::Aborted)
+    });
+    if let (true, Some((lm, _))) = (on, busy) {
+        return Err(format!("maintenance mode for {su} refused: live migration {lm} is running"));
+    }
+    let u = w.units.get_mut(su).expect("an SU is a unit");
+    if u.maintenance == on {
+        return Ok(Vec::new());
+    }
+    u.maintenance = on;
+    Ok(vec![HwEvent {
+        type_: if on { EventType::Warning } else { EventType::Normal },
+        priority: if on { "NOTICE" } else { "INFO" },
+        component: "X2000",
+        object: server,
+        reason: if on { "MaintenanceModeOn" } else { "MaintenanceModeOff" },
+        message: if on {
+            format!("SU {su} switched to maintenance mode")
+        } else {
+            format!("SU {su} back in normal operation (maintenance mode ended)")
+        },
     }])
 }
 

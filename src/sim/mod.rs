@@ -62,6 +62,10 @@ pub struct Unit {
     /// (`sim resmon warning|clear UNIT`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resmon_problem: bool,
+    /// An SU x86 in maintenance mode (`sim maintenance on|off SU`; manual s3, cluster
+    /// status: "maintenance mode for an SU x86").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maintenance: bool,
     /// Server Unit runtime, for SUs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub su: Option<SuRuntime>,
@@ -120,6 +124,14 @@ pub struct SuRuntime {
     /// Devices (MNs) not in an operable state on this SU (`sim device fail`).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub inoperable: BTreeSet<String>,
+    /// SU /390: the monitor's network connection to the system disk is faulty (`sim
+    /// sysdisk fail|repair SU`; "VM definitions": VMS2306/VMS2308).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sysdisk_faulty: bool,
+    /// Definitions (VMDefinition names) changed while the system disk could not be
+    /// reached, with the simulated ms of the warning: VM2000 updates them periodically.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unsynced: BTreeMap<String, u64>,
 }
 
 /// An ISL-E link of a management cluster.
@@ -273,6 +285,7 @@ mod tests {
                 power_on: true,
                 power_changed_ms: 0,
                 resmon_problem: false,
+                maintenance: false,
                 su: None,
             },
         );

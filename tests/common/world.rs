@@ -270,6 +270,15 @@ impl Env {
         self.ctl.apply_fault(&f).unwrap_or_else(|e| panic!("sim {args}: {e}"));
     }
 
+    /// `sectl sim ARGS...`: Err with the refusal, else run until quiet.
+    pub fn try_sim(&mut self, args: &str) -> Result<(), String> {
+        let a: Vec<String> = args.split_whitespace().map(String::from).collect();
+        let f = Fault::parse(&a)?;
+        self.ctl.apply_fault(&f).map_err(|e| e.to_string())?;
+        self.settle();
+        Ok(())
+    }
+
     /// Changes the saved world directly (for states no `sim` verb produces) and starts
     /// a new controller on the same store, as a restart would.
     pub fn edit_world(&mut self, f: impl FnOnce(&mut World)) {

@@ -67,6 +67,8 @@ pub fn code_of(reason: &str) -> &'static str {
         "MigrationFromSourceRunning" | "AlreadyMigrating" => "SEC2436",
         "IoConfigurationChangeRunning" => "SEC2438",
         "Vm2000ShutdownInitiated" => "SEC2439",
+        "ServerUnitInMaintenance" => "SEC2408",
+        "SystemDiskUnreachable" => "SEC2307",
         _ => "SEC2409",
     }
 }
@@ -100,6 +102,11 @@ pub fn preconditions(cx: &Cx, vm: &str, source: &str, target: &str) -> Vec<Found
     cluster_conflicts(cx, source, target, src, tgt, &mut out);
     if !w.powered(source) {
         out.push(found(Source, "SourceUnavailable", format!("SU {source} is powered off"), None));
+    }
+    for (side, su) in [(Source, source), (Target, target)] {
+        if w.unit(su).is_some_and(|u| u.maintenance) {
+            out.push(found(side, "ServerUnitInMaintenance", format!("SU {su} is in maintenance mode"), None));
+        }
     }
     if v.state == VmState::Wait {
         out.push(found(Source, "VmStateWait", format!("VM {} is in state WAIT", v.vm_name), None));
@@ -291,6 +298,18 @@ fn monitor_conflicts(
                     "BcamNotActive",
                     format!(
                         "VMS2332 BCAM is not active in the monitor system of {su}: /MIGRATE-VM-DEFINITION rejected"
+                    ),
+                    None,
+                ));
+            } else if !v.initialised() && s.sysdisk_faulty {
+                // "... may possibly be executed with a warning or rejected with a
+                // corresponding message" (seed 004): moving a definition between two
+                // system disks is rejected (see `controller::sysdisk`).
+                out.push(found(
+                    side,
+                    "SystemDiskUnreachable",
+                    format!(
+                        "the network connection of {su} to its system disk is faulty: /MIGRATE-VM-DEFINITION rejected"
                     ),
                     None,
                 ));

@@ -7,74 +7,14 @@
 
 mod common;
 
+use common::serve::Serve;
 use common::SITE;
 use sectl::api::Kind;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-struct Serve {
-    child: Child,
-    data: PathBuf,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Serve {
-    /// `sectl serve` on a free loopback port over `data` (SITE applied first).
-    fn start(data: &Path) -> Serve {
-        let site = data.with_extension("site.yaml");
-        std::fs::write(&site, SITE).expect("site");
-        common::sectl_in(data).arg("apply").arg("-f").arg(&site).assert().success();
-        let mut child = common::sectl()
-            .arg("--data-dir")
-            .arg(data)
-            .args(["serve", "--listen", "127.0.0.1:0", "--time-scale", "0"])
-            .env_remove("SECTL_SERVER")
-            .env_remove("SECTL_DATA_DIR")
-            .env_remove("SECTL_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn sectl serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let serve = Serve { child, data: data.to_path_buf() };
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let first = rx.recv_timeout(Duration::from_secs(30)).expect("serve prints its address");
-        assert!(first.starts_with("sectl serve: listening on https://"), "{first}");
-        serve
-    }
-
-    /// The API as the kubeconfig describes it (what kubectl would use).
-    fn api(&self) -> sectl::client::Client {
-        let access = sectl::server::kubeconfig::read(&self.data).expect("kubeconfig").expect("present");
-        sectl::client::Client::from_kubeconfig(&access, &self.data, &[]).expect("client")
-    }
-
-    /// Stops the server with SIGTERM and waits for it.
-    fn stop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().expect("wait").is_none() {
-            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 /// `sectl --data-dir DIR ARGS` without --server, bounded.
 fn sectl(data: &Path, args: &[&str]) -> Output {
@@ -117,7 +57,7 @@ fn vm(name: &str, memory: u64) -> String {
 fn verbs_go_through_the_server_that_holds_the_store() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
-    let _serve = Serve::start(&data);
+    let _serve = Serve::start(&data, "");
     let api = _serve.api();
     let (_, rv) = api.list(Kind::VMDefinition).expect("list");
 
@@ -177,7 +117,7 @@ fn verbs_go_through_the_server_that_holds_the_store() {
 fn errors_and_exit_codes_are_those_of_embedded_mode() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (held, alone) = (tmp.path().join("held"), tmp.path().join("alone"));
-    let _serve = Serve::start(&held);
+    let _serve = Serve::start(&held, "");
     std::fs::write(tmp.path().join("site.yaml"), SITE).expect("site");
     run(&alone, 0, &["apply", "-f", &tmp.path().join("site.yaml").display().to_string()]);
     let bad = tmp.path().join("bad.yaml");
@@ -215,7 +155,7 @@ fn errors_and_exit_codes_are_those_of_embedded_mode() {
 fn what_cannot_go_through_the_server_says_so() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
-    let mut serve = Serve::start(&data);
+    let mut serve = Serve::start(&data, "");
     let (_, err) = run(&data, 1, &["check"]);
     assert!(
         err.contains("`sectl check` reads the embedded store directly") && err.contains("stop the server"),
@@ -266,7 +206,7 @@ fn what_cannot_go_through_the_server_says_so() {
 fn a_kubeconfig_left_by_a_killed_server_is_removed_at_the_next_start() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
-    let mut serve = Serve::start(&data);
+    let mut serve = Serve::start(&data, "");
     let kc = data.join("kubeconfig");
     let _ = serve.child.kill();
     let _ = serve.child.wait();
@@ -275,7 +215,7 @@ fn a_kubeconfig_left_by_a_killed_server_is_removed_at_the_next_start() {
     let (out, _) = run(&data, 0, &["get", "vm", "-o", "name"]);
     assert_eq!(out.trim(), "vmdefinition/vm12prod");
     let old = std::fs::read_to_string(&kc).expect("old kubeconfig");
-    let again = Serve::start(&data);
+    let again = Serve::start(&data, "");
     let new = std::fs::read_to_string(&kc).expect("new kubeconfig");
     assert_ne!(old, new, "the new server writes its own");
     assert_eq!(again.api().url(), sectl::server::kubeconfig::read(&data).expect("read").expect("there").server);

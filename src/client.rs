@@ -1,4 +1,5 @@
-//! HTTP client for a running `sectl serve` (the CLI's `--server`). Maps the API's
+//! HTTP client for a running `sectl serve` (the CLI's `--server`, or the server that
+//! holds `--data-dir`, found through its kubeconfig: `cli::attach`). Maps the API's
 //! JSON errors back to `StoreError`s so the verbs treat both back ends alike.
 //!
 //! `https://` servers are verified against the data directory's `ca.crt` and any

@@ -1,4 +1,5 @@
-//! HTTP client for a running `sectl serve` (the CLI's `--server`). Maps the API's
+//! HTTP client for a running `sectl serve` (the CLI's `--server`, or the server that
+//! holds `--data-dir`, found through its kubeconfig: `cli::attach`). Maps the API's
 //! JSON errors back to `StoreError`s so the verbs treat both back ends alike.
 //!
 //! `https://` servers are verified against the data directory's `ca.crt` and any
@@ -118,13 +119,29 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Which certificate authorities an https server is verified against.
+enum Trust<'a> {
+    /// The data directory's `ca.crt` and the `--certificate-authority` files.
+    Files {
+        /// The data directory.
+        data_dir: &'a Path,
+        /// Extra CA files.
+        ca: &'a [PathBuf],
+    },
+    /// Exactly this CA (PEM), e.g. a kubeconfig's `certificate-authority-data`.
+    Pem(&'a [u8]),
+}
+
 /// The agent builder for `url`: TLS settings for https, a refusal for plain http
 /// off loopback or an unknown scheme.
-fn builder_for(url: &str, data_dir: &Path, ca: &[PathBuf]) -> anyhow::Result<ureq::AgentBuilder> {
+fn builder_for(url: &str, trust: &Trust) -> anyhow::Result<ureq::AgentBuilder> {
     let b = ureq::AgentBuilder::new().timeout_connect(CONNECT_TIMEOUT);
     let lower = url.to_ascii_lowercase();
     if lower.starts_with("https://") {
-        let cfg = crate::server::tls::client_config(data_dir, ca)?;
+        let cfg = match trust {
+            Trust::Files { data_dir, ca } => crate::server::tls::client_config(data_dir, ca)?,
+            Trust::Pem(pem) => crate::server::tls::client_config_pem(pem)?,
+        };
         return Ok(b.tls_config(std::sync::Arc::new(cfg)));
     }
     if lower.starts_with("http://") {
@@ -150,9 +167,40 @@ impl Client {
                 )
             })?,
         };
-        let agent = builder_for(url, data_dir, ca)?.timeout_read(READ_TIMEOUT).timeout(CALL_TIMEOUT).build();
-        let watch_agent = builder_for(url, data_dir, ca)?.build();
+        Client::build(url, token, &Trust::Files { data_dir, ca })
+    }
+
+    /// A client for the server a kubeconfig of `sectl serve` names (see
+    /// `server::kubeconfig`): its URL and token, and its CA as the only one trusted;
+    /// without a CA in it (a server given `--tls-cert`), the data directory's `ca.crt`
+    /// and the `ca` files.
+    pub fn from_kubeconfig(
+        access: &crate::server::kubeconfig::Access,
+        data_dir: &Path,
+        ca: &[PathBuf],
+    ) -> anyhow::Result<Client> {
+        let trust = match &access.ca_pem {
+            Some(pem) => Trust::Pem(pem),
+            None => Trust::Files { data_dir, ca },
+        };
+        Client::build(&access.server, access.token.clone(), &trust)
+    }
+
+    fn build(url: &str, token: String, trust: &Trust) -> anyhow::Result<Client> {
+        let agent = builder_for(url, trust)?.timeout_read(READ_TIMEOUT).timeout(CALL_TIMEOUT).build();
+        let watch_agent = builder_for(url, trust)?.build();
         Ok(Client { base: url.trim_end_matches('/').to_string(), token, agent, watch_agent })
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// Checks that the server answers and takes the token (an authenticated GET of
+    /// the API's resource list): the error says which of the two failed.
+    pub fn probe(&self) -> Result<(), ApiError> {
+        self.call("GET", PREFIX, None).map(|_| ())
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ApiError> {
@@ -306,15 +354,17 @@ mod tests {
         assert_eq!(host_of("http://u@localhost"), Some("localhost"));
         assert!(is_loopback_host("[::1]") && is_loopback_host("127.0.0.2") && is_loopback_host("LOCALHOST"));
         assert!(!is_loopback_host("10.0.0.1") && !is_loopback_host("example.org"));
-        let d = std::path::Path::new("/nonexistent");
-        assert!(builder_for("http://127.0.0.1:1", d, &[]).is_ok());
-        let Err(e) = builder_for("http://192.0.2.1:7443", d, &[]) else { panic!("plain http off loopback accepted") };
+        let d = &Trust::Files { data_dir: std::path::Path::new("/nonexistent"), ca: &[] };
+        assert!(builder_for("http://127.0.0.1:1", d).is_ok());
+        let Err(e) = builder_for("http://192.0.2.1:7443", d) else { panic!("plain http off loopback accepted") };
         let e = e.to_string();
         assert!(e.contains("plain http is accepted only on loopback"), "{e}");
-        let Err(e) = builder_for("https://127.0.0.1:1", d, &[]) else { panic!("https without a CA accepted") };
+        let Err(e) = builder_for("https://127.0.0.1:1", d) else { panic!("https without a CA accepted") };
         let e = e.to_string();
         assert!(e.contains("--certificate-authority"), "{e}");
-        assert!(builder_for("ftp://x", d, &[]).is_err());
+        assert!(builder_for("ftp://x", d).is_err());
+        let Err(e) = builder_for("https://127.0.0.1:1", &Trust::Pem(b"not pem")) else { panic!("bad CA accepted") };
+        assert!(e.to_string().contains("certificate"), "{e}");
     }
 }
 

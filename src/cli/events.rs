@@ -167,6 +167,11 @@ pub fn sim(ctx: &mut Context, a: &SimArgs) -> anyhow::Result<ExitCode> {
     let now = if let Some(client) = ctx.remote()? {
         match client.sim(&a.args) {
             Ok(v) => v["simulatedTime"].as_str().unwrap_or("").to_string(),
+            // The world's refusal, worded as in embedded mode.
+            Err(crate::store::StoreError::Invalid(e)) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(1));
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return Ok(ExitCode::from(1));

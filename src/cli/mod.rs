@@ -7,6 +7,7 @@
 //! invalid, 2 usage error.
 
 mod apply;
+mod attach;
 mod backend;
 mod complete;
 pub mod crds;
@@ -34,12 +35,10 @@ pub use reference::markdown as reference_markdown;
 use crate::api::{schema, Kind, Resource};
 use crate::controller::Controller;
 use crate::manifest::{self, ManifestError};
-use crate::store::SledStore;
 use anyhow::{anyhow, Context as _};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Declarative reconciliation controller for BS2000 SE Server clusters.
 #[derive(Parser, Debug)]
@@ -334,10 +333,7 @@ impl Context {
         if self.backend.is_none() {
             self.backend = Some(match &self.server {
                 Some(url) => Backend::Remote(crate::client::Client::new(url, &self.data_dir, &self.ca)?),
-                None => Backend::Embedded {
-                    store: Arc::new(SledStore::open(&self.data_dir).map_err(|e| anyhow!("{e}"))?),
-                    reconcile: self.reconcile,
-                },
+                None => attach::open(&self.data_dir, &self.ca, self.reconcile)?,
             });
         }
         Ok(self.backend.as_ref().expect("just opened"))
@@ -501,7 +497,13 @@ fn check(ctx: &mut Context) -> anyhow::Result<ExitCode> {
     if ctx.server.is_some() {
         anyhow::bail!("`sectl check` reads the embedded store directly; run it without --server on the data dir (a running `sectl serve` holds it: stop it first)");
     }
-    let Backend::Embedded { store, .. } = ctx.store()? else { anyhow::bail!("`sectl check` needs the embedded store") };
+    let store = match ctx.store()? {
+        Backend::Embedded { store, .. } => store,
+        Backend::Remote(c) => anyhow::bail!(
+            "`sectl check` reads the embedded store directly, and the running `sectl serve` at {} holds it: stop the server first",
+            c.url()
+        ),
+    };
     let problems = crate::check::check(store.as_ref())?;
     if problems.is_empty() {
         println!("ok: every status agrees with the simulated world, the books balance, no event twice");
@@ -520,9 +522,10 @@ fn check(ctx: &mut Context) -> anyhow::Result<ExitCode> {
 fn sim_clock_reset(ctx: &mut Context) -> anyhow::Result<ExitCode> {
     let store = match ctx.store()? {
         Backend::Embedded { store, .. } => store.clone(),
-        Backend::Remote(_) => {
+        Backend::Remote(c) => {
             eprintln!(
-                "error: `sim clock reset` works on the data directory: stop the server and run it without --server"
+                "error: `sim clock reset` works on the data directory, and it goes to the server at {}: stop the server and run it without --server",
+                c.url()
             );
             return Ok(ExitCode::from(1));
         }

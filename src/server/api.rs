@@ -84,7 +84,9 @@ impl From<StoreError> for ApiErr {
             StoreError::Expired { .. } => ApiErr(StatusCode::GONE, "Expired", msg),
             StoreError::Invalid(_) | StoreError::Remote(_) => ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", msg),
             StoreError::TooLarge { .. } => ApiErr(StatusCode::PAYLOAD_TOO_LARGE, "TooLarge", msg),
-            StoreError::Backend(_) => ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", msg),
+            StoreError::Backend(_) | StoreError::InUse { .. } => {
+                ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", msg)
+            }
             StoreError::SnapshotGone { .. } => ApiErr(StatusCode::GONE, "Expired", msg),
         }
     }

@@ -4,6 +4,13 @@
 //! Mode 0600 from creation (it holds the token); written to a temporary file and
 //! renamed, so a reader never sees half of it. JSON is valid kubeconfig YAML, so no
 //! YAML encoder is needed here.
+//!
+//! The CLI reads it back (`read`) when it finds its data folder held by a running
+//! `serve`: the file is how that server tells where it listens. `serve` removes a
+//! kubeconfig left by an earlier run as soon as it holds the store, and its own when
+//! it stops, so a file present while the store is held names the holder (or one about
+//! to listen). Only the JSON `serve` writes is read back: a file someone replaced with
+//! other YAML is an error naming the file, never guessed at.
 
 use base64::Engine as _;
 use serde_json::json;
@@ -56,6 +63,98 @@ pub fn write(data_dir: &Path, server: &str, ca: Option<&[u8]>, token: &str) -> a
     Ok(path)
 }
 
+/// Removes the kubeconfig of an earlier run (it names a server that is gone).
+pub fn remove(data_dir: &Path) {
+    match std::fs::remove_file(data_dir.join(FILE)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(file = %data_dir.join(FILE).display(), "cannot remove the old kubeconfig: {e}"),
+    }
+}
+
+/// What a kubeconfig of `serve` says: where the server is and how to talk to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// The server's URL.
+    pub server: String,
+    /// The PEM of the CA to trust (None: the server runs with `--tls-cert`).
+    pub ca_pem: Option<Vec<u8>>,
+    /// The bearer token.
+    pub token: String,
+}
+
+/// Why a kubeconfig could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file cannot be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not the kubeconfig `serve` writes.
+    #[error("{path}: not the kubeconfig `sectl serve` writes: {what}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// The most of a kubeconfig read (ours is a few KiB).
+const MAX_BYTES: u64 = 1024 * 1024;
+
+/// Reads `<data_dir>/kubeconfig`: None when there is none.
+pub fn read(data_dir: &Path) -> Result<Option<Access>, ReadError> {
+    use std::io::Read as _;
+    let path = data_dir.join(FILE);
+    let io = |source| ReadError::Io { path: path.clone(), source };
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let mut text = Vec::new();
+    file.take(MAX_BYTES + 1).read_to_end(&mut text).map_err(io)?;
+    let bad = |what: String| ReadError::Malformed { path: path.clone(), what };
+    if text.len() as u64 > MAX_BYTES {
+        return Err(bad(format!("larger than {MAX_BYTES} bytes")));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    parse(&v).map(Some).map_err(bad)
+}
+
+/// The current context's cluster and user.
+fn parse(v: &serde_json::Value) -> Result<Access, String> {
+    let current = v["current-context"].as_str().ok_or("no current-context")?;
+    let named = |list: &str, name: &str| -> Result<serde_json::Value, String> {
+        v[list]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["name"] == name))
+            .cloned()
+            .ok_or_else(|| format!("no {list} entry named {name:?}"))
+    };
+    let ctx = named("contexts", current)?;
+    let (cluster_name, user_name) = (ctx["context"]["cluster"].as_str(), ctx["context"]["user"].as_str());
+    let cluster = named("clusters", cluster_name.ok_or("context without a cluster")?)?;
+    let user = named("users", user_name.ok_or("context without a user")?)?;
+    let server = cluster["cluster"]["server"].as_str().ok_or("cluster without a server URL")?.to_string();
+    let ca_pem = match &cluster["cluster"]["certificate-authority-data"] {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(b64) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| format!("certificate-authority-data is not base64: {e}"))?,
+        ),
+        _ => return Err("certificate-authority-data is not a string".into()),
+    };
+    let token = user["user"]["token"].as_str().filter(|t| !t.is_empty()).ok_or("user without a token")?.to_string();
+    Ok(Access { server, ca_pem, token })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +173,30 @@ mod tests {
         }
         assert_eq!(url("https", "0.0.0.0:8443".parse().expect("addr")), "https://127.0.0.1:8443");
         assert_eq!(url("https", "[::]:1".parse().expect("addr")), "https://[::1]:1");
+    }
+
+    #[test]
+    fn read_gives_back_what_write_wrote_and_refuses_other_files() {
+        let d = tempfile::tempdir().expect("tmp");
+        assert_eq!(read(d.path()).expect("absent is fine"), None);
+        write(d.path(), "https://127.0.0.1:9", Some(b"PEM"), "tok").expect("written");
+        let a = read(d.path()).expect("read").expect("present");
+        assert_eq!(
+            a,
+            Access { server: "https://127.0.0.1:9".into(), ca_pem: Some(b"PEM".to_vec()), token: "tok".into() }
+        );
+        write(d.path(), "https://h:9", None, "tok").expect("written");
+        assert_eq!(read(d.path()).expect("read").expect("present").ca_pem, None);
+        for (text, want) in [
+            ("apiVersion: v1\n", "not JSON"),
+            ("{}", "no current-context"),
+            (r#"{"current-context": "x", "contexts": []}"#, "no contexts entry named \"x\""),
+        ] {
+            std::fs::write(d.path().join(FILE), text).expect("write");
+            let e = read(d.path()).expect_err(text).to_string();
+            assert!(e.contains(want) && e.contains("kubeconfig"), "{e}");
+        }
+        remove(d.path());
+        assert_eq!(read(d.path()).expect("gone"), None);
     }
 }

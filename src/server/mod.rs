@@ -157,6 +157,8 @@ async fn shutdown_signal() {
 pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     check_listen(&opts.listen, opts.insecure_http)?;
     let store = Arc::new(SledStore::open(data_dir).map_err(|e| anyhow::anyhow!("{e}"))?);
+    // A kubeconfig left by an earlier run names a server that is gone (see `kubeconfig`).
+    kubeconfig::remove(data_dir);
     let token = load_or_create_token(data_dir)?;
     let acceptor = tls_acceptor(data_dir, &opts)?;
     let nofile = listener::raise_nofile();
@@ -235,6 +237,8 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     });
+    // No longer listening: the CLI must not be sent here any more.
+    kubeconfig::remove(data_dir);
     // Let running reconciles finish, then store the clock and flush the store. A loop
     // that died makes the exit status non-zero.
     let stopped = engine.shutdown().map_err(|e| anyhow::anyhow!("the controller died: {e:#}"));

@@ -98,20 +98,68 @@ fn param(name: &str, ty: &str, v3: bool) -> Value {
     }
 }
 
-fn op(kind: Kind, action: &str, params: &[(&str, &str)], prefix: &str, v3: bool) -> Value {
-    let r = json!({"$ref": format!("{prefix}{}", schema_name(kind))});
-    let ok = if v3 {
-        json!({"200": {"description": "OK", "content": {"application/json": {"schema": r}}}})
-    } else {
-        json!({"200": {"description": "OK", "schema": r}})
+/// What an operation takes and answers with.
+#[derive(Clone, Copy, PartialEq)]
+enum Body {
+    /// No request body.
+    None,
+    /// The object (POST, PUT).
+    Object,
+    /// A merge patch or a JSON patch.
+    Patch,
+}
+
+fn op(kind: Kind, action: &str, params: &[(&str, &str)], body: Body, prefix: &str, v3: bool) -> Value {
+    let object = json!({"$ref": format!("{prefix}{}", schema_name(kind))});
+    let answer = match action {
+        "list" | "deletecollection" => json!({"$ref": format!("{prefix}{}List", schema_name(kind))}),
+        _ => object.clone(),
     };
-    json!({
+    let mut codes = vec!["200"];
+    if action == "post" {
+        codes.push("201");
+    }
+    let responses: Map<String, Value> = codes
+        .into_iter()
+        .map(|c| {
+            let r = if v3 {
+                json!({"description": "OK", "content": {"application/json": {"schema": answer}}})
+            } else {
+                json!({"description": "OK", "schema": answer})
+            };
+            (c.to_string(), r)
+        })
+        .collect();
+    let mut parameters: Vec<Value> = params.iter().map(|(n, t)| param(n, t, v3)).collect();
+    let merge = json!({"type": "object", "description": "a JSON merge patch (RFC 7386)"});
+    let json_patch = json!({"type": "array", "description": "a JSON patch (RFC 6902)", "items": {"type": "object"}});
+    let mut o = json!({
         "operationId": format!("{action}{}", kind.as_str()),
         "x-kubernetes-action": action,
         "x-kubernetes-group-version-kind": {"group": GROUP, "version": VERSION, "kind": kind.as_str()},
-        "parameters": params.iter().map(|(n, t)| param(n, t, v3)).collect::<Vec<_>>(),
-        "responses": ok,
-    })
+        "responses": responses,
+    });
+    match (body, v3) {
+        (Body::None, _) => {}
+        (Body::Object, true) => {
+            o["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": object}}})
+        }
+        (Body::Patch, true) => {
+            o["requestBody"] = json!({"required": true, "content": {
+                "application/merge-patch+json": {"schema": merge},
+                "application/json-patch+json": {"schema": json_patch},
+            }})
+        }
+        (Body::Object, false) => {
+            parameters.push(json!({"name": "body", "in": "body", "required": true, "schema": object}))
+        }
+        (Body::Patch, false) => {
+            o["consumes"] = json!(["application/merge-patch+json", "application/json-patch+json"]);
+            parameters.push(json!({"name": "body", "in": "body", "required": true, "schema": merge}));
+        }
+    }
+    o["parameters"] = Value::Array(parameters);
+    o
 }
 
 const WRITE: &[(&str, &str)] = &[("dryRun", "string"), ("fieldManager", "string"), ("fieldValidation", "string")];
@@ -138,23 +186,22 @@ fn paths(prefix: &str, v3: bool) -> Map<String, Value> {
         out.insert(
             format!("{base}/{}", k.plural()),
             json!({
-                "get": op(k, "list", LIST, prefix, v3),
-                "post": op(k, "post", WRITE, prefix, v3),
-                "delete": op(k, "deletecollection", &[("dryRun", "string"), ("labelSelector", "string"), ("fieldSelector", "string")], prefix, v3),
+                "get": op(k, "list", LIST, Body::None, prefix, v3),
+                "post": op(k, "post", WRITE, Body::Object, prefix, v3),
+                "delete": op(k, "deletecollection", &[("dryRun", "string"), ("labelSelector", "string"), ("fieldSelector", "string")], Body::None, prefix, v3),
             }),
         );
-        for sub in ["", "/status"] {
-            out.insert(
-                format!("{base}/{}/{{name}}{sub}", k.plural()),
-                json!({
-                    "parameters": name,
-                    "get": op(k, "get", &[], prefix, v3),
-                    "put": op(k, "put", WRITE, prefix, v3),
-                    "patch": op(k, "patch", WRITE, prefix, v3),
-                    "delete": op(k, "delete", &[("dryRun", "string")], prefix, v3),
-                }),
-            );
-        }
+        let mut one = json!({
+            "parameters": name,
+            "get": op(k, "get", &[], Body::None, prefix, v3),
+            "put": op(k, "put", WRITE, Body::Object, prefix, v3),
+            "patch": op(k, "patch", WRITE, Body::Patch, prefix, v3),
+        });
+        // `/status` has no DELETE (405): the document lists only what is served.
+        let status = one.clone();
+        one["delete"] = op(k, "delete", &[("dryRun", "string")], Body::None, prefix, v3);
+        out.insert(format!("{base}/{}/{{name}}", k.plural()), one);
+        out.insert(format!("{base}/{}/{{name}}/status", k.plural()), status);
     }
     out
 }
@@ -246,5 +293,27 @@ mod tests {
         assert_eq!(vm["x-kubernetes-group-version-kind"][0]["kind"], "VMDefinition");
         let v2: Value = serde_json::from_slice(v2()).expect("json");
         assert!(v2["definitions"]["io.sectl.v1alpha1.SEServer"].is_object());
+    }
+
+    #[test]
+    fn operations_are_those_served_with_their_bodies() {
+        let doc: Value = serde_json::from_slice(&v3_group().0).expect("json");
+        let p = &doc["paths"];
+        let one = &p["/apis/sectl.io/v1alpha1/vmdefinitions/{name}"];
+        let status = &p["/apis/sectl.io/v1alpha1/vmdefinitions/{name}/status"];
+        assert!(one["delete"].is_object() && status["delete"].is_null(), "no DELETE on /status");
+        assert_eq!(
+            one["put"]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/io.sectl.v1alpha1.VMDefinition"
+        );
+        let patch = &one["patch"]["requestBody"]["content"];
+        assert_eq!(patch["application/json-patch+json"]["schema"]["type"], "array");
+        assert_eq!(patch["application/merge-patch+json"]["schema"]["type"], "object");
+        let list = &p["/apis/sectl.io/v1alpha1/vmdefinitions"]["get"]["responses"]["200"];
+        assert_eq!(
+            list["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/io.sectl.v1alpha1.VMDefinitionList"
+        );
+        assert!(p["/apis/sectl.io/v1alpha1/vmdefinitions"]["post"]["responses"]["201"].is_object());
     }
 }

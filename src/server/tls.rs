@@ -204,6 +204,25 @@ pub fn client_config(data_dir: &Path, extra: &[PathBuf]) -> anyhow::Result<rustl
         .with_no_client_auth())
 }
 
+/// The CLI's TLS settings trusting exactly the CA in `pem` (a kubeconfig's
+/// `certificate-authority-data`).
+pub fn client_config_pem(pem: &[u8]) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow!("certificate-authority-data: not a PEM certificate: {e}"))?;
+    if certs.is_empty() {
+        bail!("certificate-authority-data: no certificate in it (expected PEM `BEGIN CERTIFICATE`)");
+    }
+    for c in certs {
+        roots.add(c).map_err(|e| anyhow!("certificate-authority-data: cannot trust this certificate: {e}"))?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

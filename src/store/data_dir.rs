@@ -73,10 +73,7 @@ fn warn_if_shared(_: &Path, _: &std::fs::Metadata) {}
 
 /// The message for a store that another process holds.
 pub fn in_use(dir: &Path) -> StoreError {
-    StoreError::Backend(format!(
-        "the store in {} is in use by another sectl process (a running `sectl serve`?); use --server to talk to it",
-        dir.display()
-    ))
+    StoreError::InUse { dir: dir.to_path_buf() }
 }
 
 /// The store's lock on its data directory; released on drop.

@@ -81,6 +81,13 @@ pub enum StoreError {
     /// The storage engine failed.
     #[error("store: {0}")]
     Backend(String),
+    /// Another process (a running `sectl serve`, or another verb) holds the store's
+    /// lock on its data directory.
+    #[error("store: the store in {} is in use by another sectl process (a running `sectl serve`?); use --server to talk to it", dir.display())]
+    InUse {
+        /// The data directory.
+        dir: std::path::PathBuf,
+    },
     /// A running server refused the request (its message as given).
     #[error("{0}")]
     Remote(String),

@@ -2,6 +2,7 @@
 //! YAML, and running the real binary.
 #![allow(dead_code)]
 
+pub mod serve;
 pub mod world;
 
 use sectl::api::Resource;

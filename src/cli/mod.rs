@@ -33,12 +33,10 @@ pub use reference::markdown as reference_markdown;
 use crate::api::{schema, Kind, Resource};
 use crate::controller::Controller;
 use crate::manifest::{self, ManifestError};
-use crate::store::SledStore;
 use anyhow::{anyhow, Context as _};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Declarative reconciliation controller for BS2000 SE Server clusters.
 #[derive(Parser, Debug)]
@@ -47,6 +45,11 @@ pub struct Cli {
     /// Folder of the embedded store.
     #[arg(long, global = true, env = "SECTL_DATA_DIR", default_value = "./.sectl")]
     pub data_dir: PathBuf,
+    /// Where objects are stored: `sled` (the embedded store in --data-dir) or
+    /// `etcd://[user@]HOST:PORT[,HOST:PORT...][/prefix]` (password from
+    /// SECTL_ETCD_PASSWORD).
+    #[arg(long, global = true, env = "SECTL_STORE", default_value = "sled")]
+    pub store: String,
     /// URL of a running `sectl serve` to talk to instead of the embedded store.
     #[arg(long, global = true, env = "SECTL_SERVER")]
     pub server: Option<String>,
@@ -242,7 +245,7 @@ const SERVE_EXAMPLES: &str = "Examples:
 
 /// Verbs that need no store: the store flags are hidden from their help.
 const STORELESS: [&str; 5] = ["validate", "schema", "explain", "completion", "version"];
-const STORE_FLAGS: [&str; 4] = ["data_dir", "server", "no_reconcile", "certificate_authority"];
+const STORE_FLAGS: [&str; 5] = ["data_dir", "store", "server", "no_reconcile", "certificate_authority"];
 
 /// The clap command: `Cli` with the store flags hidden from the verbs that need no store.
 pub fn command() -> clap::Command {
@@ -318,6 +321,7 @@ pub fn main() -> ExitCode {
 /// What verbs need: the back end, opened on first use.
 pub struct Context {
     data_dir: PathBuf,
+    store: String,
     server: Option<String>,
     ca: Vec<PathBuf>,
     reconcile: bool,
@@ -330,7 +334,7 @@ impl Context {
             self.backend = Some(match &self.server {
                 Some(url) => Backend::Remote(crate::client::Client::new(url, &self.data_dir, &self.ca)?),
                 None => Backend::Embedded {
-                    store: Arc::new(SledStore::open(&self.data_dir).map_err(|e| anyhow!("{e}"))?),
+                    store: crate::store::open(&self.store, &self.data_dir).map_err(|e| anyhow!("{e}"))?,
                     reconcile: self.reconcile,
                 },
             });
@@ -355,6 +359,7 @@ impl Context {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut ctx = Context {
         data_dir: cli.data_dir.clone(),
+        store: cli.store.clone(),
         server: cli.server.clone(),
         ca: cli.certificate_authority.clone(),
         reconcile: !cli.no_reconcile,
@@ -398,6 +403,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::server::serve(
                 &cli.data_dir,
                 crate::server::ServeOptions {
+                    store: cli.store.clone(),
                     listen,
                     watch,
                     gitops,

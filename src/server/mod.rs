@@ -24,7 +24,7 @@ pub mod watch;
 pub mod write;
 
 use crate::client::TOKEN_FILE;
-use crate::store::{SledStore, Store};
+use crate::store::Store;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -33,6 +33,8 @@ use std::time::Duration;
 /// Settings of `sectl serve`.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
+    /// `--store`: `sled` or `etcd://...` (see `store::open`).
+    pub store: String,
     /// Address to listen on (port 0 picks a free one; the address is printed).
     pub listen: String,
     /// Folder to apply and watch.
@@ -153,7 +155,7 @@ async fn shutdown_signal() {
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     check_listen(&opts.listen, opts.insecure_http)?;
-    let store = Arc::new(SledStore::open(data_dir).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let store = crate::store::open(&opts.store, data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let token = load_or_create_token(data_dir)?;
     let acceptor = tls_acceptor(data_dir, &opts)?;
     let nofile = listener::raise_nofile();

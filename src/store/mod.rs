@@ -13,9 +13,11 @@
 //! and make it visible with one small commit.
 
 mod data_dir;
+mod etcd;
 mod finite;
 mod sled_store;
 
+pub use etcd::{EtcdConfig, EtcdStore};
 pub use finite::{check as check_finite, NonFinite};
 pub use sled_store::SledStore;
 
@@ -407,6 +409,20 @@ pub trait Store: Send + Sync {
         let items = p.items.iter().map(|o| (o.name().to_string(), o.to_json())).collect();
         Ok(RawPage { items, rv: p.rv, more: p.more })
     }
+}
+
+/// Opens the store `--store` names: `sled` (the embedded store in `data_dir`) or
+/// `etcd://[user@]HOST:PORT[,HOST:PORT...][/prefix]`. Anything else is refused.
+pub fn open(spec: &str, data_dir: &std::path::Path) -> Result<std::sync::Arc<dyn Store>> {
+    if spec == "sled" {
+        return Ok(std::sync::Arc::new(SledStore::open(data_dir)?));
+    }
+    if spec.contains("://") {
+        return Ok(std::sync::Arc::new(EtcdStore::open(spec)?));
+    }
+    Err(StoreError::Invalid(format!(
+        "--store {spec:?}: expected `sled` or `etcd://HOST:PORT[,HOST:PORT...]`"
+    )))
 }
 
 /// The current time as RFC 3339 (UTC, seconds).

@@ -350,7 +350,6 @@ fn kill_9_right_after_apply_returns_keeps_everything() {
 // ---------------------------------------------------------------------------------
 // Issue 9 item 3: numbers that cannot be stored, and objects that cannot be read
 
-
 /// Opens a store closed a moment ago (sled lets go of its file lock shortly after).
 fn reopen(dir: &Path) -> SledStore {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -490,4 +489,3 @@ fn shared_data_dir_keeps_its_mode_and_warns() {
     let out = common::sectl().arg("--data-dir").arg(&private).args(["get", "vm"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "{out:?}");
 }
-

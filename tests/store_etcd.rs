@@ -127,7 +127,8 @@ fn a_writer_killed_in_the_middle_of_a_staged_apply_leaves_all_or_nothing_and_it_
 fn a_world_of_ten_thousand_entities_saves_in_pieces_atomically() {
     let etcd = etcd_server::Etcd::start();
     let s = open(&etcd.url());
-    let value = |i: usize, gen: u32| format!("{{\"vm\":{i},\"gen\":{gen},\"pad\":\"{}\"}}", "x".repeat(200)).into_bytes();
+    let value =
+        |i: usize, gen: u32| format!("{{\"vm\":{i},\"gen\":{gen},\"pad\":\"{}\"}}", "x".repeat(200)).into_bytes();
     let batch = |gen: u32| Batch {
         state: (0..10_000).map(|i| (format!("w/vm/{i:05}"), Some(value(i, gen)))).collect(),
         ..Default::default()
@@ -174,7 +175,11 @@ fn the_cli_works_on_etcd_and_bad_store_values_are_refused() {
             .args(args)
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, _, err) = run(&["apply", "-f", file.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{err}");

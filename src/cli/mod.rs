@@ -189,6 +189,14 @@ pub enum Command {
         /// request yet is closed to make room. Lowered to fit the open-file limit.
         #[arg(long, default_value_t = crate::server::listener::DEFAULT_MAX_CONNECTIONS)]
         max_connections: usize,
+        /// With --store etcd://: how long a leader that stopped renewing keeps the
+        /// lead before another replica takes over (e.g. 5s).
+        #[arg(long, default_value = "5s")]
+        lease_ttl: String,
+        /// With --store etcd://: this replica's name in the election (default: the
+        /// --listen address; port 0 adds the process id).
+        #[arg(long)]
+        replica_id: Option<String>,
     },
     /// The watched folder of `sectl serve --watch` (needs --server): `sources prune`
     /// shows a held prune, `sources prune --confirm` carries it out.
@@ -342,6 +350,11 @@ impl Context {
         Ok(self.backend.as_ref().expect("just opened"))
     }
 
+    /// The --store value.
+    pub fn store_spec(&self) -> &str {
+        &self.store
+    }
+
     fn controller(&mut self) -> anyhow::Result<Controller> {
         self.store()?.controller()
     }
@@ -383,7 +396,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_key,
             insecure_http,
             max_connections,
+            lease_ttl,
+            replica_id,
         } => {
+            let lease_ttl = crate::sim::parse_duration(&lease_ttl)
+                .map(std::time::Duration::from_millis)
+                .map_err(|e| anyhow!("--lease-ttl: {e}"))?;
+            if lease_ttl < std::time::Duration::from_secs(1) || lease_ttl.subsec_millis() != 0 {
+                anyhow::bail!("--lease-ttl: a whole number of seconds, at least 1s (etcd leases count in seconds)");
+            }
             let time_scale =
                 crate::sim::clock::check_time_scale(time_scale).map_err(|e| anyhow!("--time-scale: {e}"))?;
             let resync = crate::sim::parse_duration(&resync).map_err(|e| anyhow!("--resync: {e}"))?;
@@ -413,6 +434,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     tls: tls_cert.zip(tls_key),
                     insecure_http,
                     max_connections,
+                    lease_ttl,
+                    replica_id,
                 },
             )?;
             Ok(ExitCode::SUCCESS)

@@ -68,6 +68,8 @@ const PAGE: i64 = 500;
 const LEASE_TTL: i64 = 10;
 /// Staged pieces whose write never committed are removed after this long.
 const ORPHAN_AGE: Duration = Duration::from_secs(600);
+/// How long a request that could not connect is tried on other members.
+const CONNECT_RETRY: Duration = Duration::from_secs(10);
 /// How long a writer waits for another process's staged write to finish.
 const WAIT_FOR_COMMIT: Duration = Duration::from_secs(60);
 
@@ -102,7 +104,9 @@ impl EtcdConfig {
         let (user, hosts) = match hosts.rsplit_once('@') {
             Some((u, h)) if !u.is_empty() && !u.contains(':') => (Some(u.to_string()), h),
             Some(_) => {
-                return Err(format!("{url}: give only a user name before @; the password is read from SECTL_ETCD_PASSWORD"))
+                return Err(format!(
+                    "{url}: give only a user name before @; the password is read from SECTL_ETCD_PASSWORD"
+                ))
             }
             None => (None, hosts),
         };
@@ -242,14 +246,16 @@ fn dedupe(ops: Vec<Op>) -> Vec<Op> {
 
 /// The async side: the client and the prefix (cheap to clone into a future).
 #[derive(Clone)]
-struct Etcd {
-    client: Client,
+pub(super) struct Etcd {
+    pub(super) client: Client,
     prefix: String,
     lease: Arc<AtomicI64>,
+    /// The leader lease every write must still hold (0: none; see `etcd_leader`).
+    pub(super) fence: Arc<AtomicI64>,
 }
 
 impl Etcd {
-    fn key(&self, k: &str) -> Vec<u8> {
+    pub(super) fn key(&self, k: &str) -> Vec<u8> {
         format!("{}{k}", self.prefix).into_bytes()
     }
 
@@ -352,10 +358,14 @@ impl Etcd {
         let ops = dedupe(ops);
         let counters = serde_json::to_vec(&c).map_err(be)?;
         let bytes: usize = ops.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len())).sum();
-        let when = [
+        let mut when = vec![
             Compare::mod_revision(self.key("m/counters"), CompareOp::Equal, cmod),
             Compare::version(self.key("m/commit"), CompareOp::Equal, 0),
         ];
+        let fence = self.fence.load(Ordering::SeqCst);
+        if fence != 0 {
+            when.push(Compare::lease(self.key(super::etcd_leader::LEADER_KEY), CompareOp::Equal, fence));
+        }
         if ops.len() < TXN_OPS && bytes < TXN_BYTES {
             let mut all: Vec<TxnOp> = ops.iter().map(|o| self.op(o)).collect();
             all.push(TxnOp::put(self.key("m/counters"), counters, None));
@@ -365,7 +375,7 @@ impl Etcd {
         self.commit_staged(when, c, ops).await
     }
 
-    async fn commit_staged(&self, when: [Compare; 2], c: Counters, ops: Vec<Op>) -> Result<bool> {
+    async fn commit_staged(&self, when: Vec<Compare>, c: Counters, ops: Vec<Op>) -> Result<bool> {
         let id = format!("{:013}-{}", now_ms(), uuid::Uuid::new_v4().simple());
         let lease = self.lease.load(Ordering::SeqCst);
         let mut kv = self.client.kv_client();
@@ -437,6 +447,13 @@ impl Etcd {
     }
 }
 
+/// Whether an error says the request never reached etcd (so trying again is safe).
+fn not_sent(message: &str) -> bool {
+    message.contains("tcp connect error")
+        || message.contains("Connection refused")
+        || message.contains("error trying to connect")
+}
+
 fn now_ms() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
 }
@@ -458,7 +475,7 @@ mod test_hooks {
 /// The etcd-backed store.
 pub struct EtcdStore {
     rt: Option<tokio::runtime::Runtime>,
-    e: Etcd,
+    pub(super) e: Etcd,
     writer: Mutex<()>,
     notify: Arc<tokio::sync::watch::Sender<u64>>,
 }
@@ -511,7 +528,12 @@ impl EtcdStore {
         let (client, lease) = rt
             .block_on(connect)
             .map_err(|e| StoreError::Backend(format!("etcd at {}: {e}", cfg.endpoints.join(","))))?;
-        let e = Etcd { client, prefix: cfg.prefix.clone(), lease: Arc::new(AtomicI64::new(lease)) };
+        let e = Etcd {
+            client,
+            prefix: cfg.prefix.clone(),
+            lease: Arc::new(AtomicI64::new(lease)),
+            fence: Arc::new(AtomicI64::new(0)),
+        };
         let (notify, _) = tokio::sync::watch::channel(0);
         let store = EtcdStore { rt: Some(rt), e, writer: Mutex::new(()), notify: Arc::new(notify) };
         store.spawn_background();
@@ -563,7 +585,8 @@ impl EtcdStore {
                 if let Ok((_w, mut stream)) = client.watch(e.key("m/counters"), None).await {
                     while let Ok(Some(r)) = stream.message().await {
                         for ev in r.events() {
-                            if let Some(c) = ev.kv().and_then(|kv| serde_json::from_slice::<Counters>(kv.value()).ok()) {
+                            if let Some(c) = ev.kv().and_then(|kv| serde_json::from_slice::<Counters>(kv.value()).ok())
+                            {
                                 notify.send_if_modified(|v| {
                                     let newer = c.rv > *v;
                                     if newer {
@@ -582,7 +605,7 @@ impl EtcdStore {
 
     /// Runs a future on the store's runtime and waits for it (from any thread,
     /// including a worker of another runtime).
-    fn block<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> Result<T> {
+    pub(super) fn block<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> Result<T> {
         let rt = self.rt.as_ref().ok_or_else(|| be("the store is closed"))?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         rt.spawn(async move {
@@ -591,12 +614,22 @@ impl EtcdStore {
         rx.recv().map_err(|_| be("the etcd runtime stopped"))
     }
 
+    /// Runs `f` on the store's runtime; a request that could not even connect (a
+    /// member of the cluster is down: nothing was sent) is tried again, on another
+    /// member, for up to `CONNECT_RETRY`.
     fn run<T: Send + 'static, F: Future<Output = Result<T>> + Send + 'static>(
         &self,
-        f: impl FnOnce(Etcd) -> F,
+        f: impl Fn(Etcd) -> F,
     ) -> Result<T> {
-        let e = self.e.clone();
-        self.block(f(e))?
+        let start = Instant::now();
+        loop {
+            match self.block(f(self.e.clone()))? {
+                Err(StoreError::Backend(m)) if not_sent(&m) && start.elapsed() < CONNECT_RETRY => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                r => return r,
+            }
+        }
     }
 
     fn read_snapshot(&self) -> Result<i64> {
@@ -617,11 +650,19 @@ impl EtcdStore {
     }
 
     fn raw(&self, key: String, rev: i64) -> Result<Option<Vec<u8>>> {
-        Ok(self.run(move |e| async move { e.get(&key, rev).await })?.map(|(v, _)| v))
+        Ok(self
+            .run(move |e| {
+                let key = key.clone();
+                async move { e.get(&key, rev).await }
+            })?
+            .map(|(v, _)| v))
     }
 
     fn range(&self, start: String, end: String, rev: i64, limit: usize) -> Result<Vec<(String, Vec<u8>)>> {
-        self.run(move |e| async move { e.range(&start, &end, rev, limit).await })
+        self.run(move |e| {
+            let (start, end) = (start.clone(), end.clone());
+            async move { e.range(&start, &end, rev, limit).await }
+        })
     }
 
     fn prefix_range(&self, prefix: &str, rev: i64) -> Result<Vec<(String, Vec<u8>)>> {
@@ -650,7 +691,12 @@ impl EtcdStore {
                 return Ok(out);
             }
             let (counters, ops) = (tx.c, std::mem::take(&mut tx.ops));
-            if self.run(move |e| async move { e.commit(cmod, counters, ops).await })? {
+            let fence = self.e.fence.load(Ordering::SeqCst);
+            let committed = self.run(move |e| {
+                let ops = ops.clone();
+                async move { e.commit(cmod, counters, ops).await }
+            })?;
+            if committed {
                 self.notify.send_if_modified(|v| {
                     let newer = counters.rv > *v;
                     if newer {
@@ -659,6 +705,9 @@ impl EtcdStore {
                     newer
                 });
                 return Ok(out);
+            }
+            if fence != 0 && !self.still_leads(fence)? {
+                return Err(be("this replica no longer leads (its leader lease is gone); nothing was written"));
             }
         }
         Err(be("gave up after 50 conflicting writes from other processes"))
@@ -710,9 +759,7 @@ impl EtcdStore {
         for (k, v) in self.prefix_range(&prefix, rev)? {
             match Resource::from_json(&v) {
                 Ok(r) => out.items.push(r),
-                Err(error) => {
-                    out.bad.push(super::BadObject { kind, name: k[prefix.len()..].to_string(), error })
-                }
+                Err(error) => out.bad.push(super::BadObject { kind, name: k[prefix.len()..].to_string(), error }),
             }
         }
         out.rv = out.items.iter().map(|r| r.meta().rv()).max().unwrap_or(0).max(rv);
@@ -794,8 +841,13 @@ impl EtcdStore {
             }
             Err(e) => {
                 let rv = tx.next_rv();
-                let rec =
-                    HistoryRecord { t: WatchType::Deleted, k: kind.as_str().to_string(), n: name.to_string(), o: None, u: true };
+                let rec = HistoryRecord {
+                    t: WatchType::Deleted,
+                    k: kind.as_str().to_string(),
+                    n: name.to_string(),
+                    o: None,
+                    u: true,
+                };
                 tx.del(obj_key(kind, name));
                 tx.put(hist_key(rv), serde_json::to_vec(&rec).map_err(be)?);
                 Ok(Err(e))
@@ -920,9 +972,10 @@ impl Store for EtcdStore {
                 };
                 let current = match raw {
                     None => None,
-                    Some(v) => Some(Resource::from_json(&v).map_err(|e| {
-                        StoreError::Backend(format!("corrupt object {}: {e}", obj.key()))
-                    })?),
+                    Some(v) => Some(
+                        Resource::from_json(&v)
+                            .map_err(|e| StoreError::Backend(format!("corrupt object {}: {e}", obj.key())))?,
+                    ),
                 };
                 match current {
                     None => {

@@ -14,10 +14,12 @@
 
 mod data_dir;
 mod etcd;
+mod etcd_leader;
 mod finite;
 mod sled_store;
 
 pub use etcd::{EtcdConfig, EtcdStore};
+pub use etcd_leader::{LeaderInfo, Leadership};
 pub use finite::{check as check_finite, NonFinite};
 pub use sled_store::SledStore;
 
@@ -420,9 +422,7 @@ pub fn open(spec: &str, data_dir: &std::path::Path) -> Result<std::sync::Arc<dyn
     if spec.contains("://") {
         return Ok(std::sync::Arc::new(EtcdStore::open(spec)?));
     }
-    Err(StoreError::Invalid(format!(
-        "--store {spec:?}: expected `sled` or `etcd://HOST:PORT[,HOST:PORT...]`"
-    )))
+    Err(StoreError::Invalid(format!("--store {spec:?}: expected `sled` or `etcd://HOST:PORT[,HOST:PORT...]`")))
 }
 
 /// The current time as RFC 3339 (UTC, seconds).

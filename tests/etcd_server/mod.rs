@@ -84,12 +84,8 @@ impl Etcd {
 
     /// `etcd://127.0.0.1:P[,...]` of the running members.
     pub fn url(&self) -> String {
-        let eps: Vec<String> = self
-            .members
-            .iter()
-            .filter(|m| m.child.is_some())
-            .map(|m| format!("127.0.0.1:{}", m.client_port))
-            .collect();
+        let eps: Vec<String> =
+            self.members.iter().filter(|m| m.child.is_some()).map(|m| format!("127.0.0.1:{}", m.client_port)).collect();
         format!("etcd://{}", eps.join(","))
     }
 
@@ -115,7 +111,9 @@ impl Etcd {
                     let logs: Vec<String> = self
                         .members
                         .iter()
-                        .map(|m| std::fs::read_to_string(self.dir.path().join(format!("{}.log", m.name))).unwrap_or_default())
+                        .map(|m| {
+                            std::fs::read_to_string(self.dir.path().join(format!("{}.log", m.name))).unwrap_or_default()
+                        })
                         .collect();
                     panic!("etcd did not become healthy within {within:?}:\n{}", logs.join("\n"))
                 }

@@ -1,0 +1,218 @@
+//! High availability on etcd: leader election among `serve` replicas, fencing of a
+//! deposed leader, failover after kill -9, and a three-member etcd that loses a member.
+//! Each test starts its own etcd (`apt install etcd-server` when it is missing) and its
+//! own replicas, and stops them by PID.
+
+mod common;
+mod etcd_server;
+
+use common::vm;
+use sectl::store::{Batch, EtcdStore, Store};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn open(url: &str) -> EtcdStore {
+    EtcdStore::open(url).unwrap_or_else(|e| panic!("open {url}: {e}"))
+}
+
+/// A `sectl serve` replica, killed on drop.
+struct Replica {
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Replica {
+    fn start(url: &str, id: &str, ttl: &str) -> Replica {
+        let dir = tempfile::tempdir().unwrap();
+        let child = common::sectl()
+            .args(["--store", url, "--data-dir"])
+            .arg(dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0", "--insecure-http", "--replica-id", id, "--lease-ttl", ttl])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        Replica { child: Some(child), _dir: dir }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for the process to end by itself; its exit code.
+    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Some(st) = self.child.as_mut().expect("running").try_wait().unwrap() {
+                self.child = None;
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the replica did not exit within {within:?}")
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            // A stopped process must be continued to die of SIGKILL promptly.
+            // SAFETY: as in `signal`.
+            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
+        }
+        self.kill9();
+    }
+}
+
+/// Waits until `holder` leads; how long that took.
+fn wait_leader(s: &EtcdStore, holder: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if s.leader().unwrap().is_some_and(|l| l.holder == holder) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "{holder} did not lead within {within:?} (leader: {:?})", s.leader());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_deposed_leader_writes_nothing_and_learns_it_lost() {
+    let etcd = etcd_server::Etcd::start();
+    let url = etcd.url();
+    let a = open(&url);
+    let lost = Arc::new(AtomicBool::new(false));
+    let l2 = lost.clone();
+    let lead = a.campaign("a", Duration::from_secs(2), move |_| l2.store(true, Ordering::SeqCst)).unwrap();
+    assert_eq!(lead.info.holder, "a");
+    assert_eq!(a.leader().unwrap().unwrap(), lead.info);
+    a.create(vm("by-a", 1)).unwrap();
+    // b waits while a leads.
+    let b_url = url.clone();
+    let b = std::thread::spawn(move || {
+        let b = open(&b_url);
+        let l = b.campaign("b", Duration::from_secs(2), |_| {}).unwrap();
+        (b, l)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!b.is_finished(), "b led while a's lease was alive");
+    // a's lease ends behind its back (as when a was stopped past its TTL).
+    let out = std::process::Command::new("etcdctl")
+        .args(["--endpoints", &url.replace("etcd://", "http://"), "lease", "revoke", &format!("{:x}", lead.lease)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (b, bl) = b.join().unwrap();
+    assert_eq!(bl.info.holder, "b");
+    // Every write of a is refused now, and writes nothing.
+    let rv = b.resource_version();
+    let err = a.create(vm("by-a-late", 1)).unwrap_err().to_string();
+    assert!(err.contains("no longer leads"), "{err}");
+    let batch = Batch { state: vec![("w/clock".into(), Some(b"late".to_vec()))], ..Default::default() };
+    assert!(a.commit_batch(batch).unwrap_err().to_string().contains("no longer leads"));
+    assert_eq!(b.resource_version(), rv);
+    assert_eq!(b.get(sectl::api::Kind::VMDefinition, "by-a-late").unwrap(), None);
+    assert!(b.read_state("w/clock").unwrap().is_empty());
+    // b writes.
+    b.create(vm("by-b", 1)).unwrap();
+    let start = Instant::now();
+    while !lost.load(Ordering::SeqCst) {
+        assert!(start.elapsed() < Duration::from_secs(5), "a never learnt it lost the lead");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn kill_9_of_the_leader_hands_over_within_the_ttl() {
+    let etcd = etcd_server::Etcd::start();
+    let url = etcd.url();
+    let s = open(&url);
+    let mut a = Replica::start(&url, "a", "2s");
+    wait_leader(&s, "a", Duration::from_secs(30));
+    let mut b = Replica::start(&url, "b", "2s");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(s.leader().unwrap().unwrap().holder, "a", "b took over while a was alive");
+    a.kill9();
+    let took = wait_leader(&s, "b", Duration::from_secs(2 + 3));
+    eprintln!("failover after kill -9: {took:?}");
+    // The change is in the event log.
+    let evs = s.events().unwrap();
+    let elected: Vec<&str> = evs
+        .iter()
+        .filter(|e| e.reason == "LeaderElected" && e.component == "Cluster")
+        .map(|e| e.object.as_str())
+        .collect();
+    assert_eq!(elected, ["replica/a", "replica/b"]);
+    // `sectl get leader -o json` says so.
+    let out = common::sectl().args(["--store", &url, "get", "leader", "-o", "json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(v["holder"], "b");
+    assert!(v["since"].as_str().is_some_and(|t| humantime::parse_rfc3339(t).is_ok()), "{v}");
+    b.kill9();
+}
+
+#[test]
+fn a_stopped_leader_resumed_after_its_ttl_steps_down_and_exits() {
+    let etcd = etcd_server::Etcd::start();
+    let url = etcd.url();
+    let s = open(&url);
+    let mut a = Replica::start(&url, "a", "1s");
+    wait_leader(&s, "a", Duration::from_secs(30));
+    let _b = Replica::start(&url, "b", "1s");
+    a.signal(libc::SIGSTOP);
+    wait_leader(&s, "b", Duration::from_secs(1 + 3));
+    let elected = || s.events().unwrap().iter().filter(|e| e.reason == "LeaderElected").count();
+    assert_eq!(elected(), 2);
+    a.signal(libc::SIGCONT);
+    // Its keep-alive finds the lease gone (exit 3), or its first write is refused by
+    // the fence and the controller loop stops the process: either way it writes nothing.
+    let code = a.wait_exit(Duration::from_secs(10));
+    let err = a.stderr();
+    assert!(code.is_some_and(|c| c != 0), "a deposed leader must exit non-zero, got {code:?}: {err}");
+    assert!(err.contains("lost the leadership") || err.contains("no longer leads"), "{err}");
+    assert_eq!(s.leader().unwrap().unwrap().holder, "b");
+}
+
+#[test]
+fn a_three_member_etcd_keeps_working_without_one_member() {
+    let mut etcd = etcd_server::Etcd::cluster(3);
+    let s = open(&etcd.url());
+    s.create(vm("before", 1)).unwrap();
+    etcd.kill(0);
+    // The members elect a new etcd leader if needed; writes go on within seconds.
+    let start = Instant::now();
+    let mut i = 0;
+    while i < 20 {
+        match s.create(vm(&format!("after{i}"), 1)) {
+            Ok(_) => i += 1,
+            Err(e) => {
+                assert!(start.elapsed() < Duration::from_secs(20), "etcd with 2 of 3 members refused writes: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    let (items, _) = s.list(sectl::api::Kind::VMDefinition).unwrap();
+    assert_eq!(items.len(), 21);
+    // A new client given only the surviving members works too.
+    let fresh = open(&etcd.url());
+    assert_eq!(fresh.list(sectl::api::Kind::VMDefinition).unwrap().0.len(), 21);
+}

@@ -25,11 +25,16 @@ struct Replica {
 
 impl Replica {
     fn start(url: &str, id: &str, ttl: &str) -> Replica {
+        Self::start_with(url, id, ttl, &[])
+    }
+
+    fn start_with(url: &str, id: &str, ttl: &str, extra: &[&str]) -> Replica {
         let dir = tempfile::tempdir().unwrap();
         let child = common::sectl()
             .args(["--store", url, "--data-dir"])
             .arg(dir.path())
             .args(["serve", "--listen", "127.0.0.1:0", "--insecure-http", "--replica-id", id, "--lease-ttl", ttl])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
@@ -215,4 +220,83 @@ fn a_three_member_etcd_keeps_working_without_one_member() {
     // A new client given only the surviving members works too.
     let fresh = open(&etcd.url());
     assert_eq!(fresh.list(sectl::api::Kind::VMDefinition).unwrap().0.len(), 21);
+}
+
+/// The status of an object as JSON (null when it does not exist).
+fn status(s: &EtcdStore, kind: sectl::api::Kind, name: &str) -> serde_json::Value {
+    s.get(kind, name).unwrap().map(|o| o.status_json()).unwrap_or_default()
+}
+
+fn eventually<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn kill_9_of_the_leader_mid_migration_the_next_leader_finishes_it_and_the_vm_is_on_one_su() {
+    use sectl::api::Kind;
+    let etcd = etcd_server::Etcd::start();
+    let url = etcd.url();
+    let s = open(&url);
+    let mut a = Replica::start_with(&url, "a", "2s", &["--time-scale", "1"]);
+    wait_leader(&s, "a", Duration::from_secs(30));
+    let dir = tempfile::tempdir().unwrap();
+    let apply = |yaml: &str| {
+        let f = dir.path().join("m.yaml");
+        std::fs::write(&f, yaml).unwrap();
+        // --no-reconcile: the leader's controller does the work, not this CLI.
+        let out = common::sectl()
+            .args(["--store", &url, "--no-reconcile", "--data-dir"])
+            .arg(dir.path().join("cli"))
+            .arg("apply")
+            .arg("-f")
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    // 16 GiB over a 1 Gbit/s ISL-E: round 0 alone takes over two simulated minutes.
+    let site =
+        common::SITE.replace("bandwidthGbps: 10", "bandwidthGbps: 1").replace("memoryMiB: 2048", "memoryMiB: 16384");
+    assert_ne!(site, common::SITE);
+    apply(&site);
+    eventually("vm12prod RUNNING", Duration::from_secs(30), || {
+        (status(&s, Kind::VMDefinition, "vm12prod")["state"] == "RUNNING").then_some(())
+    });
+    apply("apiVersion: sectl.io/v1alpha1\nkind: LiveMigration\nmetadata: {name: lm-vm12}\nspec: {vm: vm12prod, targetServerUnit: ABGSE701}\n");
+    eventually("the migration copying", Duration::from_secs(30), || {
+        (status(&s, Kind::LiveMigration, "lm-vm12")["phase"] == "Copying").then_some(())
+    });
+    // The next leader runs its clock faster, so the rest takes seconds.
+    let b = Replica::start_with(&url, "b", "2s", &["--time-scale", "1000"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let clock_before = sectl::sim::World::load(&s).unwrap().clock.now_ms;
+    a.kill9();
+    let took = wait_leader(&s, "b", Duration::from_secs(2 + 3));
+    eprintln!("failover mid-migration: {took:?}");
+    let phase = eventually("the migration to end under the new leader", Duration::from_secs(60), || {
+        let p = status(&s, Kind::LiveMigration, "lm-vm12")["phase"].as_str().unwrap_or("").to_string();
+        matches!(p.as_str(), "Completed" | "Aborted").then_some(p)
+    });
+    let expect = if phase == "Completed" { "ABGSE701" } else { "ABGSE501" };
+    let w = eventually("the world to agree", Duration::from_secs(10), || {
+        let w = sectl::sim::World::load(&s).unwrap();
+        let vm = status(&s, Kind::VMDefinition, "vm12prod");
+        (vm["serverUnit"] == expect && w.vms.get("vm12prod").is_some_and(|v| v.su == expect)).then_some(w)
+    });
+    assert!(w.audit().is_empty(), "audit: {:#?}", w.audit());
+    assert_eq!(w.vms.values().filter(|v| v.vm_name == "VM12PROD").count(), 1, "VM12PROD on exactly one SU");
+    assert!(w.clock.now_ms >= clock_before, "the clock went back: {} < {clock_before}", w.clock.now_ms);
+    // Resumed, not started over: one start message.
+    let lm = status(&s, Kind::LiveMigration, "lm-vm12");
+    let starts =
+        lm["messages"].as_array().unwrap().iter().filter(|m| m.as_str().is_some_and(|m| m.contains("VMS2450")));
+    assert_eq!(starts.count(), 1, "{lm}");
+    drop(b);
 }

@@ -159,14 +159,19 @@ fn kill_9_of_the_leader_hands_over_within_the_ttl() {
     a.kill9();
     let took = wait_leader(&s, "b", Duration::from_secs(2 + 3));
     eprintln!("failover after kill -9: {took:?}");
-    // The change is in the event log.
-    let evs = s.events().unwrap();
-    let elected: Vec<&str> = evs
-        .iter()
-        .filter(|e| e.reason == "LeaderElected" && e.component == "Cluster")
-        .map(|e| e.object.as_str())
-        .collect();
-    assert_eq!(elected, ["replica/a", "replica/b"]);
+    // The change is in the event log (recorded by b right after it took the key).
+    let elected = || -> Vec<String> {
+        let evs = s.events().unwrap();
+        evs.iter()
+            .filter(|e| e.reason == "LeaderElected" && e.component == "Cluster")
+            .map(|e| e.object.clone())
+            .collect()
+    };
+    let start = Instant::now();
+    while elected().len() < 2 && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(elected(), ["replica/a", "replica/b"]);
     // `sectl get leader -o json` says so.
     let out = common::sectl().args(["--store", &url, "get", "leader", "-o", "json"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
@@ -186,6 +191,10 @@ fn a_stopped_leader_resumed_after_its_ttl_steps_down_and_exits() {
     a.signal(libc::SIGSTOP);
     wait_leader(&s, "b", Duration::from_secs(1 + 3));
     let elected = || s.events().unwrap().iter().filter(|e| e.reason == "LeaderElected").count();
+    let start = Instant::now();
+    while elected() < 2 && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(elected(), 2);
     a.signal(libc::SIGCONT);
     // Its keep-alive finds the lease gone (exit 3), or its first write is refused by

@@ -198,6 +198,18 @@ fn the_cli_works_on_etcd_and_bad_store_values_are_refused() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(says), "--store {bad}: {err}");
     }
+    // Election flags are refused where they would mean nothing, and bad TTLs always.
+    for (args, says) in [
+        (vec!["serve", "--lease-ttl", "3s"], "--lease-ttl and --replica-id are for replicas"),
+        (vec!["serve", "--replica-id", "a"], "--lease-ttl and --replica-id are for replicas"),
+        (vec!["--store", url.as_str(), "serve", "--lease-ttl", "500ms"], "a whole number of seconds"),
+        (vec!["--store", url.as_str(), "serve", "--lease-ttl", "soon"], "--lease-ttl"),
+        (vec!["get", "leader"], "needs --store etcd://"),
+    ] {
+        let out = common::sectl().arg("--data-dir").arg(dir.path().join("d2")).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{args:?}: {err}");
+    }
     // An etcd that is not there: a clear error naming it, no hang.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let started = Instant::now();

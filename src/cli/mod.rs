@@ -190,9 +190,9 @@ pub enum Command {
         #[arg(long, default_value_t = crate::server::listener::DEFAULT_MAX_CONNECTIONS)]
         max_connections: usize,
         /// With --store etcd://: how long a leader that stopped renewing keeps the
-        /// lead before another replica takes over (e.g. 5s).
-        #[arg(long, default_value = "5s")]
-        lease_ttl: String,
+        /// lead before another replica takes over (default 5s).
+        #[arg(long)]
+        lease_ttl: Option<String>,
         /// With --store etcd://: this replica's name in the election (default: the
         /// --listen address; port 0 adds the process id).
         #[arg(long)]
@@ -399,7 +399,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             lease_ttl,
             replica_id,
         } => {
-            let lease_ttl = crate::sim::parse_duration(&lease_ttl)
+            if !cli.store.starts_with("etcd://") && (lease_ttl.is_some() || replica_id.is_some()) {
+                anyhow::bail!("--lease-ttl and --replica-id are for replicas on --store etcd://...; with --store {} one `serve` runs alone", cli.store);
+            }
+            let lease_ttl = crate::sim::parse_duration(lease_ttl.as_deref().unwrap_or("5s"))
                 .map(std::time::Duration::from_millis)
                 .map_err(|e| anyhow!("--lease-ttl: {e}"))?;
             if lease_ttl < std::time::Duration::from_secs(1) || lease_ttl.subsec_millis() != 0 {

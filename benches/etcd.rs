@@ -135,6 +135,7 @@ fn main() {
         let id = format!("r{k}");
         let next = start(&id);
         std::thread::sleep(Duration::from_millis(1500));
+        assert!(leader.try_wait().expect("try_wait").is_none(), "the leader exited by itself: no failover to time");
         let _ = leader.kill();
         let _ = leader.wait();
         times.push(wait(&id));

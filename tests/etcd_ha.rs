@@ -32,7 +32,8 @@ impl Replica {
         let dir = tempfile::tempdir().unwrap();
         let child = common::sectl()
             .args(["--store", url, "--data-dir"])
-            .arg(dir.path())
+            // A folder that does not exist yet: serve on etcd creates it for its token.
+            .arg(dir.path().join("data"))
             .args(["serve", "--listen", "127.0.0.1:0", "--insecure-http", "--replica-id", id, "--lease-ttl", ttl])
             .args(extra)
             .stdin(Stdio::null())
@@ -45,6 +46,12 @@ impl Replica {
 
     fn stderr(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    /// Still running (a replica that died by itself would fake a failover).
+    fn assert_alive(&mut self) {
+        let st = self.child.as_mut().expect("started").try_wait().unwrap();
+        assert!(st.is_none(), "the replica exited by itself ({st:?}): {}", self.stderr());
     }
 
     fn pid(&self) -> i32 {
@@ -156,6 +163,7 @@ fn kill_9_of_the_leader_hands_over_within_the_ttl() {
     let mut b = Replica::start(&url, "b", "2s");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(s.leader().unwrap().unwrap().holder, "a", "b took over while a was alive");
+    a.assert_alive();
     a.kill9();
     let took = wait_leader(&s, "b", Duration::from_secs(2 + 3));
     eprintln!("failover after kill -9: {took:?}");
@@ -188,6 +196,7 @@ fn a_stopped_leader_resumed_after_its_ttl_steps_down_and_exits() {
     let mut a = Replica::start(&url, "a", "1s");
     wait_leader(&s, "a", Duration::from_secs(30));
     let _b = Replica::start(&url, "b", "1s");
+    a.assert_alive();
     a.signal(libc::SIGSTOP);
     wait_leader(&s, "b", Duration::from_secs(1 + 3));
     let elected = || s.events().unwrap().iter().filter(|e| e.reason == "LeaderElected").count();
@@ -286,6 +295,7 @@ fn kill_9_of_the_leader_mid_migration_the_next_leader_finishes_it_and_the_vm_is_
     let b = Replica::start_with(&url, "b", "2s", &["--time-scale", "1000"]);
     std::thread::sleep(Duration::from_millis(300));
     let clock_before = sectl::sim::World::load(&s).unwrap().clock.now_ms;
+    a.assert_alive();
     a.kill9();
     let took = wait_leader(&s, "b", Duration::from_secs(2 + 3));
     eprintln!("failover mid-migration: {took:?}");

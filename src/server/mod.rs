@@ -197,6 +197,7 @@ fn lead_on_etcd(opts: &ServeOptions) -> anyhow::Result<Arc<dyn Store>> {
 pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     check_listen(&opts.listen, opts.insecure_http)?;
     let store = if opts.store.starts_with("etcd://") {
+        crate::store::prepare_data_dir(data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
         lead_on_etcd(&opts)?
     } else {
         crate::store::open(&opts.store, data_dir).map_err(|e| anyhow::anyhow!("{e}"))?

@@ -422,7 +422,17 @@ pub fn open(spec: &str, data_dir: &std::path::Path) -> Result<std::sync::Arc<dyn
     if spec.contains("://") {
         return Ok(std::sync::Arc::new(EtcdStore::open(spec)?));
     }
-    Err(StoreError::Invalid(format!("--store {spec:?}: expected `sled` or `etcd://HOST:PORT[,HOST:PORT...]`")))
+    Err(invalid_spec(spec))
+}
+
+/// The data directory of a store kept elsewhere (etcd): `serve` keeps its token and
+/// TLS files there; created 0700 when new, as for sled.
+pub fn prepare_data_dir(dir: &std::path::Path) -> Result<()> {
+    data_dir::prepare(dir)
+}
+
+fn invalid_spec(spec: &str) -> StoreError {
+    StoreError::Invalid(format!("--store {spec:?}: expected `sled` or `etcd://HOST:PORT[,HOST:PORT...]`"))
 }
 
 /// The current time as RFC 3339 (UTC, seconds).

@@ -95,6 +95,17 @@ impl Drop for Replica {
     }
 }
 
+/// Waits until `n` LeaderElected events are recorded (a leader records its own right
+/// after taking the key: a replica stopped in between never does).
+fn wait_elected(s: &EtcdStore, n: usize) {
+    let count = || s.events().unwrap().iter().filter(|e| e.reason == "LeaderElected").count();
+    let start = Instant::now();
+    while count() < n {
+        assert!(start.elapsed() < Duration::from_secs(30), "{n} LeaderElected events not recorded: {}", count());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits until `holder` leads; how long that took.
 fn wait_leader(s: &EtcdStore, holder: &str, within: Duration) -> Duration {
     let start = Instant::now();
@@ -160,6 +171,7 @@ fn kill_9_of_the_leader_hands_over_within_the_ttl() {
     let s = open(&url);
     let mut a = Replica::start(&url, "a", "2s");
     wait_leader(&s, "a", Duration::from_secs(30));
+    wait_elected(&s, 1);
     let mut b = Replica::start(&url, "b", "2s");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(s.leader().unwrap().unwrap().holder, "a", "b took over while a was alive");
@@ -195,6 +207,7 @@ fn a_stopped_leader_resumed_after_its_ttl_steps_down_and_exits() {
     let s = open(&url);
     let mut a = Replica::start(&url, "a", "1s");
     wait_leader(&s, "a", Duration::from_secs(30));
+    wait_elected(&s, 1);
     let _b = Replica::start(&url, "b", "1s");
     a.assert_alive();
     a.signal(libc::SIGSTOP);
@@ -264,6 +277,7 @@ fn kill_9_of_the_leader_mid_migration_the_next_leader_finishes_it_and_the_vm_is_
     let s = open(&url);
     let mut a = Replica::start_with(&url, "a", "2s", &["--time-scale", "1"]);
     wait_leader(&s, "a", Duration::from_secs(30));
+    wait_elected(&s, 1);
     let dir = tempfile::tempdir().unwrap();
     let apply = |yaml: &str| {
         let f = dir.path().join("m.yaml");

@@ -122,7 +122,7 @@ fn main() {
     };
     let wait = |holder: &str| {
         let t = Instant::now();
-        while !watcher.leader().expect("leader").is_some_and(|l| l.holder == holder) {
+        while watcher.leader().expect("leader").is_none_or(|l| l.holder != holder) {
             assert!(t.elapsed() < Duration::from_secs(60), "{holder} never led");
             std::thread::sleep(Duration::from_millis(10));
         }

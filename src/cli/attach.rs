@@ -15,9 +15,8 @@
 use super::Backend;
 use crate::client::Client;
 use crate::server::kubeconfig;
-use crate::store::{SledStore, StoreError};
+use crate::store::StoreError;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a verb waits for a held store to be let go or its server to answer.
@@ -64,11 +63,11 @@ pub enum AttachError {
 
 /// The back end for `data_dir` without `--server`: the embedded store, or the server
 /// that holds it.
-pub fn open(data_dir: &Path, ca: &[PathBuf], reconcile: bool) -> anyhow::Result<Backend> {
+pub fn open(spec: &str, data_dir: &Path, ca: &[PathBuf], reconcile: bool) -> anyhow::Result<Backend> {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let held = match SledStore::open(data_dir) {
-            Ok(store) => return Ok(Backend::Embedded { store: Arc::new(store), reconcile }),
+        let held = match crate::store::open(spec, data_dir) {
+            Ok(store) => return Ok(Backend::Embedded { store, reconcile }),
             Err(StoreError::InUse { .. }) => try_server(data_dir, ca, reconcile),
             Err(e) => return Err(anyhow::anyhow!("{e}")),
         };

@@ -4,15 +4,15 @@
 use crate::api::{Kind, Resource};
 use crate::client::Client;
 use crate::controller::{Controller, Options};
-use crate::store::{ApplyOutcome, Event, SledStore, Store, StoreError};
+use crate::store::{ApplyOutcome, Event, Store, StoreError};
 use std::sync::Arc;
 
 /// The embedded store or a server.
 pub enum Backend {
-    /// In-process: the sled store in --data-dir.
+    /// In-process: the store --store names (sled in --data-dir, or etcd).
     Embedded {
         /// The store.
-        store: Arc<SledStore>,
+        store: Arc<dyn Store>,
         /// Run the reconcilers after a change.
         reconcile: bool,
     },

@@ -77,6 +77,9 @@ pub fn run(ctx: &mut Context, a: &GetArgs) -> anyhow::Result<ExitCode> {
         }
         return live::sources(ctx, &a.output);
     }
+    if matches!(a.resources[0].as_str(), "leader" | "leaders") {
+        return leader(ctx, a);
+    }
     let req = targets::parse(&a.resources)?;
     let sort_by = a.sort_by.as_deref().map(Expr::parse).transpose().map_err(|e| anyhow::anyhow!("--sort-by: {e}"))?;
     if a.watch {
@@ -127,4 +130,27 @@ pub fn run(ctx: &mut Context, a: &GetArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {b}");
     }
     Ok(if found.missing.is_empty() && bad.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `sectl get leader`: who runs the controller among the `serve` replicas on etcd.
+fn leader(ctx: &mut Context, a: &GetArgs) -> anyhow::Result<ExitCode> {
+    if a.resources.len() > 1 {
+        anyhow::bail!("`get leader` takes no names");
+    }
+    let spec = ctx.store_spec();
+    if !spec.starts_with("etcd://") {
+        anyhow::bail!("`get leader` needs --store etcd://HOST:PORT (with sled one `serve` runs the controller)");
+    }
+    let store = crate::store::EtcdStore::open(spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(l) = store.leader().map_err(|e| anyhow::anyhow!("{e}"))? else {
+        eprintln!("no replica leads now");
+        return Ok(ExitCode::from(1));
+    };
+    match a.output {
+        Output::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&l)?))?,
+        Output::Yaml => emit(&format!("holder: {}\nsince: {}\n", l.holder, l.since))?,
+        Output::Table | Output::Wide => emit(&format!("HOLDER\tSINCE\n{}\t{}\n", l.holder, l.since))?,
+        _ => anyhow::bail!("`get leader` prints table, json or yaml"),
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -47,6 +47,11 @@ pub struct Cli {
     /// Folder of the embedded store.
     #[arg(long, global = true, env = "SECTL_DATA_DIR", default_value = "./.sectl")]
     pub data_dir: PathBuf,
+    /// Where objects are stored: `sled` (the embedded store in --data-dir) or
+    /// `etcd://[user@]HOST:PORT[,HOST:PORT...][/prefix]` (password from
+    /// SECTL_ETCD_PASSWORD).
+    #[arg(long, global = true, env = "SECTL_STORE", default_value = "sled")]
+    pub store: String,
     /// URL of a running `sectl serve` to talk to instead of the embedded store.
     #[arg(long, global = true, env = "SECTL_SERVER")]
     pub server: Option<String>,
@@ -189,6 +194,14 @@ pub enum Command {
         /// request yet is closed to make room. Lowered to fit the open-file limit.
         #[arg(long, default_value_t = crate::server::listener::DEFAULT_MAX_CONNECTIONS)]
         max_connections: usize,
+        /// With --store etcd://: how long a leader that stopped renewing keeps the
+        /// lead before another replica takes over (default 5s).
+        #[arg(long)]
+        lease_ttl: Option<String>,
+        /// With --store etcd://: this replica's name in the election (default: the
+        /// --listen address; port 0 adds the process id).
+        #[arg(long)]
+        replica_id: Option<String>,
     },
     /// The watched folder of `sectl serve --watch` (needs --server): `sources prune`
     /// shows a held prune, `sources prune --confirm` carries it out.
@@ -246,7 +259,7 @@ const SERVE_EXAMPLES: &str = "Examples:
 
 /// Verbs that need no store: the store flags are hidden from their help.
 const STORELESS: [&str; 5] = ["validate", "schema", "explain", "completion", "version"];
-const STORE_FLAGS: [&str; 4] = ["data_dir", "server", "no_reconcile", "certificate_authority"];
+const STORE_FLAGS: [&str; 5] = ["data_dir", "store", "server", "no_reconcile", "certificate_authority"];
 
 /// The clap command: `Cli` with the store flags hidden from the verbs that need no store.
 pub fn command() -> clap::Command {
@@ -322,6 +335,7 @@ pub fn main() -> ExitCode {
 /// What verbs need: the back end, opened on first use.
 pub struct Context {
     data_dir: PathBuf,
+    store: String,
     server: Option<String>,
     ca: Vec<PathBuf>,
     reconcile: bool,
@@ -333,10 +347,15 @@ impl Context {
         if self.backend.is_none() {
             self.backend = Some(match &self.server {
                 Some(url) => Backend::Remote(crate::client::Client::new(url, &self.data_dir, &self.ca)?),
-                None => attach::open(&self.data_dir, &self.ca, self.reconcile)?,
+                None => attach::open(&self.store, &self.data_dir, &self.ca, self.reconcile)?,
             });
         }
         Ok(self.backend.as_ref().expect("just opened"))
+    }
+
+    /// The --store value.
+    pub fn store_spec(&self) -> &str {
+        &self.store
     }
 
     fn controller(&mut self) -> anyhow::Result<Controller> {
@@ -356,6 +375,7 @@ impl Context {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut ctx = Context {
         data_dir: cli.data_dir.clone(),
+        store: cli.store.clone(),
         server: cli.server.clone(),
         ca: cli.certificate_authority.clone(),
         reconcile: !cli.no_reconcile,
@@ -400,7 +420,18 @@ fn run_command(ctx: &mut Context, cli: Cli) -> anyhow::Result<ExitCode> {
             tls_key,
             insecure_http,
             max_connections,
+            lease_ttl,
+            replica_id,
         } => {
+            if !cli.store.starts_with("etcd://") && (lease_ttl.is_some() || replica_id.is_some()) {
+                anyhow::bail!("--lease-ttl and --replica-id are for replicas on --store etcd://...; with --store {} one `serve` runs alone", cli.store);
+            }
+            let lease_ttl = crate::sim::parse_duration(lease_ttl.as_deref().unwrap_or("5s"))
+                .map(std::time::Duration::from_millis)
+                .map_err(|e| anyhow!("--lease-ttl: {e}"))?;
+            if lease_ttl < std::time::Duration::from_secs(1) || lease_ttl.subsec_millis() != 0 {
+                anyhow::bail!("--lease-ttl: a whole number of seconds, at least 1s (etcd leases count in seconds)");
+            }
             let time_scale =
                 crate::sim::clock::check_time_scale(time_scale).map_err(|e| anyhow!("--time-scale: {e}"))?;
             let resync = crate::sim::parse_duration(&resync).map_err(|e| anyhow!("--resync: {e}"))?;
@@ -420,6 +451,7 @@ fn run_command(ctx: &mut Context, cli: Cli) -> anyhow::Result<ExitCode> {
             crate::server::serve(
                 &cli.data_dir,
                 crate::server::ServeOptions {
+                    store: cli.store.clone(),
                     listen,
                     watch,
                     gitops,
@@ -429,6 +461,8 @@ fn run_command(ctx: &mut Context, cli: Cli) -> anyhow::Result<ExitCode> {
                     tls: tls_cert.zip(tls_key),
                     insecure_http,
                     max_connections,
+                    lease_ttl,
+                    replica_id,
                 },
             )?;
             Ok(ExitCode::SUCCESS)

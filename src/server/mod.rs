@@ -27,7 +27,7 @@ pub mod watch;
 pub mod write;
 
 use crate::client::TOKEN_FILE;
-use crate::store::{SledStore, Store};
+use crate::store::Store;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -36,6 +36,8 @@ use std::time::Duration;
 /// Settings of `sectl serve`.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
+    /// `--store`: `sled` or `etcd://...` (see `store::open`).
+    pub store: String,
     /// Address to listen on (port 0 picks a free one; the address is printed).
     pub listen: String,
     /// Folder to apply and watch.
@@ -54,6 +56,10 @@ pub struct ServeOptions {
     pub insecure_http: bool,
     /// Connections at once (lowered to fit the open-file limit).
     pub max_connections: usize,
+    /// etcd: the leader lease's TTL.
+    pub lease_ttl: Duration,
+    /// etcd: this replica's id in the election (None: the listen address).
+    pub replica_id: Option<String>,
 }
 
 /// The listen address resolved; refuses plain HTTP off loopback and warns when the
@@ -153,10 +159,52 @@ async fn shutdown_signal() {
     }
 }
 
+/// With `--store etcd://`: waits until this replica leads (see `store::etcd_leader`),
+/// records it (component Cluster), and returns the store, fenced on the leadership. A
+/// leader that loses its lease exits at once (code 3): it writes nothing more, and a
+/// supervisor starts it again as a standby.
+fn lead_on_etcd(opts: &ServeOptions) -> anyhow::Result<Arc<dyn Store>> {
+    let store = crate::store::EtcdStore::open(&opts.store).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let id = match &opts.replica_id {
+        Some(id) => id.clone(),
+        None if opts.listen.ends_with(":0") => format!("{}#{}", opts.listen, std::process::id()),
+        None => opts.listen.clone(),
+    };
+    eprintln!("replica {id}: waiting to lead (controller, clock, GitOps) on {}", opts.store);
+    let lost_id = id.clone();
+    let lead = store
+        .campaign(&id, opts.lease_ttl, move |why| {
+            tracing::error!(replica = %lost_id, "lost the leadership: {why}; exiting");
+            eprintln!("error: replica {lost_id} lost the leadership ({why}); exiting");
+            std::process::exit(3);
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    eprintln!("replica {id} leads since {}", lead.info.since);
+    store
+        .record_event(crate::store::Event {
+            seq: 0,
+            time: crate::store::now_rfc3339(),
+            type_: crate::store::EventType::Normal,
+            priority: "NOTICE".into(),
+            component: "Cluster".into(),
+            object: format!("replica/{id}"),
+            reason: "LeaderElected".into(),
+            message: format!("replica {id} leads (controller, simulated clock, GitOps)"),
+            acknowledged: false,
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Arc::new(store))
+}
+
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     check_listen(&opts.listen, opts.insecure_http)?;
-    let store = Arc::new(SledStore::open(data_dir).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let store = if opts.store.starts_with("etcd://") {
+        crate::store::prepare_data_dir(data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+        lead_on_etcd(&opts)?
+    } else {
+        crate::store::open(&opts.store, data_dir).map_err(|e| anyhow::anyhow!("{e}"))?
+    };
     // A kubeconfig left by an earlier run names a server that is gone (see `kubeconfig`).
     kubeconfig::remove(data_dir);
     let token = load_or_create_token(data_dir)?;

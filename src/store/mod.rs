@@ -13,9 +13,13 @@
 //! and make it visible with one small commit.
 
 mod data_dir;
+mod etcd;
+mod etcd_leader;
 mod finite;
 mod sled_store;
 
+pub use etcd::{EtcdConfig, EtcdStore};
+pub use etcd_leader::{LeaderInfo, Leadership};
 pub use finite::{check as check_finite, NonFinite};
 pub use sled_store::SledStore;
 
@@ -426,6 +430,28 @@ pub trait Store: Send + Sync {
         let items = p.items.iter().map(|o| (o.name().to_string(), o.to_json())).collect();
         Ok(RawPage { items, rv: p.rv, more: p.more })
     }
+}
+
+/// Opens the store `--store` names: `sled` (the embedded store in `data_dir`) or
+/// `etcd://[user@]HOST:PORT[,HOST:PORT...][/prefix]`. Anything else is refused.
+pub fn open(spec: &str, data_dir: &std::path::Path) -> Result<std::sync::Arc<dyn Store>> {
+    if spec == "sled" {
+        return Ok(std::sync::Arc::new(SledStore::open(data_dir)?));
+    }
+    if spec.contains("://") {
+        return Ok(std::sync::Arc::new(EtcdStore::open(spec)?));
+    }
+    Err(invalid_spec(spec))
+}
+
+/// The data directory of a store kept elsewhere (etcd): `serve` keeps its token and
+/// TLS files there; created 0700 when new, as for sled.
+pub fn prepare_data_dir(dir: &std::path::Path) -> Result<()> {
+    data_dir::prepare(dir)
+}
+
+fn invalid_spec(spec: &str) -> StoreError {
+    StoreError::Invalid(format!("--store {spec:?}: expected `sled` or `etcd://HOST:PORT[,HOST:PORT...]`"))
 }
 
 /// The current time as RFC 3339 (UTC, seconds).

@@ -79,16 +79,16 @@ impl Counters {
 }
 
 #[derive(Serialize, Deserialize)]
-struct HistoryRecord {
-    t: WatchType,
-    k: String,
-    n: String,
+pub(super) struct HistoryRecord {
+    pub(super) t: WatchType,
+    pub(super) k: String,
+    pub(super) n: String,
     /// The last state, for deletions only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    o: Option<Box<serde_json::value::RawValue>>,
+    pub(super) o: Option<Box<serde_json::value::RawValue>>,
     /// The removal of an object that could not be decoded (no `o`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    u: bool,
+    pub(super) u: bool,
 }
 
 fn be(err: impl std::fmt::Display) -> StoreError {
@@ -396,7 +396,7 @@ impl SledStore {
         Ok((batch, done))
     }
 
-    fn check_rv(obj: &Resource, current: &Resource) -> Result<()> {
+    pub(super) fn check_rv(obj: &Resource, current: &Resource) -> Result<()> {
         let want = obj.meta().rv();
         let have = current.meta().rv();
         if obj.meta().resource_version.is_some() && want != have {
@@ -410,7 +410,7 @@ impl SledStore {
         Ok(())
     }
 
-    fn fresh(mut obj: Resource) -> Resource {
+    pub(super) fn fresh(mut obj: Resource) -> Resource {
         let m = obj.meta_mut();
         m.uid = Some(uuid::Uuid::new_v4().to_string());
         m.generation = Some(1);
@@ -421,7 +421,7 @@ impl SledStore {
 
     /// Merges the user-owned parts of `obj` into `current`; returns whether anything
     /// changed.
-    fn merge_spec(current: &mut Resource, obj: &Resource) -> bool {
+    pub(super) fn merge_spec(current: &mut Resource, obj: &Resource) -> bool {
         let spec_changed = !current.spec_eq(obj);
         let fields_changed = Self::take_managed_fields(current, obj);
         let meta_changed =

@@ -1,0 +1,1202 @@
+//! The store on etcd v3 (`--store etcd://HOST:PORT[,HOST:PORT...]`), through the
+//! `etcd-client` crate. Same semantics as `SledStore`; several sectl processes may
+//! share one etcd.
+//!
+//! Key layout, all under a prefix (default `/sectl/`, or the URL's path):
+//! - `o/<Kind>/<name>`    the object, JSON
+//! - `h/<rv, u64 BE>`     the watch history: one compact record per change (as on sled)
+//! - `e/<seq, u64 BE>`    the event log
+//! - `b/<name>`           blobs
+//! - `s/<key>`            controller state (the simulated world by entity, bookkeeping)
+//! - `m/counters`         `{"rv":N,"eseq":M}`: the newest resourceVersion and event seq
+//! - `m/commit`           present only while a staged write is being applied (below)
+//! - `x/<id>/<i, 8 digits>` the pieces of a staged write; `xl/<id>` its writer's
+//!   liveness (bound to the writer's etcd lease)
+//!
+//! **resourceVersion mapping.** The resourceVersion is sectl's own counter in
+//! `m/counters`, not etcd's revision: one sectl write larger than an etcd request may
+//! span several etcd revisions, and a watcher must never see half of it. Each sectl
+//! write moves the counter by one per object changed, as on sled; the watch history is
+//! sectl's own (`h/`), trimmed to the newest 10,000 changes, so a watch from before
+//! that is `Expired` (410 Gone), whatever etcd's own compaction does.
+//!
+//! **Concurrency.** Every write is an etcd Txn that compares `m/counters`'s
+//! mod_revision with the one its reads were based on and checks that no staged write is
+//! in progress; a failed compare re-reads and recomputes (optimistic concurrency across
+//! processes; inside one process a mutex keeps writers from colliding).
+//!
+//! **Atomic writes beyond etcd's limits** (128 operations, 1.5 MiB per request): a
+//! write that fits is one Txn. A larger one is staged: its operations are written in
+//! pieces to `x/<id>/..` (invisible to readers), then one small Txn (the compare
+//! above) creates `m/commit`: from then on the write is committed. The pieces are
+//! then applied to their keys in Txns guarded by `m/commit` still naming this write, and
+//! a last Txn removes `m/commit` and the pieces and writes `m/counters`. A reader reads
+//! every key at one etcd revision: the newest where `m/commit` is absent, or, while a
+//! write is being applied, the revision that created `m/commit` (the state before it).
+//! So a reader sees all of a write or none of it. When the writer dies mid-way (its
+//! `xl/<id>` goes with its lease), the next reader or writer applies the rest from the
+//! pieces (idempotent puts) and finishes it. Pieces of a write that died before its
+//! `m/commit` are never applied and are removed after a while.
+//!
+//! The trait is synchronous and etcd-client is async: the store owns a small tokio
+//! runtime of its own and each call waits on a channel for its future, so it never
+//! calls `block_on` inside another runtime.
+
+use super::sled_store::{HistoryRecord, SledStore as Shared};
+use super::{
+    ApplyOutcome, Batch, Committed, Event, Page, RawPage, Result, StatusWrite, Store, StoreError, WatchEvent, WatchType,
+};
+use crate::api::{Kind, Resource};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How many changes the watch history keeps.
+const HISTORY: u64 = 10_000;
+/// How many events the event log keeps.
+const MAX_EVENTS: u64 = 10_000;
+/// Operations in one Txn, below etcd's default `--max-txn-ops` (128).
+const TXN_OPS: usize = 100;
+/// Bytes in one Txn, below etcd's default `--max-request-bytes` (1.5 MiB).
+const TXN_BYTES: usize = 1024 * 1024;
+/// Keys read per range request.
+const PAGE: i64 = 500;
+/// The lease of this process (liveness of its staged writes, leadership).
+const LEASE_TTL: i64 = 10;
+/// Staged pieces whose write never committed are removed after this long.
+const ORPHAN_AGE: Duration = Duration::from_secs(600);
+/// How long a request that could not connect is tried on other members.
+const CONNECT_RETRY: Duration = Duration::from_secs(10);
+/// How long a writer waits for another process's staged write to finish.
+const WAIT_FOR_COMMIT: Duration = Duration::from_secs(60);
+
+/// Where and how to reach etcd: parsed from `etcd://[user@]HOST:PORT[,HOST:PORT...][/prefix]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EtcdConfig {
+    /// `host:port` of each member.
+    pub endpoints: Vec<String>,
+    /// Key prefix, ending with `/`.
+    pub prefix: String,
+    /// User name (the password comes from `SECTL_ETCD_PASSWORD`, never the command line).
+    pub user: Option<String>,
+}
+
+impl EtcdConfig {
+    /// Parses `etcd://[user@]HOST:PORT[,HOST:PORT...][/prefix]`.
+    pub fn parse(url: &str) -> std::result::Result<EtcdConfig, String> {
+        let rest = url.strip_prefix("etcd://").ok_or_else(|| {
+            if url.starts_with("etcds://") || url.starts_with("https://") {
+                format!("{url}: TLS to etcd is not supported; use etcd://HOST:PORT on a trusted network")
+            } else {
+                format!("{url}: expected etcd://[user@]HOST:PORT[,HOST:PORT...][/prefix]")
+            }
+        })?;
+        if rest.contains('?') || rest.contains('#') {
+            return Err(format!("{url}: query parameters are not supported"));
+        }
+        let (hosts, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let (user, hosts) = match hosts.rsplit_once('@') {
+            Some((u, h)) if !u.is_empty() && !u.contains(':') => (Some(u.to_string()), h),
+            Some(_) => {
+                return Err(format!(
+                    "{url}: give only a user name before @; the password is read from SECTL_ETCD_PASSWORD"
+                ))
+            }
+            None => (None, hosts),
+        };
+        let mut endpoints = Vec::new();
+        for h in hosts.split(',') {
+            let ok = h.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !ok {
+                return Err(format!("{url}: endpoint {h:?} is not HOST:PORT"));
+            }
+            endpoints.push(h.to_string());
+        }
+        let path = path.trim_matches('/');
+        if path.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(format!("{url}: the key prefix may not contain spaces or control characters"));
+        }
+        let prefix = if path.is_empty() { "/sectl/".to_string() } else { format!("/{path}/") };
+        Ok(EtcdConfig { endpoints, prefix, user })
+    }
+}
+
+fn be(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("etcd: {err}"))
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+struct Counters {
+    rv: u64,
+    eseq: u64,
+}
+
+/// The marker of a staged write being applied.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Marker {
+    id: String,
+    pieces: usize,
+    counters: Counters,
+}
+
+/// One operation: key (without the prefix) and value, or None to delete.
+type Op = (String, Option<Vec<u8>>);
+
+/// A write being built: the snapshot it reads and what it will write.
+struct Tx {
+    rev: i64,
+    c: Counters,
+    ops: Vec<Op>,
+}
+
+impl Tx {
+    fn next_rv(&mut self) -> u64 {
+        self.c.rv += 1;
+        self.c.rv
+    }
+    fn put(&mut self, key: String, v: Vec<u8>) {
+        self.ops.push((key, Some(v)));
+    }
+    fn del(&mut self, key: String) {
+        self.ops.push((key, None));
+    }
+}
+
+fn obj_key(kind: Kind, name: &str) -> String {
+    format!("o/{}/{}", kind.as_str(), name)
+}
+
+/// Fixed-width hex keeps the order of numbers and the keys valid UTF-8.
+fn hist_key(rv: u64) -> String {
+    format!("h/{rv:016x}")
+}
+
+fn event_key(seq: u64) -> String {
+    format!("e/{seq:016x}")
+}
+
+/// Encodes a piece of a staged write (length-prefixed, no escaping).
+fn encode_piece(ops: &[Op]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in ops {
+        out.extend_from_slice(&(k.len() as u32).to_be_bytes());
+        out.extend_from_slice(k.as_bytes());
+        match v {
+            None => out.push(0),
+            Some(v) => {
+                out.push(1);
+                out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                out.extend_from_slice(v);
+            }
+        }
+    }
+    out
+}
+
+fn decode_piece(mut b: &[u8]) -> Result<Vec<Op>> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
+        if b.len() < n {
+            return Err(be("a staged piece is truncated"));
+        }
+        let (h, t) = b.split_at(n);
+        *b = t;
+        Ok(h)
+    }
+    fn len(b: &mut &[u8]) -> Result<usize> {
+        let h = take(b, 4)?;
+        Ok(u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize)
+    }
+    let mut ops = Vec::new();
+    while !b.is_empty() {
+        let n = len(&mut b)?;
+        let k = String::from_utf8(take(&mut b, n)?.to_vec()).map_err(be)?;
+        let v = match take(&mut b, 1)?[0] {
+            0 => None,
+            _ => {
+                let n = len(&mut b)?;
+                Some(take(&mut b, n)?.to_vec())
+            }
+        };
+        ops.push((k, v));
+    }
+    Ok(ops)
+}
+
+/// Keeps the last operation per key (etcd refuses a Txn naming a key twice).
+fn dedupe(ops: Vec<Op>) -> Vec<Op> {
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut out: Vec<Op> = Vec::with_capacity(ops.len());
+    for (k, v) in ops {
+        match at.get(&k) {
+            Some(&i) => out[i].1 = v,
+            None => {
+                at.insert(k.clone(), out.len());
+                out.push((k, v));
+            }
+        }
+    }
+    out
+}
+
+/// The async side: the client and the prefix (cheap to clone into a future).
+#[derive(Clone)]
+pub(super) struct Etcd {
+    pub(super) client: Client,
+    prefix: String,
+    lease: Arc<AtomicI64>,
+    /// The leader lease every write must still hold (0: none; see `etcd_leader`).
+    pub(super) fence: Arc<AtomicI64>,
+}
+
+impl Etcd {
+    pub(super) fn key(&self, k: &str) -> Vec<u8> {
+        format!("{}{k}", self.prefix).into_bytes()
+    }
+
+    fn strip(&self, k: &[u8]) -> String {
+        String::from_utf8_lossy(&k[self.prefix.len().min(k.len())..]).into_owned()
+    }
+
+    fn op(&self, (k, v): &Op) -> TxnOp {
+        match v {
+            Some(v) => TxnOp::put(self.key(k), v.clone(), None),
+            None => TxnOp::delete(self.key(k), None),
+        }
+    }
+
+    async fn get(&self, key: &str, rev: i64) -> Result<Option<(Vec<u8>, i64)>> {
+        let opts = if rev > 0 { Some(GetOptions::new().with_revision(rev)) } else { None };
+        let r = self.client.kv_client().get(self.key(key), opts).await.map_err(be)?;
+        Ok(r.kvs().first().map(|kv| (kv.value().to_vec(), kv.mod_revision())))
+    }
+
+    /// Keys in `[start, end)` (relative), at `rev`, at most `limit` (0: all), paged.
+    async fn range(&self, start: &str, end: &str, rev: i64, limit: usize) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut from = self.key(start);
+        let end = self.key(end);
+        let mut out = Vec::new();
+        loop {
+            let want = if limit == 0 { PAGE } else { PAGE.min((limit - out.len()) as i64) };
+            let opts = GetOptions::new().with_range(end.clone()).with_revision(rev).with_limit(want);
+            let r = self.client.kv_client().get(from.clone(), Some(opts)).await.map_err(be)?;
+            for kv in r.kvs() {
+                out.push((self.strip(kv.key()), kv.value().to_vec()));
+            }
+            let last = r.kvs().last().map(|kv| kv.key().to_vec());
+            match last {
+                Some(mut k) if r.more() && (limit == 0 || out.len() < limit) => {
+                    k.push(0);
+                    from = k;
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// The revision a reader reads at: the newest with no staged write in progress, or
+    /// the one before a staged write whose writer is alive; a dead writer's write is
+    /// finished first. `writer`: wait for a live writer instead (writes need the newest).
+    async fn snapshot(&self, writer: bool) -> Result<i64> {
+        let start = Instant::now();
+        loop {
+            let r = self.client.kv_client().get(self.key("m/commit"), None).await.map_err(be)?;
+            let rev = r.header().map(|h| h.revision()).ok_or_else(|| be("response without a header"))?;
+            let Some(kv) = r.kvs().first() else { return Ok(rev) };
+            let marker: Marker = serde_json::from_slice(kv.value()).map_err(be)?;
+            let alive = self.get(&format!("xl/{}", marker.id), 0).await?.is_some();
+            if alive && !writer {
+                return Ok(kv.mod_revision());
+            }
+            if alive {
+                if start.elapsed() > WAIT_FOR_COMMIT {
+                    return Err(be(format!("another process's staged write {} is still being applied", marker.id)));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            self.finish_staged(kv.value(), &marker, false).await?;
+        }
+    }
+
+    /// Applies the pieces of a committed staged write and removes its marker.
+    async fn finish_staged(&self, raw_marker: &[u8], m: &Marker, own: bool) -> Result<()> {
+        let guard = Compare::value(self.key("m/commit"), CompareOp::Equal, raw_marker.to_vec());
+        for i in 0..m.pieces {
+            if own {
+                test_hooks::before_piece(i);
+            }
+            let Some((bytes, _)) = self.get(&format!("x/{}/{i:08}", m.id), 0).await? else {
+                // Finished by another process meanwhile (which removed the pieces).
+                return Ok(());
+            };
+            let ops: Vec<TxnOp> = decode_piece(&bytes)?.iter().map(|o| self.op(o)).collect();
+            let txn = Txn::new().when([guard.clone()]).and_then(ops);
+            if !self.client.kv_client().txn(txn).await.map_err(be)?.succeeded() {
+                return Ok(());
+            }
+        }
+        let counters = serde_json::to_vec(&m.counters).map_err(be)?;
+        let txn = Txn::new().when([guard]).and_then([
+            TxnOp::delete(self.key("m/commit"), None),
+            TxnOp::put(self.key("m/counters"), counters, None),
+            TxnOp::delete(self.key(&format!("x/{}/", m.id)), Some(DeleteOptions::new().with_prefix())),
+            TxnOp::delete(self.key(&format!("xl/{}", m.id)), None),
+        ]);
+        self.client.kv_client().txn(txn).await.map_err(be)?;
+        Ok(())
+    }
+
+    /// Writes `ops` and the counters if nothing changed since `cmod`; false on a
+    /// conflict (the caller reads again).
+    async fn commit(&self, cmod: i64, c: Counters, ops: Vec<Op>) -> Result<bool> {
+        let ops = dedupe(ops);
+        let counters = serde_json::to_vec(&c).map_err(be)?;
+        let bytes: usize = ops.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len())).sum();
+        let mut when = vec![
+            Compare::mod_revision(self.key("m/counters"), CompareOp::Equal, cmod),
+            Compare::version(self.key("m/commit"), CompareOp::Equal, 0),
+        ];
+        let fence = self.fence.load(Ordering::SeqCst);
+        if fence != 0 {
+            when.push(Compare::lease(self.key(super::etcd_leader::LEADER_KEY), CompareOp::Equal, fence));
+        }
+        if ops.len() < TXN_OPS && bytes < TXN_BYTES {
+            let mut all: Vec<TxnOp> = ops.iter().map(|o| self.op(o)).collect();
+            all.push(TxnOp::put(self.key("m/counters"), counters, None));
+            let txn = Txn::new().when(when).and_then(all);
+            return Ok(self.client.kv_client().txn(txn).await.map_err(be)?.succeeded());
+        }
+        self.commit_staged(when, c, ops).await
+    }
+
+    async fn commit_staged(&self, when: Vec<Compare>, c: Counters, ops: Vec<Op>) -> Result<bool> {
+        let id = format!("{:013}-{}", now_ms(), uuid::Uuid::new_v4().simple());
+        let lease = self.lease.load(Ordering::SeqCst);
+        let mut kv = self.client.kv_client();
+        kv.put(self.key(&format!("xl/{id}")), b"1".to_vec(), Some(PutOptions::new().with_lease(lease)))
+            .await
+            .map_err(be)?;
+        let mut pieces = 0;
+        let mut piece: Vec<Op> = Vec::new();
+        let mut size = 0;
+        let flush = |piece: &mut Vec<Op>, pieces: &mut usize| {
+            let bytes = encode_piece(piece);
+            piece.clear();
+            let key = self.key(&format!("x/{id}/{:08}", *pieces));
+            *pieces += 1;
+            let mut kv = kv.clone();
+            async move { kv.put(key, bytes, None).await.map(|_| ()).map_err(be) }
+        };
+        for op in ops {
+            let n = op.0.len() + op.1.as_ref().map_or(0, |v| v.len());
+            if !piece.is_empty() && (piece.len() >= TXN_OPS || size + n >= TXN_BYTES) {
+                flush(&mut piece, &mut pieces).await?;
+                size = 0;
+            }
+            size += n;
+            piece.push(op);
+        }
+        if !piece.is_empty() {
+            flush(&mut piece, &mut pieces).await?;
+        }
+        let marker = Marker { id: id.clone(), pieces, counters: c };
+        let raw = serde_json::to_vec(&marker).map_err(be)?;
+        let txn = Txn::new().when(when).and_then([TxnOp::put(self.key("m/commit"), raw.clone(), None)]);
+        let committed = self.client.kv_client().txn(txn).await.map_err(be)?.succeeded();
+        if !committed {
+            let mut kv = self.client.kv_client();
+            kv.delete(self.key(&format!("x/{id}/")), Some(DeleteOptions::new().with_prefix())).await.map_err(be)?;
+            kv.delete(self.key(&format!("xl/{id}")), None).await.map_err(be)?;
+            return Ok(false);
+        }
+        self.finish_staged(&raw, &marker, true).await?;
+        Ok(true)
+    }
+
+    /// Removes pieces of staged writes that never committed (their writer died).
+    async fn remove_orphans(&self) -> Result<()> {
+        let current = self.get("m/commit", 0).await?.map(|(v, _)| serde_json::from_slice::<Marker>(&v));
+        let current = match current {
+            Some(Ok(m)) => Some(m.id),
+            _ => None,
+        };
+        let opts = GetOptions::new().with_prefix().with_keys_only();
+        let r = self.client.kv_client().get(self.key("x/"), Some(opts)).await.map_err(be)?;
+        let mut ids = std::collections::BTreeSet::new();
+        for kv in r.kvs() {
+            let k = self.strip(kv.key());
+            if let Some(id) = k.strip_prefix("x/").and_then(|r| r.split('/').next()) {
+                ids.insert(id.to_string());
+            }
+        }
+        for id in ids {
+            let born = id.split('-').next().and_then(|t| t.parse::<u128>().ok()).unwrap_or(0);
+            let old = now_ms().saturating_sub(born) > ORPHAN_AGE.as_millis();
+            if Some(&id) != current.as_ref() && old && self.get(&format!("xl/{id}"), 0).await?.is_none() {
+                let opts = DeleteOptions::new().with_prefix();
+                self.client.kv_client().delete(self.key(&format!("x/{id}/")), Some(opts)).await.map_err(be)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether an error says the request never reached etcd (so trying again is safe).
+fn not_sent(message: &str) -> bool {
+    message.contains("tcp connect error")
+        || message.contains("Connection refused")
+        || message.contains("error trying to connect")
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+}
+
+/// Test-only fault hook: `SECTL_TEST_ETCD_DIE_AT_PIECE=N` ends the process (exit 86,
+/// no cleanup, as a kill would) once a staged write is committed and N of its pieces
+/// are applied: the crash tests stop a writer in the middle with it.
+mod test_hooks {
+    /// Called before piece `i` of this process's own staged write is applied.
+    pub fn before_piece(i: usize) {
+        let at = std::env::var("SECTL_TEST_ETCD_DIE_AT_PIECE").ok().and_then(|v| v.parse::<usize>().ok());
+        if at == Some(i) {
+            eprintln!("SECTL_TEST_ETCD_DIE_AT_PIECE={i}: exiting in the middle of a staged write");
+            std::process::exit(86);
+        }
+    }
+}
+
+/// The etcd-backed store.
+pub struct EtcdStore {
+    rt: Option<tokio::runtime::Runtime>,
+    pub(super) e: Etcd,
+    writer: Mutex<()>,
+    notify: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Drop for EtcdStore {
+    fn drop(&mut self) {
+        let lease = self.e.lease.load(Ordering::SeqCst);
+        let mut client = self.e.client.clone();
+        // Give the lease back (the keys bound to it go at once), without waiting long.
+        let _ = self.block(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(1), client.lease_revoke(lease)).await;
+        });
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl EtcdStore {
+    /// Connects to etcd (`etcd://...`), takes a lease, and finishes any staged write a
+    /// dead process left.
+    pub fn open(url: &str) -> Result<EtcdStore> {
+        let cfg = EtcdConfig::parse(url).map_err(StoreError::Invalid)?;
+        let password = match &cfg.user {
+            Some(u) => Some(std::env::var("SECTL_ETCD_PASSWORD").map_err(|_| {
+                StoreError::Invalid(format!("etcd user {u} given: set its password in SECTL_ETCD_PASSWORD"))
+            })?),
+            None => None,
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sectl-etcd")
+            .enable_all()
+            .build()
+            .map_err(be)?;
+        let endpoints = cfg.endpoints.clone();
+        let user = cfg.user.clone();
+        let connect = async move {
+            let mut opts = ConnectOptions::new()
+                .with_connect_timeout(Duration::from_secs(5))
+                .with_timeout(Duration::from_secs(15))
+                .with_keep_alive(Duration::from_secs(2), Duration::from_secs(3));
+            if let (Some(u), Some(p)) = (user, password) {
+                opts = opts.with_user(u, p);
+            }
+            let mut client = Client::connect(&endpoints, Some(opts)).await?;
+            let lease = client.lease_grant(LEASE_TTL, None).await?.id();
+            Ok::<_, etcd_client::Error>((client, lease))
+        };
+        let (client, lease) = rt
+            .block_on(connect)
+            .map_err(|e| StoreError::Backend(format!("etcd at {}: {e}", cfg.endpoints.join(","))))?;
+        let e = Etcd {
+            client,
+            prefix: cfg.prefix.clone(),
+            lease: Arc::new(AtomicI64::new(lease)),
+            fence: Arc::new(AtomicI64::new(0)),
+        };
+        let (notify, _) = tokio::sync::watch::channel(0);
+        let store = EtcdStore { rt: Some(rt), e, writer: Mutex::new(()), notify: Arc::new(notify) };
+        store.spawn_background();
+        let e = store.e.clone();
+        store.block(async move {
+            e.snapshot(false).await?;
+            e.remove_orphans().await
+        })??;
+        let rv = store.counters_now()?.0.rv;
+        store.notify.send_replace(rv);
+        Ok(store)
+    }
+
+    /// The lease keep-alive and the watch of `m/counters` (other processes' writes).
+    fn spawn_background(&self) {
+        let rt = self.rt.as_ref().expect("runtime");
+        let e = self.e.clone();
+        rt.spawn(async move {
+            loop {
+                let id = e.lease.load(Ordering::SeqCst);
+                let mut client = e.client.clone();
+                if let Ok((mut keeper, mut stream)) = client.lease_keep_alive(id).await {
+                    loop {
+                        if keeper.keep_alive().await.is_err() {
+                            break;
+                        }
+                        match stream.message().await {
+                            Ok(Some(r)) if r.ttl() > 0 => {}
+                            Ok(Some(_)) => {
+                                // Expired (the process stalled): take a new one.
+                                if let Ok(r) = client.lease_grant(LEASE_TTL, None).await {
+                                    e.lease.store(r.id(), Ordering::SeqCst);
+                                }
+                                break;
+                            }
+                            _ => break,
+                        }
+                        tokio::time::sleep(Duration::from_secs((LEASE_TTL / 3) as u64)).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        let e = self.e.clone();
+        let notify = self.notify.clone();
+        rt.spawn(async move {
+            loop {
+                let mut client = e.client.clone();
+                if let Ok((_w, mut stream)) = client.watch(e.key("m/counters"), None).await {
+                    while let Ok(Some(r)) = stream.message().await {
+                        for ev in r.events() {
+                            if let Some(c) = ev.kv().and_then(|kv| serde_json::from_slice::<Counters>(kv.value()).ok())
+                            {
+                                notify.send_if_modified(|v| {
+                                    let newer = c.rv > *v;
+                                    if newer {
+                                        *v = c.rv;
+                                    }
+                                    newer
+                                });
+                            }
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+
+    /// Runs a future on the store's runtime and waits for it (from any thread,
+    /// including a worker of another runtime).
+    pub(super) fn block<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> Result<T> {
+        let rt = self.rt.as_ref().ok_or_else(|| be("the store is closed"))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rt.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().map_err(|_| be("the etcd runtime stopped"))
+    }
+
+    /// Runs `f` on the store's runtime; a request that could not even connect (a
+    /// member of the cluster is down: nothing was sent) is tried again, on another
+    /// member, for up to `CONNECT_RETRY`.
+    fn run<T: Send + 'static, F: Future<Output = Result<T>> + Send + 'static>(
+        &self,
+        f: impl Fn(Etcd) -> F,
+    ) -> Result<T> {
+        let start = Instant::now();
+        loop {
+            match self.block(f(self.e.clone()))? {
+                Err(StoreError::Backend(m)) if not_sent(&m) && start.elapsed() < CONNECT_RETRY => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn read_snapshot(&self) -> Result<i64> {
+        self.run(|e| async move { e.snapshot(false).await })
+    }
+
+    /// The counters at a snapshot and their key's mod_revision.
+    fn counters_at(&self, rev: i64) -> Result<(Counters, i64)> {
+        match self.run(move |e| async move { e.get("m/counters", rev).await })? {
+            None => Ok((Counters::default(), 0)),
+            Some((v, m)) => Ok((serde_json::from_slice(&v).map_err(be)?, m)),
+        }
+    }
+
+    fn counters_now(&self) -> Result<(Counters, i64)> {
+        let rev = self.read_snapshot()?;
+        self.counters_at(rev)
+    }
+
+    fn raw(&self, key: String, rev: i64) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .run(move |e| {
+                let key = key.clone();
+                async move { e.get(&key, rev).await }
+            })?
+            .map(|(v, _)| v))
+    }
+
+    fn range(&self, start: String, end: String, rev: i64, limit: usize) -> Result<Vec<(String, Vec<u8>)>> {
+        self.run(move |e| {
+            let (start, end) = (start.clone(), end.clone());
+            async move { e.range(&start, &end, rev, limit).await }
+        })
+    }
+
+    fn prefix_range(&self, prefix: &str, rev: i64) -> Result<Vec<(String, Vec<u8>)>> {
+        self.range(prefix.to_string(), prefix_end(prefix), rev, 0)
+    }
+
+    fn read(&self, kind: Kind, name: &str, rev: i64) -> Result<Option<Resource>> {
+        match self.raw(obj_key(kind, name), rev)? {
+            None => Ok(None),
+            Some(v) => Resource::from_json(&v)
+                .map(Some)
+                .map_err(|e| StoreError::Backend(format!("corrupt object {kind}/{name}: {e}"))),
+        }
+    }
+
+    /// Runs a write: `f` reads at the transaction's snapshot and stages operations;
+    /// committed when nothing changed meanwhile, else read and computed again.
+    fn transact<T>(&self, mut f: impl FnMut(&Self, &mut Tx) -> Result<T>) -> Result<T> {
+        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..50 {
+            let rev = self.run(|e| async move { e.snapshot(true).await })?;
+            let (c, cmod) = self.counters_at(rev)?;
+            let mut tx = Tx { rev, c, ops: Vec::new() };
+            let out = f(self, &mut tx)?;
+            if tx.ops.is_empty() && tx.c == c {
+                return Ok(out);
+            }
+            let (counters, ops) = (tx.c, std::mem::take(&mut tx.ops));
+            let fence = self.e.fence.load(Ordering::SeqCst);
+            let committed = self.run(move |e| {
+                let ops = ops.clone();
+                async move { e.commit(cmod, counters, ops).await }
+            })?;
+            if committed {
+                self.notify.send_if_modified(|v| {
+                    let newer = counters.rv > *v;
+                    if newer {
+                        *v = counters.rv;
+                    }
+                    newer
+                });
+                return Ok(out);
+            }
+            if fence != 0 && !self.still_leads(fence)? {
+                return Err(be("this replica no longer leads (its leader lease is gone); nothing was written"));
+            }
+        }
+        Err(be("gave up after 50 conflicting writes from other processes"))
+    }
+
+    /// Adds one change: the object (or its removal) and its history record.
+    fn stage(&self, tx: &mut Tx, t: WatchType, obj: &mut Resource) -> Result<()> {
+        if t != WatchType::Deleted {
+            super::check_finite(obj).map_err(|e| StoreError::Invalid(format!("{}: {e}", obj.key())))?;
+        }
+        let rv = tx.next_rv();
+        obj.meta_mut().resource_version = Some(rv.to_string());
+        let bytes = obj.to_json();
+        if t != WatchType::Deleted {
+            super::check_object_size(obj.kind(), obj.name(), bytes.len())?;
+        }
+        let key = obj_key(obj.kind(), obj.name());
+        let o = if t == WatchType::Deleted {
+            Some(serde_json::value::RawValue::from_string(String::from_utf8(bytes.clone()).map_err(be)?).map_err(be)?)
+        } else {
+            None
+        };
+        let rec = HistoryRecord { u: false, t, k: obj.kind().as_str().to_string(), n: obj.name().to_string(), o };
+        if t == WatchType::Deleted {
+            tx.del(key);
+        } else {
+            tx.put(key, bytes);
+        }
+        tx.put(hist_key(rv), serde_json::to_vec(&rec).map_err(be)?);
+        if rv > HISTORY {
+            tx.del(hist_key(rv - HISTORY));
+        }
+        Ok(())
+    }
+
+    fn add_event(tx: &mut Tx, mut ev: Event) -> Result<Event> {
+        tx.c.eseq += 1;
+        ev.seq = tx.c.eseq;
+        tx.put(event_key(ev.seq), serde_json::to_vec(&ev).map_err(be)?);
+        if ev.seq > MAX_EVENTS {
+            tx.del(event_key(ev.seq - MAX_EVENTS));
+        }
+        Ok(ev)
+    }
+
+    fn scan(&self, kind: Kind, rev: i64, rv: u64) -> Result<super::Listing> {
+        let prefix = format!("o/{}/", kind.as_str());
+        let mut out = super::Listing::default();
+        for (k, v) in self.prefix_range(&prefix, rev)? {
+            match Resource::from_json(&v) {
+                Ok(r) => out.items.push(r),
+                Err(error) => out.bad.push(super::BadObject { kind, name: k[prefix.len()..].to_string(), error }),
+            }
+        }
+        out.rv = out.items.iter().map(|r| r.meta().rv()).max().unwrap_or(0).max(rv);
+        Ok(out)
+    }
+
+    fn check_across(&self, objs: &[Resource], rev: i64) -> Result<()> {
+        let servers: Vec<Resource> = objs.iter().filter(|r| r.kind() == Kind::SEServer).cloned().collect();
+        if servers.is_empty() {
+            return Ok(());
+        }
+        let existing = self.scan(Kind::SEServer, rev, 0)?.items;
+        let problems = crate::api::validate::check_set(&servers, &existing);
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let msgs: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{} {}: {}: {}", servers[p.index].kind(), servers[p.index].name(), p.path, p.message))
+            .collect();
+        Err(StoreError::Invalid(msgs.join("\n")))
+    }
+
+    /// Objects of the kinds in `objs`, by (kind, name), at the snapshot: one range per
+    /// kind instead of one request per object for large applies.
+    fn prefetch(&self, objs: &[Resource], rev: i64) -> Result<Option<std::collections::HashMap<String, Vec<u8>>>> {
+        if objs.len() < 16 {
+            return Ok(None);
+        }
+        let kinds: std::collections::BTreeSet<&str> = objs.iter().map(|o| o.kind().as_str()).collect();
+        let mut map = std::collections::HashMap::new();
+        for k in kinds {
+            map.extend(self.prefix_range(&format!("o/{k}/"), rev)?);
+        }
+        Ok(Some(map))
+    }
+
+    fn stage_batch(&self, tx: &mut Tx, b: &Batch) -> Result<Committed> {
+        let mut done = Committed::default();
+        for st in &b.statuses {
+            let Some(mut current) = self.read(st.kind(), st.name(), tx.rev)? else {
+                done.statuses.push(StatusWrite::Gone);
+                continue;
+            };
+            let retried = st.meta().resource_version.is_some() && st.meta().rv() != current.meta().rv();
+            if current.status_eq(st) {
+                done.statuses.push(StatusWrite::Unchanged(current));
+                continue;
+            }
+            current.take_status_from(st);
+            self.stage(tx, WatchType::Modified, &mut current)?;
+            done.statuses.push(StatusWrite::Written { object: current, retried });
+        }
+        for ev in &b.events {
+            done.events.push(Self::add_event(tx, ev.clone())?);
+        }
+        for (k, v) in &b.state {
+            match v {
+                Some(bytes) => tx.put(format!("s/{k}"), bytes.clone()),
+                None => tx.del(format!("s/{k}")),
+            }
+        }
+        Ok(done)
+    }
+
+    fn remove_unreadable(&self, tx: &mut Tx, kind: Kind, name: &str) -> Result<std::result::Result<Resource, String>> {
+        let raw = self.raw(obj_key(kind, name), tx.rev)?.unwrap_or_default();
+        let salvaged =
+            serde_json::from_slice::<serde_json::Value>(&raw).map_err(|e| e.to_string()).and_then(|mut v| {
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("status");
+                }
+                Resource::from_json(&serde_json::to_vec(&v).map_err(|e| e.to_string())?)
+            });
+        match salvaged {
+            Ok(mut last) => {
+                self.stage(tx, WatchType::Deleted, &mut last)?;
+                Ok(Ok(last))
+            }
+            Err(e) => {
+                let rv = tx.next_rv();
+                let rec = HistoryRecord {
+                    t: WatchType::Deleted,
+                    k: kind.as_str().to_string(),
+                    n: name.to_string(),
+                    o: None,
+                    u: true,
+                };
+                tx.del(obj_key(kind, name));
+                tx.put(hist_key(rv), serde_json::to_vec(&rec).map_err(be)?);
+                Ok(Err(e))
+            }
+        }
+    }
+
+    fn check_unchanged_since(&self, kind: Kind, after: Option<&str>, at: u64, current: u64, rev: i64) -> Result<()> {
+        if at > current {
+            return Err(StoreError::Invalid(format!("resourceVersion {at} is newer than the store's ({current})")));
+        }
+        let oldest = current.saturating_sub(HISTORY);
+        if at < oldest {
+            let reason = format!("the history starts after resourceVersion {oldest}");
+            return Err(StoreError::SnapshotGone { at, reason });
+        }
+        if at == current {
+            return Ok(());
+        }
+        for (k, v) in self.range(hist_key(at + 1), hist_key(current + 1), rev, 0)? {
+            let rec: HistoryRecord = serde_json::from_slice(&v).map_err(be)?;
+            if rec.k == kind.as_str() && after.is_none_or(|a| rec.n.as_str() > a) {
+                let at_rv = u64::from_str_radix(&k[2..], 16).unwrap_or(0);
+                let reason = format!("{kind}/{} changed at resourceVersion {at_rv}", rec.n);
+                return Err(StoreError::SnapshotGone { at, reason });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The smallest key after every key starting with `prefix`.
+fn prefix_end(prefix: &str) -> String {
+    let mut b = prefix.as_bytes().to_vec();
+    while let Some(last) = b.pop() {
+        if last < 0x7f {
+            b.push(last + 1);
+            return String::from_utf8(b).unwrap_or_default();
+        }
+    }
+    String::new()
+}
+
+impl Store for EtcdStore {
+    fn get(&self, kind: Kind, name: &str) -> Result<Option<Resource>> {
+        let rev = self.read_snapshot()?;
+        self.read(kind, name, rev)
+    }
+
+    fn list_report(&self, kind: Kind) -> Result<super::Listing> {
+        let rev = self.read_snapshot()?;
+        let (c, _) = self.counters_at(rev)?;
+        self.scan(kind, rev, c.rv)
+    }
+
+    fn create(&self, obj: Resource) -> Result<Resource> {
+        self.transact(|s, tx| {
+            s.check_across(std::slice::from_ref(&obj), tx.rev)?;
+            if s.raw(obj_key(obj.kind(), obj.name()), tx.rev)?.is_some() {
+                return Err(StoreError::AlreadyExists { kind: obj.kind(), name: obj.name().to_string() });
+            }
+            let mut o = Shared::fresh(obj.clone());
+            s.stage(tx, WatchType::Added, &mut o)?;
+            Ok(o)
+        })
+    }
+
+    fn update(&self, obj: Resource) -> Result<Resource> {
+        self.transact(|s, tx| {
+            s.check_across(std::slice::from_ref(&obj), tx.rev)?;
+            let mut current = s
+                .read(obj.kind(), obj.name(), tx.rev)?
+                .ok_or_else(|| StoreError::NotFound { kind: obj.kind(), name: obj.name().to_string() })?;
+            Shared::check_rv(&obj, &current)?;
+            if Shared::merge_spec(&mut current, &obj) {
+                s.stage(tx, WatchType::Modified, &mut current)?;
+            }
+            Ok(current)
+        })
+    }
+
+    fn update_status(&self, obj: Resource) -> Result<Resource> {
+        self.transact(|s, tx| {
+            let mut current = s
+                .read(obj.kind(), obj.name(), tx.rev)?
+                .ok_or_else(|| StoreError::NotFound { kind: obj.kind(), name: obj.name().to_string() })?;
+            Shared::check_rv(&obj, &current)?;
+            if !current.status_eq(&obj) {
+                current.take_status_from(&obj);
+                s.stage(tx, WatchType::Modified, &mut current)?;
+            }
+            Ok(current)
+        })
+    }
+
+    fn delete(&self, kind: Kind, name: &str) -> Result<Resource> {
+        self.transact(|s, tx| match s.read(kind, name, tx.rev) {
+            Ok(found) => {
+                let mut current = found.ok_or_else(|| StoreError::NotFound { kind, name: name.to_string() })?;
+                s.stage(tx, WatchType::Deleted, &mut current)?;
+                Ok(Ok(current))
+            }
+            Err(_) => s.remove_unreadable(tx, kind, name),
+        })?
+        .map_err(|e| StoreError::Backend(format!("{kind}/{name} was removed; its stored form could not be read ({e})")))
+    }
+
+    fn apply(&self, objs: Vec<Resource>, dry_run: bool) -> Result<Vec<(ApplyOutcome, Resource)>> {
+        let out = self.transact(|s, tx| {
+            s.check_across(&objs, tx.rev)?;
+            let pre = s.prefetch(&objs, tx.rev)?;
+            let mut out = Vec::with_capacity(objs.len());
+            let mut seen = std::collections::HashSet::new();
+            for obj in &objs {
+                if !seen.insert((obj.kind(), obj.name().to_string())) {
+                    return Err(StoreError::Invalid(format!("{} is given twice", obj.key())));
+                }
+                let key = obj_key(obj.kind(), obj.name());
+                let raw = match &pre {
+                    Some(map) => map.get(&key).cloned(),
+                    None => s.raw(key, tx.rev)?,
+                };
+                let current = match raw {
+                    None => None,
+                    Some(v) => Some(
+                        Resource::from_json(&v)
+                            .map_err(|e| StoreError::Backend(format!("corrupt object {}: {e}", obj.key())))?,
+                    ),
+                };
+                match current {
+                    None => {
+                        let mut o = Shared::fresh(obj.clone());
+                        s.stage(tx, WatchType::Added, &mut o)?;
+                        out.push((ApplyOutcome::Created, o));
+                    }
+                    Some(mut current) => {
+                        Shared::check_rv(obj, &current)?;
+                        if Shared::merge_spec(&mut current, obj) {
+                            s.stage(tx, WatchType::Modified, &mut current)?;
+                            out.push((ApplyOutcome::Configured, current));
+                        } else {
+                            out.push((ApplyOutcome::Unchanged, current));
+                        }
+                    }
+                }
+            }
+            if dry_run {
+                tx.ops.clear();
+                tx.c = s.counters_at(tx.rev)?.0;
+            }
+            Ok(out)
+        })?;
+        Ok(out)
+    }
+
+    fn watch_from(&self, rv: u64) -> Result<Vec<WatchEvent>> {
+        let rev = self.read_snapshot()?;
+        let (c, _) = self.counters_at(rev)?;
+        let current = c.rv;
+        let oldest = current.saturating_sub(HISTORY);
+        if rv < oldest {
+            return Err(StoreError::Expired { requested: rv, oldest });
+        }
+        if rv >= current {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut pending_added = std::collections::HashSet::new();
+        let records = self.range(hist_key(rv + 1), hist_key(current + 1), rev, 0)?;
+        // The objects the records name, read once.
+        let mut objects = std::collections::HashMap::new();
+        for (k, v) in records {
+            let at = u64::from_str_radix(&k[2..], 16).map_err(be)?;
+            let rec: HistoryRecord = serde_json::from_slice(&v).map_err(be)?;
+            let kind = Kind::from_manifest(&rec.k).ok_or_else(|| be(format!("unknown kind {}", rec.k)))?;
+            let key = (kind, rec.n.clone());
+            match rec.t {
+                WatchType::Deleted => {
+                    pending_added.remove(&key);
+                    match rec.o.map(|raw| Resource::from_json(raw.get().as_bytes())) {
+                        Some(Ok(object)) => out.push(WatchEvent { type_: WatchType::Deleted, rv: at, object }),
+                        _ if rec.u => {}
+                        _ => return Err(be("deletion record without a readable object")),
+                    }
+                }
+                t => {
+                    if !objects.contains_key(&key) {
+                        let o = self.read(kind, &rec.n, rev).unwrap_or(None);
+                        objects.insert(key.clone(), o);
+                    }
+                    match objects.get(&key).cloned().flatten() {
+                        Some(object) if object.meta().rv() == at => {
+                            let type_ = if pending_added.remove(&key) { WatchType::Added } else { t };
+                            out.push(WatchEvent { type_, rv: at, object });
+                        }
+                        _ => {
+                            if t == WatchType::Added {
+                                pending_added.insert(key);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn resource_version(&self) -> u64 {
+        match self.counters_now() {
+            Ok((c, _)) => c.rv,
+            Err(e) => {
+                tracing::warn!(error = %e, "etcd: resourceVersion unavailable; using the last one seen");
+                *self.notify.borrow()
+            }
+        }
+    }
+
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.notify.subscribe()
+    }
+
+    fn record_event(&self, ev: Event) -> Result<Event> {
+        self.transact(|_, tx| Self::add_event(tx, ev.clone()))
+    }
+
+    fn events(&self) -> Result<Vec<Event>> {
+        let rev = self.read_snapshot()?;
+        self.prefix_range("e/", rev)?.iter().map(|(_, v)| serde_json::from_slice(v).map_err(be)).collect()
+    }
+
+    fn ack_events(&self) -> Result<usize> {
+        self.transact(|s, tx| {
+            let mut n = 0;
+            for (k, v) in s.prefix_range("e/", tx.rev)? {
+                let mut ev: Event = serde_json::from_slice(&v).map_err(be)?;
+                if !ev.acknowledged {
+                    ev.acknowledged = true;
+                    n += 1;
+                    tx.put(k, serde_json::to_vec(&ev).map_err(be)?);
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    fn get_blob(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let rev = self.read_snapshot()?;
+        self.raw(format!("b/{name}"), rev)
+    }
+
+    fn put_blob(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.transact(|_, tx| {
+            tx.put(format!("b/{name}"), bytes.to_vec());
+            Ok(())
+        })
+    }
+
+    fn commit_batch(&self, b: Batch) -> Result<Committed> {
+        self.transact(|s, tx| s.stage_batch(tx, &b))
+    }
+
+    fn read_state(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let rev = self.read_snapshot()?;
+        let p = format!("s/{prefix}");
+        Ok(self.prefix_range(&p, rev)?.into_iter().map(|(k, v)| (k[2..].to_string(), v)).collect())
+    }
+
+    fn sync(&self) -> Result<()> {
+        // etcd has made every write durable (on a quorum) before the Txn returned.
+        Ok(())
+    }
+
+    fn list_page(&self, kind: Kind, after: Option<&str>, limit: usize, at: Option<u64>) -> Result<Page> {
+        let raw = self.list_page_json(kind, after, limit, at)?;
+        let mut items = Vec::with_capacity(raw.items.len());
+        for (name, bytes) in &raw.items {
+            items.push(
+                Resource::from_json(bytes)
+                    .map_err(|e| StoreError::Backend(format!("corrupt object {}/{name}: {e}", kind.as_str())))?,
+            );
+        }
+        Ok(Page { items, rv: raw.rv, more: raw.more })
+    }
+
+    fn list_page_json(&self, kind: Kind, after: Option<&str>, limit: usize, at: Option<u64>) -> Result<RawPage> {
+        let rev = self.read_snapshot()?;
+        let (c, _) = self.counters_at(rev)?;
+        let rv = match at {
+            None => c.rv,
+            Some(at) => {
+                self.check_unchanged_since(kind, after, at, c.rv, rev)?;
+                at
+            }
+        };
+        let prefix = format!("o/{}/", kind.as_str());
+        let start = match after {
+            Some(a) => format!("{}\0", obj_key(kind, a)),
+            None => prefix.clone(),
+        };
+        let mut found = self.range(start, prefix_end(&prefix), rev, limit.saturating_add(1))?;
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let items = found.into_iter().map(|(k, v)| (k[prefix.len()..].to_string(), v)).collect();
+        Ok(RawPage { items, rv, more })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_or_are_refused_clearly() {
+        let c = EtcdConfig::parse("etcd://127.0.0.1:2379,10.0.0.2:2379").unwrap();
+        assert_eq!(c.endpoints, vec!["127.0.0.1:2379", "10.0.0.2:2379"]);
+        assert_eq!(c.prefix, "/sectl/");
+        assert_eq!(c.user, None);
+        let c = EtcdConfig::parse("etcd://ops@h:1/site-a").unwrap();
+        assert_eq!((c.user.as_deref(), c.prefix.as_str()), (Some("ops"), "/site-a/"));
+        for (bad, says) in [
+            ("http://h:1", "expected etcd://"),
+            ("etcds://h:1", "TLS"),
+            ("etcd://h", "not HOST:PORT"),
+            ("etcd://h:99999", "not HOST:PORT"),
+            ("etcd://u:pw@h:1", "SECTL_ETCD_PASSWORD"),
+            ("etcd://h:1?x=1", "query"),
+        ] {
+            let e = EtcdConfig::parse(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn pieces_round_trip_and_refuse_truncation() {
+        let ops: Vec<Op> = vec![("o/VMDefinition/a".into(), Some(b"{}".to_vec())), ("h/1".into(), None)];
+        let enc = encode_piece(&ops);
+        assert_eq!(decode_piece(&enc).unwrap(), ops);
+        assert!(decode_piece(&enc[..enc.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn dedupe_keeps_the_last_operation_per_key() {
+        let ops: Vec<Op> = vec![("a".into(), Some(vec![1])), ("b".into(), None), ("a".into(), None)];
+        assert_eq!(dedupe(ops), vec![("a".to_string(), None), ("b".to_string(), None)]);
+    }
+
+    #[test]
+    fn prefix_end_is_just_past_the_prefix() {
+        assert_eq!(prefix_end("o/VM/"), "o/VM0");
+        assert!(hist_key(9) < hist_key(10) && hist_key(255) < hist_key(256));
+    }
+}

@@ -1,0 +1,140 @@
+//! A throwaway etcd for tests: one member (or several) on free loopback ports in a
+//! temporary folder, stopped by PID when dropped (also when the test fails). A missing
+//! `etcd` binary fails the test with what to install.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One etcd member the test started.
+pub struct Member {
+    pub child: Option<Child>,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub name: String,
+}
+
+/// An etcd cluster the test started (kept until dropped).
+pub struct Etcd {
+    pub members: Vec<Member>,
+    pub dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+}
+
+fn etcd_binary() -> String {
+    let found = Command::new("etcd").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    match found {
+        Ok(s) if s.success() => "etcd".to_string(),
+        _ => panic!("the etcd tests need the etcd server binary on PATH: `apt install etcd-server` (Debian/Ubuntu)"),
+    }
+}
+
+impl Etcd {
+    /// A single member.
+    pub fn start() -> Etcd {
+        Self::cluster(1)
+    }
+
+    /// `n` members forming one cluster.
+    pub fn cluster(n: usize) -> Etcd {
+        let bin = etcd_binary();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let members: Vec<Member> = (0..n)
+            .map(|i| Member { child: None, client_port: free_port(), peer_port: free_port(), name: format!("m{i}") })
+            .collect();
+        let initial: Vec<String> =
+            members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port)).collect();
+        let mut e = Etcd { members, dir };
+        for i in 0..n {
+            e.spawn(&bin, i, &initial.join(","));
+        }
+        e.wait_healthy(Duration::from_secs(30));
+        e
+    }
+
+    fn spawn(&mut self, bin: &str, i: usize, initial: &str) {
+        let m = &self.members[i];
+        let data = self.dir.path().join(&m.name);
+        let log = std::fs::File::create(self.dir.path().join(format!("{}.log", m.name))).expect("log file");
+        let child = Command::new(bin)
+            .args(["--name", &m.name, "--data-dir"])
+            .arg(&data)
+            .args([
+                &format!("--listen-client-urls=http://127.0.0.1:{}", m.client_port),
+                &format!("--advertise-client-urls=http://127.0.0.1:{}", m.client_port),
+                &format!("--listen-peer-urls=http://127.0.0.1:{}", m.peer_port),
+                &format!("--initial-advertise-peer-urls=http://127.0.0.1:{}", m.peer_port),
+                &format!("--initial-cluster={initial}"),
+                "--initial-cluster-state=new",
+                "--initial-cluster-token=sectl-test",
+                "--log-level=error",
+                "--heartbeat-interval=50",
+                "--election-timeout=500",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting etcd (`apt install etcd-server`): {e}"));
+        self.members[i].child = Some(child);
+    }
+
+    /// `etcd://127.0.0.1:P[,...]` of the running members.
+    pub fn url(&self) -> String {
+        let eps: Vec<String> =
+            self.members.iter().filter(|m| m.child.is_some()).map(|m| format!("127.0.0.1:{}", m.client_port)).collect();
+        format!("etcd://{}", eps.join(","))
+    }
+
+    /// The URL with a key prefix (a separate namespace on the same etcd).
+    pub fn url_with(&self, prefix: &str) -> String {
+        format!("{}/{prefix}", self.url())
+    }
+
+    fn wait_healthy(&self, within: Duration) {
+        let start = Instant::now();
+        let eps: Vec<String> = self.members.iter().map(|m| format!("http://127.0.0.1:{}", m.client_port)).collect();
+        loop {
+            let ok = Command::new("etcdctl")
+                .args(["--endpoints", &eps.join(","), "--command-timeout=1s", "endpoint", "health"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success());
+            match ok {
+                Ok(true) => return,
+                Err(e) => panic!("etcdctl not found (`apt install etcd-client`): {e}"),
+                Ok(false) if start.elapsed() > within => {
+                    let logs: Vec<String> = self
+                        .members
+                        .iter()
+                        .map(|m| {
+                            std::fs::read_to_string(self.dir.path().join(format!("{}.log", m.name))).unwrap_or_default()
+                        })
+                        .collect();
+                    panic!("etcd did not become healthy within {within:?}:\n{}", logs.join("\n"))
+                }
+                Ok(false) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// Kills member `i` with SIGKILL (by its PID).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}

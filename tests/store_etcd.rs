@@ -1,0 +1,220 @@
+//! What only `EtcdStore` does: writes larger than one etcd request (128 operations,
+//! 1.5 MiB) are staged and made visible by one small commit, so readers see all of
+//! such a write or none of it, also when the writer is killed in the middle; a
+//! 10,000-entity world saves in pieces; the CLI works on `--store etcd://`; bad
+//! `--store` values are refused. Each test starts its own etcd (`apt install
+//! etcd-server` when it is missing).
+
+mod common;
+mod etcd_server;
+
+use common::vm;
+use sectl::api::{Kind, Resource};
+use sectl::store::{Batch, EtcdStore, Store};
+use std::time::{Duration, Instant};
+
+fn open(url: &str) -> EtcdStore {
+    EtcdStore::open(url).unwrap_or_else(|e| panic!("open {url}: {e}"))
+}
+
+fn vms(n: usize, memory: u64) -> Vec<Resource> {
+    (0..n).map(|i| vm(&format!("vm{i:05}"), memory)).collect()
+}
+
+fn big_manifest(n: usize) -> String {
+    (0..n).map(|i| format!("---\n{}", common::vm_yaml(&format!("vm{i:05}"), 1024))).collect()
+}
+
+/// How many VMDefinitions a fresh reader sees, and whether all have `memory`.
+fn seen(url: &str) -> (usize, bool) {
+    let s = open(url);
+    let (items, _) = s.list(Kind::VMDefinition).unwrap();
+    let all_same = items.iter().all(|r| r.spec_json()["memoryMiB"] == items[0].spec_json()["memoryMiB"]);
+    (items.len(), all_same)
+}
+
+#[test]
+fn a_large_apply_is_staged_and_readers_see_all_or_nothing() {
+    let etcd = etcd_server::Etcd::start();
+    let url = etcd.url();
+    let s = open(&url);
+    let n = 3000;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A reader in another connection, listing while the writes go on.
+    let reader = {
+        let (url, stop) = (url.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let r = open(&url);
+            let mut counts = std::collections::BTreeSet::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let (items, _) = r.list(Kind::VMDefinition).unwrap();
+                let mems: std::collections::BTreeSet<String> =
+                    items.iter().map(|o| o.spec_json()["memoryMiB"].to_string()).collect();
+                counts.insert((items.len(), mems.len()));
+            }
+            counts
+        })
+    };
+    let out = s.apply(vms(n, 1024), false).unwrap();
+    assert_eq!(out.len(), n);
+    assert_eq!(s.resource_version(), n as u64, "one resourceVersion per object, as on sled");
+    // Every object changed in one apply: readers see the old or the new memory, never both.
+    s.apply(vms(n, 2048), false).unwrap();
+    assert_eq!(s.resource_version(), 2 * n as u64);
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let counts = reader.join().unwrap();
+    for (len, distinct) in &counts {
+        assert!(
+            (*len == 0 || *len == n) && *distinct <= 1,
+            "a reader saw part of a write: {len} objects, {distinct} distinct memory sizes (all seen: {counts:?})"
+        );
+    }
+    // The watch history has every change, in order.
+    let w = s.watch_from(n as u64).unwrap();
+    assert_eq!(w.len(), n);
+    assert!(w.windows(2).all(|p| p[0].rv < p[1].rv));
+    // Nothing of the staging is left behind.
+    let left = std::process::Command::new("etcdctl")
+        .args(["--endpoints", &url.replace("etcd://", "http://"), "get", "--prefix", "--keys-only", "/sectl/x"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "staged pieces left: {:?}", left);
+}
+
+#[test]
+fn a_writer_killed_in_the_middle_of_a_staged_apply_leaves_all_or_nothing_and_it_is_finished() {
+    let etcd = etcd_server::Etcd::start();
+    let url = etcd.url();
+    let n = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.yaml");
+    std::fs::write(&file, big_manifest(n)).unwrap();
+    // The writer dies (exit 86, no cleanup) after the commit and 3 of its ~40 pieces.
+    let out = common::sectl()
+        .args(["--store", &url, "--no-reconcile", "--data-dir"])
+        .arg(dir.path().join("d"))
+        .arg("apply")
+        .arg("-f")
+        .arg(&file)
+        .env("SECTL_TEST_ETCD_DIE_AT_PIECE", "3")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
+    // Until the dead writer's lease runs out readers see the state before it; then the
+    // next reader applies the rest. Never a part.
+    let start = Instant::now();
+    let mut observed = Vec::new();
+    loop {
+        let (count, _) = seen(&url);
+        observed.push(count);
+        assert!(count == 0 || count == n, "a reader saw {count} of {n} objects: {observed:?}");
+        if count == n {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(40), "the committed write was never finished: {observed:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let s = open(&url);
+    assert_eq!(s.resource_version(), n as u64);
+    assert_eq!(s.watch_from(0).unwrap().len(), n);
+    // The store goes on: the next write continues the counter.
+    let c = s.create(vm("after", 1)).unwrap();
+    assert_eq!(c.meta().resource_version.as_deref(), Some(&*(n + 1).to_string()));
+}
+
+#[test]
+fn a_world_of_ten_thousand_entities_saves_in_pieces_atomically() {
+    let etcd = etcd_server::Etcd::start();
+    let s = open(&etcd.url());
+    let value =
+        |i: usize, gen: u32| format!("{{\"vm\":{i},\"gen\":{gen},\"pad\":\"{}\"}}", "x".repeat(200)).into_bytes();
+    let batch = |gen: u32| Batch {
+        state: (0..10_000).map(|i| (format!("w/vm/{i:05}"), Some(value(i, gen)))).collect(),
+        ..Default::default()
+    };
+    s.commit_batch(batch(1)).unwrap();
+    let got = s.read_state("w/vm/").unwrap();
+    assert_eq!(got.len(), 10_000);
+    assert!(got.iter().enumerate().all(|(i, (k, v))| *k == format!("w/vm/{i:05}") && *v == value(i, 1)));
+    // A second save, read concurrently: every read is one generation throughout.
+    let reader = {
+        let url = etcd.url();
+        std::thread::spawn(move || {
+            let r = open(&url);
+            let mut gens = Vec::new();
+            for _ in 0..20 {
+                let st = r.read_state("w/vm/").unwrap();
+                let g: std::collections::BTreeSet<u64> = st
+                    .iter()
+                    .map(|(_, v)| serde_json::from_slice::<serde_json::Value>(v).unwrap()["gen"].as_u64().unwrap())
+                    .collect();
+                gens.push((st.len(), g.len()));
+            }
+            gens
+        })
+    };
+    s.commit_batch(batch(2)).unwrap();
+    for (len, distinct) in reader.join().unwrap() {
+        assert_eq!((len, distinct), (10_000, 1), "a reader saw a half-saved world");
+    }
+    assert!(s.read_state("w/vm/").unwrap().iter().enumerate().all(|(i, (_, v))| *v == value(i, 2)));
+}
+
+#[test]
+fn the_cli_works_on_etcd_and_bad_store_values_are_refused() {
+    let etcd = etcd_server::Etcd::start();
+    let url = etcd.url();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vm.yaml");
+    std::fs::write(&file, common::vm_yaml("web", 1024)).unwrap();
+    let run = |args: &[&str]| {
+        let out = common::sectl()
+            .args(["--store", &url, "--no-reconcile", "--data-dir"])
+            .arg(dir.path().join("d"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(&["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(&["get", "vm", "web", "-o", "name"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("web"), "{out}");
+    // The embedded data dir was not used for objects.
+    assert!(!dir.path().join("d").join("db").exists(), "sled was opened although --store is etcd");
+    for (bad, says) in [
+        ("etcd://nohostport", "not HOST:PORT"),
+        ("postgres://h:1", "expected etcd://"),
+        ("etcds://h:1", "TLS"),
+        ("mysql", "expected `sled` or `etcd://"),
+    ] {
+        let out = common::sectl().args(["--store", bad, "get", "vm"]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "--store {bad}: {err}");
+    }
+    // Election flags are refused where they would mean nothing, and bad TTLs always.
+    for (args, says) in [
+        (vec!["serve", "--lease-ttl", "3s"], "--lease-ttl and --replica-id are for replicas"),
+        (vec!["serve", "--replica-id", "a"], "--lease-ttl and --replica-id are for replicas"),
+        (vec!["--store", url.as_str(), "serve", "--lease-ttl", "500ms"], "a whole number of seconds"),
+        (vec!["--store", url.as_str(), "serve", "--lease-ttl", "soon"], "--lease-ttl"),
+        (vec!["get", "leader"], "needs --store etcd://"),
+    ] {
+        let out = common::sectl().arg("--data-dir").arg(dir.path().join("d2")).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{args:?}: {err}");
+    }
+    // An etcd that is not there: a clear error naming it, no hang.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = Instant::now();
+    let out = common::sectl().args(["--store", &format!("etcd://127.0.0.1:{port}"), "get", "vm"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+}

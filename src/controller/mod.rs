@@ -126,6 +126,8 @@ pub struct Stats {
     pub batches: u64,
     /// Most reconciles seen running at once.
     pub max_parallel: usize,
+    /// Reconciles run, by kind.
+    pub by_kind: std::collections::BTreeMap<Kind, u64>,
 }
 
 /// The controller.
@@ -520,6 +522,7 @@ impl Controller {
         let mut fatal = None;
         for (key, res) in results {
             self.stats.reconciles += 1;
+            *self.stats.by_kind.entry(key.0).or_default() += 1;
             match res {
                 Ok(None) => {}
                 Ok(Some(Ended::Ran { action, wake, status, events })) => {

@@ -94,10 +94,14 @@ fn main() {
 
     // `SECTL_BENCH_VMS=N` converges one site of N VMs (N/500 SU clusters) only: a
     // small site for `valgrind --tool=callgrind` (instructions per reconcile).
-    let only: Option<usize> = std::env::var("SECTL_BENCH_VMS").ok().map(|v| v.parse().expect("SECTL_BENCH_VMS: a number"));
+    let only: Option<usize> =
+        std::env::var("SECTL_BENCH_VMS").ok().map(|v| v.parse().expect("SECTL_BENCH_VMS: a number"));
     if let (true, Some(n)) = (want("converge"), only) {
         let (a, t, r, kinds) = converge((n / 500).max(1), n);
-        println!("converge {} SU clusters, {n} VMs: {t:.3} s wall (apply {a:.3} s, {r} reconciles: {kinds})", (n / 500).max(1));
+        println!(
+            "converge {} SU clusters, {n} VMs: {t:.3} s wall (apply {a:.3} s, {r} reconciles: {kinds})",
+            (n / 500).max(1)
+        );
         return;
     }
     if want("converge") {

@@ -69,7 +69,7 @@ fn apply_text(store: &Arc<SledStore>, text: &str) {
     store.apply(objs, false).expect("apply");
 }
 
-fn converge(clusters: usize, vms: usize) -> (f64, f64, u64) {
+fn converge(clusters: usize, vms: usize) -> (f64, f64, u64, String) {
     let dir = tempfile::tempdir().expect("tmp");
     let text = site(clusters, 3, vms, 10, "x86");
     let store = open(dir.path());
@@ -83,7 +83,8 @@ fn converge(clusters: usize, vms: usize) -> (f64, f64, u64) {
     let (vms_now, _) = store.list(Kind::VMDefinition).expect("list");
     let placed = vms_now.iter().filter(|r| r.status_json()["serverUnit"].is_string()).count();
     assert_eq!(placed, vms, "every VM placed");
-    (applied, total, c.stats.reconciles)
+    let kinds: Vec<String> = c.stats.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    (applied, total, c.stats.reconciles, kinds.join(", "))
 }
 
 fn main() {
@@ -91,11 +92,23 @@ fn main() {
     let want = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
 
+    // `SECTL_BENCH_VMS=N` converges one site of N VMs (N/500 SU clusters) only: a
+    // small site for `valgrind --tool=callgrind` (instructions per reconcile).
+    let only: Option<usize> =
+        std::env::var("SECTL_BENCH_VMS").ok().map(|v| v.parse().expect("SECTL_BENCH_VMS: a number"));
+    if let (true, Some(n)) = (want("converge"), only) {
+        let (a, t, r, kinds) = converge((n / 500).max(1), n);
+        println!(
+            "converge {} SU clusters, {n} VMs: {t:.3} s wall (apply {a:.3} s, {r} reconciles: {kinds})",
+            (n / 500).max(1)
+        );
+        return;
+    }
     if want("converge") {
-        let (a1, t1, r1) = converge(20, 10_000);
-        println!("converge 20 SU clusters, 10000 VMs: {t1:.3} s wall (apply {a1:.3} s, {r1} reconciles)");
-        let (a2, t2, r2) = converge(40, 20_000);
-        println!("converge 40 SU clusters, 20000 VMs: {t2:.3} s wall (apply {a2:.3} s, {r2} reconciles)");
+        let (a1, t1, r1, k1) = converge(20, 10_000);
+        println!("converge 20 SU clusters, 10000 VMs: {t1:.3} s wall (apply {a1:.3} s, {r1} reconciles: {k1})");
+        let (a2, t2, r2, k2) = converge(40, 20_000);
+        println!("converge 40 SU clusters, 20000 VMs: {t2:.3} s wall (apply {a2:.3} s, {r2} reconciles: {k2})");
         println!("converge ratio doubled/base: {:.2}", t2 / t1);
     }
 

@@ -524,3 +524,31 @@ fn managed_fields_are_taken_when_given_and_kept_when_absent() {
     s.update_status(st).unwrap();
     assert_eq!(s.get(Kind::VMDefinition, "vm1").unwrap().unwrap().meta().managed_fields, Some(vec![entry("b")]));
 }
+
+/// The store keeps the statuses of controller batches decoded for its next reads
+/// (issue 15): whatever is written afterwards (a spec update, a delete) must be what the next reads return, never the kept copy.
+#[test]
+fn statuses_kept_decoded_never_hide_later_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    s.create(vm("a", 1)).unwrap();
+    let status = |mem: u64, state: &str| with_status(vm("a", mem), serde_json::json!({"state": state}));
+    let batch = |st: Resource| sectl::store::Batch { statuses: vec![st], ..Default::default() };
+    s.commit_batch(batch(status(1, "RUNNING"))).unwrap();
+    let before = s.resource_version();
+    // A spec change after the status write: the watch and the next batch see it.
+    s.update(vm("a", 2)).unwrap();
+    let evs = s.watch_from(before).unwrap();
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].object.spec_json()["memoryMiB"], 2);
+    assert_eq!(evs[0].object.status_json()["state"], "RUNNING");
+    s.commit_batch(batch(status(2, "DOWN"))).unwrap();
+    let now = s.get(Kind::VMDefinition, "a").unwrap().unwrap();
+    assert_eq!((now.spec_json()["memoryMiB"].clone(), now.status_json()["state"].clone()), (2.into(), "DOWN".into()));
+    // A delete after a status write: gone for every read.
+    s.commit_batch(batch(status(2, "RUNNING"))).unwrap();
+    s.delete(Kind::VMDefinition, "a").unwrap();
+    assert!(s.get(Kind::VMDefinition, "a").unwrap().is_none());
+    assert!(matches!(s.update(vm("a", 3)).unwrap_err(), StoreError::NotFound { .. }));
+    assert_eq!(s.commit_batch(batch(status(2, "DOWN"))).unwrap().statuses, vec![sectl::store::StatusWrite::Gone]);
+}

@@ -129,8 +129,8 @@ fn clock(ctx: &mut Context, f: Format) -> anyhow::Result<ExitCode> {
         json!({"realTime": real_now(), "simulatedMs": v["simulatedMs"], "timeScale": v["timeScale"]})
     } else {
         let c = ctx.controller()?;
-        let w = c.world();
-        json!({"realTime": real_now(), "simulatedTime": w.clock.rfc3339(), "simulatedMs": w.clock.now_ms})
+        let clock = c.clock();
+        json!({"realTime": real_now(), "simulatedTime": clock.rfc3339(), "simulatedMs": clock.now_ms})
     };
     match f {
         Format::Table => {
@@ -186,7 +186,7 @@ pub fn sim(ctx: &mut Context, a: &SimArgs) -> anyhow::Result<ExitCode> {
         if ctx.reconcile {
             c.run_until_quiet()?;
         }
-        c.world().clock.rfc3339()
+        c.clock().rfc3339()
     };
     let evs: Vec<Event> = ctx.store()?.events()?.into_iter().filter(|e| e.seq > before).collect();
     match a.output {

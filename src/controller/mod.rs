@@ -127,6 +127,8 @@ pub struct Stats {
     pub batches: u64,
     /// Most reconciles seen running at once.
     pub max_parallel: usize,
+    /// Reconciles run, by kind.
+    pub by_kind: std::collections::BTreeMap<Kind, u64>,
 }
 
 /// The controller.
@@ -220,6 +222,11 @@ impl Controller {
     /// The simulated world (a copy).
     pub fn world(&self) -> World {
         self.lock_world().clone()
+    }
+
+    /// The simulated clock (a copy; the world is not cloned).
+    pub fn clock(&self) -> crate::sim::Clock {
+        self.lock_world().clock
     }
 
     /// Simulated now.
@@ -521,6 +528,7 @@ impl Controller {
         let mut fatal = None;
         for (key, res) in results {
             self.stats.reconciles += 1;
+            *self.stats.by_kind.entry(key.0).or_default() += 1;
             match res {
                 Ok(None) => {}
                 Ok(Some(Ended::Ran { action, wake, status, events })) => {
@@ -922,19 +930,11 @@ fn related(cache: &Cache, r: &Resource) -> Vec<Key> {
             let mut v = all(Kind::ManagementCluster);
             v.extend(all(Kind::SUCluster));
             v.extend(all(Kind::LiveMigration));
-            // The VMs on its SUs (their SU may just have appeared or changed).
+            // The VMs on its SUs (their SU may just have appeared or changed), from
+            // the cache's index of VMs by SU, in name order.
             if let Some(s) = r.as_typed::<crate::api::SEServerSpec>() {
-                let sus: std::collections::HashSet<&str> =
-                    s.spec.server_units.iter().map(|u| u.name.as_str()).collect();
-                v.extend(
-                    cache
-                        .typed::<crate::api::VMDefinitionSpec>()
-                        .filter(|vm| {
-                            sus.contains(vm.spec.server_unit.as_str())
-                                || vm.status.server_unit.as_deref().is_some_and(|x| sus.contains(x))
-                        })
-                        .map(|vm| (Kind::VMDefinition, vm.name().to_string())),
-                );
+                let names = cache.vms_on_sus(s.spec.server_units.iter().map(|u| u.name.as_str()));
+                v.extend(names.into_iter().map(|n| (Kind::VMDefinition, n)));
             }
             v
         }

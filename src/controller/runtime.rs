@@ -1,6 +1,10 @@
 //! The reconciler runtime's parts, after kube-rs: a reflector `Cache` of all objects,
 //! a `Scheduler` that keeps at most one pending entry per object (the earliest), and
 //! per-object exponential backoff for failing reconciles.
+//!
+//! The cache keeps one secondary index, VMDefinitions by SU (the one in the spec and
+//! the one in the status), so that a change of a server wakes the VMs on its SUs
+//! without a scan of every VM; it is updated on every put and remove.
 
 use crate::api::{Kind, Resource};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -21,6 +25,20 @@ pub enum Action {
 #[derive(Debug, Default)]
 pub struct Cache {
     objs: BTreeMap<Kind, BTreeMap<String, Resource>>,
+    /// VMDefinition names by SU (spec.serverUnit and status.serverUnit).
+    vms_by_su: HashMap<String, BTreeSet<String>>,
+}
+
+/// The SUs a VMDefinition is indexed under: its spec's and its status's.
+fn sus_of(r: &Resource) -> Vec<String> {
+    let Some(vm) = r.as_typed::<crate::api::VMDefinitionSpec>() else { return Vec::new() };
+    let mut v = vec![vm.spec.server_unit.to_string()];
+    if let Some(s) = vm.status.server_unit.as_deref() {
+        if s != v[0] {
+            v.push(s.to_string());
+        }
+    }
+    v
 }
 
 impl Cache {
@@ -47,19 +65,43 @@ impl Cache {
         self.get(S::KIND, name).and_then(|r| S::peek(r))
     }
 
+    /// Names of the VMDefinitions whose spec or status names one of `sus`, sorted
+    /// by name (the order `typed` would give them in).
+    pub fn vms_on_sus<'a>(&self, sus: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for su in sus {
+            if let Some(names) = self.vms_by_su.get(su) {
+                out.extend(names.iter().cloned());
+            }
+        }
+        out
+    }
+
     /// Stores the newest state of an object.
     pub fn put(&mut self, r: Resource) {
+        if let Some(sus) = self.get(r.kind(), r.name()).map(sus_of) {
+            unindex(&mut self.vms_by_su, r.name(), sus);
+        }
+        index(&mut self.vms_by_su, &r);
         self.objs.entry(r.kind()).or_default().insert(r.name().to_string(), r);
     }
 
     /// Forgets an object.
     pub fn remove(&mut self, kind: Kind, name: &str) -> Option<Resource> {
-        self.objs.get_mut(&kind).and_then(|m| m.remove(name))
+        let old = self.objs.get_mut(&kind).and_then(|m| m.remove(name))?;
+        unindex(&mut self.vms_by_su, name, sus_of(&old));
+        Some(old)
     }
 
     /// Replaces all objects of a kind (after a relist).
     pub fn replace(&mut self, kind: Kind, objs: Vec<Resource>) {
-        self.objs.insert(kind, objs.into_iter().map(|r| (r.name().to_string(), r)).collect());
+        let old = self.objs.insert(kind, objs.into_iter().map(|r| (r.name().to_string(), r)).collect());
+        for r in old.iter().flat_map(|m| m.values()) {
+            unindex(&mut self.vms_by_su, r.name(), sus_of(r));
+        }
+        for r in self.objs.get(&kind).into_iter().flat_map(|m| m.values()) {
+            index(&mut self.vms_by_su, r);
+        }
     }
 
     /// Number of objects.
@@ -70,6 +112,23 @@ impl Cache {
     /// True when empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+fn index(by_su: &mut HashMap<String, BTreeSet<String>>, r: &Resource) {
+    for su in sus_of(r) {
+        by_su.entry(su).or_default().insert(r.name().to_string());
+    }
+}
+
+fn unindex(by_su: &mut HashMap<String, BTreeSet<String>>, name: &str, sus: Vec<String>) {
+    for su in sus {
+        if let Some(set) = by_su.get_mut(&su) {
+            set.remove(name);
+            if set.is_empty() {
+                by_su.remove(&su);
+            }
+        }
     }
 }
 
@@ -198,6 +257,55 @@ mod tests {
         assert_eq!(s.pop_due(10, &busy), Some(k("b")));
         assert_eq!(s.pop_due(10, &busy), None);
         assert_eq!(s.next_time(), Some(0));
+    }
+
+    fn vm(name: &str, su: &str, status_su: Option<&str>) -> Resource {
+        let yaml = format!("apiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {{name: {name}}}\nspec:\n  vmName: VM1\n  serverUnit: {su}\n  memoryMiB: 512\n");
+        let mut r = crate::manifest::decode("t.yaml", yaml.as_bytes()).expect("decodes").remove(0).resource;
+        if let Some(s) = status_su {
+            r.set_status_json(serde_json::json!({"serverUnit": s})).expect("status");
+        }
+        r
+    }
+
+    /// What the index must answer: the scan it replaces.
+    fn scanned(c: &Cache, sus: &[&str]) -> BTreeSet<String> {
+        c.typed::<crate::api::VMDefinitionSpec>()
+            .filter(|v| {
+                sus.contains(&v.spec.server_unit.as_str())
+                    || v.status.server_unit.as_deref().is_some_and(|x| sus.contains(&x))
+            })
+            .map(|v| v.name().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn vms_by_su_follows_puts_moves_removes_and_relists() {
+        let mut c = Cache::default();
+        c.put(vm("a", "SU1", None));
+        c.put(vm("b", "SU2", Some("SU1")));
+        c.put(vm("c", "SU2", None));
+        let check = |c: &Cache| {
+            for sus in [&["SU1"][..], &["SU2"], &["SU3"], &["SU1", "SU2"], &["SU2", "SU3"]] {
+                assert_eq!(c.vms_on_sus(sus.iter().copied()), scanned(c, sus), "{sus:?}");
+            }
+        };
+        check(&c);
+        assert_eq!(c.vms_on_sus(["SU1"]), ["a", "b"].iter().map(|s| s.to_string()).collect());
+        // b's status follows its spec to SU2: it leaves SU1.
+        c.put(vm("b", "SU2", Some("SU2")));
+        check(&c);
+        assert_eq!(c.vms_on_sus(["SU1"]), ["a"].iter().map(|s| s.to_string()).collect());
+        // a moves to SU3 in its spec while its status still says SU1.
+        c.put(vm("a", "SU3", Some("SU1")));
+        check(&c);
+        c.remove(Kind::VMDefinition, "a");
+        check(&c);
+        assert!(c.vms_on_sus(["SU1", "SU3"]).is_empty());
+        c.replace(Kind::VMDefinition, vec![vm("d", "SU1", None), vm("c", "SU3", None)]);
+        check(&c);
+        assert_eq!(c.vms_on_sus(["SU2"]), BTreeSet::new());
+        assert_eq!(c.vms_on_sus(["SU3", "SU1"]), ["c", "d"].iter().map(|s| s.to_string()).collect());
     }
 
     #[test]

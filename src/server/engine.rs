@@ -147,7 +147,7 @@ fn run(
         while let Ok(cmd) = rx.try_recv() {
             match cmd {
                 Cmd::Fault(f, reply) => {
-                    let r = c.apply_fault(&f).map(|_| c.world().clock.rfc3339()).map_err(|e| format!("{e:#}"));
+                    let r = c.apply_fault(&f).map(|_| c.clock().rfc3339()).map_err(|e| format!("{e:#}"));
                     let _ = reply.send(r);
                 }
             }

@@ -117,6 +117,48 @@ fn short(reason: &'static str, message: String) -> Shortfall {
     Shortfall { code: None, reason, message, detail: None }
 }
 
+/// What an SU holds (`World::usage`): one pass over its VMs instead of one scan per
+/// question (memory, indexes, count), with the asking VM's own share apart.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SuUsage {
+    /// Memory held by initialised VMs and reservations (MiB), the owner's included.
+    pub memory_mib: u64,
+    /// Memory the owner's own initialised definition holds here (MiB).
+    pub own_memory_mib: u64,
+    /// VM indexes in use, the owner's and the monitor's (1) included: bit i for
+    /// index i < 128 ...
+    low: u128,
+    /// ... and any larger one (only a hand-edited world has them).
+    high: Vec<u32>,
+    /// The owner's own index here, if it has one.
+    pub own_index: Option<u32>,
+    /// Definitions here and reservations, the owner's not counted.
+    pub others: usize,
+    /// Another definition or reservation here has the VM name asked about.
+    pub name_in_use: bool,
+}
+
+impl SuUsage {
+    fn add_index(&mut self, i: u32) {
+        match 1u128.checked_shl(i) {
+            Some(b) => self.low |= b,
+            None => self.high.push(i),
+        }
+    }
+
+    /// Whether index `i` is in use by another VM than the owner (as a set: the
+    /// owner's index counts as free even if another holder has it too).
+    pub fn index_taken(&self, i: u32) -> bool {
+        if self.own_index == Some(i) {
+            return false;
+        }
+        match 1u128.checked_shl(i) {
+            Some(b) => i == 1 || self.low & b != 0,
+            None => self.high.contains(&i),
+        }
+    }
+}
+
 /// A reservation an incoming live migration holds on its target SU.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reservation {
@@ -179,18 +221,61 @@ impl World {
         self.migrations.values().filter_map(|m| m.reservation.as_ref()).filter(move |r| r.su == su)
     }
 
+    /// What `su` holds, summed in one pass over its VMs and the reservations of
+    /// incoming migrations; `owner`'s own definition there is counted apart, and
+    /// `name_in_use` says whether another one has `vm_name`.
+    pub fn usage(&self, su: &str, owner: Option<&str>, vm_name: Option<&str>) -> SuUsage {
+        let mut u = SuUsage::default();
+        for (k, v) in self.vms_on(su) {
+            let own = owner == Some(k.as_str());
+            if !own && vm_name == Some(v.vm_name.as_str()) {
+                u.name_in_use = true;
+            }
+            if v.initialised() {
+                u.memory_mib += v.memory_mib;
+                if own {
+                    u.own_memory_mib = v.memory_mib;
+                }
+            }
+            if let Some(i) = v.index {
+                if own {
+                    u.own_index = Some(i);
+                }
+                u.add_index(i);
+            }
+            if !own {
+                u.others += 1;
+            }
+        }
+        for r in self.reservations_on(su) {
+            if owner != Some(r.vm.as_str()) && vm_name == Some(r.vm_name.as_str()) {
+                u.name_in_use = true;
+            }
+            u.memory_mib += r.memory_mib;
+            if let Some(i) = r.index {
+                u.add_index(i);
+            }
+            if owner != Some(r.vm.as_str()) {
+                u.others += 1;
+            }
+        }
+        u
+    }
+
     /// Memory held on `su`: initialised VMs plus reservations.
     pub fn used_memory(&self, su: &str) -> u64 {
-        let vms: u64 = self.vms_on(su).filter(|(_, v)| v.initialised()).map(|(_, v)| v.memory_mib).sum();
-        let res: u64 = self.reservations_on(su).map(|r| r.memory_mib).sum();
-        vms + res
+        self.usage(su, None, None).memory_mib
     }
 
     /// Memory free for VMs on `su`.
     pub fn free_memory(&self, su: &str) -> u64 {
+        self.free_given(su, self.used_memory(su))
+    }
+
+    fn free_given(&self, su: &str, used: u64) -> u64 {
         match self.su(su) {
             None => 0,
-            Some(s) => s.memory_mib.saturating_sub(s.monitor_mib).saturating_sub(self.used_memory(su)),
+            Some(s) => s.memory_mib.saturating_sub(s.monitor_mib).saturating_sub(used),
         }
     }
 
@@ -219,21 +304,19 @@ impl World {
             out.push(short("ServerUnitPoweredOff", format!("SU {su_name} is powered off")));
             return out;
         }
-        let others: Vec<(&String, &SimVm)> = self.vms_on(su_name).filter(|(k, _)| k.as_str() != d.owner).collect();
+        let usage = self.usage(su_name, Some(d.owner), Some(d.vm_name));
         if su.mode == OperationMode::Native {
-            if !others.is_empty() || self.reservations_on(su_name).any(|r| r.vm != d.owner) {
+            if usage.others > 0 {
                 out.push(short(
                     "NativeServerUnitOccupied",
                     format!("SU {su_name} runs Native BS2000 and already has a BS2000 system"),
                 ));
             }
         } else {
-            if others.iter().any(|(_, v)| v.vm_name == d.vm_name)
-                || self.reservations_on(su_name).any(|r| r.vm != d.owner && r.vm_name == d.vm_name)
-            {
+            if usage.name_in_use {
                 out.push(short("VmNameInUse", format!("VM name {} is already used on SU {su_name}", d.vm_name)));
             }
-            let defs = others.len() + self.reservations_on(su_name).filter(|r| r.vm != d.owner).count();
+            let defs = usage.others;
             if defs >= su.max_vms as usize {
                 out.push(short(
                     "VmDefinitionLimitReached",
@@ -244,9 +327,7 @@ impl World {
         if !d.resources {
             return out;
         }
-        let held_here: u64 =
-            self.vms.get(d.owner).filter(|v| v.su == su_name && v.initialised()).map(|v| v.memory_mib).unwrap_or(0);
-        let free = self.free_memory(su_name) + held_here;
+        let free = self.free_given(su_name, usage.memory_mib) + usage.own_memory_mib;
         if d.memory_mib > free {
             out.push(short(
                 "InsufficientMemory",
@@ -254,15 +335,11 @@ impl World {
             ));
         }
         if su.mode == OperationMode::VM2000 {
-            let mut used = self.used_indexes(su_name);
-            if let Some(own) = self.vms.get(d.owner).filter(|v| v.su == su_name).and_then(|v| v.index) {
-                used.remove(&own);
-            }
             match d.index {
-                Some(i) if used.contains(&i) => {
+                Some(i) if usage.index_taken(i) => {
                     out.push(short("VmIndexInUse", format!("VM index {i} is already used on SU {su_name}")))
                 }
-                None if (2..=99).all(|i| used.contains(&i)) => {
+                None if (2..=99).all(|i| usage.index_taken(i)) => {
                     out.push(short("NoFreeVmIndex", format!("no VM index is free on SU {su_name}")))
                 }
                 _ => {}
@@ -339,13 +416,10 @@ impl World {
         if self.su(su).is_some_and(|s| s.mode == OperationMode::Native) {
             return None;
         }
-        let mut used = self.used_indexes(su);
-        if let Some(own) = self.vms.get(owner).filter(|v| v.su == su).and_then(|v| v.index) {
-            used.remove(&own);
-        }
+        let usage = self.usage(su, Some(owner), None);
         match fixed {
-            Some(i) => (!used.contains(&i)).then_some(i),
-            None => (2..=99).find(|i| !used.contains(i)),
+            Some(i) => (!usage.index_taken(i)).then_some(i),
+            None => (2..=99).find(|i| !usage.index_taken(*i)),
         }
     }
 
@@ -439,5 +513,116 @@ pub fn detached_by_lm(t: DeviceType) -> Option<bool> {
         DeviceType::LocalDisk => Some(false),
         DeviceType::PavAlias => Some(true),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{SuRuntime, Unit, UnitKind};
+
+    fn world(vms: &[(&str, &str, Option<u32>, VmState)]) -> World {
+        let mut w = World::default();
+        let su = SuRuntime {
+            su_type: SuType::X86,
+            mode: OperationMode::VM2000,
+            model: None,
+            cpus: 4,
+            memory_mib: 65536,
+            monitor_mib: 1024,
+            max_vms: 99,
+            pools: [("*STDPOOL".to_string(), 4)].into_iter().collect(),
+            groups: Default::default(),
+            devices: Default::default(),
+            bcam_up: true,
+            bcam_ended_on_purpose: false,
+            rewas_up: true,
+            io_change_running: false,
+            shutdown_initiated: false,
+            inoperable: Default::default(),
+        };
+        for name in ["SU1", "SU2"] {
+            let unit = Unit {
+                name: name.into(),
+                server: "se".into(),
+                kind: UnitKind::SU,
+                power_on: true,
+                power_changed_ms: 0,
+                resmon_problem: false,
+                su: Some(su.clone()),
+            };
+            w.units.insert(name.into(), unit);
+        }
+        for (i, (name, on, index, state)) in vms.iter().enumerate() {
+            let v = SimVm {
+                vm_name: format!("V{i}"),
+                su: on.to_string(),
+                state: *state,
+                persistent: true,
+                index: *index,
+                memory_mib: 1000 + i as u64,
+                cpus: 1,
+                detached_cpus: 0,
+                pool: "*STDPOOL".into(),
+                group: None,
+                devices: Default::default(),
+                detached: Default::default(),
+                substates: Default::default(),
+                diff_source: None,
+                not_assignable: Default::default(),
+                monjv_terminated: false,
+                lm_count: 0,
+                history: Vec::new(),
+                ipl_configuration: String::new(),
+                applied_generation: 1,
+                hold_until_generation_above: None,
+            };
+            w.insert_vm(name.to_string(), v);
+        }
+        w
+    }
+
+    /// The rescans `usage` replaced, as they were.
+    fn used_minus_own(w: &World, su: &str, owner: &str) -> BTreeSet<u32> {
+        let mut used = w.used_indexes(su);
+        if let Some(own) = w.vms.get(owner).filter(|v| v.su == su).and_then(|v| v.index) {
+            used.remove(&own);
+        }
+        used
+    }
+
+    #[test]
+    fn usage_in_one_pass_answers_as_the_rescans_did() {
+        use VmState::*;
+        let w = world(&[
+            ("a", "SU1", Some(2), Running),
+            ("b", "SU1", Some(3), DefinedOnly),
+            ("c", "SU1", None, InitOnly),
+            ("d", "SU2", Some(2), Running),
+            // A hand-edited world: an index used twice, and one out of range.
+            ("e", "SU1", Some(3), Running),
+            ("f", "SU1", Some(500), Down),
+        ]);
+        for su in ["SU1", "SU2", "SU3"] {
+            for owner in ["a", "b", "c", "d", "e", "f", "new"] {
+                let u = w.usage(su, Some(owner), Some("V0"));
+                let used = used_minus_own(&w, su, owner);
+                for i in [0, 1, 2, 3, 4, 99, 127, 128, 500, u32::MAX] {
+                    assert_eq!(u.index_taken(i), used.contains(&i), "{su} {owner} index {i}");
+                }
+                let held: u64 =
+                    w.vms.get(owner).filter(|v| v.su == su && v.initialised()).map(|v| v.memory_mib).unwrap_or(0);
+                assert_eq!(u.own_memory_mib, held, "{su} {owner}");
+                let mem: u64 = w.vms_on(su).filter(|(_, v)| v.initialised()).map(|(_, v)| v.memory_mib).sum();
+                assert_eq!(u.memory_mib, mem, "{su}");
+                assert_eq!(u.others, w.vms_on(su).filter(|(k, _)| k.as_str() != owner).count(), "{su} {owner}");
+                let named = w.vms_on(su).any(|(k, v)| k.as_str() != owner && v.vm_name == "V0");
+                assert_eq!(u.name_in_use, named, "{su} {owner}");
+                let pick = (2..=99).find(|i| !used.contains(i));
+                assert_eq!(w.pick_index(su, None, owner), pick, "{su} {owner}");
+                assert_eq!(w.pick_index(su, Some(3), owner), (!used.contains(&3)).then_some(3), "{su} {owner}");
+            }
+        }
+        assert_eq!(w.usage("SU1", None, None).memory_mib, 1000 + 1002 + 1004 + 1005);
     }
 }

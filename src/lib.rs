@@ -2,6 +2,7 @@
 //! BS2000 SE Servers. See ARCHITECTURE.md for the map of modules and the flow of data.
 
 pub mod api;
+pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod client;

@@ -10,6 +10,7 @@
 //! so its permissions are the boundary.
 
 pub mod audit;
+pub mod manage;
 pub mod policy;
 pub mod summary;
 pub mod users;

@@ -24,6 +24,7 @@ mod patch;
 mod reference;
 mod select;
 mod targets;
+mod users;
 mod wait;
 mod warn;
 
@@ -182,6 +183,9 @@ pub enum Command {
         /// network in clear).
         #[arg(long)]
         insecure_http: bool,
+        /// The user GitOps applies the watched folder as (its rights limit the folder).
+        #[arg(long = "as", requires = "watch", default_value = crate::auth::users::ADMIN)]
+        as_user: String,
         /// Connections at once; when full, the oldest connection that has not sent a
         /// request yet is closed to make room. Lowered to fit the open-file limit.
         #[arg(long, default_value_t = crate::server::listener::DEFAULT_MAX_CONNECTIONS)]
@@ -218,6 +222,24 @@ pub enum Command {
     /// The event log, newest first; `sectl events ack` acknowledges all.
     #[command(after_help = events::EVENTS_EXAMPLES)]
     Events(events::EventsArgs),
+    /// Users and their roles: add, list, delete, rotate (administrators only).
+    #[command(after_help = users::USER_EXAMPLES)]
+    User {
+        /// What to do.
+        #[command(subcommand)]
+        action: users::UserAction,
+    },
+    /// The user the token (or, embedded, the data directory) stands for.
+    #[command(after_help = "Examples:\n  sectl whoami\n  sectl --server https://127.0.0.1:7443 whoami -o json")]
+    Whoami {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// The audit log: who did what, on which object and SUs, with what result;
+    /// `audit verify` checks its hash chain.
+    #[command(after_help = users::AUDIT_EXAMPLES)]
+    Audit(users::AuditArgs),
     /// Shell completion script for bash, zsh or fish.
     #[command(after_help = complete::EXAMPLES)]
     Completion(complete::CompletionArgs),
@@ -378,6 +400,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_key,
             insecure_http,
             max_connections,
+            as_user,
         } => {
             let time_scale =
                 crate::sim::clock::check_time_scale(time_scale).map_err(|e| anyhow!("--time-scale: {e}"))?;
@@ -407,6 +430,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     tls: tls_cert.zip(tls_key),
                     insecure_http,
                     max_connections,
+                    as_user,
                 },
             )?;
             Ok(ExitCode::SUCCESS)
@@ -431,6 +455,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wait(a) => wait::run(&mut ctx, &a),
         Command::Sim(a) => events::sim(&mut ctx, &a),
         Command::Events(a) => events::events(&mut ctx, &a),
+        Command::User { action } => users::user(&mut ctx, &action),
+        Command::Whoami { output } => users::whoami(&mut ctx, output),
+        Command::Audit(a) => users::audit(&mut ctx, &a),
         Command::Completion(a) => complete::completion(&a),
         Command::Version(a) => complete::version(&a),
     }

@@ -16,6 +16,7 @@ use super::write::{dry_apply, WriteQuery};
 use crate::api::{Kind, Resource};
 use crate::store::StoreError;
 use axum::body::Bytes;
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -97,6 +98,7 @@ fn decoded(s: &AppState, kind: Kind, name: &str, doc: &Value) -> Result<Resource
 /// PATCH /<plural>/<name>.
 pub async fn object(
     State(s): State<AppState>,
+    Extension(who): Extension<crate::auth::Actor>,
     Path((plural, name)): Path<(String, String)>,
     Query(q): Query<WriteQuery>,
     headers: HeaderMap,
@@ -109,12 +111,19 @@ pub async fn object(
     loop {
         let current = get(&s, kind, &name)?;
         let obj = decoded(&s, kind, &name, &patched(&current, &p)?)?;
+        let verb = crate::auth::Verb::Patch;
+        let targets = super::access::targets_of(&s, vec![obj.clone()]).await?;
+        let targets = super::access::authorize(&s, &who, verb, targets).await?;
         if dry {
-            return Ok(Json(dry_apply(&s, obj).await?.1).into_response());
+            return Ok(super::access::recorded(Json(dry_apply(&s, obj).await?.1).into_response()));
         }
         match s.store.update(obj) {
             Err(StoreError::Conflict { .. }) if !names_rv(&p) && tries < RETRIES => tries += 1,
-            r => return Ok(Json(r?).into_response()),
+            r => {
+                let resp = Json(r?).into_response();
+                let t = targets.into_iter().map(|t| (t, "patched".to_string())).collect();
+                return super::access::record_ok(&s, &who, verb, t, resp).await;
+            }
         }
     }
 }

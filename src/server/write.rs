@@ -21,6 +21,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
+use super::access::{authorize, record_ok, recorded, targets_of};
+use crate::auth::{Actor, Verb};
+use axum::Extension;
 
 type ApiResult = Result<Response, ApiErr>;
 
@@ -90,6 +93,7 @@ fn one_object(body: &Bytes, kind: Kind, name: Option<&str>) -> Result<Resource, 
 /// POST /<plural>.
 pub async fn create(
     State(s): State<AppState>,
+    Extension(who): Extension<Actor>,
     Path(plural): Path<String>,
     Query(q): Query<WriteQuery>,
     body: Bytes,
@@ -97,20 +101,24 @@ pub async fn create(
     let kind = kind_of(&plural)?;
     let dry = q.check(false)?;
     let obj = one_object(&body, kind, None)?;
+    let targets = authorize(&s, &who, Verb::Create, targets_of(&s, vec![obj.clone()]).await?).await?;
     check_against_store(&s, std::slice::from_ref(&obj))?;
     if !dry {
-        return Ok((StatusCode::CREATED, Json(s.store.create(obj)?)).into_response());
+        let resp = (StatusCode::CREATED, Json(s.store.create(obj)?)).into_response();
+        let drafts = targets.into_iter().map(|t| (t, "created".to_string())).collect();
+        return record_ok(&s, &who, Verb::Create, drafts, resp).await;
     }
     if s.store.get(kind, obj.name())?.is_some() {
         return Err(StoreError::AlreadyExists { kind, name: obj.name().to_string() }.into());
     }
     let (_, would) = dry_apply(&s, obj).await?;
-    Ok((StatusCode::CREATED, Json(would)).into_response())
+    Ok(recorded((StatusCode::CREATED, Json(would)).into_response()))
 }
 
 /// PUT /<plural>/<name>.
 pub async fn update(
     State(s): State<AppState>,
+    Extension(who): Extension<Actor>,
     Path((plural, name)): Path<(String, String)>,
     Query(q): Query<WriteQuery>,
     body: Bytes,
@@ -118,14 +126,17 @@ pub async fn update(
     let kind = kind_of(&plural)?;
     let dry = q.check(false)?;
     let obj = one_object(&body, kind, Some(&name))?;
+    let targets = authorize(&s, &who, Verb::Update, targets_of(&s, vec![obj.clone()]).await?).await?;
     check_against_store(&s, std::slice::from_ref(&obj))?;
     if !dry {
-        return Ok(Json(s.store.update(obj)?).into_response());
+        let resp = Json(s.store.update(obj)?).into_response();
+        let drafts = targets.into_iter().map(|t| (t, "updated".to_string())).collect();
+        return record_ok(&s, &who, Verb::Update, drafts, resp).await;
     }
     if s.store.get(kind, &name)?.is_none() {
         return Err(StoreError::NotFound { kind, name }.into());
     }
-    Ok(Json(dry_apply(&s, obj).await?.1).into_response())
+    Ok(recorded(Json(dry_apply(&s, obj).await?.1).into_response()))
 }
 
 /// The store's apply in dry-run mode: the full checks, the would-be object.
@@ -230,6 +241,7 @@ fn check_preconditions(p: &Option<Preconditions>, obj: &Resource) -> Result<(), 
 /// DELETE /<plural>/<name>.
 pub async fn delete(
     State(s): State<AppState>,
+    Extension(who): Extension<Actor>,
     Path((plural, name)): Path<(String, String)>,
     Query(q): Query<DeleteQuery>,
     body: Bytes,
@@ -241,16 +253,20 @@ pub async fn delete(
     let (dry, pre) = delete_options(&q, &body)?;
     let current =
         s.store.get(kind, &name)?.ok_or_else(|| ApiErr::from(StoreError::NotFound { kind, name: name.clone() }))?;
+    let targets = authorize(&s, &who, Verb::Delete, targets_of(&s, vec![current.clone()]).await?).await?;
     check_preconditions(&pre, &current)?;
     if dry {
-        return Ok(Json(current).into_response());
+        return Ok(recorded(Json(current).into_response()));
     }
-    Ok(Json(s.store.delete(kind, &name)?).into_response())
+    let resp = Json(s.store.delete(kind, &name)?).into_response();
+    let drafts = targets.into_iter().map(|t| (t, "deleted".to_string())).collect();
+    record_ok(&s, &who, Verb::Delete, drafts, resp).await
 }
 
 /// DELETE /<plural>: every object the selectors pick (all when none is given).
 pub async fn delete_collection(
     State(s): State<AppState>,
+    Extension(who): Extension<Actor>,
     Path(plural): Path<String>,
     Query(q): Query<DeleteQuery>,
     body: Bytes,
@@ -262,24 +278,40 @@ pub async fn delete_collection(
     }
     let sel = Selector::parse(q.label_selector.as_deref(), q.field_selector.as_deref()).map_err(bad)?;
     let (objs, rv) = s.store.list(kind)?;
+    let objs: Vec<Resource> = objs.into_iter().filter(|o| sel.matches(o)).collect();
+    // All or nothing: one object the user may not delete refuses the request.
+    let targets = authorize(&s, &who, Verb::Delete, targets_of(&s, objs.clone()).await?).await?;
     let mut deleted = Vec::new();
-    for o in objs.into_iter().filter(|o| sel.matches(o)) {
+    let mut done = Vec::new();
+    for (o, t) in objs.into_iter().zip(targets) {
         if dry {
             deleted.push(o);
             continue;
         }
         match s.store.delete(kind, o.name()) {
-            Ok(d) => deleted.push(d),
+            Ok(d) => {
+                deleted.push(d);
+                done.push((t, "deleted".to_string()));
+            }
             // Deleted meanwhile by someone else: that is what was asked.
             Err(StoreError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                // What was deleted before the failure is recorded; the failure by `guard`.
+                record_ok(&s, &who, Verb::Delete, done, Response::default()).await?;
+                return Err(e.into());
+            }
         }
     }
-    Ok(Json(json!({
+    let resp = Json(json!({
         "apiVersion": API_VERSION,
         "kind": format!("{}List", kind.as_str()),
         "metadata": {"resourceVersion": if dry { rv } else { s.store.resource_version() }.to_string()},
         "items": deleted,
     }))
-    .into_response())
+    .into_response();
+    if dry || done.is_empty() {
+        // Nothing deleted: nothing to record (an empty delete changes nothing).
+        return Ok(recorded(resp));
+    }
+    record_ok(&s, &who, Verb::Delete, done, resp).await
 }

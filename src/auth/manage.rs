@@ -37,7 +37,14 @@ fn failed(store: &dyn Store, who: &Actor, verb: &str, name: &str, e: UserError) 
     }
 }
 
-fn commit(store: &dyn Store, who: &Actor, verb: &str, name: &str, reason: String, write: (String, Option<Vec<u8>>)) -> Result<(), UserError> {
+fn commit(
+    store: &dyn Store,
+    who: &Actor,
+    verb: &str,
+    name: &str,
+    reason: String,
+    write: (String, Option<Vec<u8>>),
+) -> Result<(), UserError> {
     let mut d = who.draft(Verb::Users, &target(name), Outcome::Ok, reason);
     d.verb = verb.into();
     audit::append_locked(store, vec![d], vec![write], audit::DEFAULT_RETENTION)?;

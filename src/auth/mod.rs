@@ -67,8 +67,10 @@ impl Actor {
         let refused: Vec<(Denied, &Target)> =
             targets.iter().filter_map(|t| decide(&self.user, verb, t).err().map(|d| (d, t))).collect();
         let Some((first, _)) = refused.first().cloned() else { return Ok(()) };
-        let drafts =
-            refused.iter().map(|(d, t)| self.draft(verb, t, Outcome::Denied, format!("missing {}", d.missing))).collect();
+        let drafts = refused
+            .iter()
+            .map(|(d, t)| self.draft(verb, t, Outcome::Denied, format!("missing {}", d.missing)))
+            .collect();
         audit::append(store, drafts)?;
         Err(first.into())
     }

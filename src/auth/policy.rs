@@ -88,6 +88,8 @@ pub struct Target {
     pub name: String,
     /// The BS2000 system (VMDefinition name) it concerns.
     pub system: Option<String>,
+    /// The system's VM name (spec.vmName), which a right may name instead.
+    pub vm_name: Option<String>,
     /// Server units it touches (for a migration: source and target).
     pub server_units: Vec<String>,
 }
@@ -95,7 +97,7 @@ pub struct Target {
 impl Target {
     /// A target that is no object (events, the world, users, ...).
     pub fn other(name: &str) -> Target {
-        Target { kind: None, name: name.into(), system: None, server_units: vec![] }
+        Target { kind: None, name: name.into(), system: None, vm_name: None, server_units: vec![] }
     }
 
     /// The kind as the audit log writes it.
@@ -106,6 +108,7 @@ impl Target {
             (None, Verb::Sim) => "World".into(),
             (None, Verb::Prune) => "Sources".into(),
             (None, Verb::Users) => "User".into(),
+            (None, Verb::Audit) => "AuditLog".into(),
             (None, _) => "-".into(),
         }
     }
@@ -141,7 +144,13 @@ fn systems_kind(k: Kind) -> bool {
 pub fn decide(user: &User, verb: Verb, t: &Target) -> Result<(), Denied> {
     let missing = check(user, verb, t);
     missing.map_or(Ok(()), |m| {
-        Err(Denied { user: user.name.clone(), role: user.role, verb: verb.as_str(), object: t.object(verb), missing: m })
+        Err(Denied {
+            user: user.name.clone(),
+            role: user.role,
+            verb: verb.as_str(),
+            object: t.object(verb),
+            missing: m,
+        })
     })
 }
 
@@ -167,7 +176,7 @@ fn operator(user: &User, t: &Target) -> Option<String> {
     let Some(sys) = &t.system else {
         return Some("a right on the system (the request names none)".into());
     };
-    if !user.systems.iter().any(|s| s == sys) {
+    if !user.systems.iter().any(|s| s == sys || t.vm_name.as_ref() == Some(s)) {
         return Some(format!("right on system {sys}"));
     }
     if t.server_units.is_empty() {
@@ -185,7 +194,7 @@ fn operator(user: &User, t: &Target) -> Option<String> {
 pub fn target_of(store: &dyn Store, obj: &Resource) -> Target {
     let kind = obj.kind();
     let name = obj.name().to_string();
-    let mut t = Target { kind: Some(kind), name: name.clone(), system: None, server_units: vec![] };
+    let mut t = Target { kind: Some(kind), name: name.clone(), system: None, vm_name: None, server_units: vec![] };
     let add = |su: Option<String>, t: &mut Target| {
         if let Some(su) = su.filter(|s| !s.is_empty()) {
             if !t.server_units.contains(&su) {
@@ -196,6 +205,7 @@ pub fn target_of(store: &dyn Store, obj: &Resource) -> Target {
     match obj {
         Resource::VMDefinition(v) => {
             t.system = Some(name.clone());
+            t.vm_name = Some(v.spec.vm_name.to_string());
             add(Some(v.spec.server_unit.to_string()), &mut t);
             add(v.status.server_unit.clone(), &mut t);
             if let Ok(Some(Resource::VMDefinition(cur))) = store.get(Kind::VMDefinition, &name) {
@@ -206,16 +216,21 @@ pub fn target_of(store: &dyn Store, obj: &Resource) -> Target {
         Resource::LiveMigration(lm) => {
             let vm = lm.spec.vm.to_string();
             t.system = Some(vm.clone());
+            t.vm_name = vm_name_of(store, &vm);
             let source = current_su(store, &vm);
-            let target = lm.spec.target_server_unit.as_ref().map(|s| s.to_string()).or_else(|| {
-                source.as_deref().and_then(|src| partner_su(store, src))
-            });
+            let target = lm
+                .spec
+                .target_server_unit
+                .as_ref()
+                .map(|s| s.to_string())
+                .or_else(|| source.as_deref().and_then(|src| partner_su(store, src)));
             add(source, &mut t);
             add(target, &mut t);
         }
         Resource::VMRecovery(r) => {
             let vm = r.spec.vm.to_string();
             t.system = Some(vm.clone());
+            t.vm_name = vm_name_of(store, &vm);
             add(current_su(store, &vm), &mut t);
             add(Some(r.spec.target_server_unit.to_string()), &mut t);
         }
@@ -232,7 +247,17 @@ pub fn target_of(store: &dyn Store, obj: &Resource) -> Target {
 /// Where a VM definition is now (its status, else its spec), if it exists.
 fn current_su(store: &dyn Store, vm: &str) -> Option<String> {
     match store.get(Kind::VMDefinition, vm) {
-        Ok(Some(Resource::VMDefinition(v))) => v.status.server_unit.clone().or_else(|| Some(v.spec.server_unit.to_string())),
+        Ok(Some(Resource::VMDefinition(v))) => {
+            v.status.server_unit.clone().or_else(|| Some(v.spec.server_unit.to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// A VM definition's VM name, if it exists.
+fn vm_name_of(store: &dyn Store, vm: &str) -> Option<String> {
+    match store.get(Kind::VMDefinition, vm) {
+        Ok(Some(Resource::VMDefinition(v))) => Some(v.spec.vm_name.to_string()),
         _ => None,
     }
 }
@@ -268,7 +293,7 @@ mod tests {
             Some(k) if systems_kind(k) => (Some("vm1".to_string()), vec!["SU1".to_string(), "SU2".to_string()]),
             _ => (None, vec![]),
         };
-        Target { kind, name: "x".into(), system, server_units: sus }
+        Target { kind, name: "x".into(), system, vm_name: None, server_units: sus }
     }
 
     /// The expected answer for each role, verb and kind, written out as the README's table.
@@ -312,11 +337,14 @@ mod tests {
             kind: Some(Kind::LiveMigration),
             name: "lm1".into(),
             system: Some("vm1".into()),
+            vm_name: Some("VM1".into()),
             server_units: vec!["SU1".into(), "SU2".into()],
         };
         let d = decide(&op, Verb::Create, &lm).unwrap_err();
         assert_eq!(d.missing, "right on server unit SU2");
         assert!(d.to_string().contains("may not create LiveMigration/lm1"), "{d}");
+        // The right may name the VM name instead of the object name.
+        assert!(decide(&user(Role::Operator, &["VM1"], &["SU1", "SU2"]), Verb::Create, &lm).is_ok());
         // Another system: refused, naming it.
         let other = user(Role::Operator, &["vm2"], &["SU1", "SU2"]);
         assert_eq!(decide(&other, Verb::Apply, &lm).unwrap_err().missing, "right on system vm1");

@@ -4,11 +4,11 @@
 //! the verb reports them; a server records its own.
 
 use crate::api::{Kind, Resource};
+use crate::auth::{self, Actor, Outcome, Target, Verb};
 use crate::client::Client;
 use crate::controller::{Controller, Options};
 use crate::store::{ApplyOutcome, Event, SledStore, Store, StoreError};
 use std::sync::Arc;
-use crate::auth::{self, Actor, Outcome, Target, Verb};
 
 /// The embedded store or a server.
 pub enum Backend {
@@ -30,6 +30,11 @@ impl Backend {
             Backend::Embedded { store, .. } if !dry_run => {
                 let who = Actor::local();
                 let targets: Vec<Target> = objs.iter().map(|o| auth::target_of(store.as_ref(), o)).collect();
+                // Always allowed (the local administrator), decided all the same.
+                who.authorize(store.as_ref(), Verb::Apply, &targets).map_err(|e| match e {
+                    auth::AuthError::Store(s) => s,
+                    d => StoreError::Invalid(d.to_string()),
+                })?;
                 let r = store.apply(objs, false);
                 match r {
                     Ok(done) => {
@@ -42,7 +47,13 @@ impl Backend {
                         Ok(done)
                     }
                     Err(e) => {
-                        who.record(store.as_ref(), Verb::Apply, &targets, Outcome::of(&e), &auth::short(&e.to_string()))?;
+                        who.record(
+                            store.as_ref(),
+                            Verb::Apply,
+                            &targets,
+                            Outcome::of(&e),
+                            &auth::short(&e.to_string()),
+                        )?;
                         Err(e)
                     }
                 }
@@ -84,7 +95,13 @@ impl Backend {
                 let who = Actor::local();
                 let t = match store.get(kind, name) {
                     Ok(Some(cur)) => auth::target_of(store.as_ref(), &cur),
-                    _ => Target { kind: Some(kind), name: name.into(), system: None, server_units: vec![] },
+                    _ => Target {
+                        kind: Some(kind),
+                        name: name.into(),
+                        system: None,
+                        vm_name: None,
+                        server_units: vec![],
+                    },
                 };
                 who.finish(store.as_ref(), Verb::Delete, &[t], store.delete(kind, name), |_| "deleted".into())
             }
@@ -105,7 +122,8 @@ impl Backend {
         match self {
             Backend::Embedded { store, .. } => {
                 let t = Target::other("-");
-                Actor::local().finish(store.as_ref(), Verb::Ack, &[t], store.ack_events(), |n| format!("{n} acknowledged"))
+                Actor::local()
+                    .finish(store.as_ref(), Verb::Ack, &[t], store.ack_events(), |n| format!("{n} acknowledged"))
             }
             Backend::Remote(c) => c.ack(),
         }

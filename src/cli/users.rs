@@ -85,7 +85,7 @@ pub struct AuditArgs {
     #[arg(long)]
     pub since: Option<String>,
     /// Output format.
-    #[arg(short, long, value_enum, default_value = "table")]
+    #[arg(short, long, value_enum, default_value = "table", global = true)]
     pub output: Format,
 }
 
@@ -115,7 +115,9 @@ fn remote(ctx: &mut Context) -> anyhow::Result<&crate::client::Client> {
 fn print_token(name: &str, role: &str, token: &str, output: Format) -> anyhow::Result<()> {
     match output {
         Format::Table => println!("{token}"),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&json!({"name": name, "role": role, "token": token}))?),
+        Format::Json => {
+            println!("{}", serde_json::to_string_pretty(&json!({"name": name, "role": role, "token": token}))?)
+        }
         Format::Yaml => print!("{}", crate::manifest::to_yaml(&json!({"name": name, "role": role, "token": token}))),
     }
     Ok(())
@@ -227,7 +229,11 @@ pub fn whoami(ctx: &mut Context, output: Format) -> anyhow::Result<ExitCode> {
         Format::Table => {
             let mut line = format!("{} ({})", v["name"].as_str().unwrap_or(""), v["role"].as_str().unwrap_or(""));
             if v["role"] == "operator" {
-                line.push_str(&format!(" systems {} server units {}", joined(&v["systems"]), joined(&v["serverUnits"])));
+                line.push_str(&format!(
+                    " systems {} server units {}",
+                    joined(&v["systems"]),
+                    joined(&v["serverUnits"])
+                ));
             }
             println!("{line}{note}");
         }
@@ -240,6 +246,12 @@ pub fn whoami(ctx: &mut Context, output: Format) -> anyhow::Result<ExitCode> {
 /// `sectl audit [verify]`.
 pub fn audit(ctx: &mut Context, a: &AuditArgs) -> anyhow::Result<ExitCode> {
     if let Some(AuditAction::Verify) = a.action {
+        if a.user.is_some() || a.since.is_some() {
+            return Err(super::UsageError(
+                "`audit verify` checks the whole chain; --user and --since select records to show".into(),
+            )
+            .into());
+        }
         return verify(ctx, a.output);
     }
     if let Some(d) = &a.since {
@@ -247,8 +259,9 @@ pub fn audit(ctx: &mut Context, a: &AuditArgs) -> anyhow::Result<ExitCode> {
     }
     let items: Vec<Value> = match embedded(ctx)? {
         Some(store) => {
-            let recs = crate::server::access::select(audit::records(store.as_ref())?, a.user.as_deref(), a.since.as_deref())
-                .map_err(|e| anyhow!(e))?;
+            let recs =
+                crate::server::access::select(audit::records(store.as_ref())?, a.user.as_deref(), a.since.as_deref())
+                    .map_err(|e| anyhow!(e))?;
             recs.iter().map(|r| serde_json::to_value(r).expect("a record serialises")).collect()
         }
         None => {
@@ -274,7 +287,7 @@ pub fn audit(ctx: &mut Context, a: &AuditArgs) -> anyhow::Result<ExitCode> {
             for r in &items {
                 text.push_str(&format!(
                     "{:<6} {:<24} {:<12} {:<7} {:<12} {:<32} {:<18} {:<8} {}\n",
-                    r["seq"],
+                    r["seq"].as_u64().unwrap_or(0),
                     r["time"].as_str().unwrap_or(""),
                     r["user"].as_str().unwrap_or(""),
                     r["source"].as_str().unwrap_or(""),
@@ -294,7 +307,13 @@ pub fn audit(ctx: &mut Context, a: &AuditArgs) -> anyhow::Result<ExitCode> {
 /// Percent-encodes a query value.
 fn enc(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -307,7 +326,9 @@ fn verify(ctx: &mut Context, output: Format) -> anyhow::Result<ExitCode> {
     match output {
         Format::Table if broken => eprintln!(
             "error: the audit log is broken at record {}: {} ({} records before it verified)",
-            v["broken"]["seq"], v["broken"]["reason"].as_str().unwrap_or(""), v["checked"]
+            v["broken"]["seq"],
+            v["broken"]["reason"].as_str().unwrap_or(""),
+            v["checked"]
         ),
         Format::Table => println!("ok: the audit log's hash chain is intact ({} records)", v["checked"]),
         Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),

@@ -148,7 +148,7 @@ pub async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Respo
     let Some((verb, kind, name)) = classify(&method, req.uri().path()) else { return next.run(req).await };
     let mutating = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
     // whoami and the audit of one's own requests are for everyone; GET /users lists.
-    let target = Target { kind, name, system: None, server_units: vec![] };
+    let target = Target { kind, name, system: None, vm_name: None, server_units: vec![] };
     if decided_by_path(verb) {
         let store = s.store.clone();
         let (w, t) = (who.clone(), target.clone());
@@ -164,11 +164,7 @@ pub async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Respo
         return resp;
     }
     let status = resp.status();
-    let (resp, reason) = if status.is_success() {
-        (resp, "ok".to_string())
-    } else {
-        message_of(resp).await
-    };
+    let (resp, reason) = if status.is_success() { (resp, "ok".to_string()) } else { message_of(resp).await };
     let result = match status {
         s if s.is_success() => Outcome::Ok,
         StatusCode::CONFLICT | StatusCode::GONE => Outcome::Conflict,
@@ -313,11 +309,7 @@ pub struct AuditQuery {
 }
 
 /// The records a query picks.
-pub fn select(
-    recs: Vec<audit::Record>,
-    user: Option<&str>,
-    since: Option<&str>,
-) -> Result<Vec<audit::Record>, String> {
+pub fn select(recs: Vec<audit::Record>, user: Option<&str>, since: Option<&str>) -> Result<Vec<audit::Record>, String> {
     let cutoff = match since {
         None => None,
         Some(d) => {
@@ -328,9 +320,7 @@ pub fn select(
     Ok(recs
         .into_iter()
         .filter(|r| user.is_none_or(|u| r.user == u))
-        .filter(|r| {
-            cutoff.is_none_or(|c| humantime::parse_rfc3339(&r.time).map(|t| t >= c).unwrap_or(true))
-        })
+        .filter(|r| cutoff.is_none_or(|c| humantime::parse_rfc3339(&r.time).map(|t| t >= c).unwrap_or(true)))
         .collect())
 }
 

@@ -15,6 +15,7 @@
 use super::engine::Cmd;
 use super::gitops::Sources;
 use crate::api::{Kind, Resource};
+use crate::auth::{Actor, Verb};
 use crate::manifest;
 use crate::store::{Store, StoreError};
 use axum::body::{Body, Bytes};
@@ -24,7 +25,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use crate::auth::{Actor, Verb};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::{mpsc, Arc, Mutex};

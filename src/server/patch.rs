@@ -16,10 +16,10 @@ use super::write::{dry_apply, WriteQuery};
 use crate::api::{Kind, Resource};
 use crate::store::StoreError;
 use axum::body::Bytes;
-use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde_json::Value;
 

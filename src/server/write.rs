@@ -10,20 +10,20 @@
 //! `propagationPolicy` deletes the same way, at once, and `gracePeriodSeconds` has
 //! nothing to wait for. A dry run other than `All` is refused, as Kubernetes does.
 
+use super::access::{authorize, record_ok, recorded, targets_of};
 use super::api::{bad, check_against_store, decode_body, kind_of, ApiErr, AppState};
 use super::selector::Selector;
 use crate::api::{Kind, Resource, API_VERSION};
+use crate::auth::{Actor, Verb};
 use crate::store::StoreError;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
-use super::access::{authorize, record_ok, recorded, targets_of};
-use crate::auth::{Actor, Verb};
-use axum::Extension;
 
 type ApiResult = Result<Response, ApiErr>;
 

@@ -145,10 +145,7 @@ impl GitOps {
             store,
             sources: Sources::new(tx),
             confirm_rx: Some(rx),
-            actor: crate::auth::Actor {
-                user: crate::auth::User::local_admin(),
-                source: crate::auth::Source::Gitops,
-            },
+            actor: crate::auth::Actor { user: crate::auth::User::local_admin(), source: crate::auth::Source::Gitops },
             denied_seen: HashMap::new(),
             last_failure: None,
             files: BTreeMap::new(),
@@ -454,7 +451,13 @@ impl GitOps {
             let t = crate::auth::target_of(self.store.as_ref(), &o);
             let deleted = self.store.delete(key.0, &key.1);
             if let Ok(_) | Err(crate::store::StoreError::NotFound { .. }) = &deleted {
-                let r = self.actor.record(self.store.as_ref(), crate::auth::Verb::Delete, &[t], crate::auth::Outcome::Ok, "pruned");
+                let r = self.actor.record(
+                    self.store.as_ref(),
+                    crate::auth::Verb::Delete,
+                    &[t],
+                    crate::auth::Outcome::Ok,
+                    "pruned",
+                );
                 if let Err(e) = r {
                     tracing::error!("audit log: {e}");
                 }

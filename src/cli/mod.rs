@@ -230,7 +230,7 @@ pub enum Command {
         action: users::UserAction,
     },
     /// The user the token (or, embedded, the data directory) stands for.
-    #[command(after_help = "Examples:\n  sectl whoami\n  sectl --server https://127.0.0.1:7443 whoami -o json")]
+    #[command(after_help = "Examples:\n  # Who am I to the server (the token of SECTL_TOKEN or the data dir)?\n  sectl --server https://127.0.0.1:7443 whoami\n  sectl whoami -o json")]
     Whoami {
         /// Output format.
         #[arg(short, long, value_enum, default_value = "table")]

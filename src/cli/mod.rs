@@ -230,7 +230,9 @@ pub enum Command {
         action: users::UserAction,
     },
     /// The user the token (or, embedded, the data directory) stands for.
-    #[command(after_help = "Examples:\n  # Who am I to the server (the token of SECTL_TOKEN or the data dir)?\n  sectl --server https://127.0.0.1:7443 whoami\n  sectl whoami -o json")]
+    #[command(
+        after_help = "Examples:\n  # Who am I to the server (the token of SECTL_TOKEN or the data dir)?\n  sectl --server https://127.0.0.1:7443 whoami\n  sectl whoami -o json"
+    )]
     Whoami {
         /// Output format.
         #[arg(short, long, value_enum, default_value = "table")]
@@ -534,6 +536,8 @@ fn sim_clock_reset(ctx: &mut Context) -> anyhow::Result<ExitCode> {
     }
     let (before, after) = w.reset_clock();
     w.save(store.as_ref()).map_err(|e| anyhow!("{e}"))?;
+    let t = crate::auth::Target::other("clock reset");
+    crate::auth::Actor::local().record(store.as_ref(), crate::auth::Verb::Sim, &[t], crate::auth::Outcome::Ok, "ok")?;
     println!(
         "simulated clock reset from {} ms to {} ms past its start: simulated time {}",
         before.now_ms,

@@ -48,6 +48,7 @@ fn harness_with(answer: bool, rt: &mut tokio::runtime::Builder) -> Harness {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(SledStore::open(&tmp.path().join("data")).expect("store"));
     store.apply(common::all(common::SITE), false).expect("seed the site");
+    sectl::auth::users::ensure_admin(store.as_ref(), TOKEN).expect("admin");
     let (tx, rx) = mpsc::channel::<Cmd>();
     std::thread::spawn(move || {
         let mut held = Vec::new();
@@ -65,6 +66,7 @@ fn harness_with(answer: bool, rt: &mut tokio::runtime::Builder) -> Harness {
         store: dyn_store,
         engine: Arc::new(Mutex::new(tx)),
         token: Arc::new(TOKEN.to_string()),
+        data_dir: None,
         sources: Default::default(),
         ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         sim_ms: Default::default(),

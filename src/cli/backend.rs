@@ -1,7 +1,10 @@
 //! Where the verbs send their calls: the embedded store (reconcilers run in-process
-//! after a change) or a running `sectl serve` (`--server`).
+//! after a change) or a running `sectl serve` (`--server`). Embedded writes act as
+//! the local administrator and are recorded in the audit log (source `cli`) before
+//! the verb reports them; a server records its own.
 
 use crate::api::{Kind, Resource};
+use crate::auth::{self, Actor, Outcome, Target, Verb};
 use crate::client::Client;
 use crate::controller::{Controller, Options};
 use crate::store::{ApplyOutcome, Event, Store, StoreError};
@@ -24,6 +27,37 @@ impl Backend {
     /// Creates or updates objects atomically.
     pub fn apply(&self, objs: Vec<Resource>, dry_run: bool) -> Result<Vec<(ApplyOutcome, Resource)>, StoreError> {
         match self {
+            Backend::Embedded { store, .. } if !dry_run => {
+                let who = Actor::local();
+                let targets: Vec<Target> = objs.iter().map(|o| auth::target_of(store.as_ref(), o)).collect();
+                // Always allowed (the local administrator), decided all the same.
+                who.authorize(store.as_ref(), Verb::Apply, &targets).map_err(|e| match e {
+                    auth::AuthError::Store(s) => s,
+                    d => StoreError::Invalid(d.to_string()),
+                })?;
+                let r = store.apply(objs, false);
+                match r {
+                    Ok(done) => {
+                        let drafts = targets
+                            .iter()
+                            .zip(&done)
+                            .map(|(t, (o, _))| who.draft(Verb::Apply, t, Outcome::Ok, o.to_string()))
+                            .collect();
+                        auth::audit::append(store.as_ref(), drafts)?;
+                        Ok(done)
+                    }
+                    Err(e) => {
+                        who.record(
+                            store.as_ref(),
+                            Verb::Apply,
+                            &targets,
+                            Outcome::of(&e),
+                            &auth::short(&e.to_string()),
+                        )?;
+                        Err(e)
+                    }
+                }
+            }
             Backend::Embedded { store, .. } => store.apply(objs, dry_run),
             Backend::Remote(c) => c.apply(&objs, dry_run),
         }
@@ -57,7 +91,20 @@ impl Backend {
     /// Deletes one object.
     pub fn delete(&self, kind: Kind, name: &str) -> Result<Resource, StoreError> {
         match self {
-            Backend::Embedded { store, .. } => store.delete(kind, name),
+            Backend::Embedded { store, .. } => {
+                let who = Actor::local();
+                let t = match store.get(kind, name) {
+                    Ok(Some(cur)) => auth::target_of(store.as_ref(), &cur),
+                    _ => Target {
+                        kind: Some(kind),
+                        name: name.into(),
+                        system: None,
+                        vm_name: None,
+                        server_units: vec![],
+                    },
+                };
+                who.finish(store.as_ref(), Verb::Delete, &[t], store.delete(kind, name), |_| "deleted".into())
+            }
             Backend::Remote(c) => c.delete(kind, name),
         }
     }
@@ -73,7 +120,11 @@ impl Backend {
     /// Acknowledges all events.
     pub fn ack_events(&self) -> Result<usize, StoreError> {
         match self {
-            Backend::Embedded { store, .. } => store.ack_events(),
+            Backend::Embedded { store, .. } => {
+                let t = Target::other("-");
+                Actor::local()
+                    .finish(store.as_ref(), Verb::Ack, &[t], store.ack_events(), |n| format!("{n} acknowledged"))
+            }
             Backend::Remote(c) => c.ack(),
         }
     }

@@ -52,6 +52,9 @@ pub struct EventsArgs {
     /// At most this many.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
+    /// Unacknowledged events per priority (the dashboard's count) instead of the list.
+    #[arg(long, conflicts_with_all = ["target", "component", "warnings", "unacked"])]
+    pub summary: bool,
     /// Output format.
     #[arg(short, long, value_enum, default_value = "table")]
     pub output: Format,
@@ -78,6 +81,21 @@ fn print_doc(v: &serde_json::Value, f: Format) -> anyhow::Result<()> {
 /// `sectl events`.
 pub fn events(ctx: &mut Context, a: &EventsArgs) -> anyhow::Result<ExitCode> {
     let store = ctx.store()?;
+    if a.summary {
+        let v = crate::auth::summary::unacknowledged(&store.events()?);
+        match a.output {
+            Format::Table => {
+                let mut text = String::from("PRIORITY  UNACKNOWLEDGED\n");
+                for (p, n) in v["unacknowledged"].as_object().into_iter().flatten() {
+                    text.push_str(&format!("{p:<9} {n}\n"));
+                }
+                text.push_str(&format!("{:<9} {}\n", "total", v["total"]));
+                super::get::emit(&text)?;
+            }
+            f => print_doc(&v, f)?,
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.target.as_deref() == Some("ack") {
         let n = store.ack_events()?;
         match a.output {
@@ -179,7 +197,16 @@ pub fn sim(ctx: &mut Context, a: &SimArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         let mut c = ctx.controller()?;
-        if let Err(e) = c.apply_fault(&fault) {
+        let applied = c.apply_fault(&fault).map_err(|e| e.to_string());
+        if let Some(super::Backend::Embedded { store, .. }) = ctx.backend.as_ref() {
+            let (result, reason) = match &applied {
+                Ok(_) => (crate::auth::Outcome::Ok, "ok".to_string()),
+                Err(e) => (crate::auth::Outcome::Invalid, crate::auth::short(e)),
+            };
+            let t = crate::auth::Target::other(&a.args.join(" "));
+            crate::auth::Actor::local().record(store.as_ref(), crate::auth::Verb::Sim, &[t], result, &reason)?;
+        }
+        if let Err(e) = applied {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(1));
         }

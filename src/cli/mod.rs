@@ -26,6 +26,7 @@ mod patch;
 mod reference;
 mod select;
 mod targets;
+mod users;
 mod wait;
 mod warn;
 
@@ -190,6 +191,9 @@ pub enum Command {
         /// network in clear).
         #[arg(long)]
         insecure_http: bool,
+        /// The user GitOps applies the watched folder as (its rights limit the folder).
+        #[arg(long = "as", requires = "watch", default_value = crate::auth::users::ADMIN)]
+        as_user: String,
         /// Connections at once; when full, the oldest connection that has not sent a
         /// request yet is closed to make room. Lowered to fit the open-file limit.
         #[arg(long, default_value_t = crate::server::listener::DEFAULT_MAX_CONNECTIONS)]
@@ -235,6 +239,26 @@ pub enum Command {
     /// The event log, newest first; `sectl events ack` acknowledges all.
     #[command(after_help = events::EVENTS_EXAMPLES)]
     Events(events::EventsArgs),
+    /// Users and their roles: add, list, delete, rotate (administrators only).
+    #[command(after_help = users::USER_EXAMPLES)]
+    User {
+        /// What to do.
+        #[command(subcommand)]
+        action: users::UserAction,
+    },
+    /// The user the token (or, embedded, the data directory) stands for.
+    #[command(
+        after_help = "Examples:\n  # Who am I to the server (the token of SECTL_TOKEN or the data dir)?\n  sectl --server https://127.0.0.1:7443 whoami\n  sectl whoami -o json"
+    )]
+    Whoami {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// The audit log: who did what, on which object and SUs, with what result;
+    /// `audit verify` checks its hash chain.
+    #[command(after_help = users::AUDIT_EXAMPLES)]
+    Audit(users::AuditArgs),
     /// Shell completion script for bash, zsh or fish.
     #[command(after_help = complete::EXAMPLES)]
     Completion(complete::CompletionArgs),
@@ -422,6 +446,7 @@ fn run_command(ctx: &mut Context, cli: Cli) -> anyhow::Result<ExitCode> {
             max_connections,
             lease_ttl,
             replica_id,
+            as_user,
         } => {
             if !cli.store.starts_with("etcd://") && (lease_ttl.is_some() || replica_id.is_some()) {
                 anyhow::bail!("--lease-ttl and --replica-id are for replicas on --store etcd://...; with --store {} one `serve` runs alone", cli.store);
@@ -463,6 +488,7 @@ fn run_command(ctx: &mut Context, cli: Cli) -> anyhow::Result<ExitCode> {
                     max_connections,
                     lease_ttl,
                     replica_id,
+                    as_user,
                 },
             )?;
             Ok(ExitCode::SUCCESS)
@@ -488,6 +514,9 @@ fn run_command(ctx: &mut Context, cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wait(a) => wait::run(ctx, &a),
         Command::Sim(a) => events::sim(ctx, &a),
         Command::Events(a) => events::events(ctx, &a),
+        Command::User { action } => users::user(ctx, &action),
+        Command::Whoami { output } => users::whoami(ctx, output),
+        Command::Audit(a) => users::audit(ctx, &a),
         Command::Completion(a) => complete::completion(&a),
         Command::Version(a) => complete::version(&a),
     }
@@ -571,6 +600,8 @@ fn sim_clock_reset(ctx: &mut Context) -> anyhow::Result<ExitCode> {
     }
     let (before, after) = w.reset_clock();
     w.save(store.as_ref()).map_err(|e| anyhow!("{e}"))?;
+    let t = crate::auth::Target::other("clock reset");
+    crate::auth::Actor::local().record(store.as_ref(), crate::auth::Verb::Sim, &[t], crate::auth::Outcome::Ok, "ok")?;
     println!(
         "simulated clock reset from {} ms to {} ms past its start: simulated time {}",
         before.now_ms,

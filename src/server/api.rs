@@ -16,6 +16,7 @@ use super::engine::Cmd;
 use super::gitops::Sources;
 use crate::api::managed_fields::Scope as ManagedScope;
 use crate::api::{Kind, Resource};
+use crate::auth::{Actor, Verb};
 use crate::manifest;
 use crate::store::{Store, StoreError};
 use axum::body::{Body, Bytes};
@@ -24,7 +25,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::{mpsc, Arc, Mutex};
@@ -51,8 +52,11 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Requests to the controller thread.
     pub engine: Arc<Mutex<mpsc::Sender<Cmd>>>,
-    /// The bearer token.
+    /// The admin token (written into the kubeconfig).
     pub token: Arc<String>,
+    /// The data directory whose token file and kubeconfig hold admin's token
+    /// (rewritten when admin's token is rotated); None in tests without one.
+    pub data_dir: Option<std::path::PathBuf>,
     /// GitOps per-file status.
     pub sources: Sources,
     /// False once shutdown began.
@@ -395,11 +399,18 @@ struct ApplyQuery {
 /// sectl's own apply: an atomic batch. Each object's Update entry is recorded against
 /// the version read; the batch is pinned to those versions (unless the manifests name
 /// their own) and computed again when something was written in between.
-async fn apply(State(s): State<AppState>, Query(q): Query<ApplyQuery>, body: Bytes) -> ApiResult {
+async fn apply(
+    State(s): State<AppState>,
+    Extension(who): Extension<Actor>,
+    Query(q): Query<ApplyQuery>,
+    body: Bytes,
+) -> ApiResult {
     let dry = parse_flag("dryRun", q.dry_run.as_deref())?;
-    let who = q.field_manager.clone().unwrap_or_else(|| "sectl".into());
-    super::write::WriteQuery { field_manager: Some(who.clone()), ..Default::default() }.check(false)?;
+    let manager = q.field_manager.clone().unwrap_or_else(|| "sectl".into());
+    super::write::WriteQuery { field_manager: Some(manager.clone()), ..Default::default() }.check(false)?;
     let given = decode_body(&body)?;
+    let targets = super::access::targets_of(&s, given.clone()).await?;
+    let targets = super::access::authorize(&s, &who, Verb::Apply, targets).await?;
     check_against_store(&s, &given)?;
     let mut tries = 0;
     let results = loop {
@@ -407,7 +418,7 @@ async fn apply(State(s): State<AppState>, Query(q): Query<ApplyQuery>, body: Byt
         let mut pinned = false;
         for o in objs.iter_mut() {
             let current = s.store.get(o.kind(), o.name())?;
-            super::field_managers::record(current.as_ref(), o, &who, ManagedScope::Main)?;
+            super::field_managers::record(current.as_ref(), o, &manager, ManagedScope::Main)?;
             if let Some(c) = &current {
                 pinned |= super::field_managers::pin(c, o);
             }
@@ -422,7 +433,12 @@ async fn apply(State(s): State<AppState>, Query(q): Query<ApplyQuery>, body: Byt
         }
     };
     let items: Vec<Value> = results.iter().map(|(o, r)| json!({"outcome": o, "object": r})).collect();
-    Ok(Json(json!({"items": items})).into_response())
+    let resp = Json(json!({"items": items})).into_response();
+    if dry {
+        return Ok(super::access::recorded(resp));
+    }
+    let drafts = targets.into_iter().zip(&results).map(|(t, (o, _))| (t, o.to_string())).collect();
+    super::access::record_ok(&s, &who, Verb::Apply, drafts, resp).await
 }
 
 async fn events(State(s): State<AppState>, Query(_): Query<NoParams>) -> ApiResult {
@@ -433,7 +449,12 @@ async fn ack(State(s): State<AppState>, Query(_): Query<NoParams>) -> ApiResult 
     Ok(Json(json!({"acknowledged": s.store.ack_events()?})).into_response())
 }
 
-async fn sim(State(s): State<AppState>, Query(_): Query<NoParams>, body: Bytes) -> ApiResult {
+async fn sim(
+    State(s): State<AppState>,
+    Extension(who): Extension<Actor>,
+    Query(_): Query<NoParams>,
+    body: Bytes,
+) -> ApiResult {
     let v: Value =
         serde_json::from_slice(&body).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()))?;
     let args: Vec<String> = serde_json::from_value(v["args"].clone())
@@ -469,7 +490,11 @@ async fn sim(State(s): State<AppState>, Query(_): Query<NoParams>, body: Bytes) 
         })?,
     };
     match r {
-        Ok(time) => Ok(Json(json!({"simulatedTime": time})).into_response()),
+        Ok(time) => {
+            let resp = Json(json!({"simulatedTime": time})).into_response();
+            let t = crate::auth::Target::other(&args.join(" "));
+            super::access::record_ok(&s, &who, Verb::Sim, vec![(t, format!("at {time}"))], resp).await
+        }
         Err(e) => Err(ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e)),
     }
 }
@@ -515,28 +540,11 @@ async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The credentials of an `Authorization: Bearer <token>` header; the scheme is
 /// case-insensitive (RFC 7235 s2.1) and may be followed by more than one space.
 pub fn bearer(header: &str) -> Option<&str> {
     let (scheme, rest) = header.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim_matches(' '))
-}
-
-async fn auth(State(s): State<AppState>, headers: HeaderMap, req: Request, next: Next) -> Response {
-    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(bearer).unwrap_or("");
-    if !same(given.as_bytes(), s.token.as_bytes()) {
-        return ApiErr(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "a valid bearer token is required (SECTL_TOKEN, or the token file in the server's data directory)".into(),
-        )
-        .into_response();
-    }
-    next.run(req).await
 }
 
 /// The router.
@@ -553,6 +561,15 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{p}/apply"), post(apply))
         .route(&format!("{p}/events"), get(events))
         .route(&format!("{p}/events/ack"), post(ack))
+        .route(&format!("{p}/events/summary"), get(super::access::events_summary))
+        .route(&format!("{p}/whoami"), get(super::access::whoami))
+        .route(&format!("{p}/users"), get(super::access::list_users).post(super::access::add_user))
+        .route(&format!("{p}/users/{{name}}"), axum::routing::delete(super::access::delete_user))
+        .route(&format!("{p}/users/{{name}}/rotate"), post(super::access::rotate_user))
+        .route(&format!("{p}/audit"), get(super::access::audit_log))
+        .route(&format!("{p}/audit/verify"), get(super::access::audit_verify))
+        .route("/audit", get(super::access::audit_log))
+        .route("/audit/verify", get(super::access::audit_verify))
         .route(&format!("{p}/sim"), post(sim))
         .route(&format!("{p}/sources"), get(sources))
         .route(&format!("{p}/sources/prune"), post(sources_prune))
@@ -563,7 +580,8 @@ pub fn router(state: AppState) -> Router {
             get(get_one).put(super::write::update).delete(super::write::delete).patch(super::patch::object),
         )
         .route(&format!("{p}/{{plural}}/{{name}}/status"), get(get_one).put(update_status).patch(super::patch::status))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), super::access::guard))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), super::access::authenticate));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

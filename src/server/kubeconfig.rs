@@ -46,6 +46,21 @@ pub fn write(data_dir: &Path, server: &str, ca: Option<&[u8]>, token: &str) -> a
         "contexts": [{"name": "sectl", "context": {"cluster": "sectl", "user": "sectl"}}],
         "current-context": "sectl",
     });
+    save(data_dir, &cfg)
+}
+
+/// Replaces the token in an existing kubeconfig (admin's token rotated); nothing
+/// when there is none yet (`serve` writes it at start).
+pub fn set_token(data_dir: &Path, token: &str) -> anyhow::Result<()> {
+    let path = data_dir.join(FILE);
+    let Ok(text) = std::fs::read(&path) else { return Ok(()) };
+    let mut cfg: serde_json::Value = serde_json::from_slice(&text)?;
+    cfg["users"] = json!([{"name": "sectl", "user": {"token": token}}]);
+    save(data_dir, &cfg)?;
+    Ok(())
+}
+
+fn save(data_dir: &Path, cfg: &serde_json::Value) -> anyhow::Result<PathBuf> {
     let path = data_dir.join(FILE);
     let tmp = data_dir.join(format!(".{FILE}.tmp"));
     let _ = std::fs::remove_file(&tmp);
@@ -57,7 +72,7 @@ pub fn write(data_dir: &Path, server: &str, ca: Option<&[u8]>, token: &str) -> a
         opts.mode(0o600);
     }
     let mut f = opts.open(&tmp)?;
-    f.write_all(serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+    f.write_all(serde_json::to_string_pretty(cfg)?.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, &path)?;
     Ok(path)

@@ -6,6 +6,7 @@
 //! hand finishes, the world (with any migration in flight) is saved and the store
 //! flushed.
 
+pub mod access;
 pub mod aggregated;
 pub mod api;
 pub mod discovery;
@@ -60,6 +61,8 @@ pub struct ServeOptions {
     pub lease_ttl: Duration,
     /// etcd: this replica's id in the election (None: the listen address).
     pub replica_id: Option<String>,
+    /// The user GitOps applies as.
+    pub as_user: String,
 }
 
 /// The listen address resolved; refuses plain HTTP off loopback and warns when the
@@ -138,6 +141,34 @@ pub fn load_or_create_token(data_dir: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// Writes admin's new token where admin's token lives: the token file (replaced
+/// atomically, 0600) and, when there is one, the kubeconfig.
+pub fn write_admin_token(data_dir: &Path, token: &str) -> anyhow::Result<()> {
+    let p = data_dir.join(TOKEN_FILE);
+    let tmp = data_dir.join(format!(".{TOKEN_FILE}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    use std::io::Write;
+    let mut f = opts.open(&tmp)?;
+    f.write_all(token.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &p)?;
+    kubeconfig::set_token(data_dir, token)
+}
+
+/// Reads (or creates) the admin token and makes user `admin` from it at first start.
+pub fn admin_token(data_dir: &Path, store: &dyn Store) -> anyhow::Result<String> {
+    let token = load_or_create_token(data_dir)?;
+    crate::auth::users::ensure_admin(store, &token)?;
+    Ok(token)
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -207,7 +238,7 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     };
     // A kubeconfig left by an earlier run names a server that is gone (see `kubeconfig`).
     kubeconfig::remove(data_dir);
-    let token = load_or_create_token(data_dir)?;
+    let token = admin_token(data_dir, store.as_ref())?;
     let acceptor = tls_acceptor(data_dir, &opts)?;
     let nofile = listener::raise_nofile();
     let limits = listener::Limits {
@@ -234,7 +265,10 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         let mut sources = gitops::Sources::default();
         let mut gitops_task = None;
         if let Some(dir) = &opts.watch {
-            let g = gitops::GitOps::new(dir.clone(), opts.gitops.clone(), dyn_store.clone());
+            let user = crate::auth::users::get(dyn_store.as_ref(), &opts.as_user)?
+                .ok_or_else(|| anyhow::anyhow!("--as {}: no such user (add it with `sectl user add`)", opts.as_user))?;
+            let actor = crate::auth::Actor { user, source: crate::auth::Source::Gitops };
+            let g = gitops::GitOps::new(dir.clone(), opts.gitops.clone(), dyn_store.clone()).acting_as(actor);
             sources = g.sources.clone();
             let run = gitops::run(g, opts.resync, stop_rx.clone());
             gitops_task = Some(tokio::spawn(async move {
@@ -248,6 +282,7 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
             store: dyn_store.clone(),
             engine: Arc::new(Mutex::new(engine.tx.clone())),
             token: Arc::new(token),
+            data_dir: Some(data_dir.to_path_buf()),
             sources,
             ready: ready.clone(),
             sim_ms: engine.sim_ms.clone(),

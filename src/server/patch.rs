@@ -21,6 +21,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde_json::Value;
 
@@ -96,6 +97,7 @@ pub(super) fn decoded(s: &AppState, kind: Kind, name: &str, doc: &Value) -> Resu
 /// PATCH /<plural>/<name>.
 pub async fn object(
     State(s): State<AppState>,
+    Extension(who): Extension<crate::auth::Actor>,
     Path((plural, name)): Path<(String, String)>,
     Query(q): Query<WriteQuery>,
     headers: HeaderMap,
@@ -103,13 +105,14 @@ pub async fn object(
 ) -> Result<Response, Response> {
     let kind = kind_of(&plural).map_err(IntoResponse::into_response)?;
     if super::ssa::is_apply(&headers) {
-        return super::ssa::apply(s, kind, name, q, body, Scope::Main).await;
+        return super::ssa::apply(s, &who, kind, name, q, body, Scope::Main).await;
     }
-    patch_object(s, kind, name, q, headers, body).await.map_err(IntoResponse::into_response)
+    patch_object(s, &who, kind, name, q, headers, body).await.map_err(IntoResponse::into_response)
 }
 
 async fn patch_object(
     s: AppState,
+    who: &crate::auth::Actor,
     kind: Kind,
     name: String,
     q: WriteQuery,
@@ -118,18 +121,25 @@ async fn patch_object(
 ) -> ApiResult {
     let p = parse(&headers, &body)?;
     let dry = q.check(false)?;
-    let who = manager(q.field_manager.as_deref(), &headers);
+    let manager = manager(q.field_manager.as_deref(), &headers);
     let mut tries = 0;
     loop {
         let current = get(&s, kind, &name)?;
         let mut obj = decoded(&s, kind, &name, &patched(&current, &p)?)?;
-        record(Some(&current), &mut obj, &who, Scope::Main)?;
+        record(Some(&current), &mut obj, &manager, Scope::Main)?;
+        let verb = crate::auth::Verb::Patch;
+        let targets = super::access::targets_of(&s, vec![obj.clone()]).await?;
+        let targets = super::access::authorize(&s, who, verb, targets).await?;
         if dry {
-            return Ok(Json(dry_apply(&s, obj).await?.1).into_response());
+            return Ok(super::access::recorded(Json(dry_apply(&s, obj).await?.1).into_response()));
         }
         match s.store.update(obj) {
             Err(StoreError::Conflict { .. }) if !names_rv(&p) && tries < RETRIES => tries += 1,
-            r => return Ok(Json(r?).into_response()),
+            r => {
+                let resp = Json(r?).into_response();
+                let t = targets.into_iter().map(|t| (t, "patched".to_string())).collect();
+                return super::access::record_ok(&s, who, verb, t, resp).await;
+            }
         }
     }
 }
@@ -137,6 +147,7 @@ async fn patch_object(
 /// PATCH /<plural>/<name>/status: only the status of the patched document is taken.
 pub async fn status(
     State(s): State<AppState>,
+    Extension(who): Extension<crate::auth::Actor>,
     Path((plural, name)): Path<(String, String)>,
     Query(q): Query<WriteQuery>,
     headers: HeaderMap,
@@ -144,7 +155,7 @@ pub async fn status(
 ) -> Result<Response, Response> {
     let kind = kind_of(&plural).map_err(IntoResponse::into_response)?;
     if super::ssa::is_apply(&headers) {
-        return super::ssa::apply(s, kind, name, q, body, Scope::Status).await;
+        return super::ssa::apply(s, &who, kind, name, q, body, Scope::Status).await;
     }
     patch_status(s, kind, name, q, headers, body).await.map_err(IntoResponse::into_response)
 }

@@ -10,6 +10,7 @@
 //! .spec.memoryMiB`) and one `details.causes` entry (type FieldManagerConflict) per
 //! field.
 
+use crate::auth::{Actor, Verb};
 use super::api::{bad, ApiErr, AppState};
 use super::field_managers::{pin, RETRIES};
 use super::write::{dry_apply, WriteQuery};
@@ -115,6 +116,7 @@ fn internal(e: impl ToString) -> ApiErr {
 /// One apply of `body` to `kind/name` (or its status).
 pub async fn apply(
     s: AppState,
+    who: &Actor,
     kind: Kind,
     name: String,
     q: WriteQuery,
@@ -138,8 +140,8 @@ pub async fn apply(
         let current = s.store.get(kind, &name).map_err(|e| ApiErr::from(e).into_response())?;
         let r = match current {
             None if scope == Scope::Status => Err(ApiErr::from(StoreError::NotFound { kind, name: name.clone() })),
-            None => create(&s, kind, &name, &req, dry).await,
-            Some(cur) => update(&s, kind, &name, cur, &req, user_rv.as_deref(), dry).await,
+            None => create(&s, who, kind, &name, &req, dry).await,
+            Some(cur) => update(&s, who, kind, &name, cur, &req, user_rv.as_deref(), dry).await,
         };
         match r {
             // Written in between (or created meantime): compute again from the new state.
@@ -168,19 +170,36 @@ fn merged(live: Option<&Resource>, req: &ssa::Request) -> Result<Result<ssa::App
     }
 }
 
-async fn create(s: &AppState, kind: Kind, name: &str, req: &ssa::Request<'_>, dry: bool) -> Result<Outcome, ApiErr> {
+/// Decides an apply of the object's main part like any other write (the `/status`
+/// path is decided by the path, in `access::guard`); the guard records the request.
+async fn authorized(s: &AppState, who: &Actor, verb: Verb, obj: &Resource) -> Result<(), ApiErr> {
+    let targets = super::access::targets_of(s, vec![obj.clone()]).await?;
+    super::access::authorize(s, who, verb, targets).await.map(drop)
+}
+
+async fn create(
+    s: &AppState,
+    who: &Actor,
+    kind: Kind,
+    name: &str,
+    req: &ssa::Request<'_>,
+    dry: bool,
+) -> Result<Outcome, ApiErr> {
     let a = match merged(None, req)? {
         Ok(a) => a,
         Err(cs) => return Ok(Outcome::Conflicts(cs)),
     };
     let mut obj = super::patch::decoded(s, kind, name, &a.object)?;
     obj.meta_mut().managed_fields = Some(a.entries);
+    authorized(s, who, Verb::Create, &obj).await?;
     let made = if dry { dry_apply(s, obj).await?.1 } else { s.store.create(obj)? };
     Ok(Outcome::Done((StatusCode::CREATED, Json(made)).into_response()))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn update(
     s: &AppState,
+    who: &Actor,
     kind: Kind,
     name: &str,
     cur: Resource,
@@ -193,7 +212,11 @@ async fn update(
         Err(cs) => return Ok(Outcome::Conflicts(cs)),
     };
     let mut next = match req.scope {
-        Scope::Main => super::patch::decoded(s, kind, name, &a.object)?,
+        Scope::Main => {
+            let n = super::patch::decoded(s, kind, name, &a.object)?;
+            authorized(s, who, Verb::Patch, &n).await?;
+            n
+        }
         Scope::Status => {
             let mut n = cur.clone();
             n.set_status_json(a.object["status"].clone())

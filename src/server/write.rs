@@ -12,16 +12,19 @@
 //! `propagationPolicy` deletes the same way, at once, and `gracePeriodSeconds` has
 //! nothing to wait for. A dry run other than `All` is refused, as Kubernetes does.
 
+use super::access::{authorize, record_ok, recorded, targets_of};
 use super::api::{bad, check_against_store, decode_body, kind_of, ApiErr, AppState};
 use super::field_managers::{manager, pin, record, RETRIES};
 use super::selector::Selector;
 use crate::api::managed_fields::Scope;
 use crate::api::{Kind, Resource, API_VERSION};
+use crate::auth::{Actor, Verb};
 use crate::store::StoreError;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
@@ -94,6 +97,7 @@ fn one_object(body: &Bytes, kind: Kind, name: Option<&str>) -> Result<Resource, 
 /// POST /<plural>.
 pub async fn create(
     State(s): State<AppState>,
+    Extension(who): Extension<Actor>,
     Path(plural): Path<String>,
     Query(q): Query<WriteQuery>,
     headers: HeaderMap,
@@ -102,21 +106,25 @@ pub async fn create(
     let kind = kind_of(&plural)?;
     let dry = q.check(false)?;
     let mut obj = one_object(&body, kind, None)?;
+    let targets = authorize(&s, &who, Verb::Create, targets_of(&s, vec![obj.clone()]).await?).await?;
     check_against_store(&s, std::slice::from_ref(&obj))?;
     record(None, &mut obj, &manager(q.field_manager.as_deref(), &headers), Scope::Main)?;
     if !dry {
-        return Ok((StatusCode::CREATED, Json(s.store.create(obj)?)).into_response());
+        let resp = (StatusCode::CREATED, Json(s.store.create(obj)?)).into_response();
+        let drafts = targets.into_iter().map(|t| (t, "created".to_string())).collect();
+        return record_ok(&s, &who, Verb::Create, drafts, resp).await;
     }
     if s.store.get(kind, obj.name())?.is_some() {
         return Err(StoreError::AlreadyExists { kind, name: obj.name().to_string() }.into());
     }
     let (_, would) = dry_apply(&s, obj).await?;
-    Ok((StatusCode::CREATED, Json(would)).into_response())
+    Ok(recorded((StatusCode::CREATED, Json(would)).into_response()))
 }
 
 /// PUT /<plural>/<name>.
 pub async fn update(
     State(s): State<AppState>,
+    Extension(who): Extension<Actor>,
     Path((plural, name)): Path<(String, String)>,
     Query(q): Query<WriteQuery>,
     headers: HeaderMap,
@@ -125,20 +133,25 @@ pub async fn update(
     let kind = kind_of(&plural)?;
     let dry = q.check(false)?;
     let given = one_object(&body, kind, Some(&name))?;
+    let targets = authorize(&s, &who, Verb::Update, targets_of(&s, vec![given.clone()]).await?).await?;
     check_against_store(&s, std::slice::from_ref(&given))?;
-    let who = manager(q.field_manager.as_deref(), &headers);
+    let manager = manager(q.field_manager.as_deref(), &headers);
     let mut tries = 0;
     loop {
         let current = s.store.get(kind, &name)?.ok_or_else(|| StoreError::NotFound { kind, name: name.clone() })?;
         let mut obj = given.clone();
-        record(Some(&current), &mut obj, &who, Scope::Main)?;
+        record(Some(&current), &mut obj, &manager, Scope::Main)?;
         let pinned = pin(&current, &mut obj);
         if dry {
-            return Ok(Json(dry_apply(&s, obj).await?.1).into_response());
+            return Ok(recorded(Json(dry_apply(&s, obj).await?.1).into_response()));
         }
         match s.store.update(obj) {
             Err(StoreError::Conflict { .. }) if pinned && tries < RETRIES => tries += 1,
-            r => return Ok(Json(r?).into_response()),
+            r => {
+                let resp = Json(r?).into_response();
+                let drafts = targets.into_iter().map(|t| (t, "updated".to_string())).collect();
+                return record_ok(&s, &who, Verb::Update, drafts, resp).await;
+            }
         }
     }
 }
@@ -245,6 +258,7 @@ fn check_preconditions(p: &Option<Preconditions>, obj: &Resource) -> Result<(), 
 /// DELETE /<plural>/<name>.
 pub async fn delete(
     State(s): State<AppState>,
+    Extension(who): Extension<Actor>,
     Path((plural, name)): Path<(String, String)>,
     Query(q): Query<DeleteQuery>,
     body: Bytes,
@@ -256,16 +270,20 @@ pub async fn delete(
     let (dry, pre) = delete_options(&q, &body)?;
     let current =
         s.store.get(kind, &name)?.ok_or_else(|| ApiErr::from(StoreError::NotFound { kind, name: name.clone() }))?;
+    let targets = authorize(&s, &who, Verb::Delete, targets_of(&s, vec![current.clone()]).await?).await?;
     check_preconditions(&pre, &current)?;
     if dry {
-        return Ok(Json(current).into_response());
+        return Ok(recorded(Json(current).into_response()));
     }
-    Ok(Json(s.store.delete(kind, &name)?).into_response())
+    let resp = Json(s.store.delete(kind, &name)?).into_response();
+    let drafts = targets.into_iter().map(|t| (t, "deleted".to_string())).collect();
+    record_ok(&s, &who, Verb::Delete, drafts, resp).await
 }
 
 /// DELETE /<plural>: every object the selectors pick (all when none is given).
 pub async fn delete_collection(
     State(s): State<AppState>,
+    Extension(who): Extension<Actor>,
     Path(plural): Path<String>,
     Query(q): Query<DeleteQuery>,
     body: Bytes,
@@ -277,24 +295,40 @@ pub async fn delete_collection(
     }
     let sel = Selector::parse(q.label_selector.as_deref(), q.field_selector.as_deref()).map_err(bad)?;
     let (objs, rv) = s.store.list(kind)?;
+    let objs: Vec<Resource> = objs.into_iter().filter(|o| sel.matches(o)).collect();
+    // All or nothing: one object the user may not delete refuses the request.
+    let targets = authorize(&s, &who, Verb::Delete, targets_of(&s, objs.clone()).await?).await?;
     let mut deleted = Vec::new();
-    for o in objs.into_iter().filter(|o| sel.matches(o)) {
+    let mut done = Vec::new();
+    for (o, t) in objs.into_iter().zip(targets) {
         if dry {
             deleted.push(o);
             continue;
         }
         match s.store.delete(kind, o.name()) {
-            Ok(d) => deleted.push(d),
+            Ok(d) => {
+                deleted.push(d);
+                done.push((t, "deleted".to_string()));
+            }
             // Deleted meanwhile by someone else: that is what was asked.
             Err(StoreError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                // What was deleted before the failure is recorded; the failure by `guard`.
+                record_ok(&s, &who, Verb::Delete, done, Response::default()).await?;
+                return Err(e.into());
+            }
         }
     }
-    Ok(Json(json!({
+    let resp = Json(json!({
         "apiVersion": API_VERSION,
         "kind": format!("{}List", kind.as_str()),
         "metadata": {"resourceVersion": if dry { rv } else { s.store.resource_version() }.to_string()},
         "items": deleted,
     }))
-    .into_response())
+    .into_response();
+    if dry || done.is_empty() {
+        // Nothing deleted: nothing to record (an empty delete changes nothing).
+        return Ok(recorded(resp));
+    }
+    record_ok(&s, &who, Verb::Delete, done, resp).await
 }

@@ -540,6 +540,8 @@ mod tests {
             io_change_running: false,
             shutdown_initiated: false,
             inoperable: Default::default(),
+            sysdisk_faulty: false,
+            unsynced: Default::default(),
         };
         for name in ["SU1", "SU2"] {
             let unit = Unit {
@@ -548,6 +550,7 @@ mod tests {
                 kind: UnitKind::SU,
                 power_on: true,
                 power_changed_ms: 0,
+                maintenance: false,
                 resmon_problem: false,
                 su: Some(su.clone()),
             };

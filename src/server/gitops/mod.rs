@@ -86,6 +86,13 @@ pub struct GitOps {
     pruner: Pruner,
     /// The folder could not be listed at the last sync (reported once).
     unreadable: bool,
+    /// The user the folder is applied as (`serve --as`).
+    actor: crate::auth::Actor,
+    /// Refusals already recorded (object -> the spec refused), so a resync of the
+    /// same refused file does not record it again.
+    denied_seen: HashMap<Key, serde_json::Value>,
+    /// The last failed apply's message (recorded once until it changes).
+    last_failure: Option<String>,
 }
 
 /// What one sync did.
@@ -138,6 +145,9 @@ impl GitOps {
             store,
             sources: Sources::new(tx),
             confirm_rx: Some(rx),
+            actor: crate::auth::Actor { user: crate::auth::User::local_admin(), source: crate::auth::Source::Gitops },
+            denied_seen: HashMap::new(),
+            last_failure: None,
             files: BTreeMap::new(),
             last_desired: HashMap::new(),
             unreadable: false,
@@ -293,8 +303,76 @@ impl GitOps {
         Vec::new()
     }
 
+    /// Applies the folder as `actor` (`serve --as USER`; default admin).
+    pub fn acting_as(mut self, actor: crate::auth::Actor) -> GitOps {
+        self.actor = actor;
+        self
+    }
+
+    /// The objects the acting user may apply, with their audit targets; refusals are
+    /// recorded (once per refused spec) and reported as events.
+    fn permitted(&mut self, apply: Vec<(String, Resource)>) -> (Vec<(String, Resource)>, Vec<crate::auth::Target>) {
+        use crate::auth::{Outcome, Verb};
+        let mut ok = Vec::new();
+        let mut targets = Vec::new();
+        for (file, o) in apply {
+            let t = crate::auth::target_of(self.store.as_ref(), &o);
+            match crate::auth::decide(&self.actor.user, Verb::Apply, &t) {
+                Ok(()) => {
+                    self.denied_seen.remove(&(o.kind(), o.name().to_string()));
+                    ok.push((file, o));
+                    targets.push(t);
+                }
+                Err(d) => {
+                    let key = (o.kind(), o.name().to_string());
+                    if self.denied_seen.get(&key) == Some(&o.spec_json()) {
+                        continue;
+                    }
+                    self.denied_seen.insert(key, o.spec_json());
+                    let draft = self.actor.draft(Verb::Apply, &t, Outcome::Denied, format!("missing {}", d.missing));
+                    if let Err(e) = crate::auth::audit::append(self.store.as_ref(), vec![draft]) {
+                        tracing::error!("audit log: {e}");
+                    }
+                    let msg = format!("{} in {file} not applied: {d}", o.key());
+                    tracing::warn!("{msg}");
+                    self.event(EventType::Warning, o.key(), "GitOpsDenied", msg);
+                }
+            }
+        }
+        (ok, targets)
+    }
+
+    /// Records what an apply changed (created/configured objects) or its failure
+    /// (once per message).
+    fn record_apply(
+        &mut self,
+        targets: &[crate::auth::Target],
+        results: &Result<Vec<(ApplyOutcome, Resource)>, crate::store::StoreError>,
+    ) -> Result<(), String> {
+        use crate::auth::{Outcome, Verb};
+        let drafts: Vec<crate::auth::Draft> = match results {
+            Ok(done) => {
+                self.last_failure = None;
+                targets
+                    .iter()
+                    .zip(done)
+                    .filter(|(_, (o, _))| *o != ApplyOutcome::Unchanged)
+                    .map(|(t, (o, _))| self.actor.draft(Verb::Apply, t, Outcome::Ok, o.to_string()))
+                    .collect()
+            }
+            Err(e) if self.last_failure.as_deref() != Some(&e.to_string()) => {
+                self.last_failure = Some(e.to_string());
+                let reason = crate::auth::short(&e.to_string());
+                targets.iter().map(|t| self.actor.draft(Verb::Apply, t, Outcome::of(e), reason.clone())).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        crate::auth::audit::append(self.store.as_ref(), drafts).map(|_| ()).map_err(|e| format!("audit log: {e}"))
+    }
+
     /// Applies the desired objects; counts outcomes and reports drift.
     fn apply(&mut self, apply: Vec<(String, Resource)>, report: &mut SyncReport) -> Result<(), String> {
+        let (apply, targets) = self.permitted(apply);
         // Drift: the file did not change since we applied it, but the object did (or
         // was deleted by hand).
         let mut drifted = Vec::new();
@@ -307,7 +385,9 @@ impl GitOps {
             }
         }
         let objs: Vec<Resource> = apply.iter().map(|(_, o)| o.clone()).collect();
-        let results = self.store.apply(objs, false).map_err(|e| e.to_string())?;
+        let results = self.store.apply(objs, false);
+        self.record_apply(&targets, &results)?;
+        let results = results.map_err(|e| e.to_string())?;
         for (outcome, r) in &results {
             match outcome {
                 ApplyOutcome::Created | ApplyOutcome::Configured if drifted.iter().any(|(k, _)| *k == r.key()) => {
@@ -365,7 +445,24 @@ impl GitOps {
         for key in keys {
             let Ok(Some(o)) = self.store.get(key.0, &key.1) else { continue };
             let Some(src) = o.meta().annotations.0.get(SOURCE_ANNOTATION).cloned() else { continue };
-            if self.store.delete(key.0, &key.1).is_ok() {
+            if !self.may_prune(&o) {
+                continue;
+            }
+            let t = crate::auth::target_of(self.store.as_ref(), &o);
+            let deleted = self.store.delete(key.0, &key.1);
+            if let Ok(_) | Err(crate::store::StoreError::NotFound { .. }) = &deleted {
+                let r = self.actor.record(
+                    self.store.as_ref(),
+                    crate::auth::Verb::Delete,
+                    &[t],
+                    crate::auth::Outcome::Ok,
+                    "pruned",
+                );
+                if let Err(e) = r {
+                    tracing::error!("audit log: {e}");
+                }
+            }
+            if deleted.is_ok() {
                 report.pruned.push(o.key());
                 self.last_desired.remove(key);
                 let msg = format!("{} deleted: it is in no file of the folder any more (last in {src})", o.key());
@@ -373,6 +470,23 @@ impl GitOps {
                 self.event(EventType::Normal, o.key(), "Pruned", msg);
             }
         }
+    }
+
+    /// Whether the acting user may delete `o` (a refusal is recorded once).
+    fn may_prune(&mut self, o: &Resource) -> bool {
+        use crate::auth::{Outcome, Verb};
+        let t = crate::auth::target_of(self.store.as_ref(), o);
+        let Err(d) = crate::auth::decide(&self.actor.user, Verb::Delete, &t) else { return true };
+        let key = (o.kind(), o.name().to_string());
+        if self.denied_seen.get(&key) != Some(&serde_json::Value::Null) {
+            self.denied_seen.insert(key, serde_json::Value::Null);
+            let draft = self.actor.draft(Verb::Delete, &t, Outcome::Denied, format!("missing {}", d.missing));
+            if let Err(e) = crate::auth::audit::append(self.store.as_ref(), vec![draft]) {
+                tracing::error!("audit log: {e}");
+            }
+            self.event(EventType::Warning, o.key(), "GitOpsDenied", format!("{} not pruned: {d}", o.key()));
+        }
+        false
     }
 
     /// Decides pruning and returns its line for `get sources`.

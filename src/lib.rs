@@ -11,3 +11,4 @@ pub mod safe_read;
 pub mod server;
 pub mod sim;
 pub mod store;
+pub mod ui;

@@ -21,6 +21,7 @@ mod jsonpath;
 mod live;
 pub mod output;
 mod patch;
+mod plot;
 mod reference;
 mod select;
 mod targets;
@@ -218,6 +219,9 @@ pub enum Command {
     /// The event log, newest first; `sectl events ack` acknowledges all.
     #[command(after_help = events::EVENTS_EXAMPLES)]
     Events(events::EventsArgs),
+    /// Pictures as SVG (the dashboard's): the topology, a live migration's rounds.
+    #[command(after_help = plot::EXAMPLES)]
+    Plot(plot::PlotArgs),
     /// Shell completion script for bash, zsh or fish.
     #[command(after_help = complete::EXAMPLES)]
     Completion(complete::CompletionArgs),
@@ -431,6 +435,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wait(a) => wait::run(&mut ctx, &a),
         Command::Sim(a) => events::sim(&mut ctx, &a),
         Command::Events(a) => events::events(&mut ctx, &a),
+        Command::Plot(a) => plot::run(&mut ctx, &a),
         Command::Completion(a) => complete::completion(&a),
         Command::Version(a) => complete::version(&a),
     }

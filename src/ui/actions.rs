@@ -1,0 +1,117 @@
+//! What a person can do from the dashboard, each through the same code as the REST
+//! API (`server::api::run_sim`, `server::api::ack_all`): simulated power off/on of a
+//! unit (labelled as a simulation) and acknowledging all events.
+//!
+//! Every action is a POST form guarded three ways (SameSite=Strict cookie, the
+//! session's CSRF token, `Origin`), and needs a principal that may write. The script
+//! sends forms with `fetch` and `Accept: application/json` and shows the answer in
+//! the page's status line (the tiles change by the live stream); without the script
+//! the server redirects back to the dashboard, or shows the error as a page.
+
+use super::session::{same, same_origin, Session};
+use crate::server::api::{AppState, ApiErr};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"))
+}
+
+/// The answer to an action: JSON for the script, a redirect or an error page otherwise.
+fn reply(headers: &HeaderMap, result: Result<String, (StatusCode, String)>) -> Response {
+    match (result, wants_json(headers)) {
+        (Ok(msg), true) => Json(json!({"ok": true, "message": msg})).into_response(),
+        (Err((code, msg)), true) => (code, Json(json!({"ok": false, "message": msg}))).into_response(),
+        (Ok(_), false) => Redirect::to("/ui/").into_response(),
+        (Err((code, msg)), false) => super::error_page(code, &msg),
+    }
+}
+
+/// The checks every action passes first: a session that may write, a same-origin
+/// request and the session's CSRF token.
+fn guard(s: &AppState, headers: &HeaderMap, csrf: Option<&str>) -> Result<Session, (StatusCode, String)> {
+    let Some((_, sess)) = s.ui.find(s, headers) else {
+        return Err((StatusCode::UNAUTHORIZED, "the session has ended; log in again".into()));
+    };
+    if !same_origin(headers) {
+        return Err((StatusCode::FORBIDDEN, "this request comes from another site".into()));
+    }
+    if !csrf.is_some_and(|c| same(c.as_bytes(), sess.csrf.as_bytes())) {
+        return Err((StatusCode::FORBIDDEN, "the form's CSRF token does not match this session; reload the page".into()));
+    }
+    if !sess.who.can_write {
+        return Err((StatusCode::FORBIDDEN, format!("user {} may not change anything", sess.who.name)));
+    }
+    Ok(sess)
+}
+
+fn api_err(e: ApiErr) -> (StatusCode, String) {
+    (e.0, e.2)
+}
+
+fn form_err(e: FormRejection) -> (StatusCode, String) {
+    (StatusCode::BAD_REQUEST, e.body_text())
+}
+
+/// The power form.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerForm {
+    /// The session's CSRF token.
+    pub csrf: String,
+    /// A unit's name (MU, SU, HNC).
+    pub unit: String,
+    /// `off` or `on`.
+    pub op: String,
+}
+
+/// POST /ui/action/power: `sim power off|on UNIT`.
+pub async fn power(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<PowerForm>, FormRejection>,
+) -> Response {
+    let result = async {
+        let Form(f) = form.map_err(form_err)?;
+        guard(&s, &headers, Some(&f.csrf))?;
+        let args = vec!["power".to_string(), f.op.clone(), f.unit.clone()];
+        let v = crate::server::api::run_sim(&s, &args).await.map_err(api_err)?;
+        Ok(format!(
+            "Simulation: {} powered {} (simulated time {})",
+            f.unit,
+            f.op,
+            v["simulatedTime"].as_str().unwrap_or("?")
+        ))
+    }
+    .await;
+    reply(&headers, result)
+}
+
+/// The acknowledge form.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsrfForm {
+    /// The session's CSRF token.
+    pub csrf: String,
+}
+
+/// POST /ui/action/ack: acknowledge all events.
+pub async fn ack(State(s): State<AppState>, headers: HeaderMap, form: Result<Form<CsrfForm>, FormRejection>) -> Response {
+    let result = async {
+        let Form(f) = form.map_err(form_err)?;
+        guard(&s, &headers, Some(&f.csrf))?;
+        let s2 = s.clone();
+        let n = tokio::task::spawn_blocking(move || crate::server::api::ack_all(&s2))
+            .await
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(api_err)?;
+        Ok(format!("{n} event(s) acknowledged"))
+    }
+    .await;
+    reply(&headers, result)
+}

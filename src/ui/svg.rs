@@ -164,7 +164,13 @@ pub fn topology(site: &Site) -> String {
                 "bold",
                 &format!("SU {su_name} /{} \u{b7} {} {}", text(su, "/type"), power, state),
             );
-            label(&mut inner, r.x + 6.0, r.y + 36.0, 10, "#374151", "normal", &format!("{} VMs", vms.len()));
+            let cluster = site
+                .sucs
+                .iter()
+                .find(|c| items(c, "/spec/serverUnits").iter().any(|u| u.as_str() == Some(su_name)))
+                .map(|c| format!(" \u{b7} SU cluster {} {}", name(c), text(c, "/status/state")))
+                .unwrap_or_default();
+            label(&mut inner, r.x + 6.0, r.y + 36.0, 10, "#374151", "normal", &format!("{} VMs{cluster}", vms.len()));
             for (k, vm) in vms.iter().take(MAX_VM_CHIPS).enumerate() {
                 let st = text(vm, "/status/state");
                 let migrating = items(vm, "/status/substates").iter().any(|s| s.as_str() == Some("MIGRATING"));
@@ -210,7 +216,7 @@ pub fn topology(site: &Site) -> String {
         height = height.max(y + 20.0);
         server_box.push((sr, *mc, se));
     }
-    let width = MARGIN * 2.0 + (order.len().max(1) as f64) * (COL_W + GAP) - GAP;
+    let width = (MARGIN * 2.0 + (order.len().max(1) as f64) * (COL_W + GAP) - GAP).max(LEGEND_W + 2.0 * MARGIN);
     let mut over = String::new();
     draw_clusters(&mut over, site, &server_box, &su_box, height);
     draw_migrations(&mut over, site, &su_box);
@@ -283,6 +289,19 @@ fn draw_clusters(
         let _ = write!(out, "<g class=\"suc\" data-suc=\"{}\" data-state=\"{}\">", esc(name(suc)), esc(st));
         for pair in rects.windows(2) {
             let (a, b) = if pair[0].x <= pair[1].x { (pair[0], pair[1]) } else { (pair[1], pair[0]) };
+            if (a.x - b.x).abs() < 1.0 {
+                // Both SUs in one server: a bracket along their right edges.
+                let x = a.x + a.w + 4.0;
+                let _ = write!(
+                    out,
+                    "<path d=\"M{:.0},{:.0} H{x:.0} V{:.0} H{:.0}\" fill=\"none\" stroke=\"{fg}\" stroke-width=\"2\" stroke-dasharray=\"4 3\"/>",
+                    a.x + a.w,
+                    a.y + 11.0,
+                    b.y + 11.0,
+                    b.x + b.w
+                );
+                continue;
+            }
             let (x1, y1, x2, y2) = (a.x + a.w, a.y + 11.0, b.x, b.y + 11.0);
             let _ = write!(
                 out,
@@ -330,20 +349,27 @@ fn draw_migrations(out: &mut String, site: &Site, sus: &HashMap<String, Rect>) {
     }
 }
 
+const LEGEND: [(&str, &str); 5] = [
+    ("ok", "NORMAL / RUNNING / ON"),
+    ("warn", "WARNING / WAIT / migrating"),
+    ("err", "ERROR"),
+    ("info", "INIT_ONLY"),
+    ("off", "INACTIVE / DOWN / OFF / DEFINED_ONLY"),
+];
+/// The legend's width: its label and entries.
+const LEGEND_W: f64 = 880.0;
+
+fn legend_entry_w(text: &str) -> f64 {
+    14.0 + 7.0 * text.len() as f64
+}
+
 fn draw_legend(out: &mut String, y: f64) {
-    let entries = [
-        ("ok", "NORMAL / RUNNING / ON"),
-        ("warn", "WARNING / WAIT / migrating"),
-        ("err", "ERROR"),
-        ("info", "INIT_ONLY"),
-        ("off", "INACTIVE / DOWN / OFF / DEFINED_ONLY"),
-    ];
     let mut x = MARGIN;
     label(out, x, y, 12, "#111827", "bold", "Legend:");
     x += 60.0;
-    for (class, text) in entries {
+    for (class, text) in LEGEND {
         let (fill, fg) = colours(class);
-        let w = 14.0 + 6.2 * text.len() as f64;
+        let w = legend_entry_w(text);
         rect(out, Rect { x, y: y - 14.0, w, h: 20.0 }, fill, "#6b7280", "");
         label(out, x + 6.0, y, 11, fg, "normal", text);
         x += w + 10.0;

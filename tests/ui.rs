@@ -1,0 +1,409 @@
+//! Issue 16, in a real browser: `sectl serve` (HTTPS, on 127.0.0.1:0, a temporary
+//! data folder with the example site) and headless Chromium driven over WebDriver
+//! (chromedriver, plain HTTP calls with ureq). Asserts what a person sees: the login
+//! form and its cookie, tiles that show the states the API reports, a simulated power
+//! off turning a tile to WARNING within 2 s without a reload, acknowledging clearing
+//! the count, CSRF refusals, logout, the topology picture, no horizontal scroll at
+//! 1280x800.
+//!
+//! Needs `chromium` and `chromedriver` (Debian: `apt install chromium chromium-driver`);
+//! without them the tests fail and say so. With `SECTL_UI_SCREENSHOTS=DIR` the tests
+//! also save PNG screenshots there (the README's come from `docs/screenshots`).
+//! Every process started here is killed on drop (by its own PID).
+
+mod common;
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The longest any wait here may take.
+const LIMIT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(25);
+const API: &str = "/apis/sectl.io/v1alpha1";
+const INSTALL: &str = "apt install chromium chromium-driver";
+
+/// A child process, killed (and reaped) on drop.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A program on PATH or at a usual place, or a failure naming the package.
+fn program(names: &[&str]) -> PathBuf {
+    for n in names {
+        for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/bin", "/usr/lib/chromium"]) {
+            let p = Path::new(dir).join(n);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!("{} not found: the browser tests need Chromium and its WebDriver ({INSTALL})", names.join(" or "));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// `sectl serve` on the example site.
+struct Serve {
+    _proc: Guard,
+    url: String,
+    token: String,
+    agent: ureq::Agent,
+    _tmp: tempfile::TempDir,
+}
+
+impl Serve {
+    fn start(extra_manifests: Option<&str>) -> Serve {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("data");
+        let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
+        common::sectl_in(&data).args(["apply", "-f"]).arg(&manifests).assert().success();
+        if let Some(yaml) = extra_manifests {
+            let f = tmp.path().join("extra.yaml");
+            std::fs::write(&f, yaml).expect("write");
+            common::sectl_in(&data).args(["apply", "-f"]).arg(&f).assert().success();
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sectl"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env_remove("SECTL_SERVER")
+            .env_remove("SECTL_DATA_DIR")
+            .env_remove("SECTL_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sectl serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let proc = Guard(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = rx.recv_timeout(LIMIT).expect("sectl serve printed its address");
+        let url = first.strip_prefix("sectl serve: listening on ").expect("address line").to_string();
+        assert!(url.starts_with("https://"), "{url}");
+        let token = std::fs::read_to_string(data.join("token")).expect("token").trim().to_string();
+        let cfg = sectl::server::tls::client_config(&data, &[]).expect("trust the CA");
+        let agent = ureq::AgentBuilder::new().tls_config(Arc::new(cfg)).timeout(LIMIT).build();
+        Serve { _proc: proc, url, token, agent, _tmp: tmp }
+    }
+
+    /// GET an API path with the bearer token.
+    fn api(&self, path: &str) -> Value {
+        self.agent
+            .get(&format!("{}{API}/{path}", self.url))
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .call()
+            .expect("API call")
+            .into_string()
+            .map(|t| serde_json::from_str(&t).expect("JSON"))
+            .expect("body")
+    }
+}
+
+/// chromedriver and one headless Chromium session.
+struct Browser {
+    base: String,
+    session: String,
+    agent: ureq::Agent,
+    _driver: Guard,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let chromium = program(&["chromium", "chromium-browser", "google-chrome"]);
+        let driver = program(&["chromedriver"]);
+        let port = free_port();
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start chromedriver ({e}); {INSTALL}"));
+        let guard = Guard(child);
+        let base = format!("http://127.0.0.1:{port}");
+        let agent = ureq::AgentBuilder::new().timeout(LIMIT).build();
+        let deadline = Instant::now() + LIMIT;
+        while agent.get(&format!("{base}/status")).call().is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not answer on {base}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let profile = tempfile::tempdir().expect("profile dir");
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,800",
+            &format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": {"binary": chromium, "args": args}
+        }}});
+        let v = send(&agent, "POST", &format!("{base}/session"), Some(caps));
+        let session = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_string();
+        let b = Browser { base, session, agent, _driver: guard, _profile: profile };
+        // The window's inner size is what a 1280x800 screen shows.
+        b.cmd("POST", "window/rect", json!({"width": 1280, "height": 800}));
+        b
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}/{path}", self.base, self.session);
+        let v = send(&self.agent, method, &url, if method == "GET" { None } else { Some(body) });
+        v["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.cmd("POST", "url", json!({"url": url}));
+    }
+
+    fn js(&self, script: &str, args: Value) -> Value {
+        self.cmd("POST", "execute/sync", json!({"script": script, "args": args}))
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.cmd("POST", "element", json!({"using": "css selector", "value": css}));
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(|x| x.as_str())
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let el = self.find(css);
+        self.cmd("POST", &format!("element/{el}/click"), json!({}));
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let el = self.find(css);
+        self.cmd("POST", &format!("element/{el}/value"), json!({"text": text}));
+    }
+
+    fn text(&self, css: &str) -> String {
+        self.js("var e = document.querySelector(arguments[0]); return e ? e.textContent : null;", json!([css]))
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn path(&self) -> String {
+        self.js("return location.pathname;", json!([])).as_str().unwrap_or("").to_string()
+    }
+
+    /// Polls a script until it returns true; how long that took.
+    fn until(&self, what: &str, script: &str, args: Value) -> Duration {
+        let t = Instant::now();
+        loop {
+            if self.js(script, args.clone()) == json!(true) {
+                return t.elapsed();
+            }
+            assert!(t.elapsed() < LIMIT, "timed out after {LIMIT:?} waiting for {what}");
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn screenshot(&self, name: &str) {
+        let Ok(dir) = std::env::var("SECTL_UI_SCREENSHOTS") else { return };
+        use base64::Engine as _;
+        let b64 = self.cmd("GET", "screenshot", json!({}));
+        let png = base64::engine::general_purpose::STANDARD.decode(b64.as_str().expect("base64")).expect("png");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).expect("write png");
+    }
+
+    fn login(&self, s: &Serve) {
+        self.go(&format!("{}/ui/", s.url));
+        assert_eq!(self.path(), "/ui/login", "an anonymous visit is sent to the login form");
+        self.type_into("input[name=token]", &s.token);
+        self.click("form.login button[type=submit]");
+        self.until("the dashboard", "return location.pathname === '/ui/' && !!document.getElementById('live');", json!([]));
+    }
+
+    /// Page width fits 1280 px: nothing scrolls sideways.
+    fn assert_no_horizontal_scroll(&self, page: &str) {
+        let v = self.js(
+            "var d = document.documentElement; return [d.scrollWidth, d.clientWidth, window.innerWidth];",
+            json!([]),
+        );
+        let (scroll, client) = (v[0].as_u64().unwrap_or(0), v[1].as_u64().unwrap_or(0));
+        assert!(scroll <= client && client > 0, "{page}: scrollWidth {scroll} > clientWidth {client} ({v})");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Ends Chromium (chromedriver's child) before chromedriver is killed.
+        let _ = self.agent.delete(&format!("{}/session/{}", self.base, self.session)).call();
+    }
+}
+
+fn send(agent: &ureq::Agent, method: &str, url: &str, body: Option<Value>) -> Value {
+    let req = agent.request(method, url);
+    let r = match body {
+        Some(b) => req.set("Content-Type", "application/json").send_string(&b.to_string()),
+        None => req.call(),
+    };
+    match r {
+        Ok(r) => serde_json::from_str(&r.into_string().expect("body")).expect("WebDriver JSON"),
+        Err(ureq::Error::Status(code, r)) => {
+            panic!("WebDriver {method} {url}: {code} {}", r.into_string().unwrap_or_default())
+        }
+        Err(e) => panic!("WebDriver {method} {url}: {e}"),
+    }
+}
+
+fn tile_state(b: &Browser, id: &str) -> String {
+    b.js("var e = document.getElementById(arguments[0]); return e ? e.dataset.state : null;", json!([id]))
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn login_sets_a_strict_cookie_and_refuses_a_bad_token() {
+    let s = Serve::start(None);
+    let b = Browser::start();
+    b.go(&format!("{}/ui/", s.url));
+    assert_eq!(b.path(), "/ui/login");
+    b.type_into("input[name=token]", "not-the-token");
+    b.click("form.login button[type=submit]");
+    b.until("the error", "return !!document.getElementById('login-error');", json!([]));
+    assert!(b.text("#login-error").contains("not valid"));
+    let cookies = b.cmd("GET", "cookie", json!({}));
+    assert!(cookies.as_array().is_some_and(|c| c.is_empty()), "no session for a bad token: {cookies}");
+
+    b.login(&s);
+    let cookies = b.cmd("GET", "cookie", json!({}));
+    let c = cookies.as_array().and_then(|c| c.iter().find(|c| c["name"] == "sectl_session")).expect("session cookie");
+    assert_eq!(c["httpOnly"], json!(true), "{c}");
+    assert_eq!(c["secure"], json!(true), "{c}");
+    assert_eq!(c["sameSite"], json!("Strict"), "{c}");
+    assert_eq!(b.js("return document.cookie;", json!([])), json!(""), "scripts cannot read the session");
+
+    // An action without the session's CSRF token is refused, and changes nothing.
+    let r = b.cmd(
+        "POST",
+        "execute/async",
+        json!({"script": "var done = arguments[0]; fetch('/ui/action/power', {method: 'POST', headers: {'Accept': 'application/json'}, \
+         body: new URLSearchParams({csrf: 'forged', unit: 'abgwhite', op: 'off'})}) \
+         .then(function (r) { return r.json().then(function (j) { done([r.status, j.message]); }); });", "args": []}),
+    );
+    assert_eq!(r[0], json!(403), "{r}");
+    assert!(r[1].as_str().unwrap_or("").contains("CSRF"), "{r}");
+    assert_eq!(s.api("managementclusters/mc-augsburg")["status"]["state"], json!("NORMAL"));
+
+    // Logging out ends the session: the dashboard sends to the login form again.
+    b.click("form.logout button[type=submit]");
+    b.until("the login form", "return location.pathname === '/ui/login';", json!([]));
+    b.go(&format!("{}/ui/", s.url));
+    assert_eq!(b.path(), "/ui/login");
+}
+
+#[test]
+fn tiles_follow_the_api_live_and_actions_work() {
+    let s = Serve::start(None);
+    let b = Browser::start();
+    b.login(&s);
+    let t = Instant::now();
+    // Every cluster tile shows the state the API reports, as a word too.
+    for (plural, prefix) in [("managementclusters", "mc"), ("suclusters", "suc")] {
+        for item in s.api(plural)["items"].as_array().expect("items") {
+            let name = item["metadata"]["name"].as_str().expect("name");
+            let state = item["status"]["state"].as_str().expect("state");
+            let id = format!("{prefix}-{name}");
+            assert_eq!(tile_state(&b, &id), state, "tile {id}");
+            assert!(b.text(&format!("#{id} .badge")).contains(state), "tile {id} names {state}");
+        }
+    }
+    let cm = s.api("managementclusters/mc-augsburg")["status"]["clusterManager"].as_str().expect("cm").to_string();
+    assert!(b.text("#mc-mc-augsburg").contains(&format!("Cluster Manager: {cm}")));
+    assert!(b.text("#se-se701").contains("abgwhite"));
+    b.assert_no_horizontal_scroll("dashboard");
+    b.screenshot("dashboard");
+
+    // A marker in the page survives only if the page is not reloaded.
+    b.js("window.__noReload = 1;", json!([]));
+    assert_eq!(tile_state(&b, "mc-mc-augsburg"), "NORMAL");
+    let clicked = Instant::now();
+    b.click("#power-off-abgwhite");
+    b.until(
+        "the management cluster tile to turn WARNING",
+        "return document.getElementById('mc-mc-augsburg').dataset.state === 'WARNING';",
+        json!([]),
+    );
+    let took = clicked.elapsed();
+    eprintln!("sim power off -> tile WARNING in {took:?}");
+    assert!(took < Duration::from_secs(2), "the tile changed after {took:?}");
+    assert_eq!(b.js("return window.__noReload;", json!([])), json!(1), "the page was reloaded");
+    assert!(b.text("#mc-mc-augsburg").contains("WARNING"));
+    assert!(b.text("#status").contains("Simulation"), "{}", b.text("#status"));
+    assert_eq!(s.api("managementclusters/mc-augsburg")["status"]["state"], json!("WARNING"));
+    b.screenshot("dashboard-warning");
+
+    // Acknowledge all: the count goes to 0.
+    let before: u64 = b.text("#unack-total").parse().expect("a number");
+    assert!(before > 0, "events to acknowledge");
+    b.click("#ack-all");
+    b.until("the count to clear", "return document.getElementById('unack-total').textContent === '0';", json!([]));
+    let left = s.api("events")["items"].as_array().expect("items").iter().filter(|e| e["acknowledged"] != json!(true)).count();
+    assert_eq!(left, 0);
+
+    // Power on again from the page (the button changed with the unit's power).
+    b.click("#power-on-abgwhite");
+    b.until(
+        "the tile to turn NORMAL",
+        "return document.getElementById('mc-mc-augsburg').dataset.state === 'NORMAL';",
+        json!([]),
+    );
+    eprintln!("whole dashboard test {:?}", t.elapsed());
+}
+
+#[test]
+fn topology_shows_the_site_and_fits_the_screen() {
+    let s = Serve::start(None);
+    let b = Browser::start();
+    b.login(&s);
+    b.click("nav a[href='/ui/topology']");
+    b.until("the picture", "return !!document.querySelector('#live svg');", json!([]));
+    for su in ["ABGSE701", "ABGSE501", "ABGSE70X1", "ABGSE70X2"] {
+        let n = b.js("return document.querySelectorAll('g.su[data-su=\"' + arguments[0] + '\"]').length;", json!([su]));
+        assert_eq!(n, json!(1), "SU {su} drawn once");
+    }
+    let vms = s.api("vmdefinitions")["items"].as_array().expect("items").len();
+    let chips = b.js("return document.querySelectorAll('#live g.vm').length;", json!([]));
+    assert_eq!(chips, json!(vms), "every VM of the example site is drawn");
+    assert!(b.text("#live svg").contains("ISL-E"));
+    b.assert_no_horizontal_scroll("topology");
+    b.screenshot("topology");
+    // The file is the same picture the CLI draws.
+    let svg = b.cmd(
+        "POST",
+        "execute/async",
+        json!({"script": "var done = arguments[0]; fetch('/ui/topology.svg').then(function (r) { return r.text(); }).then(done);", "args": []}),
+    );
+    assert!(svg.as_str().unwrap_or("").starts_with("<svg"), "{svg}");
+}

@@ -165,8 +165,13 @@ impl Browser {
         let v = send(&agent, "POST", &format!("{base}/session"), Some(caps));
         let session = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_string();
         let b = Browser { base, session, agent, _driver: guard, _profile: profile };
-        // The window's inner size is what a 1280x800 screen shows.
-        b.cmd("POST", "window/rect", json!({"width": 1280, "height": 800}));
+        // The window includes the (invisible) browser frame: size it so that the page
+        // gets what a 1280x800 screen shows.
+        let frame = b.js("return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];", json!([]));
+        let (fw, fh) = (frame[0].as_u64().unwrap_or(0), frame[1].as_u64().unwrap_or(0));
+        b.cmd("POST", "window/rect", json!({"width": 1280 + fw, "height": 800 + fh}));
+        let size = b.js("return [window.innerWidth, window.innerHeight];", json!([]));
+        assert_eq!(size, json!([1280, 800]), "the viewport of a 1280x800 screen");
         b
     }
 

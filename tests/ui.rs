@@ -412,3 +412,80 @@ fn topology_shows_the_site_and_fits_the_screen() {
     );
     assert!(svg.as_str().unwrap_or("").starts_with("<svg"), "{svg}");
 }
+
+#[test]
+fn a_migration_started_from_the_page_runs_and_its_chart_gains_rounds() {
+    let s = Serve::start(None);
+    let b = Browser::start();
+    b.login(&s);
+    b.click("nav a[href='/ui/migrations']");
+    b.until("the migrations page", "return location.pathname === '/ui/migrations';", json!([]));
+    b.js("window.__noReload = 1;", json!([]));
+
+    // Check first: the result (phase Possible, no conflicts) shows before anything moves.
+    b.type_into("#vm", "vm12prod");
+    b.click("#lm-check");
+    b.until(
+        "the check's result",
+        "var r = document.querySelector('#live tr[id^=\"lm-check-vm12prod-\"]'); return !!r && r.dataset.phase === 'Possible';",
+        json!([]),
+    );
+    assert!(b.text("#status").contains("check of the migration of vm12prod"), "{}", b.text("#status"));
+    let lms = s.api("livemigrations")["items"].as_array().expect("items").clone();
+    assert_eq!(lms.len(), 1);
+    assert_eq!(lms[0]["spec"]["checkOnly"], json!(true));
+    assert_eq!(lms[0]["status"]["phase"], json!("Possible"));
+    assert_eq!(s.api("vmdefinitions/vm12prod")["status"]["serverUnit"], json!("ABGSE501"), "a check moves nothing");
+
+    // Start: the chart gains rounds while it runs, and the migration completes.
+    b.click("#lm-start");
+    b.until(
+        "the first pre-copy round in the chart",
+        "var c = document.querySelector('#live figure.chart[id^=\"chart-lm-vm12prod-\"]'); return !!c && c.querySelectorAll('rect.round').length >= 2;",
+        json!([]),
+    );
+    b.screenshot("migration");
+    b.until(
+        "the migration to complete",
+        "var r = document.querySelector('#live tr[id^=\"lm-lm-vm12prod-\"]'); return !!r && r.dataset.phase === 'Completed';",
+        json!([]),
+    );
+    let rounds = b.js(
+        "return Number(document.querySelector('#live figure.chart[id^=\"chart-lm-vm12prod-\"]').dataset.rounds);",
+        json!([]),
+    );
+    let started = s.api("livemigrations")["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|l| l["spec"]["checkOnly"] != json!(true))
+        .cloned()
+        .expect("the started migration");
+    assert_eq!(started["status"]["phase"], json!("Completed"));
+    assert_eq!(rounds, json!(started["status"]["rounds"].as_array().expect("rounds").len()), "the chart shows every round");
+    assert!(rounds.as_u64().unwrap_or(0) >= 1);
+    assert_eq!(s.api("vmdefinitions/vm12prod")["status"]["serverUnit"], json!("ABGSE701"));
+    assert_eq!(b.js("return window.__noReload;", json!([])), json!(1), "the page was reloaded");
+    b.assert_no_horizontal_scroll("migrations");
+
+    // A check the manual refuses shows its conflicts with their message codes.
+    b.js("document.getElementById('vm').value = 'vm20test';", json!([]));
+    b.click("#lm-check");
+    b.until(
+        "the rejected check",
+        "var r = document.querySelector('#live tr[id^=\"lm-check-vm20test-\"]'); return !!r && r.dataset.phase === 'Rejected';",
+        json!([]),
+    );
+    let lm = s.api("livemigrations")["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|l| l["spec"]["vm"] == json!("vm20test"))
+        .cloned()
+        .expect("the check");
+    let row = b.js("return document.querySelector('#live tr[id^=\"lm-check-vm20test-\"]').textContent;", json!([]));
+    for c in lm["status"]["conflicts"].as_array().expect("conflicts") {
+        let (code, reason) = (c["code"].as_str().expect("code"), c["reason"].as_str().expect("reason"));
+        assert!(row.as_str().unwrap_or("").contains(&format!("{code} {reason}")), "{row} lacks {code} {reason}");
+    }
+}

@@ -115,3 +115,75 @@ pub async fn ack(State(s): State<AppState>, headers: HeaderMap, form: Result<For
     .await;
     reply(&headers, result)
 }
+
+/// The migrate form.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateForm {
+    /// The session's CSRF token.
+    pub csrf: String,
+    /// The VMDefinition's name.
+    pub vm: String,
+    /// `check` (CHECK-VM-MIGRATION) or `start`.
+    pub mode: String,
+}
+
+/// A fresh LiveMigration name for a VM: `check-VM-xxxxxx` or `lm-VM-xxxxxx`.
+fn lm_name(prefix: &str, vm: &str) -> String {
+    let room = 63 - prefix.len() - 8;
+    let vm: String = vm.chars().take(room).collect();
+    let tail = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}-{}", vm.trim_end_matches('-'), &tail[..6])
+}
+
+/// POST /ui/action/migrate: creates a LiveMigration to the other SU of the VM's SU
+/// cluster (`checkOnly` for a check) through the REST API's create.
+pub async fn migrate(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<MigrateForm>, FormRejection>,
+) -> Response {
+    let result = async {
+        let Form(f) = form.map_err(form_err)?;
+        guard(&s, &headers, Some(&f.csrf))?;
+        let check = match f.mode.as_str() {
+            "check" => true,
+            "start" => false,
+            other => return Err((StatusCode::BAD_REQUEST, format!("mode {other:?}: expected check or start"))),
+        };
+        let vm = f.vm.trim();
+        crate::api::ObjectName::new(vm).map_err(|e| (StatusCode::BAD_REQUEST, format!("VM {vm:?}: {e}")))?;
+        let name = lm_name(if check { "check" } else { "lm" }, vm);
+        let body = json!({
+            "apiVersion": crate::api::API_VERSION,
+            "kind": "LiveMigration",
+            "metadata": {"name": name},
+            "spec": {"vm": vm, "checkOnly": check},
+        });
+        let r = crate::server::write::create(
+            State(s.clone()),
+            axum::extract::Path("livemigrations".to_string()),
+            axum::extract::Query(Default::default()),
+            axum::body::Bytes::from(body.to_string()),
+        )
+        .await
+        .map_err(api_err)?;
+        if !r.status().is_success() {
+            return Err((r.status(), format!("creating {name} failed")));
+        }
+        let what = if check { "check of the migration" } else { "live migration" };
+        Ok(format!("{name}: {what} of {vm} created; its progress shows below"))
+    }
+    .await;
+    reply(&headers, result)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lm_names_are_valid_for_the_longest_vm_name() {
+        let n = super::lm_name("check", &"a".repeat(63));
+        assert!(crate::api::ObjectName::new(&n).is_ok(), "{n}");
+        assert!(crate::api::ObjectName::new(&super::lm_name("lm", "vm12prod")).is_ok());
+    }
+}

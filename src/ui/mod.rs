@@ -17,6 +17,7 @@ pub mod actions;
 pub mod dashboard;
 pub mod html;
 pub mod login;
+pub mod migrations;
 pub mod session;
 pub mod site;
 pub mod stream;
@@ -53,9 +54,11 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/logout", post(login::logout))
         .route("/ui/topology", get(topology::page))
         .route("/ui/topology.svg", get(topology::svg_file))
+        .route("/ui/migrations", get(migrations_page))
         .route("/ui/stream", get(stream::stream))
         .route("/ui/action/power", post(actions::power))
         .route("/ui/action/ack", post(actions::ack))
+        .route("/ui/action/migrate", post(actions::migrate))
         .route("/ui/assets/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
         .route("/ui/assets/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
 }
@@ -124,4 +127,29 @@ async fn dashboard_page(
     };
     let body = format!("<div id=\"live\" data-stream=\"/ui/stream?view=dashboard\">{live}</div>");
     html_response(StatusCode::OK, html::page("Dashboard", "/ui/", Some(&sess), &body))
+}
+
+async fn migrations_page(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    query: Result<axum::extract::Query<NoQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = query {
+        return error_page(StatusCode::BAD_REQUEST, &e.body_text());
+    }
+    let (_, sess) = match need_session(&s, &headers) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let (s2, sess2) = (s.clone(), sess.clone());
+    let live = match blocking(move || stream::View::Migrations.render(&s2, &sess2)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e),
+        Err(r) => return r,
+    };
+    let body = format!(
+        "{}<div id=\"live\" data-stream=\"/ui/stream?view=migrations\">{live}</div>",
+        migrations::form(&sess)
+    );
+    html_response(StatusCode::OK, html::page("Live migrations", "/ui/migrations", Some(&sess), &body))
 }

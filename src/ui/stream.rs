@@ -1,4 +1,4 @@
-//! Live updates as server-sent events (`GET /ui/stream?view=dashboard|topology`).
+//! Live updates as server-sent events (`GET /ui/stream?view=dashboard|topology|migrations`).
 //!
 //! A task per open page waits on the store's watch (`Store::subscribe`, which moves
 //! with every committed change), lets a burst settle for `SETTLE`, renders the view's
@@ -32,6 +32,8 @@ pub enum View {
     Dashboard,
     /// The topology picture.
     Topology,
+    /// The migrations and their charts.
+    Migrations,
 }
 
 impl View {
@@ -39,6 +41,7 @@ impl View {
         match s {
             "dashboard" => Some(View::Dashboard),
             "topology" => Some(View::Topology),
+            "migrations" => Some(View::Migrations),
             _ => None,
         }
     }
@@ -56,6 +59,10 @@ impl View {
             View::Topology => {
                 let site = Site::load(&super::topology::KINDS, list, None).map_err(|e| e.to_string())?;
                 Ok(super::topology::live(&site))
+            }
+            View::Migrations => {
+                let site = Site::load(&super::migrations::KINDS, list, None).map_err(|e| e.to_string())?;
+                Ok(super::migrations::live(&site))
             }
         }
     }
@@ -80,7 +87,9 @@ pub async fn stream(
     };
     let view = match query.as_ref().map(|q| View::parse(&q.view)) {
         Ok(Some(v)) => v,
-        Ok(None) => return (StatusCode::BAD_REQUEST, "view: expected dashboard or topology").into_response(),
+        Ok(None) => {
+            return (StatusCode::BAD_REQUEST, "view: expected dashboard, topology or migrations").into_response()
+        }
         Err(e) => return (StatusCode::BAD_REQUEST, e.body_text()).into_response(),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(4);

@@ -27,11 +27,15 @@
     var form = ev.target;
     if (!form.hasAttribute('data-js') || !window.fetch) { return; }
     ev.preventDefault();
-    var button = form.querySelector('button');
+    var data = new FormData(form);
+    // The button pressed says what to do (check or start).
+    if (ev.submitter && ev.submitter.name) { data.append(ev.submitter.name, ev.submitter.value); }
+    var body = new URLSearchParams(data);
+    var button = ev.submitter || form.querySelector('button');
     if (button) { button.disabled = true; }
     fetch(form.action, {
       method: 'POST',
-      body: new URLSearchParams(new FormData(form)),
+      body: body,
       headers: { 'Accept': 'application/json' },
       credentials: 'same-origin'
     }).then(function (r) {

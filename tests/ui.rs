@@ -64,6 +64,11 @@ struct Serve {
 
 impl Serve {
     fn start(extra_manifests: Option<&str>) -> Serve {
+        Serve::start_with(extra_manifests, &[])
+    }
+
+    /// With extra manifests applied by `sectl apply FLAGS -f` before the server starts.
+    fn start_with(extra_manifests: Option<&str>, flags: &[&str]) -> Serve {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data = tmp.path().join("data");
         let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
@@ -71,7 +76,7 @@ impl Serve {
         if let Some(yaml) = extra_manifests {
             let f = tmp.path().join("extra.yaml");
             std::fs::write(&f, yaml).expect("write");
-            common::sectl_in(&data).args(["apply", "-f"]).arg(&f).assert().success();
+            common::sectl_in(&data).arg("apply").args(flags).arg("-f").arg(&f).assert().success();
         }
         let mut child = Command::new(env!("CARGO_BIN_EXE_sectl"))
             .arg("--data-dir")
@@ -488,4 +493,85 @@ fn a_migration_started_from_the_page_runs_and_its_chart_gains_rounds() {
         let (code, reason) = (c["code"].as_str().expect("code"), c["reason"].as_str().expect("reason"));
         assert!(row.as_str().unwrap_or("").contains(&format!("{code} {reason}")), "{row} lacks {code} {reason}");
     }
+}
+
+/// The navigation timing of the page in the window: (ms to the response's end, ms to
+/// DOMContentLoaded, ms to load, bytes transferred by the page and its resources).
+fn timing(b: &Browser) -> (f64, f64, f64, u64) {
+    let v = b.js(
+        "var n = performance.getEntriesByType('navigation')[0]; \
+         var bytes = n.transferSize + performance.getEntriesByType('resource').reduce(function (a, r) { return a + r.transferSize; }, 0); \
+         return [n.responseEnd - n.startTime, n.domContentLoadedEventEnd - n.startTime, n.loadEventEnd - n.startTime, bytes];",
+        json!([]),
+    );
+    (v[0].as_f64().unwrap_or(-1.0), v[1].as_f64().unwrap_or(-1.0), v[2].as_f64().unwrap_or(-1.0), v[3].as_u64().unwrap_or(0))
+}
+
+fn ten_thousand_vms() -> String {
+    let sus = ["ABGSE701", "ABGSE501", "ABGSE70X1", "ABGSE70X2"];
+    (0..10_000)
+        .map(|i| {
+            format!(
+                "---\napiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {{name: bulk{i:05}, labels: {{tier: t{}}}}}\n\
+                 spec: {{vmName: B{i:05}, serverUnit: {}, vmIndex: '*ANY', persistent: true, state: DEFINED_ONLY, memoryMiB: 64, cpus: 1}}\n",
+                i % 10,
+                sus[i % 4]
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn ten_thousand_vms_list_pages_and_filters() {
+    // Stored without reconciling (the controller works through them while we look).
+    let s = Serve::start_with(Some(&ten_thousand_vms()), &["--no-reconcile"]);
+    let b = Browser::start();
+    b.login(&s);
+    let (resp, dcl, load, bytes) = timing(&b);
+    eprintln!("dashboard, 10,013 VMs stored: response {resp:.0} ms, DOMContentLoaded {dcl:.0} ms, load {load:.0} ms, {bytes} bytes");
+
+    let t = Instant::now();
+    b.click("nav a[href='/ui/vms']");
+    b.until("the VM list", "return location.pathname === '/ui/vms' && !!document.getElementById('vm-table');", json!([]));
+    let (resp, dcl, load, bytes) = timing(&b);
+    eprintln!(
+        "VM list page 1 of 10,013: response {resp:.0} ms, DOMContentLoaded {dcl:.0} ms, load {load:.0} ms, {bytes} bytes (click to table {:?})",
+        t.elapsed()
+    );
+    assert!(dcl < 10_000.0, "the list took {dcl} ms to render");
+    let stored = s.api("vmdefinitions")["items"].as_array().expect("items").len();
+    assert!(stored > 10_000);
+    let count = b.js("var c = document.getElementById('vm-count'); return [Number(c.dataset.matching), Number(c.dataset.total)];", json!([]));
+    assert_eq!(count, json!([stored, stored]));
+    let rows = b.js("return document.querySelectorAll('#vm-table tbody tr').length;", json!([]));
+    assert_eq!(rows, json!(100), "one page of rows");
+    b.assert_no_horizontal_scroll("VM list");
+
+    // Filter by name: 10 matches, on one page.
+    b.type_into("#f-name", "bulk0999");
+    let t = Instant::now();
+    b.click("#f-apply");
+    b.until(
+        "the filtered list",
+        "var c = document.getElementById('vm-count'); return !!c && c.dataset.matching === '10';",
+        json!([]),
+    );
+    let (_, dcl, _, _) = timing(&b);
+    eprintln!("filter by name over 10,013 VMs: DOMContentLoaded {dcl:.0} ms (click to table {:?})", t.elapsed());
+    assert!(dcl < 10_000.0, "the filter took {dcl} ms");
+    let names = b.js(
+        "return Array.from(document.querySelectorAll('#vm-table tbody th')).map(function (t) { return t.textContent; });",
+        json!([]),
+    );
+    let expect: Vec<String> = (9990..10_000).map(|i| format!("bulk{i:05}")).collect();
+    assert_eq!(names, json!(expect));
+
+    // By label (the API's selector syntax) and page 2.
+    b.go(&format!("{}/ui/vms?label=tier%3Dt3&page=2", s.url));
+    let count = b.js("return Number(document.getElementById('vm-count').dataset.matching);", json!([]));
+    assert_eq!(count, json!(1000));
+    assert!(b.text("#vm-count").contains("VMs 101\u{2013}200 of 1000"), "{}", b.text("#vm-count"));
+    // An unknown parameter is refused, not ignored.
+    b.go(&format!("{}/ui/vms?colour=red", s.url));
+    assert!(b.text("main").contains("colour"), "{}", b.text("main"));
 }

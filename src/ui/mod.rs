@@ -23,6 +23,7 @@ pub mod site;
 pub mod stream;
 pub mod svg;
 pub mod topology;
+pub mod vms;
 
 use crate::server::api::AppState;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -55,6 +56,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/topology", get(topology::page))
         .route("/ui/topology.svg", get(topology::svg_file))
         .route("/ui/migrations", get(migrations_page))
+        .route("/ui/vms", get(vms::page))
         .route("/ui/stream", get(stream::stream))
         .route("/ui/action/power", post(actions::power))
         .route("/ui/action/ack", post(actions::ack))

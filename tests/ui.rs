@@ -172,7 +172,8 @@ impl Browser {
         let b = Browser { base, session, agent, _driver: guard, _profile: profile };
         // The window includes the (invisible) browser frame: size it so that the page
         // gets what a 1280x800 screen shows.
-        let frame = b.js("return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];", json!([]));
+        let frame =
+            b.js("return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];", json!([]));
         let (fw, fh) = (frame[0].as_u64().unwrap_or(0), frame[1].as_u64().unwrap_or(0));
         b.cmd("POST", "window/rect", json!({"width": 1280 + fw, "height": 800 + fh}));
         let size = b.js("return [window.innerWidth, window.innerHeight];", json!([]));
@@ -250,7 +251,11 @@ impl Browser {
         assert_eq!(self.path(), "/ui/login", "an anonymous visit is sent to the login form");
         self.type_into("input[name=token]", &s.token);
         self.click("form.login button[type=submit]");
-        self.until("the dashboard", "return location.pathname === '/ui/' && !!document.getElementById('live');", json!([]));
+        self.until(
+            "the dashboard",
+            "return location.pathname === '/ui/' && !!document.getElementById('live');",
+            json!([]),
+        );
     }
 
     /// Page width fits 1280 px: nothing scrolls sideways.
@@ -379,7 +384,8 @@ fn tiles_follow_the_api_live_and_actions_work() {
     assert!(before > 0, "events to acknowledge");
     b.click("#ack-all");
     b.until("the count to clear", "return document.getElementById('unack-total').textContent === '0';", json!([]));
-    let left = s.api("events")["items"].as_array().expect("items").iter().filter(|e| e["acknowledged"] != json!(true)).count();
+    let left =
+        s.api("events")["items"].as_array().expect("items").iter().filter(|e| e["acknowledged"] != json!(true)).count();
     assert_eq!(left, 0);
 
     // Power on again from the page (the button changed with the unit's power).
@@ -467,7 +473,11 @@ fn a_migration_started_from_the_page_runs_and_its_chart_gains_rounds() {
         .cloned()
         .expect("the started migration");
     assert_eq!(started["status"]["phase"], json!("Completed"));
-    assert_eq!(rounds, json!(started["status"]["rounds"].as_array().expect("rounds").len()), "the chart shows every round");
+    assert_eq!(
+        rounds,
+        json!(started["status"]["rounds"].as_array().expect("rounds").len()),
+        "the chart shows every round"
+    );
     assert!(rounds.as_u64().unwrap_or(0) >= 1);
     assert_eq!(s.api("vmdefinitions/vm12prod")["status"]["serverUnit"], json!("ABGSE701"));
     assert_eq!(b.js("return window.__noReload;", json!([])), json!(1), "the page was reloaded");
@@ -504,7 +514,12 @@ fn timing(b: &Browser) -> (f64, f64, f64, u64) {
          return [n.responseEnd - n.startTime, n.domContentLoadedEventEnd - n.startTime, n.loadEventEnd - n.startTime, bytes];",
         json!([]),
     );
-    (v[0].as_f64().unwrap_or(-1.0), v[1].as_f64().unwrap_or(-1.0), v[2].as_f64().unwrap_or(-1.0), v[3].as_u64().unwrap_or(0))
+    (
+        v[0].as_f64().unwrap_or(-1.0),
+        v[1].as_f64().unwrap_or(-1.0),
+        v[2].as_f64().unwrap_or(-1.0),
+        v[3].as_u64().unwrap_or(0),
+    )
 }
 
 fn ten_thousand_vms() -> String {
@@ -532,7 +547,11 @@ fn ten_thousand_vms_list_pages_and_filters() {
 
     let t = Instant::now();
     b.click("nav a[href='/ui/vms']");
-    b.until("the VM list", "return location.pathname === '/ui/vms' && !!document.getElementById('vm-table');", json!([]));
+    b.until(
+        "the VM list",
+        "return location.pathname === '/ui/vms' && !!document.getElementById('vm-table');",
+        json!([]),
+    );
     let (resp, dcl, load, bytes) = timing(&b);
     eprintln!(
         "VM list page 1 of 10,013: response {resp:.0} ms, DOMContentLoaded {dcl:.0} ms, load {load:.0} ms, {bytes} bytes (click to table {:?})",
@@ -541,7 +560,10 @@ fn ten_thousand_vms_list_pages_and_filters() {
     assert!(dcl < 10_000.0, "the list took {dcl} ms to render");
     let stored = s.api("vmdefinitions")["items"].as_array().expect("items").len();
     assert!(stored > 10_000);
-    let count = b.js("var c = document.getElementById('vm-count'); return [Number(c.dataset.matching), Number(c.dataset.total)];", json!([]));
+    let count = b.js(
+        "var c = document.getElementById('vm-count'); return [Number(c.dataset.matching), Number(c.dataset.total)];",
+        json!([]),
+    );
     assert_eq!(count, json!([stored, stored]));
     let rows = b.js("return document.querySelectorAll('#vm-table tbody tr').length;", json!([]));
     assert_eq!(rows, json!(100), "one page of rows");

@@ -57,8 +57,7 @@ pub fn run(ctx: &mut Context, a: &PlotArgs) -> anyhow::Result<ExitCode> {
             (crate::ui::svg::topology(&site), output)
         }
         PlotWhat::Lm { name, output } => {
-            crate::api::ObjectName::new(name)
-                .map_err(|e| UsageError(format!("plot lm {name:?}: {e}")))?;
+            crate::api::ObjectName::new(name).map_err(|e| UsageError(format!("plot lm {name:?}: {e}")))?;
             let Some(lm) = backend.get(Kind::LiveMigration, name)? else {
                 eprintln!("error: livemigration {name:?} not found");
                 return Ok(ExitCode::from(1));

@@ -9,7 +9,7 @@
 //! the server redirects back to the dashboard, or shows the error as a page.
 
 use super::session::{same, same_origin, Session};
-use crate::server::api::{AppState, ApiErr};
+use crate::server::api::{ApiErr, AppState};
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -42,7 +42,10 @@ fn guard(s: &AppState, headers: &HeaderMap, csrf: Option<&str>) -> Result<Sessio
         return Err((StatusCode::FORBIDDEN, "this request comes from another site".into()));
     }
     if !csrf.is_some_and(|c| same(c.as_bytes(), sess.csrf.as_bytes())) {
-        return Err((StatusCode::FORBIDDEN, "the form's CSRF token does not match this session; reload the page".into()));
+        return Err((
+            StatusCode::FORBIDDEN,
+            "the form's CSRF token does not match this session; reload the page".into(),
+        ));
     }
     if !sess.who.can_write {
         return Err((StatusCode::FORBIDDEN, format!("user {} may not change anything", sess.who.name)));
@@ -101,7 +104,11 @@ pub struct CsrfForm {
 }
 
 /// POST /ui/action/ack: acknowledge all events.
-pub async fn ack(State(s): State<AppState>, headers: HeaderMap, form: Result<Form<CsrfForm>, FormRejection>) -> Response {
+pub async fn ack(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
     let result = async {
         let Form(f) = form.map_err(form_err)?;
         guard(&s, &headers, Some(&f.csrf))?;
@@ -184,6 +191,6 @@ mod tests {
     fn lm_names_are_valid_for_the_longest_vm_name() {
         let n = super::lm_name("check", &"a".repeat(63));
         assert!(crate::api::ObjectName::new(&n).is_ok(), "{n}");
-        assert!(crate::api::ObjectName::new(&super::lm_name("lm", "vm12prod")).is_ok());
+        assert!(crate::api::ObjectName::new(super::lm_name("lm", "vm12prod")).is_ok());
     }
 }

@@ -89,7 +89,10 @@ pub async fn logout(
     let ok = super::session::same_origin(&headers)
         && form.is_ok_and(|Form(f)| super::session::same(f.csrf.as_bytes(), sess.csrf.as_bytes()));
     if !ok {
-        return super::error_page(StatusCode::FORBIDDEN, "Logging out needs the form of this site (CSRF check failed).");
+        return super::error_page(
+            StatusCode::FORBIDDEN,
+            "Logging out needs the form of this site (CSRF check failed).",
+        );
     }
     s.ui.close(&id);
     let mut r = Redirect::to("/ui/login").into_response();

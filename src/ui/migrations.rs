@@ -82,7 +82,10 @@ pub fn live(site: &Site) -> String {
             )
         })
         .collect();
-    format!("<h2>Migrations</h2>{table}<h2>Pre-copy rounds</h2>{}", if charts.is_empty() { "<p>None yet.</p>".into() } else { charts })
+    format!(
+        "<h2>Migrations</h2>{table}<h2>Pre-copy rounds</h2>{}",
+        if charts.is_empty() { "<p>None yet.</p>".into() } else { charts }
+    )
 }
 
 /// The form that checks or starts a migration (outside the live region, so typing is

@@ -88,8 +88,8 @@ pub fn html_response(status: StatusCode, body: String) -> Response {
 }
 
 /// The session of a page request, or the redirect to the login form.
-pub fn need_session(s: &AppState, headers: &HeaderMap) -> Result<(String, session::Session), Response> {
-    s.ui.find(s, headers).ok_or_else(|| Redirect::to("/ui/login").into_response())
+pub fn need_session(s: &AppState, headers: &HeaderMap) -> Result<(String, session::Session), Redirect> {
+    s.ui.find(s, headers).ok_or_else(|| Redirect::to("/ui/login"))
 }
 
 /// A failure as a page (for people) with a link back.
@@ -118,7 +118,7 @@ async fn dashboard_page(
     }
     let (_, sess) = match need_session(&s, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let s2 = s.clone();
     let sess2 = sess.clone();
@@ -141,7 +141,7 @@ async fn migrations_page(
     }
     let (_, sess) = match need_session(&s, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let (s2, sess2) = (s.clone(), sess.clone());
     let live = match blocking(move || stream::View::Migrations.render(&s2, &sess2)).await {
@@ -149,9 +149,7 @@ async fn migrations_page(
         Ok(Err(e)) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e),
         Err(r) => return r,
     };
-    let body = format!(
-        "{}<div id=\"live\" data-stream=\"/ui/stream?view=migrations\">{live}</div>",
-        migrations::form(&sess)
-    );
+    let body =
+        format!("{}<div id=\"live\" data-stream=\"/ui/stream?view=migrations\">{live}</div>", migrations::form(&sess));
     html_response(StatusCode::OK, html::page("Live migrations", "/ui/migrations", Some(&sess), &body))
 }

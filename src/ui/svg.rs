@@ -251,7 +251,8 @@ fn draw_clusters(
         let (Some(first), Some(last)) = (boxes.first(), boxes.last()) else { continue };
         let st = text(mc, "/status/state");
         let (fill, fg) = colours(state_class(st));
-        let frame = Rect { x: first.x - 8.0, y: MARGIN - 4.0, w: last.x + last.w - first.x + 16.0, h: height - MARGIN + 10.0 };
+        let frame =
+            Rect { x: first.x - 8.0, y: MARGIN - 4.0, w: last.x + last.w - first.x + 16.0, h: height - MARGIN + 10.0 };
         let _ = write!(out, "<g class=\"mc\" data-mc=\"{}\" data-state=\"{}\">", esc(name(mc)), esc(st));
         rect(out, frame, "none", "#4b5563", " stroke-dasharray=\"6 4\"");
         rect(out, Rect { x: frame.x + 8.0, y: MARGIN, w: 520.0_f64.min(frame.w - 16.0), h: 24.0 }, fill, "#4b5563", "");
@@ -263,7 +264,12 @@ fn draw_clusters(
             12,
             fg,
             "bold",
-            &format!("Management cluster {} \u{b7} {} \u{b7} CM {}", name(mc), st, if cm.is_empty() { "none" } else { cm }),
+            &format!(
+                "Management cluster {} \u{b7} {} \u{b7} CM {}",
+                name(mc),
+                st,
+                if cm.is_empty() { "none" } else { cm }
+            ),
         );
         let isl = mc.pointer("/spec/islE");
         for pair in boxes.windows(2) {
@@ -284,8 +290,12 @@ fn draw_clusters(
     for suc in &site.sucs {
         let st = text(suc, "/status/state");
         let (fill, fg) = colours(state_class(st));
-        let rects: Vec<Rect> =
-            items(suc, "/spec/serverUnits").iter().filter_map(|u| u.as_str()).filter_map(|u| sus.get(u)).copied().collect();
+        let rects: Vec<Rect> = items(suc, "/spec/serverUnits")
+            .iter()
+            .filter_map(|u| u.as_str())
+            .filter_map(|u| sus.get(u))
+            .copied()
+            .collect();
         let _ = write!(out, "<g class=\"suc\" data-suc=\"{}\" data-state=\"{}\">", esc(name(suc)), esc(st));
         for pair in rects.windows(2) {
             let (a, b) = if pair[0].x <= pair[1].x { (pair[0], pair[1]) } else { (pair[1], pair[0]) };
@@ -391,12 +401,15 @@ pub fn lm_chart(lm: &serde_json::Value) -> String {
     for i in 0..=4 {
         let v = max * i as f64 / 4.0;
         let y = top + plot_h - plot_h * i as f64 / 4.0;
-        let _ = write!(out, "<line x1=\"{left}\" y1=\"{y:.0}\" x2=\"{:.0}\" y2=\"{y:.0}\" stroke=\"#e5e7eb\"/>", w - 20.0);
+        let _ =
+            write!(out, "<line x1=\"{left}\" y1=\"{y:.0}\" x2=\"{:.0}\" y2=\"{y:.0}\" stroke=\"#e5e7eb\"/>", w - 20.0);
         label(&mut out, 4.0, y + 4.0, 10, "#374151", "normal", &format!("{v:.0} MiB"));
     }
     for (i, r) in rounds.iter().enumerate() {
         let x = left + i as f64 * slot + 4.0;
-        for (j, (key, fill, what)) in [("sentMiB", "#1d4ed8", "sent"), ("dirtyMiB", "#b45309", "dirty")].iter().enumerate() {
+        for (j, (key, fill, what)) in
+            [("sentMiB", "#1d4ed8", "sent"), ("dirtyMiB", "#b45309", "dirty")].iter().enumerate()
+        {
             let v = num(r, key);
             let bh = plot_h * v / max;
             let bx = x + j as f64 * (bar + 2.0);
@@ -418,12 +431,8 @@ pub fn lm_chart(lm: &serde_json::Value) -> String {
         None if phase == "Suspended" => "suspended now".into(),
         None => "not suspended yet".into(),
     };
-    let title = format!(
-        "Live migration {} of {}: {phase}, {} rounds, {susp}",
-        name(lm),
-        text(lm, "/spec/vm"),
-        rounds.len()
-    );
+    let title =
+        format!("Live migration {} of {}: {phase}, {} rounds, {susp}", name(lm), text(lm, "/spec/vm"), rounds.len());
     format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-labelledby=\"lm-title\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\">\
          <title id=\"lm-title\">{}</title><rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\

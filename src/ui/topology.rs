@@ -24,13 +24,17 @@ pub fn live(site: &Site) -> String {
 }
 
 /// GET /ui/topology.
-pub async fn page(State(s): State<AppState>, query: Result<Query<NoQuery>, QueryRejection>, headers: HeaderMap) -> Response {
+pub async fn page(
+    State(s): State<AppState>,
+    query: Result<Query<NoQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(e) = query {
         return super::error_page(StatusCode::BAD_REQUEST, &e.body_text());
     }
     let (_, sess) = match need_session(&s, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let (s2, sess2) = (s.clone(), sess.clone());
     let live = match super::blocking(move || super::stream::View::Topology.render(&s2, &sess2)).await {
@@ -56,7 +60,7 @@ pub async fn svg_file(
         return super::error_page(StatusCode::BAD_REQUEST, &e.body_text());
     }
     if let Err(r) = need_session(&s, &headers) {
-        return r;
+        return r.into_response();
     }
     let store = s.store.clone();
     let site = super::blocking(move || Site::load(&KINDS, |k| store.list(k).map(|(v, _)| v), None)).await;

@@ -16,7 +16,7 @@ use crate::server::selector::Selector;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 /// Rows per page.
@@ -82,9 +82,7 @@ fn select(all: &[Resource], f: &Filter, sel: &Selector) -> (Vec<Row>, Vec<String
     for r in all {
         let Some(row) = row(r) else { continue };
         sus.insert(row.su.clone());
-        let name_ok = needle.is_empty()
-            || row.name.contains(&needle)
-            || row.vm_name.to_lowercase().contains(&needle);
+        let name_ok = needle.is_empty() || row.name.contains(&needle) || row.vm_name.to_lowercase().contains(&needle);
         if name_ok
             && (f.state.is_empty() || row.state == f.state)
             && (f.su.is_empty() || row.su == f.su)
@@ -195,14 +193,18 @@ pub fn body(all: &[Resource], f: &Filter) -> String {
 }
 
 /// GET /ui/vms.
-pub async fn page(State(s): State<AppState>, query: Result<Query<Filter>, QueryRejection>, headers: HeaderMap) -> Response {
+pub async fn page(
+    State(s): State<AppState>,
+    query: Result<Query<Filter>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
     let f = match query {
         Ok(Query(f)) => f,
         Err(e) => return super::error_page(StatusCode::BAD_REQUEST, &e.body_text()),
     };
     let (_, sess) = match need_session(&s, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let store = s.store.clone();
     let html = super::blocking(move || store.list(crate::api::Kind::VMDefinition).map(|(all, _)| body(&all, &f))).await;

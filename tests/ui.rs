@@ -597,3 +597,40 @@ fn ten_thousand_vms_list_pages_and_filters() {
     b.go(&format!("{}/ui/vms?colour=red", s.url));
     assert!(b.text("main").contains("colour"), "{}", b.text("main"));
 }
+
+#[test]
+fn plot_writes_the_topology_and_a_migration_chart() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    common::sectl_in(&data).args(["apply", "-f"]).arg(root.join("manifests")).assert().success();
+    common::sectl_in(&data).args(["apply", "-f"]).arg(root.join("examples/live-migration.yaml")).assert().success();
+
+    let site = tmp.path().join("site.svg");
+    common::sectl_in(&data).args(["plot", "topology", "-o"]).arg(&site).assert().success();
+    let svg = std::fs::read_to_string(&site).expect("site.svg");
+    assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"), "a whole SVG document");
+    for want in ["SE server se701", "SU ABGSE501", "VM12PROD RUN", "ISL-E", "SU cluster su390", "Management cluster mc-augsburg"] {
+        assert!(svg.contains(want), "site.svg lacks {want:?}");
+    }
+    // VM12PROD was migrated: it is drawn once, on its new SU.
+    assert_eq!(svg.matches("<title>VM VM12PROD ").count(), 1);
+
+    let lm = tmp.path().join("lm.svg");
+    common::sectl_in(&data).args(["plot", "lm", "lm-vm12", "-o"]).arg(&lm).assert().success();
+    let chart = std::fs::read_to_string(&lm).expect("lm.svg");
+    let out = common::sectl_in(&data).args(["get", "lm", "lm-vm12", "-o", "json"]).output().expect("get");
+    let obj: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let rounds = obj["status"]["rounds"].as_array().expect("rounds").len();
+    assert!(rounds >= 1);
+    assert_eq!(chart.matches("class=\"round\"").count(), 2 * rounds, "a sent and a dirty bar per round");
+    assert!(chart.contains("Completed"), "the phase is named");
+
+    // Refusals: an unknown migration (1), a name that cannot be one (2), a folder
+    // that does not exist (1, and nothing written).
+    common::sectl_in(&data).args(["plot", "lm", "nope"]).assert().code(1);
+    common::sectl_in(&data).args(["plot", "lm", "Bad_Name"]).assert().code(2);
+    let missing = tmp.path().join("no-such-dir/site.svg");
+    common::sectl_in(&data).args(["plot", "topology", "-o"]).arg(&missing).assert().code(1);
+    assert!(!missing.exists());
+}

@@ -377,7 +377,6 @@ fn tiles_follow_the_api_live_and_actions_work() {
     assert!(b.text("#mc-mc-augsburg").contains("WARNING"));
     assert!(b.text("#status").contains("Simulation"), "{}", b.text("#status"));
     assert_eq!(s.api("managementclusters/mc-augsburg")["status"]["state"], json!("WARNING"));
-    b.screenshot("dashboard-warning");
 
     // Acknowledge all: the count goes to 0.
     let before: u64 = b.text("#unack-total").parse().expect("a number");
@@ -568,6 +567,7 @@ fn ten_thousand_vms_list_pages_and_filters() {
     let rows = b.js("return document.querySelectorAll('#vm-table tbody tr').length;", json!([]));
     assert_eq!(rows, json!(100), "one page of rows");
     b.assert_no_horizontal_scroll("VM list");
+    b.screenshot("vms");
 
     // Filter by name: 10 matches, on one page.
     b.type_into("#f-name", "bulk0999");

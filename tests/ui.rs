@@ -69,6 +69,15 @@ impl Serve {
 
     /// With extra manifests applied by `sectl apply FLAGS -f` before the server starts.
     fn start_with(extra_manifests: Option<&str>, flags: &[&str]) -> Serve {
+        Serve::start_full(extra_manifests, flags, |_| Vec::new())
+    }
+
+    /// ... and `serve` arguments made from the temporary folder.
+    fn start_full(
+        extra_manifests: Option<&str>,
+        flags: &[&str],
+        serve_args: impl FnOnce(&Path) -> Vec<String>,
+    ) -> Serve {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data = tmp.path().join("data");
         let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
@@ -82,6 +91,7 @@ impl Serve {
             .arg("--data-dir")
             .arg(&data)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(serve_args(tmp.path()))
             .env_remove("SECTL_SERVER")
             .env_remove("SECTL_DATA_DIR")
             .env_remove("SECTL_TOKEN")
@@ -103,8 +113,20 @@ impl Serve {
         assert!(url.starts_with("https://"), "{url}");
         let token = std::fs::read_to_string(data.join("token")).expect("token").trim().to_string();
         let cfg = sectl::server::tls::client_config(&data, &[]).expect("trust the CA");
-        let agent = ureq::AgentBuilder::new().tls_config(Arc::new(cfg)).timeout(LIMIT).build();
+        // A fresh connection per call: the server closes idle ones (its header
+        // timeout), and a pooled one reused just then would fail the call.
+        let agent = ureq::AgentBuilder::new().tls_config(Arc::new(cfg)).timeout(LIMIT).max_idle_connections(0).build();
         Serve { _proc: proc, url, token, agent, _tmp: tmp }
+    }
+
+    /// POST JSON to an API path with the bearer token.
+    fn post(&self, path: &str, body: Value) {
+        self.agent
+            .post(&format!("{}{API}/{path}", self.url))
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .set("Content-Type", "application/json")
+            .send_string(&body.to_string())
+            .expect("API call");
     }
 
     /// GET an API path with the bearer token.
@@ -610,7 +632,14 @@ fn plot_writes_the_topology_and_a_migration_chart() {
     common::sectl_in(&data).args(["plot", "topology", "-o"]).arg(&site).assert().success();
     let svg = std::fs::read_to_string(&site).expect("site.svg");
     assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"), "a whole SVG document");
-    for want in ["SE server se701", "SU ABGSE501", "VM12PROD RUN", "ISL-E", "SU cluster su390", "Management cluster mc-augsburg"] {
+    for want in [
+        "SE server se701",
+        "SU ABGSE501",
+        "VM12PROD RUN",
+        "ISL-E",
+        "SU cluster su390",
+        "Management cluster mc-augsburg",
+    ] {
         assert!(svg.contains(want), "site.svg lacks {want:?}");
     }
     // VM12PROD was migrated: it is drawn once, on its new SU.
@@ -633,4 +662,59 @@ fn plot_writes_the_topology_and_a_migration_chart() {
     let missing = tmp.path().join("no-such-dir/site.svg");
     common::sectl_in(&data).args(["plot", "topology", "-o"]).arg(&missing).assert().code(1);
     assert!(!missing.exists());
+}
+
+#[test]
+fn event_log_filters_and_acknowledges_and_sources_show_their_state() {
+    let s = Serve::start_full(None, &[], |tmp| {
+        let dir = tmp.join("site");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let vm = "apiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {name: gitvm}\n\
+                  spec: {vmName: GITVM, serverUnit: ABGSE701, vmIndex: '*ANY', persistent: true, state: DEFINED_ONLY, memoryMiB: 64, cpus: 1}\n";
+        std::fs::write(dir.join("vm.yaml"), vm).expect("write");
+        vec!["--watch".into(), dir.display().to_string()]
+    });
+    s.post("sim", json!({"args": ["power", "off", "abgwhite"]}));
+    let b = Browser::start();
+    b.login(&s);
+    b.click("nav a[href='/ui/events']");
+    b.until("the event log", "return !!document.getElementById('event-table');", json!([]));
+    let events = s.api("events")["items"].as_array().expect("items").clone();
+    let warnings = events.iter().filter(|e| e["priority"] == json!("WARNING")).count();
+    assert!(warnings > 0);
+    b.js("document.getElementById('e-priority').value = 'WARNING';", json!([]));
+    b.click("#e-apply");
+    b.until("the filtered log", "return location.search.indexOf('priority=WARNING') >= 0;", json!([]));
+    let shown = b.js(
+        "return Array.from(document.querySelectorAll('#event-table tbody tr')).map(function (r) { return r.children[2].textContent.trim(); });",
+        json!([]),
+    );
+    let shown = shown.as_array().expect("rows").clone();
+    assert_eq!(shown.len(), warnings);
+    assert!(shown.iter().all(|p| p.as_str().unwrap_or("").ends_with("WARNING")), "{shown:?}");
+    b.assert_no_horizontal_scroll("events");
+
+    let unacked = events.iter().filter(|e| e["acknowledged"] != json!(true)).count();
+    assert_eq!(
+        b.js("return Number(document.getElementById('event-count').dataset.unacknowledged);", json!([])),
+        json!(unacked)
+    );
+    b.click("#ack-all");
+    b.until(
+        "the log with everything acknowledged",
+        "var c = document.getElementById('event-count'); return !!c && c.dataset.unacknowledged === '0';",
+        json!([]),
+    );
+    assert_eq!(b.path(), "/ui/events", "back on the log after acknowledging");
+
+    // Once the API reports the file applied, the page says so too.
+    let t = Instant::now();
+    while s.api("sources")["items"][0]["state"] != json!("Applied") {
+        assert!(t.elapsed() < LIMIT, "the watched file was not applied: {}", s.api("sources"));
+        std::thread::sleep(POLL);
+    }
+    b.click("nav a[href='/ui/sources']");
+    b.until("the sources page", "return !!document.getElementById('source-table');", json!([]));
+    let table = b.text("#source-table");
+    assert!(table.contains("vm.yaml") && table.contains("Applied"), "{table}");
 }

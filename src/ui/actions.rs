@@ -101,6 +101,9 @@ pub async fn power(
 pub struct CsrfForm {
     /// The session's CSRF token.
     pub csrf: String,
+    /// Where to go afterwards without the script: `events`, or the dashboard.
+    #[serde(default)]
+    pub back: Option<String>,
 }
 
 /// POST /ui/action/ack: acknowledge all events.
@@ -117,10 +120,13 @@ pub async fn ack(
             .await
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
             .map_err(api_err)?;
-        Ok(format!("{n} event(s) acknowledged"))
+        Ok((format!("{n} event(s) acknowledged"), f.back))
     }
     .await;
-    reply(&headers, result)
+    match result {
+        Ok((_, Some(back))) if back == "events" && !wants_json(&headers) => Redirect::to("/ui/events").into_response(),
+        r => reply(&headers, r.map(|(m, _)| m)),
+    }
 }
 
 /// The migrate form.

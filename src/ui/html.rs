@@ -50,8 +50,14 @@ pub fn badge(state: &str) -> String {
 }
 
 /// The views in the navigation: (path, label).
-const NAV: [(&str, &str); 4] =
-    [("/ui/", "Dashboard"), ("/ui/topology", "Topology"), ("/ui/vms", "VMs"), ("/ui/migrations", "Migrations")];
+const NAV: [(&str, &str); 6] = [
+    ("/ui/", "Dashboard"),
+    ("/ui/topology", "Topology"),
+    ("/ui/vms", "VMs"),
+    ("/ui/migrations", "Migrations"),
+    ("/ui/events", "Events"),
+    ("/ui/sources", "Sources"),
+];
 
 /// A whole page: header with navigation and logout, the body, the script.
 pub fn page(title: &str, current: &str, session: Option<&Session>, body: &str) -> String {

@@ -15,6 +15,7 @@
 
 pub mod actions;
 pub mod dashboard;
+pub mod events;
 pub mod html;
 pub mod login;
 pub mod migrations;
@@ -57,6 +58,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/topology.svg", get(topology::svg_file))
         .route("/ui/migrations", get(migrations_page))
         .route("/ui/vms", get(vms::page))
+        .route("/ui/events", get(events::page))
+        .route("/ui/sources", get(events::sources))
         .route("/ui/stream", get(stream::stream))
         .route("/ui/action/power", post(actions::power))
         .route("/ui/action/ack", post(actions::ack))

@@ -130,7 +130,7 @@ async fn dashboard_page(
         Ok(Err(e)) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e),
         Err(r) => return r,
     };
-    let body = format!("<div id=\"live\" data-stream=\"/ui/stream?view=dashboard\">{live}</div>");
+    let body = live_region("dashboard", &live);
     html_response(StatusCode::OK, html::page("Dashboard", "/ui/", Some(&sess), &body))
 }
 
@@ -152,7 +152,17 @@ async fn migrations_page(
         Ok(Err(e)) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e),
         Err(r) => return r,
     };
-    let body =
-        format!("{}<div id=\"live\" data-stream=\"/ui/stream?view=migrations\">{live}</div>", migrations::form(&sess));
+    let body = format!("{}{}", migrations::form(&sess), live_region("migrations", &live));
     html_response(StatusCode::OK, html::page("Live migrations", "/ui/migrations", Some(&sess), &body))
+}
+
+/// A view's live region as first sent, with the stream that keeps it current. The
+/// stream is told the digest of what the page already shows, so it sends only changes
+/// (no needless replacement of the region, which would move a screen reader or eat a
+/// click).
+pub fn live_region(view: &str, html: &str) -> String {
+    format!(
+        "<div id=\"live\" data-stream=\"/ui/stream?view={view}&amp;shown={:016x}\">{html}</div>",
+        stream::digest(html)
+    )
 }

@@ -4,7 +4,9 @@
 //! with every committed change), lets a burst settle for `SETTLE`, renders the view's
 //! live region and sends it as one `update` event when it differs from the last one
 //! sent. Events acknowledged or the clock moving change no object, so the task also
-//! renders every `RECHECK`. It ends when the page goes away, the session ends (the
+//! renders every `RECHECK`. Each event's id is the digest of the region it carries;
+//! the page tells the stream the digest of what it shows (`shown`), and a reconnecting
+//! browser sends the last id (`Last-Event-ID`), so only real changes are sent. It ends when the page goes away, the session ends (the
 //! page then reloads to the login form) or the server shuts down. No polling by the
 //! browser and no reloads.
 
@@ -72,8 +74,19 @@ impl View {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
-    /// `dashboard` or `topology`.
+    /// `dashboard`, `topology` or `migrations`.
     pub view: String,
+    /// The digest (`digest`, 16 hex digits) of the region the page shows already.
+    #[serde(default)]
+    pub shown: Option<String>,
+}
+
+/// A digest of a rendered region (not for security: tells "the same" from "changed").
+pub fn digest(html: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    html.hash(&mut h);
+    h.finish()
 }
 
 /// GET /ui/stream: the live region of a view, as it changes.
@@ -85,6 +98,15 @@ pub async fn stream(
     let Some((id, _)) = s.ui.find(&s, &headers) else {
         return (StatusCode::UNAUTHORIZED, "log in first").into_response();
     };
+    // A reconnecting EventSource says what it has (the id of the last event, which
+    // is the digest of what it carried); a new one has the page's region.
+    let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let given = last_id.or_else(|| query.as_ref().ok().and_then(|q| q.shown.clone()));
+    let shown = match given.map(|h| u64::from_str_radix(&h, 16)) {
+        Some(Err(_)) => return (StatusCode::BAD_REQUEST, "shown: expected 16 hex digits").into_response(),
+        Some(Ok(h)) => Some(h),
+        None => None,
+    };
     let view = match query.as_ref().map(|q| View::parse(&q.view)) {
         Ok(Some(v)) => v,
         Ok(None) => {
@@ -93,17 +115,18 @@ pub async fn stream(
         Err(e) => return (StatusCode::BAD_REQUEST, e.body_text()).into_response(),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(4);
-    tokio::spawn(run(s, id, view, tx));
+    tokio::spawn(run(s, id, view, shown, tx));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<Event, std::convert::Infallible>(e), rx))
     });
     Sse::new(body).keep_alive(KeepAlive::default()).into_response()
 }
 
-async fn run(s: AppState, id: String, view: View, tx: tokio::sync::mpsc::Sender<Event>) {
+async fn run(s: AppState, id: String, view: View, shown: Option<u64>, tx: tokio::sync::mpsc::Sender<Event>) {
     let mut changes = s.store.subscribe();
     let mut stop = s.stop.clone();
-    let mut last = String::new();
+    // What the page shows: given by the page, then what was sent last.
+    let mut last = shown;
     loop {
         if *stop.borrow() {
             break;
@@ -118,11 +141,12 @@ async fn run(s: AppState, id: String, view: View, tx: tokio::sync::mpsc::Sender<
             }
             Err(_) => break,
         };
-        if !html.is_empty() && html != last {
-            if tx.send(Event::default().event("update").data(html.clone())).await.is_err() {
+        let d = digest(&html);
+        if !html.is_empty() && last != Some(d) {
+            if tx.send(Event::default().event("update").id(format!("{d:016x}")).data(html)).await.is_err() {
                 break;
             }
-            last = html;
+            last = Some(d);
         }
         tokio::select! {
             r = changes.changed() => {

@@ -45,7 +45,8 @@ pub async fn page(
     let body = format!(
         "<p><a href=\"/ui/topology.svg\" download=\"site.svg\">Download as SVG</a> \
          (the same picture as <code>sectl plot topology -o site.svg</code>)</p>\
-         <div id=\"live\" data-stream=\"/ui/stream?view=topology\">{live}</div>"
+         {}",
+        super::live_region("topology", &live)
     );
     html_response(StatusCode::OK, html::page("Topology", "/ui/topology", Some(&sess), &body))
 }

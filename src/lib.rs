@@ -13,3 +13,4 @@ pub mod safe_read;
 pub mod server;
 pub mod sim;
 pub mod store;
+pub mod ui;

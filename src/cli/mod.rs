@@ -23,6 +23,7 @@ mod jsonpath;
 mod live;
 pub mod output;
 mod patch;
+mod plot;
 mod reference;
 mod select;
 mod targets;
@@ -259,6 +260,9 @@ pub enum Command {
     /// `audit verify` checks its hash chain.
     #[command(after_help = users::AUDIT_EXAMPLES)]
     Audit(users::AuditArgs),
+    /// Pictures as SVG (the dashboard's): the topology, a live migration's rounds.
+    #[command(after_help = plot::EXAMPLES)]
+    Plot(plot::PlotArgs),
     /// Shell completion script for bash, zsh or fish.
     #[command(after_help = complete::EXAMPLES)]
     Completion(complete::CompletionArgs),
@@ -517,6 +521,7 @@ fn run_command(ctx: &mut Context, cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User { action } => users::user(ctx, &action),
         Command::Whoami { output } => users::whoami(ctx, output),
         Command::Audit(a) => users::audit(ctx, &a),
+        Command::Plot(a) => plot::run(ctx, &a),
         Command::Completion(a) => complete::completion(&a),
         Command::Version(a) => complete::version(&a),
     }

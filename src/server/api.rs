@@ -67,6 +67,8 @@ pub struct AppState {
     pub time_scale: f64,
     /// Becomes true when shutdown begins; open watch streams end then.
     pub stop: tokio::sync::watch::Receiver<bool>,
+    /// The web dashboard's sessions.
+    pub ui: Arc<crate::ui::Sessions>,
 }
 
 /// An API error response.
@@ -445,8 +447,13 @@ async fn events(State(s): State<AppState>, Query(_): Query<NoParams>) -> ApiResu
     Ok(Json(json!({"items": s.store.events()?})).into_response())
 }
 
+/// Acknowledges all events (the REST API and the dashboard).
+pub fn ack_all(s: &AppState) -> Result<usize, ApiErr> {
+    Ok(s.store.ack_events()?)
+}
+
 async fn ack(State(s): State<AppState>, Query(_): Query<NoParams>) -> ApiResult {
-    Ok(Json(json!({"acknowledged": s.store.ack_events()?})).into_response())
+    Ok(Json(json!({"acknowledged": ack_all(&s)?})).into_response())
 }
 
 async fn sim(
@@ -459,7 +466,16 @@ async fn sim(
         serde_json::from_slice(&body).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()))?;
     let args: Vec<String> = serde_json::from_value(v["args"].clone())
         .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()))?;
-    let fault = crate::sim::Fault::parse(&args).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, "BadRequest", e))?;
+    let answer = run_sim(&s, &args).await?;
+    let at = format!("at {}", answer["simulatedTime"].as_str().unwrap_or("?"));
+    let t = crate::auth::Target::other(&args.join(" "));
+    super::access::record_ok(&s, &who, Verb::Sim, vec![(t, at)], Json(answer).into_response()).await
+}
+
+/// Carries out a `sim` request (the REST API and the dashboard): parses the words as
+/// `sectl sim` does, hands the fault to the controller and waits for its answer.
+pub async fn run_sim(s: &AppState, args: &[String]) -> Result<Value, ApiErr> {
+    let fault = crate::sim::Fault::parse(args).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, "BadRequest", e))?;
     let (tx, rx) = mpsc::channel();
     s.engine
         .lock()
@@ -490,11 +506,7 @@ async fn sim(
         })?,
     };
     match r {
-        Ok(time) => {
-            let resp = Json(json!({"simulatedTime": time})).into_response();
-            let t = crate::auth::Target::other(&args.join(" "));
-            super::access::record_ok(&s, &who, Verb::Sim, vec![(t, format!("at {time}"))], resp).await
-        }
+        Ok(time) => Ok(json!({"simulatedTime": time})),
         Err(e) => Err(ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e)),
     }
 }
@@ -587,6 +599,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/version", get(super::discovery::version))
         .merge(apis)
+        .merge(crate::ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -652,6 +665,10 @@ async fn request_timeout(req: Request, next: Next) -> Response {
 async fn json_errors(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let resp = next.run(req).await;
+    if path == "/ui" || path.starts_with("/ui/") {
+        // The dashboard answers people with pages (and its script with its own JSON).
+        return resp;
+    }
     let status = resp.status();
     let is_json = resp
         .headers()

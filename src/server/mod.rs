@@ -288,6 +288,7 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
             sim_ms: engine.sim_ms.clone(),
             time_scale: opts.time_scale,
             stop: stop_rx.clone(),
+            ui: Arc::new(crate::ui::Sessions::new(acceptor.is_some())),
         };
         let scheme = if acceptor.is_some() { "https" } else { "http" };
         // The data folder's own CA when sectl issued the certificate; with --tls-cert

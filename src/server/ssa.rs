@@ -10,13 +10,13 @@
 //! .spec.memoryMiB`) and one `details.causes` entry (type FieldManagerConflict) per
 //! field.
 
-use crate::auth::{Actor, Verb};
 use super::api::{bad, ApiErr, AppState};
 use super::field_managers::{pin, RETRIES};
 use super::write::{dry_apply, WriteQuery};
 use crate::api::managed_fields::{dotted, Scope};
 use crate::api::server_side_apply::{self as ssa, ApplyError, Conflict};
 use crate::api::{Kind, Resource, API_VERSION};
+use crate::auth::{Actor, Verb};
 use crate::store::StoreError;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};

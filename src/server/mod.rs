@@ -194,6 +194,13 @@ async fn shutdown_signal() {
 /// records it (component Cluster), and returns the store, fenced on the leadership. A
 /// leader that loses its lease exits at once (code 3): it writes nothing more, and a
 /// supervisor starts it again as a standby.
+#[cfg(not(feature = "etcd"))]
+fn lead_on_etcd(_: &ServeOptions) -> anyhow::Result<Arc<dyn Store>> {
+    anyhow::bail!("{}", crate::store::NO_ETCD)
+}
+
+/// See the other `lead_on_etcd`.
+#[cfg(feature = "etcd")]
 fn lead_on_etcd(opts: &ServeOptions) -> anyhow::Result<Arc<dyn Store>> {
     let store = crate::store::EtcdStore::open(&opts.store).map_err(|e| anyhow::anyhow!("{e}"))?;
     let id = match &opts.replica_id {

@@ -13,12 +13,16 @@
 //! and make it visible with one small commit.
 
 mod data_dir;
+#[cfg(feature = "etcd")]
 mod etcd;
+#[cfg(feature = "etcd")]
 mod etcd_leader;
 mod finite;
 mod sled_store;
 
+#[cfg(feature = "etcd")]
 pub use etcd::{EtcdConfig, EtcdStore};
+#[cfg(feature = "etcd")]
 pub use etcd_leader::{LeaderInfo, Leadership};
 pub use finite::{check as check_finite, NonFinite};
 pub use sled_store::SledStore;
@@ -438,8 +442,13 @@ pub fn open(spec: &str, data_dir: &std::path::Path) -> Result<std::sync::Arc<dyn
     if spec == "sled" {
         return Ok(std::sync::Arc::new(SledStore::open(data_dir)?));
     }
+    #[cfg(feature = "etcd")]
     if spec.contains("://") {
         return Ok(std::sync::Arc::new(EtcdStore::open(spec)?));
+    }
+    #[cfg(not(feature = "etcd"))]
+    if spec.starts_with("etcd://") {
+        return Err(StoreError::Invalid(NO_ETCD.to_string()));
     }
     Err(invalid_spec(spec))
 }
@@ -449,6 +458,10 @@ pub fn open(spec: &str, data_dir: &std::path::Path) -> Result<std::sync::Arc<dyn
 pub fn prepare_data_dir(dir: &std::path::Path) -> Result<()> {
     data_dir::prepare(dir)
 }
+
+/// What a build without the `etcd` feature says to `--store etcd://...`.
+pub const NO_ETCD: &str = "--store etcd://: this sectl was built without etcd support; \
+build it with `cargo build --release --features etcd` (needs protoc: apt install protobuf-compiler)";
 
 fn invalid_spec(spec: &str) -> StoreError {
     StoreError::Invalid(format!("--store {spec:?}: expected `sled` or `etcd://HOST:PORT[,HOST:PORT...]`"))

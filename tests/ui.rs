@@ -472,6 +472,17 @@ fn tiles_follow_the_api_live_and_actions_work() {
         "return document.getElementById('mc-mc-augsburg').dataset.state === 'NORMAL';",
         json!([]),
     );
+    // The page's actions are the user's own, in the audit log like the API's.
+    let audit = s.api("audit");
+    let mine = |verb: &str, name: &str| {
+        audit["items"].as_array().expect("items").iter().any(|r| {
+            r["user"] == json!("admin")
+                && r["verb"] == json!(verb)
+                && r["name"].as_str().is_some_and(|n| n.contains(name))
+        })
+    };
+    assert!(mine("sim", "power off abgwhite") && mine("sim", "power on abgwhite"), "{audit:#}");
+    assert!(mine("ack", "events"), "{audit:#}");
     eprintln!("whole dashboard test {:?}", t.elapsed());
 }
 

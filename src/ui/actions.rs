@@ -53,6 +53,28 @@ fn guard(s: &AppState, headers: &HeaderMap, csrf: Option<&str>) -> Result<Sessio
     Ok(sess)
 }
 
+/// The session's user as the API knows it (roles, audit), or 401 when it is gone.
+fn actor(s: &AppState, sess: &Session) -> Result<crate::auth::Actor, (StatusCode, String)> {
+    let user = crate::auth::users::get(s.store.as_ref(), &sess.who.name)
+        .ok()
+        .flatten()
+        .ok_or_else(|| (StatusCode::UNAUTHORIZED, "the session's user is gone; log in again".to_string()))?;
+    Ok(crate::auth::Actor { user, source: crate::auth::audit::Source::Http })
+}
+
+/// Records a dashboard action in the audit log, as the REST API records its own.
+async fn audited(
+    s: &AppState,
+    who: &crate::auth::Actor,
+    verb: crate::auth::Verb,
+    what: &str,
+    reason: String,
+) -> Result<(), (StatusCode, String)> {
+    let t = crate::auth::Target::other(what);
+    crate::server::access::record_ok(s, who, verb, vec![(t, reason)], ().into_response()).await.map_err(api_err)?;
+    Ok(())
+}
+
 fn api_err(e: ApiErr) -> (StatusCode, String) {
     (e.0, e.2)
 }
@@ -81,9 +103,12 @@ pub async fn power(
 ) -> Response {
     let result = async {
         let Form(f) = form.map_err(form_err)?;
-        guard(&s, &headers, Some(&f.csrf))?;
+        let sess = guard(&s, &headers, Some(&f.csrf))?;
+        let who = actor(&s, &sess)?;
         let args = vec!["power".to_string(), f.op.clone(), f.unit.clone()];
         let v = crate::server::api::run_sim(&s, &args).await.map_err(api_err)?;
+        let at = format!("at {}", v["simulatedTime"].as_str().unwrap_or("?"));
+        audited(&s, &who, crate::auth::Verb::Sim, &args.join(" "), at).await?;
         Ok(format!(
             "Simulation: {} powered {} (simulated time {})",
             f.unit,
@@ -114,12 +139,14 @@ pub async fn ack(
 ) -> Response {
     let result = async {
         let Form(f) = form.map_err(form_err)?;
-        guard(&s, &headers, Some(&f.csrf))?;
+        let sess = guard(&s, &headers, Some(&f.csrf))?;
+        let who = actor(&s, &sess)?;
         let s2 = s.clone();
         let n = tokio::task::spawn_blocking(move || crate::server::api::ack_all(&s2))
             .await
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
             .map_err(api_err)?;
+        audited(&s, &who, crate::auth::Verb::Ack, "events", format!("{n} acknowledged")).await?;
         Ok((format!("{n} event(s) acknowledged"), f.back))
     }
     .await;
@@ -159,6 +186,7 @@ pub async fn migrate(
     let result = async {
         let Form(f) = form.map_err(form_err)?;
         let sess = guard(&s, &headers, Some(&f.csrf))?;
+        let who = actor(&s, &sess)?;
         let check = match f.mode.as_str() {
             "check" => true,
             "start" => false,
@@ -174,11 +202,6 @@ pub async fn migrate(
             "spec": {"vm": vm, "checkOnly": check},
         });
         // The migration is the user's own request: authorized and audited as theirs.
-        let user = crate::auth::users::get(s.store.as_ref(), &sess.who.name)
-            .ok()
-            .flatten()
-            .ok_or_else(|| (StatusCode::UNAUTHORIZED, "the session's user is gone; log in again".to_string()))?;
-        let who = crate::auth::Actor { user, source: crate::auth::audit::Source::Http };
         let r = crate::server::write::create(
             State(s.clone()),
             axum::Extension(who),

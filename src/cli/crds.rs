@@ -62,6 +62,13 @@ fn column_path(kind: Kind, column: &str) -> Option<&'static str> {
         (Kind::LiveMigration, "DURATION") => ".status.durationMs",
         (Kind::LiveMigration, "CONFLICTS") => ".status.conflicts[*].reason",
         (Kind::VMRecovery, "TARGET") => ".spec.targetServerUnit",
+        (Kind::AlarmReceiver, "COMPONENTS") => ".spec.filter.components",
+        (Kind::AlarmReceiver, "MIN-WEIGHT") => ".spec.filter.minWeight",
+        (Kind::AlarmReceiver, "SENT") => ".status.sent",
+        (Kind::AlarmReceiver, "FAILED") => ".status.failed",
+        (Kind::AlarmReceiver, "PENDING") => ".status.pending",
+        (Kind::AlarmReceiver, "DELIVERED-SEQ") => ".status.deliveredSeq",
+        (Kind::AlarmReceiver, "LAST-ERROR") => ".status.lastError",
         _ => return None,
     })
 }
@@ -113,11 +120,16 @@ fn column_type(kind: Kind, path: &str, schema: &Value) -> &'static str {
     }
 }
 
+/// Columns of `sectl get` that no single field holds (an AlarmReceiver's TYPE and
+/// TARGET come from whichever of `spec.snmp` and `spec.mail` is set): a CRD column is
+/// one JSONPath, so these have none.
+pub const COMPUTED: &[(Kind, &str)] = &[(Kind::AlarmReceiver, "TYPE"), (Kind::AlarmReceiver, "TARGET")];
+
 fn printer_columns(kind: Kind, schema: &Value) -> Vec<Value> {
     let narrow = header(kind, false);
     header(kind, true)
         .into_iter()
-        .filter(|c| *c != "NAME")
+        .filter(|c| *c != "NAME" && !COMPUTED.contains(&(kind, *c)))
         .map(|c| {
             let path = column_path(kind, c).unwrap_or_else(|| panic!("no CRD column for {kind} {c}"));
             json!({

@@ -23,8 +23,9 @@ pub struct Selector {
 impl Selector {
     /// Parses the two query parameters; an error names what is wrong.
     pub fn parse(labels: Option<&str>, fields: Option<&str>) -> Result<Selector, String> {
-        let labels: LabelSelector = labels.unwrap_or("").parse()?;
-        let fields = parse_fields(fields.unwrap_or(""))?;
+        // The error names the query parameter the client sent.
+        let labels: LabelSelector = labels.unwrap_or("").parse().map_err(|e| format!("labelSelector: {e}"))?;
+        let fields = parse_fields(fields.unwrap_or("")).map_err(|e| format!("fieldSelector: {e}"))?;
         if let Some(f) = fields.iter().find(|f| !FIELDS.contains(&f.path.as_str())) {
             return Err(format!(
                 "fieldSelector: field {:?} is not supported (supported: {})",

@@ -90,7 +90,7 @@ pub fn action_form(action: &str, s: &Session, fields: &[(&str, &str)], label: &s
         .iter()
         .map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", esc(k), esc(v)))
         .collect();
-    let disabled = if s.who.can_write { "" } else { " disabled" };
+    let disabled = super::session::disabled_attr(&s.who);
     format!(
         "<form class=\"act\" method=\"post\" action=\"{}\" data-js>\
          <input type=\"hidden\" name=\"csrf\" value=\"{}\">{hidden}\

@@ -91,7 +91,7 @@ pub fn live(site: &Site) -> String {
 /// The form that checks or starts a migration (outside the live region, so typing is
 /// never disturbed by an update).
 pub fn form(s: &Session) -> String {
-    let disabled = if s.who.can_write { "" } else { " disabled" };
+    let disabled = super::session::disabled_attr(&s.who);
     format!(
         "<form class=\"migrate\" method=\"post\" action=\"/ui/action/migrate\" data-js>\
          <input type=\"hidden\" name=\"csrf\" value=\"{}\">\

@@ -46,6 +46,19 @@ pub fn principal(s: &AppState, token: &str) -> Option<Principal> {
     Some(Principal { name: user.name, can_write })
 }
 
+/// The attribute a button gets that this user may not use: disabled, with the reason
+/// as its tooltip (state is never shown by the disabled look alone).
+pub fn disabled_attr(who: &Principal) -> String {
+    if who.can_write {
+        String::new()
+    } else {
+        format!(
+            " disabled title=\"only administrators act from the dashboard; {} may look\"",
+            super::html::esc(&who.name)
+        )
+    }
+}
+
 /// Constant-time comparison (length aside).
 pub fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -173,6 +186,14 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn a_button_a_reader_may_not_use_is_disabled_and_says_why() {
+        let reader = Principal { name: "op<1>".into(), can_write: false };
+        let a = disabled_attr(&reader);
+        assert!(a.contains(" disabled") && a.contains("only administrators") && a.contains("op&lt;1&gt;"), "{a}");
+        assert_eq!(disabled_attr(&Principal { name: "admin".into(), can_write: true }), "");
+    }
 
     #[test]
     fn cookie_is_found_among_others() {

@@ -42,7 +42,7 @@
 //! runtime of its own and each call waits on a channel for its future, so it never
 //! calls `block_on` inside another runtime.
 
-use super::sled_store::{HistoryRecord, SledStore as Shared};
+use super::sled_store::{fold_history, HistoryRecord, SledStore as Shared};
 use super::{
     ApplyOutcome, Batch, Committed, Event, Page, RawPage, Result, StatusWrite, Store, StoreError, WatchEvent, WatchType,
 };
@@ -1014,45 +1014,18 @@ impl Store for EtcdStore {
         if rv >= current {
             return Ok(Vec::new());
         }
-        let mut out = Vec::new();
-        let mut pending_added = std::collections::HashSet::new();
-        let records = self.range(hist_key(rv + 1), hist_key(current + 1), rev, 0)?;
-        // The objects the records name, read once.
-        let mut objects = std::collections::HashMap::new();
-        for (k, v) in records {
+        let records = self.range(hist_key(rv + 1), hist_key(current + 1), rev, 0)?.into_iter().map(|(k, v)| {
             let at = u64::from_str_radix(&k[2..], 16).map_err(be)?;
-            let rec: HistoryRecord = serde_json::from_slice(&v).map_err(be)?;
-            let kind = Kind::from_manifest(&rec.k).ok_or_else(|| be(format!("unknown kind {}", rec.k)))?;
-            let key = (kind, rec.n.clone());
-            match rec.t {
-                WatchType::Deleted => {
-                    pending_added.remove(&key);
-                    match rec.o.map(|raw| Resource::from_json(raw.get().as_bytes())) {
-                        Some(Ok(object)) => out.push(WatchEvent { type_: WatchType::Deleted, rv: at, object }),
-                        _ if rec.u => {}
-                        _ => return Err(be("deletion record without a readable object")),
-                    }
-                }
-                t => {
-                    if !objects.contains_key(&key) {
-                        let o = self.read(kind, &rec.n, rev).unwrap_or(None);
-                        objects.insert(key.clone(), o);
-                    }
-                    match objects.get(&key).cloned().flatten() {
-                        Some(object) if object.meta().rv() == at => {
-                            let type_ = if pending_added.remove(&key) { WatchType::Added } else { t };
-                            out.push(WatchEvent { type_, rv: at, object });
-                        }
-                        _ => {
-                            if t == WatchType::Added {
-                                pending_added.insert(key);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Ok(out)
+            Ok((at, serde_json::from_slice::<HistoryRecord>(&v).map_err(be)?))
+        });
+        // The objects the records name, read once (at the snapshot's revision).
+        let mut objects = std::collections::HashMap::new();
+        fold_history(records, |kind, name| {
+            objects
+                .entry((kind, name.to_string()))
+                .or_insert_with(|| self.read(kind, name, rev).unwrap_or(None))
+                .clone()
+        })
     }
 
     fn resource_version(&self) -> u64 {

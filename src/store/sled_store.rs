@@ -139,6 +139,50 @@ pub(super) struct HistoryRecord {
     pub(super) u: bool,
 }
 
+/// Turns history records (resourceVersion, record), oldest first, into watch events;
+/// shared by both backends. A record is reported with the object as `read` finds it now,
+/// and only if the object still has that record's resourceVersion (a later change is
+/// reported by its own record). A key whose ADDED was coalesced into a later change has
+/// that change reported as ADDED, so a watcher never sees MODIFIED for an object it never
+/// saw added.
+pub(super) fn fold_history(
+    records: impl IntoIterator<Item = Result<(u64, HistoryRecord)>>,
+    mut read: impl FnMut(Kind, &str) -> Option<Resource>,
+) -> Result<Vec<WatchEvent>> {
+    let mut out = Vec::new();
+    let mut pending_added = std::collections::HashSet::new();
+    for item in records {
+        let (at, rec) = item?;
+        let kind = Kind::from_manifest(&rec.k).ok_or_else(|| be(format!("unknown kind {}", rec.k)))?;
+        let key = (kind, rec.n.clone());
+        match rec.t {
+            WatchType::Deleted => {
+                pending_added.remove(&key);
+                match rec.o.map(|raw| Resource::from_json(raw.get().as_bytes())) {
+                    Some(Ok(object)) => out.push(WatchEvent { type_: WatchType::Deleted, rv: at, object }),
+                    // The removal of an object that could not be read: its last readable
+                    // state was reported before (if ever).
+                    _ if rec.u => {}
+                    _ => return Err(be("deletion record without a readable object")),
+                }
+            }
+            t => match read(kind, &rec.n) {
+                Some(object) if object.meta().rv() == at => {
+                    let type_ = if pending_added.remove(&key) { WatchType::Added } else { t };
+                    out.push(WatchEvent { type_, rv: at, object });
+                }
+                // Changed again later (or deleted): the later record reports it.
+                _ => {
+                    if t == WatchType::Added {
+                        pending_added.insert(key);
+                    }
+                }
+            },
+        }
+    }
+    Ok(out)
+}
+
 fn be(err: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(err.to_string())
 }
@@ -669,46 +713,13 @@ impl Store for SledStore {
         if rv >= current {
             return Ok(Vec::new());
         }
-        let mut out = Vec::new();
-        // Keys whose ADDED was coalesced into a later change: that change is reported
-        // as ADDED so a watcher never sees MODIFIED for an object it never saw added.
-        let mut pending_added = std::collections::HashSet::new();
-        for item in self.tree.range(hist_key(rv + 1)..=hist_key(current)) {
+        let records = self.tree.range(hist_key(rv + 1)..=hist_key(current)).map(|item| {
             let (k, v) = item.map_err(be)?;
             let mut b = [0u8; 8];
             b.copy_from_slice(&k[2..10]);
-            let at = u64::from_be_bytes(b);
-            let rec: HistoryRecord = serde_json::from_slice(&v).map_err(be)?;
-            let kind = Kind::from_manifest(&rec.k).ok_or_else(|| be(format!("unknown kind {}", rec.k)))?;
-            let key = (kind, rec.n.clone());
-            match rec.t {
-                WatchType::Deleted => {
-                    let added = pending_added.remove(&key);
-                    match rec.o.map(|raw| Resource::from_json(raw.get().as_bytes())) {
-                        Some(Ok(object)) => out.push(WatchEvent { type_: WatchType::Deleted, rv: at, object }),
-                        // The removal of an object that could not be read: its last
-                        // readable state was reported before (if ever).
-                        _ if rec.u => {
-                            let _ = added;
-                        }
-                        _ => return Err(be("deletion record without a readable object")),
-                    }
-                }
-                t => match self.read(kind, &rec.n).unwrap_or(None) {
-                    Some(object) if object.meta().rv() == at => {
-                        let type_ = if pending_added.remove(&key) { WatchType::Added } else { t };
-                        out.push(WatchEvent { type_, rv: at, object });
-                    }
-                    // Changed again later (or deleted): the later record reports it.
-                    _ => {
-                        if t == WatchType::Added {
-                            pending_added.insert(key);
-                        }
-                    }
-                },
-            }
-        }
-        Ok(out)
+            Ok((u64::from_be_bytes(b), serde_json::from_slice::<HistoryRecord>(&v).map_err(be)?))
+        });
+        fold_history(records, |kind, name| self.read(kind, name).unwrap_or(None))
     }
 
     fn resource_version(&self) -> u64 {

@@ -124,20 +124,15 @@ const MAX_BYTES: u64 = 1024 * 1024;
 
 /// Reads `<data_dir>/kubeconfig`: None when there is none.
 pub fn read(data_dir: &Path) -> Result<Option<Access>, ReadError> {
-    use std::io::Read as _;
     let path = data_dir.join(FILE);
-    let io = |source| ReadError::Io { path: path.clone(), source };
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(e)),
-    };
-    let mut text = Vec::new();
-    file.take(MAX_BYTES + 1).read_to_end(&mut text).map_err(io)?;
     let bad = |what: String| ReadError::Malformed { path: path.clone(), what };
-    if text.len() as u64 > MAX_BYTES {
-        return Err(bad(format!("larger than {MAX_BYTES} bytes")));
-    }
+    // `serve` writes a regular file: a link, FIFO or device there is refused, never
+    // followed or waited on (`safe_read`: O_NOFOLLOW, O_NONBLOCK, capped).
+    let text = match crate::safe_read::read_regular(&path, MAX_BYTES) {
+        Ok(snap) => snap.bytes,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(bad(e.to_string())),
+    };
     let v: serde_json::Value = serde_json::from_slice(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
     parse(&v).map(Some).map_err(bad)
 }
@@ -213,5 +208,25 @@ mod tests {
         }
         remove(d.path());
         assert_eq!(read(d.path()).expect("gone"), None);
+    }
+
+    #[test]
+    fn a_link_a_fifo_or_a_huge_file_in_its_place_is_refused_at_once() {
+        let d = tempfile::tempdir().expect("tmp");
+        let other = d.path().join("elsewhere");
+        write(d.path(), "https://127.0.0.1:9", None, "tok").expect("written");
+        std::fs::rename(d.path().join(FILE), &other).expect("move");
+        std::os::unix::fs::symlink(&other, d.path().join(FILE)).expect("link");
+        assert!(read(d.path()).is_err(), "a link is not followed");
+        std::fs::remove_file(d.path().join(FILE)).expect("unlink");
+        let fifo = std::ffi::CString::new(d.path().join(FILE).to_str().expect("utf-8")).expect("path");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let t = std::time::Instant::now();
+        assert!(read(d.path()).is_err(), "a FIFO is refused");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "and not waited on");
+        std::fs::remove_file(d.path().join(FILE)).expect("unlink");
+        std::fs::write(d.path().join(FILE), vec![b' '; MAX_BYTES as usize + 1]).expect("big");
+        assert!(read(d.path()).is_err(), "too large");
     }
 }

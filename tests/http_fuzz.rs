@@ -4,6 +4,9 @@
 //! a real sled store seeded with the tests' site. The controller is replaced by a stub
 //! that answers `sim` requests at once (the engine is fuzzed elsewhere).
 //!
+//! `hostile_patch_bodies_...` sends hand-made PATCH bodies of every patch kind (too deep,
+//! too large, too many operations, an alias bomb).
+//!
 //! Each case must: not panic; answer within 10 s; answer JSON with `code` equal to the
 //! status and a `reason`, or a 2xx; never a 500; leave the store listable.
 //! Bounded and repeatable: `PROPTEST_CASES` (default 400) cases, a fixed seed per run
@@ -307,4 +310,90 @@ fn a_body_that_never_ends_is_cut_off_with_408_after_60_s() {
     let (status, v) = send(&h, req);
     assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{v}");
     assert_eq!(v["reason"].as_str(), Some("Timeout"), "{v}");
+}
+
+/// One PATCH of `vm12prod` with `content_type` and `body`; status, JSON body, seconds.
+fn patch(h: &Harness, query: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value, f64) {
+    let req = Request::patch(format!("{API}/vmdefinitions/vm12prod{query}"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", content_type)
+        .body(Body::from(body))
+        .expect("request");
+    let t0 = Instant::now();
+    let (status, v) = send(h, req);
+    (status, v, t0.elapsed().as_secs_f64())
+}
+
+/// A YAML document whose aliases expand to 9^9 strings (the "billion laughs").
+fn alias_bomb() -> String {
+    let mut y = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    for (i, c) in "bcdefghi".chars().enumerate() {
+        let prev = (b'a' + i as u8) as char;
+        let refs = vec![format!("*{prev}"); 9].join(",");
+        y.push_str(&format!("{c}: &{c} [{refs}]\n"));
+    }
+    y.push_str("spec: {devices: *i}\n");
+    y
+}
+
+#[test]
+fn hostile_patch_bodies_are_refused_in_bounded_time_and_change_nothing() {
+    let h = harness();
+    let get = || {
+        let req = Request::get(format!("{API}/vmdefinitions/vm12prod"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .expect("request");
+        send(&h, req)
+    };
+    let (code, before) = get();
+    assert_eq!(code, StatusCode::OK, "{before}");
+    let n = 100_000;
+    let deep_json = format!("{}{}", "{\"a\":".repeat(n), "}".repeat(n)).replacen("{\"a\":}", "{\"a\":1}", 1);
+    let deep_array = format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let deep_yaml = format!(
+        "apiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {{name: vm12prod}}\nspec: {}{}\n",
+        "[".repeat(n),
+        "]".repeat(n)
+    );
+    let huge = format!("{{\"metadata\":{{\"annotations\":{{\"x\":\"{}\"}}}}}}", "y".repeat(17 << 20));
+    // Many operations, each valid alone: together more than an object may hold.
+    let mut ops = vec![json!({"op": "add", "path": "/metadata/annotations", "value": {}})];
+    ops.extend(
+        (0..100_000)
+            .map(|i| json!({"op": "add", "path": format!("/metadata/annotations/k{i}"), "value": "v".repeat(64)})),
+    );
+    let many_ops = serde_json::to_vec(&ops).expect("json");
+    // Each `copy` doubles the document: 64 of them would need 2^64 times its size.
+    let mut doubling = vec![json!({"op": "add", "path": "/metadata/annotations", "value": {"a": "x"}})];
+    doubling.extend(
+        (0..64).map(|i| json!({"op": "copy", "from": "/metadata", "path": format!("/metadata/annotations/c{i}")})),
+    );
+    let doubling = serde_json::to_vec(&doubling).expect("json");
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("?fieldManager=t", "application/apply-patch+yaml", deep_yaml.into_bytes()),
+        ("?fieldManager=t", "application/apply-patch+yaml", alias_bomb().into_bytes()),
+        ("?fieldManager=t", "application/apply-patch+yaml", deep_json.clone().into_bytes()),
+        ("", "application/merge-patch+json", deep_json.into_bytes()),
+        ("", "application/json-patch+json", deep_array.clone().into_bytes()),
+        ("", "application/merge-patch+json", huge.into_bytes()),
+        ("", "application/json-patch+json", many_ops),
+        ("", "application/json-patch+json", doubling),
+        ("", "application/strategic-merge-patch+json", deep_array.into_bytes()),
+    ];
+    for (query, ctype, body) in cases {
+        let size = body.len();
+        let (status, v, secs) = patch(&h, query, ctype, body);
+        println!("{ctype}{query} ({size} bytes): {status} in {secs:.2} s: {}", v["message"]);
+        assert!(status.is_client_error(), "{ctype} ({size} bytes): expected a 4xx, got {status}: {v}");
+        assert_eq!(v["code"].as_u64(), Some(u64::from(status.as_u16())), "{v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        assert!(secs < 10.0, "{ctype}: {secs:.1} s");
+        let (code, after) = get();
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(
+            after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"],
+            "{ctype} changed the object"
+        );
+    }
 }

@@ -64,11 +64,74 @@ fn patched(current: &Resource, p: &PatchDoc) -> Result<Value, ApiErr> {
         .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))?;
     match p {
         PatchDoc::Merge(m) => json_patch::merge(&mut doc, m),
-        PatchDoc::Json(ops) => json_patch::patch(&mut doc, ops).map_err(|e| {
-            ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("the JSON patch does not apply: {e}"))
-        })?,
+        PatchDoc::Json(ops) => apply_json_patch(&mut doc, ops)?,
     }
     Ok(doc)
+}
+
+/// How large a document may grow while a JSON patch is applied: the request body's
+/// limit. The patched object must fit one stored object (1.5 MiB) in the end; the
+/// slack lets a patch pass through larger states on its way.
+pub const MAX_PATCHED_BYTES: usize = super::api::MAX_BODY_BYTES;
+
+/// Applies the operations one by one, keeping an upper bound of the document's encoded
+/// size: `add`/`replace` add their value, `copy` the value it copies (`remove`, `move`
+/// and `test` add nothing). `copy` can double the document per operation, so without
+/// the bound a patch of a few dozen operations would ask for terabytes; with it the
+/// patch is refused (413) before the operation that would cross the limit. The bound
+/// never shrinks, so a patch adding and removing more than the limit in total is
+/// refused too (it would be near the body limit anyway). The document is a copy: a
+/// failed patch leaves nothing behind.
+fn apply_json_patch(doc: &mut Value, ops: &[json_patch::PatchOperation]) -> Result<(), ApiErr> {
+    use json_patch::PatchOperation as Op;
+    let mut size = encoded_len(doc);
+    for (i, op) in ops.iter().enumerate() {
+        let (grows, path) = match op {
+            Op::Add(a) => (encoded_len(&a.value), &a.path),
+            Op::Replace(r) => (encoded_len(&r.value), &r.path),
+            Op::Copy(c) => (doc.pointer(c.from.as_str()).map_or(0, encoded_len), &c.path),
+            Op::Remove(r) => (0, &r.path),
+            Op::Move(m) => (0, &m.path),
+            Op::Test(t) => (0, &t.path),
+        };
+        size = size.saturating_add(grows);
+        if size > MAX_PATCHED_BYTES {
+            return Err(ApiErr(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                format!(
+                    "the JSON patch's operation '/{i}' (at path '{path}') would make the object larger than \
+                     {MAX_PATCHED_BYTES} bytes; one stored object may be at most 1.5 MiB"
+                ),
+            ));
+        }
+        json_patch::patch_unsafe(doc, std::slice::from_ref(op)).map_err(|e| {
+            ApiErr(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                format!("the JSON patch does not apply: operation '/{i}' failed at path '{}': {}", e.path, e.kind),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The length of `v` encoded as JSON, without building the text.
+fn encoded_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing a Value to a counter cannot fail (string keys, finite numbers).
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 /// Whether the patch itself names a resourceVersion (then a conflict is the caller's).
@@ -83,8 +146,15 @@ fn get(s: &AppState, kind: Kind, name: &str) -> Result<Resource, ApiErr> {
     s.store.get(kind, name)?.ok_or_else(|| StoreError::NotFound { kind, name: name.to_string() }.into())
 }
 
-/// The patched object, decoded and checked like a PUT body.
+/// The patched object, decoded and checked like a PUT body. One larger than a stored
+/// object may be is refused before it is decoded (decoding megabytes only to refuse
+/// them would let a patch hold a worker for seconds).
 pub(super) fn decoded(s: &AppState, kind: Kind, name: &str, doc: &Value) -> Result<Resource, ApiErr> {
+    let size = encoded_len(doc);
+    if size > crate::store::MAX_OBJECT_BYTES {
+        let limit = crate::store::MAX_OBJECT_BYTES;
+        return Err(StoreError::TooLarge { kind, name: name.to_string(), size, limit }.into());
+    }
     let mut objs = decode_body(&Bytes::from(doc.to_string()))?;
     if objs.len() != 1 || objs[0].kind() != kind || objs[0].name() != name {
         return Err(bad(format!("a patch may not change the kind or the name (of {} {name})", kind.as_str())));

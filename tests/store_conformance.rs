@@ -108,6 +108,8 @@ conformance!(
     events_are_numbered_and_acknowledged_all_at_once,
     non_finite_numbers_are_refused_at_every_write,
     an_object_over_the_size_limit_is_refused,
+    a_batch_commits_only_while_its_expected_state_holds,
+    audit_appends_racing_without_the_process_lock_keep_one_chain,
 );
 
 fn rv(r: &Resource) -> u64 {
@@ -767,4 +769,61 @@ fn an_object_over_the_size_limit_is_refused(fx: &mut Fx) {
     assert!(s.list(Kind::VMDefinition).unwrap().0.is_empty());
     s.create(vm("small", 1)).unwrap();
     assert_eq!(s.resource_version(), 1);
+}
+
+fn a_batch_commits_only_while_its_expected_state_holds(fx: &mut Fx) {
+    use sectl::store::Batch;
+    let s = fx.store();
+    let put = |k: &str, v: &[u8]| (k.to_string(), Some(v.to_vec()));
+    let absent = |k: &str| (k.to_string(), None);
+    s.commit_batch(Batch { state: vec![put("t/a", b"1")], expect: vec![absent("t/a")], ..Default::default() })
+        .expect("absent as expected");
+    // Expected absent, but present: nothing of the batch is written, the event neither.
+    let events_before = s.events().expect("events").len();
+    let b = Batch {
+        state: vec![put("t/a", b"2"), put("t/b", b"x")],
+        events: vec![event("Raced")],
+        expect: vec![absent("t/a")],
+        ..Default::default()
+    };
+    match s.commit_batch(b) {
+        Err(StoreError::StateChanged { key }) => assert_eq!(key, "t/a"),
+        other => panic!("expected StateChanged, got {other:?}"),
+    }
+    assert_eq!(s.read_state("t/").expect("state"), vec![("t/a".to_string(), b"1".to_vec())]);
+    assert_eq!(s.events().expect("events").len(), events_before);
+    // Expected bytes that are there: written.
+    s.commit_batch(Batch { state: vec![put("t/a", b"3")], expect: vec![put("t/a", b"1")], ..Default::default() })
+        .expect("holds the expected bytes");
+    let stale = Batch { state: vec![put("t/a", b"4")], expect: vec![put("t/a", b"1")], ..Default::default() };
+    assert!(matches!(s.commit_batch(stale), Err(StoreError::StateChanged { .. })));
+    assert_eq!(s.read_state("t/a").expect("state"), vec![("t/a".to_string(), b"3".to_vec())]);
+}
+
+/// Four writers append audit records without the process-wide lock (as replicas in
+/// different processes do): every record is kept once and the chain verifies.
+fn audit_appends_racing_without_the_process_lock_keep_one_chain(fx: &mut Fx) {
+    use sectl::auth::audit;
+    let s = fx.store();
+    let who = sectl::auth::Actor { user: sectl::auth::users::User::local_admin(), source: audit::Source::Cli };
+    let per = 15;
+    std::thread::scope(|scope| {
+        for w in 0..4 {
+            let who = &who;
+            scope.spawn(move || {
+                for i in 0..per {
+                    let t = sectl::auth::Target::other(&format!("w{w}-{i}"));
+                    let d = who.draft(sectl::auth::Verb::Sim, &t, audit::Outcome::Ok, "race");
+                    audit::retrying(|| audit::append_locked(s, vec![d.clone()], vec![], 1000), audit::changed_first)
+                        .expect("append");
+                }
+            });
+        }
+    });
+    let records = audit::records(s).expect("records");
+    assert_eq!(records.len(), 4 * per);
+    let names: std::collections::BTreeSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names.len(), 4 * per, "a record was overwritten by another writer's");
+    let v = audit::verify(s).expect("verify");
+    assert_eq!(v.broken, None, "{v:?}");
 }

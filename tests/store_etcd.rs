@@ -218,3 +218,38 @@ fn the_cli_works_on_etcd_and_bad_store_values_are_refused() {
     assert!(!out.status.success() && err.contains(&format!("127.0.0.1:{port}")), "{err}");
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
 }
+
+/// Processes sharing one etcd (as `serve` replicas do) add the same user at once:
+/// exactly one gets it, the others are told it exists, and the audit chain verifies
+/// with one record per attempt (no seq written twice, no fork).
+#[test]
+fn processes_adding_the_same_user_at_once_get_it_once_and_keep_one_audit_chain() {
+    let etcd = etcd_server::Etcd::start();
+    let url = etcd.url();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 6;
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            common::sectl()
+                .args(["--store", &url, "--data-dir"])
+                .arg(dir.path().join(format!("d{i}")))
+                .args(["user", "add", "bob", "--role", "operator"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let won = outs.iter().filter(|o| o.status.success()).count();
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("exists"), "a loser must be told bob exists: {err}");
+    }
+    assert_eq!(won, 1, "exactly one process adds bob");
+    let s = open(&url);
+    let v = sectl::auth::audit::verify(&s).unwrap();
+    assert_eq!(v.broken, None, "{v:?}");
+    let adds = sectl::auth::audit::records(&s).unwrap().into_iter().filter(|r| r.verb == "user-add").count();
+    assert_eq!(adds, n, "one audit record per attempt");
+}

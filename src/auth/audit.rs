@@ -174,22 +174,73 @@ fn bad(what: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("audit log: {what}"))
 }
 
-fn head(store: &dyn Store) -> Result<Head, StoreError> {
-    match store.read_state(HEAD)?.into_iter().find(|(k, _)| k == HEAD) {
-        Some((_, v)) => serde_json::from_slice(&v).map_err(|e| bad(format!("head cannot be read: {e}"))),
-        None => Ok(Head { next: 1, first: 1, ..Default::default() }),
+/// How often an append is tried again when another writer moved the head first (a
+/// replica sharing the etcd; in one process `lock()` serialises appends).
+const TRIES: usize = 200;
+
+/// The chain's head as read, to append after it: the append commits only if the head
+/// is still what was read (`Batch::expect`), so two processes sharing a store never
+/// write the same seq or fork the chain. Read it *before* the state a decision rests on
+/// (a user change checks the users after `begin`): whoever changes that state also
+/// moves the head, so a decision on stale state fails to commit and is made again.
+pub struct Tx {
+    head: Head,
+    raw: Option<Vec<u8>>,
+}
+
+impl Tx {
+    /// Reads the head.
+    pub fn begin(store: &dyn Store) -> Result<Tx, StoreError> {
+        let raw = store.read_state(HEAD)?.into_iter().find(|(k, _)| k == HEAD).map(|(_, v)| v);
+        let head = match &raw {
+            Some(v) => serde_json::from_slice(v).map_err(|e| bad(format!("head cannot be read: {e}")))?,
+            None => Head { next: 1, first: 1, ..Default::default() },
+        };
+        Ok(Tx { head, raw })
     }
 }
 
-/// Appends records (and `extra` state writes, atomically with them), durably.
-/// The caller holds `lock()`.
+/// Whether `e` says another writer came first (read again and retry).
+pub fn changed_first(e: &StoreError) -> bool {
+    matches!(e, StoreError::StateChanged { .. })
+}
+
+/// Runs `f` until it does not fail with another writer coming first (`is_changed`), at
+/// most `TRIES` times, with a short growing pause between tries.
+pub fn retrying<T, E>(mut f: impl FnMut() -> Result<T, E>, is_changed: impl Fn(&E) -> bool) -> Result<T, E> {
+    let mut tries = 0;
+    loop {
+        match f() {
+            Err(e) if is_changed(&e) && tries + 1 < TRIES => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(tries.min(20) as u64));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Appends records (and `extra` state writes, atomically with them), durably, after
+/// the head read now. The caller holds `lock()`. Fails with `StateChanged` when another
+/// process appended in between (`append` retries; see `Tx`).
 pub fn append_locked(
     store: &dyn Store,
     drafts: Vec<Draft>,
     extra: StateWrites,
     retention: u64,
 ) -> Result<Vec<Record>, StoreError> {
-    let mut h = head(store)?;
+    append_after(store, Tx::begin(store)?, drafts, extra, retention)
+}
+
+/// Appends after the head `tx` read (see `append_locked`).
+pub fn append_after(
+    store: &dyn Store,
+    tx: Tx,
+    drafts: Vec<Draft>,
+    extra: StateWrites,
+    retention: u64,
+) -> Result<Vec<Record>, StoreError> {
+    let Tx { head: mut h, raw } = tx;
     let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     let mut state = extra;
     let mut out = Vec::with_capacity(drafts.len());
@@ -216,7 +267,8 @@ pub fn append_locked(
     }
     trim(store, &mut h, &mut state, retention.max(1))?;
     state.push((HEAD.to_string(), Some(serde_json::to_vec(&h).expect("a head serialises"))));
-    store.commit_batch(Batch { state, durable: true, ..Default::default() })?;
+    let expect = vec![(HEAD.to_string(), raw)];
+    store.commit_batch(Batch { state, durable: true, expect, ..Default::default() })?;
     Ok(out)
 }
 
@@ -255,7 +307,7 @@ pub fn append(store: &dyn Store, drafts: Vec<Draft>) -> Result<Vec<Record>, Stor
         return Ok(Vec::new());
     }
     let _g = lock();
-    append_locked(store, drafts, Vec::new(), DEFAULT_RETENTION)
+    retrying(|| append_locked(store, drafts.clone(), Vec::new(), DEFAULT_RETENTION), changed_first)
 }
 
 /// All kept records, oldest first. A record that cannot be read is an error.
@@ -287,7 +339,7 @@ pub struct Broken {
 
 /// Checks the chain from the oldest kept record to the head.
 pub fn verify(store: &dyn Store) -> Result<Verdict, StoreError> {
-    let h = head(store)?;
+    let h = Tx::begin(store)?.head;
     let mut prev_hash = h.anchor.clone();
     let mut expect = h.first;
     let mut checked = 0;

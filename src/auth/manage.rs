@@ -1,7 +1,10 @@
 //! User changes (add, delete, rotate), each authorized and written in one store batch
 //! with its audit record, under the audit lock (so a name is checked and taken
-//! atomically within the process that holds the store). The embedded CLI and the
-//! HTTP API both call these.
+//! atomically within the process that holds the store). Across processes sharing an
+//! etcd (`serve` replicas), each change reads the audit head first, checks the users,
+//! and commits only if the head has not moved (`audit::Tx`); otherwise it checks again.
+//! So a name is taken once, and the last administrator is never deleted by two
+//! replicas at once. The embedded CLI and the HTTP API both call these.
 
 use super::audit::{self, Outcome};
 use super::users::{self, Role, User, UserError, ADMIN};
@@ -39,6 +42,7 @@ fn failed(store: &dyn Store, who: &Actor, verb: &str, name: &str, e: UserError) 
 
 fn commit(
     store: &dyn Store,
+    tx: audit::Tx,
     who: &Actor,
     verb: &str,
     name: &str,
@@ -47,8 +51,17 @@ fn commit(
 ) -> Result<(), UserError> {
     let mut d = who.draft(Verb::Users, &target(name), Outcome::Ok, reason);
     d.verb = verb.into();
-    audit::append_locked(store, vec![d], vec![write], audit::DEFAULT_RETENTION)?;
+    audit::append_after(store, tx, vec![d], vec![write], audit::DEFAULT_RETENTION)?;
     Ok(())
+}
+
+/// Runs a change again while another process moved the audit head first.
+fn retrying<T>(f: impl FnMut() -> Result<T, ManageError>) -> Result<T, ManageError> {
+    audit::retrying(f, |e| matches!(e, ManageError::User(UserError::Store(se)) if audit::changed_first(se)))
+}
+
+fn begin(store: &dyn Store) -> Result<audit::Tx, ManageError> {
+    Ok(audit::Tx::begin(store).map_err(UserError::Store)?)
 }
 
 fn authorize(store: &dyn Store, who: &Actor, name: &str) -> Result<(), ManageError> {
@@ -67,19 +80,27 @@ pub fn add(
 ) -> Result<(User, String), ManageError> {
     authorize(store, who, name)?;
     let _g = audit::lock();
-    let made = users::make(name, role, systems, sus).and_then(|m| match users::get(store, name)? {
-        Some(_) => Err(UserError::Exists(name.into())),
-        None => Ok(m),
-    });
-    let (u, token) = made.map_err(|e| failed(store, who, "user-add", name, e))?;
-    commit(store, who, "user-add", name, format!("role {}", u.role), users::put(&u))?;
-    Ok((u, token))
+    retrying(|| {
+        let tx = begin(store)?;
+        let made = users::make(name, role, systems.clone(), sus.clone()).and_then(|m| match users::get(store, name)? {
+            Some(_) => Err(UserError::Exists(name.into())),
+            None => Ok(m),
+        });
+        let (u, token) = made.map_err(|e| failed(store, who, "user-add", name, e))?;
+        commit(store, tx, who, "user-add", name, format!("role {}", u.role), users::put(&u))?;
+        Ok((u, token))
+    })
 }
 
 /// `user delete`: never the last administrator.
 pub fn delete(store: &dyn Store, who: &Actor, name: &str) -> Result<User, ManageError> {
     authorize(store, who, name)?;
     let _g = audit::lock();
+    retrying(|| delete_once(store, who, name))
+}
+
+fn delete_once(store: &dyn Store, who: &Actor, name: &str) -> Result<User, ManageError> {
+    let tx = begin(store)?;
     let found = (|| {
         let all = users::list(store)?;
         let u = all.iter().find(|u| u.name == name).cloned().ok_or_else(|| UserError::NotFound(name.into()))?;
@@ -90,7 +111,7 @@ pub fn delete(store: &dyn Store, who: &Actor, name: &str) -> Result<User, Manage
         Ok(u)
     })();
     let u = found.map_err(|e| failed(store, who, "user-delete", name, e))?;
-    commit(store, who, "user-delete", name, "deleted".into(), users::remove(name))?;
+    commit(store, tx, who, "user-delete", name, "deleted".into(), users::remove(name))?;
     Ok(u)
 }
 
@@ -98,12 +119,15 @@ pub fn delete(store: &dyn Store, who: &Actor, name: &str) -> Result<User, Manage
 pub fn rotate(store: &dyn Store, who: &Actor, name: &str) -> Result<(User, String), ManageError> {
     authorize(store, who, name)?;
     let _g = audit::lock();
-    let found = users::get(store, name).and_then(|u| u.ok_or_else(|| UserError::NotFound(name.into())));
-    let mut u = found.map_err(|e| failed(store, who, "user-rotate", name, e))?;
-    let token = users::new_token();
-    u.token_sha256 = users::hash_token(&token);
-    commit(store, who, "user-rotate", name, "token rotated".into(), users::put(&u))?;
-    Ok((u, token))
+    retrying(|| {
+        let tx = begin(store)?;
+        let found = users::get(store, name).and_then(|u| u.ok_or_else(|| UserError::NotFound(name.into())));
+        let mut u = found.map_err(|e| failed(store, who, "user-rotate", name, e))?;
+        let token = users::new_token();
+        u.token_sha256 = users::hash_token(&token);
+        commit(store, tx, who, "user-rotate", name, "token rotated".into(), users::put(&u))?;
+        Ok((u, token))
+    })
 }
 
 /// Whether `name` is the user whose token lives in the data directory's files.

@@ -207,6 +207,10 @@ pub fn make(name: &str, role: Role, systems: Vec<String>, sus: Vec<String>) -> R
 /// exists with another token, the token file is stale: said once in the log.
 pub fn ensure_admin(store: &dyn Store, token: &str) -> Result<(), UserError> {
     let _g = super::audit::lock();
+    ensure_admin_locked(store, token)
+}
+
+fn ensure_admin_locked(store: &dyn Store, token: &str) -> Result<(), UserError> {
     match get(store, ADMIN)? {
         Some(u) if u.token_sha256 != hash_token(token) => {
             tracing::warn!("the token file does not hold admin's current token (rotated through the API?)");
@@ -222,8 +226,15 @@ pub fn ensure_admin(store: &dyn Store, token: &str) -> Result<(), UserError> {
                 token_sha256: hash_token(token),
                 created: crate::store::now_rfc3339(),
             };
-            store.commit_batch(crate::store::Batch { state: vec![put(&u)], durable: true, ..Default::default() })?;
-            Ok(())
+            // Absent when written: replicas starting together make one admin, not two
+            // (the loser finds the winner's on its next try).
+            let (key, bytes) = put(&u);
+            let expect = vec![(key.clone(), None)];
+            let b = crate::store::Batch { state: vec![(key, bytes)], durable: true, expect, ..Default::default() };
+            match store.commit_batch(b) {
+                Err(StoreError::StateChanged { .. }) => ensure_admin_locked(store, token),
+                r => r.map(|_| ()).map_err(UserError::from),
+            }
         }
     }
 }

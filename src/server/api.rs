@@ -86,7 +86,9 @@ impl From<StoreError> for ApiErr {
         match e {
             StoreError::NotFound { .. } => ApiErr(StatusCode::NOT_FOUND, "NotFound", msg),
             StoreError::AlreadyExists { .. } => ApiErr(StatusCode::CONFLICT, "AlreadyExists", msg),
-            StoreError::Conflict { .. } => ApiErr(StatusCode::CONFLICT, "Conflict", msg),
+            StoreError::Conflict { .. } | StoreError::StateChanged { .. } => {
+                ApiErr(StatusCode::CONFLICT, "Conflict", msg)
+            }
             StoreError::Expired { .. } => ApiErr(StatusCode::GONE, "Expired", msg),
             StoreError::Invalid(_) | StoreError::Remote(_) => ApiErr(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", msg),
             StoreError::TooLarge { .. } => ApiErr(StatusCode::PAYLOAD_TOO_LARGE, "TooLarge", msg),

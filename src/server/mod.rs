@@ -125,6 +125,8 @@ pub fn load_or_create_token(data_dir: &Path) -> anyhow::Result<String> {
         }
     }
     let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    // On etcd nothing else has made the data folder yet (0700 when new, as for sled).
+    crate::store::prepare_data_dir(data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -133,7 +135,7 @@ pub fn load_or_create_token(data_dir: &Path) -> anyhow::Result<String> {
         opts.mode(0o600);
     }
     use std::io::Write;
-    let mut f = opts.open(&p)?;
+    let mut f = opts.open(&p).map_err(|e| anyhow::anyhow!("token file {}: {e}", p.display()))?;
     // The mode above applies only when the file is new (an empty one may exist).
     restrict(&p)?;
     f.write_all(token.as_bytes())?;

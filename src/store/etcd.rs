@@ -798,6 +798,14 @@ impl EtcdStore {
     }
 
     fn stage_batch(&self, tx: &mut Tx, b: &Batch) -> Result<Committed> {
+        // Read at the snapshot the commit compares `m/counters` against: a writer that
+        // changed the key since makes the commit fail and this check run again.
+        for (key, want) in &b.expect {
+            let have = self.raw(format!("s/{key}"), tx.rev)?;
+            if have.as_deref() != want.as_deref() {
+                return Err(StoreError::StateChanged { key: key.clone() });
+            }
+        }
         let mut done = Committed::default();
         for st in &b.statuses {
             let Some(mut current) = self.read(st.kind(), st.name(), tx.rev)? else {

@@ -86,6 +86,14 @@ pub enum StoreError {
         /// The limit, `MAX_OBJECT_BYTES`.
         limit: usize,
     },
+    /// A batch's `expect`ed state key holds something else (another writer came first).
+    #[error(
+        "conflict: state key {key} changed since it was read (another writer came first); read it again and retry"
+    )]
+    StateChanged {
+        /// The key.
+        key: String,
+    },
     /// The storage engine failed.
     #[error("store: {0}")]
     Backend(String),
@@ -226,6 +234,12 @@ pub struct Batch {
     /// Flush before returning (otherwise durable within half a second or with the
     /// next durable write; either all of the batch or none of it survives a crash).
     pub durable: bool,
+    /// State keys that must hold exactly these bytes (`None`: be absent) when the batch
+    /// commits, else nothing is written and the batch fails with
+    /// `StoreError::StateChanged` (compare-and-swap across processes sharing an etcd:
+    /// the audit log's head, a user's record). Read, decide, then commit expecting what
+    /// was read; on `StateChanged` read again.
+    pub expect: StateWrites,
 }
 
 impl Batch {

@@ -475,6 +475,12 @@ impl SledStore {
 
     /// Stages a controller batch; returns what it will have written.
     fn stage_batch(&self, c: &mut Counters, b: Batch) -> Result<(sled::Batch, Committed)> {
+        for (key, want) in &b.expect {
+            let have = self.tree.get(format!("s/{key}").as_bytes()).map_err(be)?;
+            if have.as_deref() != want.as_deref() {
+                return Err(StoreError::StateChanged { key: key.clone() });
+            }
+        }
         let mut batch = sled::Batch::default();
         let mut done = Committed::default();
         for st in b.statuses {
@@ -805,6 +811,7 @@ impl Store for SledStore {
         let start = c.clone();
         let durable = b.durable;
         let others = !b.events.is_empty() || !b.state.is_empty();
+        // (`expect` is checked under the writer lock, in `stage_batch`.)
         let staged = self.stage_batch(&mut c, b).and_then(|(batch, done)| {
             let statuses = done.statuses.iter().any(|s| matches!(s, StatusWrite::Written { .. }));
             if !others && !statuses {

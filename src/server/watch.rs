@@ -11,19 +11,24 @@
 //!   carrying the current resourceVersion every `BOOKMARK_EVERY`.
 //!
 //! A task per watch writes lines into a small bounded channel (back-pressure on a slow
-//! client) and ends when the client goes away, the server stops or time is up.
+//! client) and ends when the client goes away, the server stops or time is up. The
+//! changes come from the one reader all streams share (`watch_hub`); a stream reads
+//! the history itself only to reach the hub's place (it started behind or ahead of
+//! it, or lagged). A BOOKMARK carries the resourceVersion up to which every change
+//! has been sent.
 
 use super::selector::Selector;
 use super::status;
+use super::watch_hub::{Batch, Joined};
 use crate::api::{Kind, Resource, API_VERSION};
-use crate::store::{Store, WatchType};
+use crate::store::{Store, WatchEvent, WatchType};
 use axum::body::{Body, Bytes};
 use axum::response::Response;
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 /// How often an idle watch that allows bookmarks gets one.
 pub const BOOKMARK_EVERY: Duration = Duration::from_secs(3);
@@ -51,14 +56,30 @@ fn bookmark(kind: Kind, rv: u64) -> Bytes {
     )
 }
 
-/// Streams the watch; the caller has checked that a given version is not too old.
-pub fn respond(store: Arc<dyn Store>, kind: Kind, p: Params, stop: tokio::sync::watch::Receiver<bool>) -> Response {
+/// Streams the watch from where `start` put it on the hub.
+pub fn respond(
+    store: Arc<dyn Store>,
+    kind: Kind,
+    p: Params,
+    start: Start,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(64);
-    tokio::spawn(run(store, kind, p, tx, stop));
+    tokio::spawn(run(store, kind, p, start, tx, stop));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
     });
     Response::builder().header("Content-Type", "application/json").body(Body::from_stream(body)).expect("response")
+}
+
+/// Where a stream starts: its place on the hub, and, for a watch from a given
+/// resourceVersion, the request's own `watch_from` of it (read after joining, which
+/// also refused a version too old before the stream began).
+pub struct Start {
+    /// The hub's batches after `joined.at`.
+    pub joined: Joined,
+    /// `watch_from(resourceVersion)`, when one was given.
+    pub read: Option<Vec<WatchEvent>>,
 }
 
 /// Which event, if any, the client gets for a change, given what it was sent before.
@@ -93,56 +114,146 @@ fn event_for(
     }
 }
 
+/// One stream's state: what it has sent, and up to which resourceVersion.
+struct Stream {
+    store: Arc<dyn Store>,
+    kind: Kind,
+    selector: Selector,
+    known: bool,
+    sent: HashSet<String>,
+    /// Every change up to here has been sent.
+    rv: u64,
+    /// Objects whose ADDED a read of its own folded into a change after where it
+    /// stopped: the batch that brings the change reports it as ADDED, as one
+    /// `watch_from` over both would have.
+    added: HashSet<String>,
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl Stream {
+    /// Sends one change if the client gets it; false when the client is gone.
+    async fn send(&mut self, t: WatchType, obj: &Resource, json: Option<&str>) -> bool {
+        let t = match t {
+            WatchType::Modified if self.added.remove(obj.name()) => WatchType::Added,
+            t => {
+                self.added.remove(obj.name());
+                t
+            }
+        };
+        let Some(name) = event_for(&self.selector, &mut self.sent, self.known, t, obj) else {
+            return true;
+        };
+        let bytes = match json {
+            Some(j) => Bytes::from(format!("{{\"type\":\"{name}\",\"object\":{j}}}\n")),
+            None => line(name, obj),
+        };
+        self.tx.send(bytes).await.is_ok()
+    }
+
+    /// Sends what a read of its own (`watch_from(self.rv)`) found, up to `upto`; the
+    /// rest comes with the hub's batches.
+    async fn take_read(&mut self, evs: Vec<WatchEvent>, upto: u64) -> bool {
+        let kind = self.kind;
+        for ev in evs.iter().filter(|e| e.object.kind() == kind) {
+            if ev.rv <= upto {
+                if !self.send(ev.type_, &ev.object, None).await {
+                    return false;
+                }
+            } else if ev.type_ == WatchType::Added {
+                self.added.insert(ev.object.name().to_string());
+            }
+        }
+        self.rv = self.rv.max(upto);
+        true
+    }
+
+    /// Reads its own way from `self.rv` to `upto` (410 as an ERROR line when the
+    /// history no longer reaches back); false when the stream ends.
+    async fn catch_up(&mut self, upto: u64) -> bool {
+        let (store, from) = (self.store.clone(), self.rv);
+        match tokio::task::spawn_blocking(move || store.watch_from(from)).await {
+            Ok(Ok(evs)) => self.take_read(evs, upto).await,
+            Ok(Err(e)) => self.error(&e.to_string()).await,
+            Err(e) => self.error(&format!("reading the history: {e}")).await,
+        }
+    }
+
+    /// Sends the ERROR line (as 410 Expired, as always); the stream ends.
+    async fn error(&mut self, message: &str) -> bool {
+        let _ = self.tx.send(line("ERROR", &status::body(410, "Expired", message))).await;
+        false
+    }
+
+    /// Takes one batch of the hub; false when the stream ends.
+    async fn take_batch(&mut self, b: &Batch) -> bool {
+        if let Some(e) = &b.error {
+            return self.error(&e.to_string()).await;
+        }
+        if b.to <= self.rv {
+            return true;
+        }
+        if b.from != self.rv {
+            // Started ahead of the hub, or lagged behind: read its own way to the end.
+            return self.catch_up(b.to).await;
+        }
+        let kind = self.kind;
+        for he in b.events.iter().filter(|e| e.ev.object.kind() == kind) {
+            if !self.send(he.ev.type_, &he.ev.object, Some(he.object_json())).await {
+                return false;
+            }
+        }
+        self.rv = b.to;
+        true
+    }
+}
+
 async fn run(
     store: Arc<dyn Store>,
     kind: Kind,
     p: Params,
+    start: Start,
     tx: mpsc::Sender<Bytes>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let deadline = p.timeout.map(|t| tokio::time::Instant::now() + t);
     // Bookmarks on a fixed beat, whatever other kinds' changes wake the loop.
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
-    let mut sent = HashSet::new();
-    let mut changes = store.subscribe();
+    let Start { joined: Joined { mut rx, at }, read } = start;
     let known = matches!(p.from, None | Some(0));
-    let mut rv = match p.from {
-        Some(rv) if rv > 0 => rv,
+    let mut st = Stream {
+        store: store.clone(),
+        kind,
+        selector: p.selector,
+        known,
+        sent: HashSet::new(),
+        rv: 0,
+        added: HashSet::new(),
+        tx: tx.clone(),
+    };
+    match p.from {
+        Some(rv) if rv > 0 => {
+            st.rv = rv;
+            if !st.take_read(read.unwrap_or_default(), at.max(rv)).await {
+                return;
+            }
+        }
         _ => {
             let s = store.clone();
-            let Ok(Ok((objs, at))) = tokio::task::spawn_blocking(move || s.list(kind)).await else {
+            let Ok(Ok((objs, list_rv))) = tokio::task::spawn_blocking(move || s.list(kind)).await else {
                 return;
             };
-            for o in objs.iter().filter(|o| p.selector.matches(o)) {
-                sent.insert(o.name().to_string());
+            for o in objs.iter().filter(|o| st.selector.matches(o)) {
+                st.sent.insert(o.name().to_string());
                 if tx.send(line("ADDED", o)).await.is_err() {
                     return;
                 }
             }
-            at
+            st.rv = list_rv;
         }
-    };
+    }
     loop {
         if *stop.borrow() {
             return;
-        }
-        match store.watch_from(rv) {
-            Err(e) => {
-                let _ = tx.send(line("ERROR", &status::body(410, "Expired", &e.to_string()))).await;
-                return;
-            }
-            Ok(evs) => {
-                for ev in evs.iter().filter(|e| e.object.kind() == kind) {
-                    if let Some(t) = event_for(&p.selector, &mut sent, known, ev.type_, &ev.object) {
-                        if tx.send(line(t, &ev.object)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                if let Some(last) = evs.last() {
-                    rv = last.rv;
-                }
-            }
         }
         let timeout = async {
             match deadline {
@@ -151,12 +262,17 @@ async fn run(
             }
         };
         tokio::select! {
-            r = changes.changed() => if r.is_err() { return; },
+            r = rx.recv() => match r {
+                Ok(b) => if !st.take_batch(&b).await { return },
+                // The next batch starts after this stream's place: it reads its own way.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
             _ = stop.changed() => return,
             _ = timeout => return,
             _ = tx.closed() => return,
             _ = beat.tick(), if p.bookmarks => {
-                if tx.send(bookmark(kind, rv.max(store.resource_version()))).await.is_err() {
+                if tx.send(bookmark(kind, st.rv)).await.is_err() {
                     return;
                 }
             }

@@ -294,6 +294,7 @@ pub fn parse_timeout(v: Option<&str>) -> Result<Option<Duration>, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::watch_hub::HubEvent;
     use super::*;
 
     fn vm(name: &str, env: &str) -> Resource {
@@ -314,5 +315,133 @@ mod tests {
         let mut sent = HashSet::new();
         assert_eq!(event_for(&sel, &mut sent, false, WatchType::Modified, &vm("b", "prod")), Some("MODIFIED"));
         assert_eq!(event_for(&sel, &mut sent, false, WatchType::Deleted, &vm("c", "prod")), Some("DELETED"));
+    }
+
+    fn open(history: u64) -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = crate::store::SledStore::open_with_history(&dir.path().join("d"), history).expect("opens");
+        (dir, Arc::new(store))
+    }
+
+    fn stream(store: &Arc<dyn Store>, rv: u64) -> (Stream, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(100);
+        let selector = Selector::parse(None, None).expect("parses");
+        let (sent, added) = (HashSet::new(), HashSet::new());
+        (Stream { store: store.clone(), kind: Kind::VMDefinition, selector, known: false, sent, rv, added, tx }, rx)
+    }
+
+    /// (type, name) of the lines sent so far.
+    fn lines(rx: &mut mpsc::Receiver<Bytes>) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        while let Ok(b) = rx.try_recv() {
+            let v: serde_json::Value = serde_json::from_slice(&b).expect("json line");
+            let name = v["object"]["metadata"]["name"].as_str().unwrap_or("").to_string();
+            out.push((v["type"].as_str().expect("type").to_string(), name));
+        }
+        out
+    }
+
+    /// What the hub would publish after `from`, read now.
+    fn batch(store: &Arc<dyn Store>, from: u64) -> Batch {
+        let events = store.watch_from(from).expect("history").into_iter().map(HubEvent::new).collect();
+        Batch { from, to: store.resource_version(), events, error: None }
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter().map(|(t, n)| (t.to_string(), n.to_string())).collect()
+    }
+
+    #[tokio::test]
+    async fn an_addition_folded_into_a_later_change_is_still_sent_as_added() {
+        let (_d, store) = open(100);
+        let r0 = store.resource_version();
+        let a = store.create(vm("x", "test")).expect("create").meta().rv();
+        store.update(vm("x", "prod")).expect("update");
+        // The stream's own read stops at `a`, where the hub's batch continues.
+        let (mut st, mut rx) = stream(&store, r0);
+        assert!(st.take_read(store.watch_from(r0).expect("history"), a).await);
+        assert!(st.take_batch(&batch(&store, a)).await);
+        let b = store.resource_version();
+        store.update(vm("x", "test")).expect("update");
+        assert!(st.take_batch(&batch(&store, b)).await);
+        // As one watch_from(r0) over both would have said.
+        assert_eq!(lines(&mut rx), pairs(&[("ADDED", "x"), ("MODIFIED", "x")]));
+        assert_eq!(st.rv, store.resource_version());
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_does_not_continue_the_stream_is_read_again_from_its_place() {
+        let (_d, store) = open(100);
+        let r0 = store.resource_version();
+        let r1 = store.create(vm("x", "test")).expect("create").meta().rv();
+        store.create(vm("y", "test")).expect("create");
+        store.create(vm("z", "test")).expect("create");
+        let (mut st, mut rx) = stream(&store, r1);
+        let b = batch(&store, r0);
+        assert!(st.take_batch(&b).await);
+        assert_eq!(lines(&mut rx), pairs(&[("ADDED", "y"), ("ADDED", "z")]));
+        // Already sent: nothing again.
+        assert!(st.take_batch(&b).await);
+        assert!(lines(&mut rx).is_empty());
+    }
+
+    #[tokio::test]
+    async fn reading_its_own_way_past_the_history_ends_with_a_410_error_line() {
+        let (_d, store) = open(2);
+        let r1 = store.create(vm("x", "test")).expect("create").meta().rv();
+        for n in ["a", "b", "c", "d"] {
+            store.create(vm(n, "test")).expect("create");
+        }
+        let (mut st, mut rx) = stream(&store, r1);
+        assert!(!st.take_batch(&batch(&store, r1 + 2)).await, "the stream ends");
+        let b = rx.try_recv().expect("a line");
+        let v: serde_json::Value = serde_json::from_slice(&b).expect("json");
+        assert_eq!(v["type"], "ERROR");
+        assert_eq!(v["object"]["code"], 410, "{v}");
+    }
+
+    async fn next_lines(rx: &mut mpsc::Receiver<Bytes>, n: usize) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let b = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("in time").expect("open");
+            let v: serde_json::Value = serde_json::from_slice(&b).expect("json line");
+            let name = v["object"]["metadata"]["name"].as_str().unwrap_or("").to_string();
+            out.push((v["type"].as_str().expect("type").to_string(), name));
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn streams_from_a_version_and_from_a_list_follow_the_shared_reader() {
+        let (_d, store) = open(100);
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+        let slot = super::super::watch_hub::Slot::default();
+        let ra = store.create(vm("a", "test")).expect("create").meta().rv();
+        store.create(vm("b", "test")).expect("create");
+        let hub = super::super::watch_hub::WatchHub::get(&slot, &store, &stop).await.expect("hub");
+        let params =
+            |from| Params { from, timeout: None, bookmarks: false, selector: Selector::parse(None, None).unwrap() };
+        let mut rxs = Vec::new();
+        for from in [Some(ra), None] {
+            let joined = hub.join().expect("open");
+            let read = from.map(|rv| store.watch_from(rv).expect("history"));
+            let (tx, rx) = mpsc::channel(100);
+            tokio::spawn(run(
+                store.clone(),
+                Kind::VMDefinition,
+                params(from),
+                Start { joined, read },
+                tx,
+                stop.clone(),
+            ));
+            rxs.push(rx);
+        }
+        let listed = next_lines(&mut rxs[1], 2).await;
+        assert_eq!(listed, pairs(&[("ADDED", "a"), ("ADDED", "b")]));
+        store.create(vm("c", "test")).expect("create");
+        store.update(vm("a", "prod")).expect("update");
+        let from_version = next_lines(&mut rxs[0], 3).await;
+        assert_eq!(from_version, pairs(&[("ADDED", "b"), ("ADDED", "c"), ("MODIFIED", "a")]));
+        assert_eq!(next_lines(&mut rxs[1], 2).await, pairs(&[("ADDED", "c"), ("MODIFIED", "a")]));
     }
 }

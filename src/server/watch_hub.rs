@@ -33,6 +33,11 @@ pub struct HubEvent {
 }
 
 impl HubEvent {
+    /// Wraps a change (its JSON is encoded when first needed).
+    pub fn new(ev: WatchEvent) -> HubEvent {
+        HubEvent { ev, json: OnceLock::new() }
+    }
+
     /// The object as the JSON a watch line carries.
     pub fn object_json(&self) -> &str {
         self.json.get_or_init(|| encode(&self.ev.object))
@@ -205,7 +210,7 @@ async fn read(hub: &Arc<WatchHub>, store: &Arc<dyn Store>) -> Result<(), StoreEr
         return Ok(());
     };
     if to > from {
-        let events = events.into_iter().map(|ev| HubEvent { ev, json: OnceLock::new() }).collect();
+        let events = events.into_iter().map(HubEvent::new).collect();
         hub.publish(Batch { from, to, events, error: None });
     }
     Ok(())

@@ -76,6 +76,7 @@ fn harness_with(answer: bool, rt: &mut tokio::runtime::Builder) -> Harness {
         time_scale: 1.0,
         stop: stop_rx,
         ui: Default::default(),
+        watch_hub: Default::default(),
     };
     let rt = rt.build().expect("runtime");
     Harness { app: router(state), store, rt, tally: Default::default(), _stop: stop_tx, _tmp: tmp }

@@ -178,8 +178,10 @@ pub enum Command {
         /// `sim advance`) to 10000.
         #[arg(long, default_value_t = 1.0)]
         time_scale: f64,
-        /// Reconciles at once (distinct objects).
-        #[arg(long, default_value_t = 4)]
+        /// Reconciles taken per batch (distinct objects of one kind). They do not run in
+        /// parallel: each holds the simulated world's lock throughout, so more than 1
+        /// only adds threads; kept so that existing command lines still work.
+        #[arg(long, default_value_t = 1)]
         concurrency: usize,
         /// Serve with this certificate chain (PEM) instead of one issued by the data
         /// dir's own CA; needs --tls-key.

@@ -342,7 +342,8 @@ pub async fn audit_verify(State(s): State<AppState>, Query(_): Query<NoParams>) 
 
 /// GET /events/summary: unacknowledged events per priority.
 pub async fn events_summary(State(s): State<AppState>, Query(_): Query<NoParams>) -> Result<Response, ApiErr> {
-    Ok(Json(auth::summary::unacknowledged(&s.store.events()?)).into_response())
+    let events = super::blocking::run(&s.store, |st| st.events()).await?;
+    Ok(Json(auth::summary::unacknowledged(&events)).into_response())
 }
 
 #[cfg(test)]

@@ -69,6 +69,9 @@ pub struct AppState {
     pub stop: tokio::sync::watch::Receiver<bool>,
     /// The web dashboard's sessions.
     pub ui: Arc<crate::ui::Sessions>,
+    /// The one reader of the history that feeds every watch stream (started by the
+    /// first watch).
+    pub watch_hub: super::watch_hub::Slot,
 }
 
 /// An API error response.
@@ -220,17 +223,24 @@ async fn list(
     let selector =
         super::selector::Selector::parse(q.label_selector.as_deref(), q.field_selector.as_deref()).map_err(bad)?;
     let from = q.resource_version.as_deref().map(parse_rv).transpose()?;
-    if let Some(rv) = from.filter(|rv| *rv > 0) {
-        // Refuse at once when the history no longer reaches back.
-        s.store.watch_from(rv)?;
-    }
     let params = super::watch::Params {
         from,
         timeout: super::watch::parse_timeout(q.timeout_seconds.as_deref()).map_err(bad)?,
         bookmarks: parse_flag("allowWatchBookmarks", q.allow_watch_bookmarks.as_deref())?,
         selector,
     };
-    Ok(super::watch::respond(s.store.clone(), kind, params, s.stop.clone()))
+    let hub = super::watch_hub::WatchHub::get(&s.watch_hub, &s.store, &s.stop).await?;
+    let joined = hub
+        .join()
+        .ok_or_else(|| ApiErr(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "the server is stopping".into()))?;
+    // Read after joining, so that the hub's batches continue it; refused at once
+    // (410) when the history no longer reaches back.
+    let read = match from.filter(|rv| *rv > 0) {
+        Some(rv) => Some(super::blocking::run(&s.store, move |st| st.watch_from(rv)).await?),
+        None => None,
+    };
+    let start = super::watch::Start { joined, read };
+    Ok(super::watch::respond(s.store.clone(), kind, params, start, s.stop.clone()))
 }
 
 /// Checks the parameters lists and watches share: `resourceVersionMatch` (only
@@ -375,7 +385,7 @@ async fn update_status(
         if let Some(rv) = given {
             next.meta_mut().resource_version = Some(rv.to_string());
         }
-        match s.store.update_status(next) {
+        match super::blocking::run(&s.store, move |st| st.update_status(next)).await {
             Err(StoreError::Conflict { .. }) if given.is_none() && tries < super::field_managers::RETRIES => tries += 1,
             r => return Ok(Json(r?).into_response()),
         }
@@ -446,7 +456,8 @@ async fn apply(
 }
 
 async fn events(State(s): State<AppState>, Query(_): Query<NoParams>) -> ApiResult {
-    Ok(Json(json!({"items": s.store.events()?})).into_response())
+    let items = super::blocking::run(&s.store, |st| st.events()).await?;
+    Ok(Json(json!({"items": items})).into_response())
 }
 
 /// Acknowledges all events (the REST API and the dashboard).
@@ -455,7 +466,8 @@ pub fn ack_all(s: &AppState) -> Result<usize, ApiErr> {
 }
 
 async fn ack(State(s): State<AppState>, Query(_): Query<NoParams>) -> ApiResult {
-    Ok(Json(json!({"acknowledged": ack_all(&s)?})).into_response())
+    let n = super::blocking::run(&s.store, |st| st.ack_events()).await?;
+    Ok(Json(json!({"acknowledged": n})).into_response())
 }
 
 async fn sim(

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod aggregated;
 pub mod api;
+mod blocking;
 pub mod discovery;
 pub mod engine;
 pub mod field_managers;
@@ -25,6 +26,7 @@ pub mod table;
 pub mod timeout;
 pub mod tls;
 pub mod watch;
+pub mod watch_hub;
 pub mod write;
 
 use crate::client::TOKEN_FILE;
@@ -298,6 +300,7 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
             time_scale: opts.time_scale,
             stop: stop_rx.clone(),
             ui: Arc::new(crate::ui::Sessions::new(acceptor.is_some())),
+            watch_hub: Default::default(),
         };
         let scheme = if acceptor.is_some() { "https" } else { "http" };
         // The data folder's own CA when sectl issued the certificate; with --tls-cert

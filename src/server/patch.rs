@@ -203,7 +203,7 @@ async fn patch_object(
         if dry {
             return Ok(super::access::recorded(Json(dry_apply(&s, obj).await?.1).into_response()));
         }
-        match s.store.update(obj) {
+        match super::blocking::run(&s.store, move |st| st.update(obj)).await {
             Err(StoreError::Conflict { .. }) if !names_rv(&p) && tries < RETRIES => tries += 1,
             r => {
                 let resp = Json(r?).into_response();
@@ -255,7 +255,7 @@ async fn patch_status(
         if dry {
             return Ok(Json(next).into_response());
         }
-        match s.store.update_status(next) {
+        match super::blocking::run(&s.store, move |st| st.update_status(next)).await {
             Err(StoreError::Conflict { .. }) if !names_rv(&p) && tries < RETRIES => tries += 1,
             r => return Ok(Json(r?).into_response()),
         }

@@ -192,7 +192,8 @@ async fn create(
     let mut obj = super::patch::decoded(s, kind, name, &a.object)?;
     obj.meta_mut().managed_fields = Some(a.entries);
     authorized(s, who, Verb::Create, &obj).await?;
-    let made = if dry { dry_apply(s, obj).await?.1 } else { s.store.create(obj)? };
+    let made =
+        if dry { dry_apply(s, obj).await?.1 } else { super::blocking::run(&s.store, move |st| st.create(obj)).await? };
     Ok(Outcome::Done((StatusCode::CREATED, Json(made)).into_response()))
 }
 
@@ -234,7 +235,7 @@ async fn update(
     }
     let written = match (req.scope, dry) {
         (Scope::Main, true) => dry_apply(s, next).await?.1,
-        (Scope::Main, false) => s.store.update(next)?,
+        (Scope::Main, false) => super::blocking::run(&s.store, move |st| st.update(next)).await?,
         (Scope::Status, true) if next.meta().rv() != cur.meta().rv() => {
             return Err(StoreError::Conflict {
                 kind,
@@ -245,7 +246,7 @@ async fn update(
             .into())
         }
         (Scope::Status, true) => next,
-        (Scope::Status, false) => s.store.update_status(next)?,
+        (Scope::Status, false) => super::blocking::run(&s.store, move |st| st.update_status(next)).await?,
     };
     Ok(Outcome::Done(Json(written).into_response()))
 }

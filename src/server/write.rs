@@ -110,7 +110,8 @@ pub async fn create(
     check_against_store(&s, std::slice::from_ref(&obj))?;
     record(None, &mut obj, &manager(q.field_manager.as_deref(), &headers), Scope::Main)?;
     if !dry {
-        let resp = (StatusCode::CREATED, Json(s.store.create(obj)?)).into_response();
+        let made = super::blocking::run(&s.store, move |st| st.create(obj)).await?;
+        let resp = (StatusCode::CREATED, Json(made)).into_response();
         let drafts = targets.into_iter().map(|t| (t, "created".to_string())).collect();
         return record_ok(&s, &who, Verb::Create, drafts, resp).await;
     }
@@ -145,7 +146,7 @@ pub async fn update(
         if dry {
             return Ok(recorded(Json(dry_apply(&s, obj).await?.1).into_response()));
         }
-        match s.store.update(obj) {
+        match super::blocking::run(&s.store, move |st| st.update(obj)).await {
             Err(StoreError::Conflict { .. }) if pinned && tries < RETRIES => tries += 1,
             r => {
                 let resp = Json(r?).into_response();
@@ -275,7 +276,8 @@ pub async fn delete(
     if dry {
         return Ok(recorded(Json(current).into_response()));
     }
-    let resp = Json(s.store.delete(kind, &name)?).into_response();
+    let gone = super::blocking::run(&s.store, move |st| st.delete(kind, &name)).await?;
+    let resp = Json(gone).into_response();
     let drafts = targets.into_iter().map(|t| (t, "deleted".to_string())).collect();
     record_ok(&s, &who, Verb::Delete, drafts, resp).await
 }
@@ -305,7 +307,8 @@ pub async fn delete_collection(
             deleted.push(o);
             continue;
         }
-        match s.store.delete(kind, o.name()) {
+        let n = o.name().to_string();
+        match super::blocking::run(&s.store, move |st| st.delete(kind, &n)).await {
             Ok(d) => {
                 deleted.push(d);
                 done.push((t, "deleted".to_string()));

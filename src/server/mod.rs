@@ -214,6 +214,9 @@ impl Election {
     /// The leader in words, for a standby's answers.
     fn leader_text(&self) -> String {
         match (self.leader)() {
+            Ok(Some((holder, _))) if holder == self.id => {
+                "this replica has just won the election and is starting the controller; try again in a moment".into()
+            }
             Ok(Some((holder, Some(url)))) => format!("the leader is replica {holder} at {url}"),
             Ok(Some((holder, None))) => format!("the leader is replica {holder} (it recorded no address)"),
             Ok(None) => "no replica leads at the moment (one takes over within the lease TTL)".into(),

@@ -30,18 +30,55 @@ impl Replica {
 
     fn start_with(url: &str, id: &str, ttl: &str, extra: &[&str]) -> Replica {
         let dir = tempfile::tempdir().unwrap();
+        // A folder that does not exist yet: serve on etcd creates it for its token.
+        Self::spawn(dir, url, id, ttl, extra)
+    }
+
+    /// A further replica: admin's token file copied from `first`, as the README says.
+    fn join(first: &Replica, url: &str, id: &str, ttl: &str, extra: &[&str]) -> Replica {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::DirBuilder::new().mode(0o700).create(dir.path().join("data")).unwrap();
+        let token = dir.path().join("data").join("token");
+        std::fs::write(&token, first.token()).unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Self::spawn(dir, url, id, ttl, extra)
+    }
+
+    fn spawn(dir: tempfile::TempDir, url: &str, id: &str, ttl: &str, extra: &[&str]) -> Replica {
         let child = common::sectl()
             .args(["--store", url, "--data-dir"])
-            // A folder that does not exist yet: serve on etcd creates it for its token.
             .arg(dir.path().join("data"))
             .args(["serve", "--listen", "127.0.0.1:0", "--insecure-http", "--replica-id", id, "--lease-ttl", ttl])
             .args(extra)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
             .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
             .spawn()
             .unwrap();
         Replica { child: Some(child), _dir: dir }
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
+    }
+
+    /// Admin's token, as this replica's token file holds it (waits for the file).
+    fn token(&self) -> String {
+        let f = self.data().join("token");
+        eventually("the token file", Duration::from_secs(30), || {
+            std::fs::read_to_string(&f).ok().filter(|t| !t.trim().is_empty()).map(|t| t.trim().to_string())
+        })
+    }
+
+    /// The API's URL, once the replica listens (it says so on stdout).
+    fn url(&mut self) -> String {
+        let out = self._dir.path().join("stdout");
+        eventually("the replica to listen", Duration::from_secs(30), || {
+            self.assert_alive();
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            text.lines().find_map(|l| l.strip_prefix("sectl serve: listening on ").map(str::to_string))
+        })
     }
 
     fn stderr(&self) -> String {
@@ -125,7 +162,7 @@ fn a_deposed_leader_writes_nothing_and_learns_it_lost() {
     let a = open(&url);
     let lost = Arc::new(AtomicBool::new(false));
     let l2 = lost.clone();
-    let lead = a.campaign("a", Duration::from_secs(2), move |_| l2.store(true, Ordering::SeqCst)).unwrap();
+    let lead = a.campaign("a", None, Duration::from_secs(2), move |_| l2.store(true, Ordering::SeqCst)).unwrap();
     assert_eq!(lead.info.holder, "a");
     assert_eq!(a.leader().unwrap().unwrap(), lead.info);
     a.create(vm("by-a", 1)).unwrap();
@@ -133,7 +170,7 @@ fn a_deposed_leader_writes_nothing_and_learns_it_lost() {
     let b_url = url.clone();
     let b = std::thread::spawn(move || {
         let b = open(&b_url);
-        let l = b.campaign("b", Duration::from_secs(2), |_| {}).unwrap();
+        let l = b.campaign("b", None, Duration::from_secs(2), |_| {}).unwrap();
         (b, l)
     });
     std::thread::sleep(Duration::from_millis(500));
@@ -172,7 +209,7 @@ fn kill_9_of_the_leader_hands_over_within_the_ttl() {
     let mut a = Replica::start(&url, "a", "2s");
     wait_leader(&s, "a", Duration::from_secs(30));
     wait_elected(&s, 1);
-    let mut b = Replica::start(&url, "b", "2s");
+    let mut b = Replica::join(&a, &url, "b", "2s", &[]);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(s.leader().unwrap().unwrap().holder, "a", "b took over while a was alive");
     a.assert_alive();
@@ -208,7 +245,7 @@ fn a_stopped_leader_resumed_after_its_ttl_steps_down_and_exits() {
     let mut a = Replica::start(&url, "a", "1s");
     wait_leader(&s, "a", Duration::from_secs(30));
     wait_elected(&s, 1);
-    let _b = Replica::start(&url, "b", "1s");
+    let _b = Replica::join(&a, &url, "b", "1s", &[]);
     a.assert_alive();
     a.signal(libc::SIGSTOP);
     wait_leader(&s, "b", Duration::from_secs(1 + 3));
@@ -306,7 +343,7 @@ fn kill_9_of_the_leader_mid_migration_the_next_leader_finishes_it_and_the_vm_is_
         (status(&s, Kind::LiveMigration, "lm-vm12")["phase"] == "Copying").then_some(())
     });
     // The next leader runs its clock faster, so the rest takes seconds.
-    let b = Replica::start_with(&url, "b", "2s", &["--time-scale", "1000"]);
+    let b = Replica::join(&a, &url, "b", "2s", &["--time-scale", "1000"]);
     std::thread::sleep(Duration::from_millis(300));
     let clock_before = sectl::sim::World::load(&s).unwrap().clock.now_ms;
     a.assert_alive();
@@ -332,4 +369,164 @@ fn kill_9_of_the_leader_mid_migration_the_next_leader_finishes_it_and_the_vm_is_
         lm["messages"].as_array().unwrap().iter().filter(|m| m.as_str().is_some_and(|m| m.contains("VMS2450")));
     assert_eq!(starts.count(), 1, "{lm}");
     drop(b);
+}
+
+/// A plain HTTP request: (status, body).
+fn http(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    let mut r = ureq::request(method, url).timeout(Duration::from_secs(30));
+    if let Some(t) = token {
+        r = r.set("Authorization", &format!("Bearer {t}"));
+    }
+    let res = match body {
+        Some(b) => r.set("Content-Type", "application/json").send_string(b),
+        None => r.call(),
+    };
+    match res {
+        Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
+}
+
+const API: &str = "/apis/sectl.io/v1alpha1";
+/// A `sim` request body: move the simulated clock on by a second.
+const ADVANCE: &str = r#"{"args":["advance","1s"]}"#;
+
+/// `sectl --server <replica> ...` with the replica's token file; (success, stdout+stderr).
+fn cli(r: &Replica, url: &str, args: &[&str]) -> (bool, String) {
+    let out = common::sectl().args(["--server", url, "--data-dir"]).arg(r.data()).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// A VM's status state read through a replica's API.
+fn vm_state(url: &str, token: &str, name: &str) -> Option<String> {
+    let (code, body) = http("GET", &format!("{url}{API}/vmdefinitions/{name}"), Some(token), None);
+    if code != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["status"]["state"].as_str().map(str::to_string)
+}
+
+#[test]
+fn a_standby_serves_the_api_and_its_writes_are_reconciled_by_the_leader() {
+    let etcd = etcd_server::Etcd::start();
+    let url = etcd.url();
+    let s = open(&url);
+    let mut a = Replica::start_with(&url, "a", "2s", &["--time-scale", "1000"]);
+    wait_leader(&s, "a", Duration::from_secs(30));
+    wait_elected(&s, 1);
+    let a_url = a.url();
+    let mut b = Replica::join(&a, &url, "b", "2s", &[]);
+    // b serves at once, as a standby: a still leads.
+    let b_url = b.url();
+    assert_eq!(s.leader().unwrap().unwrap().holder, "a");
+    let (code, body) = http("GET", &format!("{b_url}/readyz"), None, None);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("role=standby") && body.contains(&format!("replica a at {a_url}")), "{body}");
+    // a says it leads once its controller runs (it won the key a moment before).
+    eventually("a to say it leads", Duration::from_secs(30), || {
+        let (code, body) = http("GET", &format!("{a_url}/readyz"), None, None);
+        (code == 200 && body.starts_with("ok: role=leader")).then_some(())
+    });
+    // Admin's token works on both; a wrong one on neither.
+    let token = a.token();
+    assert_eq!(b.token(), token);
+    for u in [&a_url, &b_url] {
+        assert_eq!(http("GET", &format!("{u}{API}/vmdefinitions"), Some(&token), None).0, 200);
+        assert_eq!(http("GET", &format!("{u}{API}/vmdefinitions"), Some("wrong"), None).0, 401);
+    }
+    // A user added through the standby is known to the leader, and its token works there.
+    let (code, body) =
+        http("POST", &format!("{b_url}{API}/users"), Some(&token), Some(r#"{"name":"ops","role":"bs2000-admin"}"#));
+    assert_eq!(code, 201, "{body}");
+    let ops: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ops_token = ops["token"].as_str().unwrap();
+    for u in [&a_url, &b_url] {
+        let (code, body) = http("GET", &format!("{u}{API}/whoami"), Some(ops_token), None);
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("\"ops\""), "{body}");
+    }
+    // The site applied through the standby: the leader's controller reconciles it, and
+    // the standby serves the statuses it wrote.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("site.yaml");
+    std::fs::write(&f, common::SITE).unwrap();
+    let (ok, out) = cli(&b, &b_url, &["apply", "-f", f.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    eventually("vm12prod RUNNING, read through the standby", Duration::from_secs(60), || {
+        (vm_state(&b_url, &token, "vm12prod").as_deref() == Some("RUNNING")).then_some(())
+    });
+    // What only the leader runs is refused on the standby (503, naming the leader),
+    // and carried out on the leader.
+    let (code, body) = http("POST", &format!("{b_url}{API}/sim"), Some(&token), Some(ADVANCE));
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("replica b is a standby") && body.contains(&format!("replica a at {a_url}")), "{body}");
+    let (ok, out) = cli(&b, &b_url, &["sim", "clock"]);
+    assert!(!ok && out.contains("standby") && out.contains(&a_url), "{out}");
+    let (code, body) = http("GET", &format!("{b_url}{API}/sources"), Some(&token), None);
+    assert_eq!(code, 503, "{body}");
+    let (code, body) = http("GET", &format!("{a_url}{API}/clock"), Some(&token), None);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http("POST", &format!("{a_url}{API}/sim"), Some(&token), Some(ADVANCE));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("simulatedTime"), "{body}");
+    a.assert_alive();
+    b.assert_alive();
+}
+
+#[test]
+fn after_kill_9_of_the_leader_the_serving_standby_takes_over_without_restarting() {
+    let etcd = etcd_server::Etcd::start();
+    let url = etcd.url();
+    let s = open(&url);
+    let mut a = Replica::start_with(&url, "a", "2s", &["--time-scale", "1000"]);
+    wait_leader(&s, "a", Duration::from_secs(30));
+    wait_elected(&s, 1);
+    let mut b = Replica::join(&a, &url, "b", "2s", &["--time-scale", "1000"]);
+    let b_url = b.url();
+    let b_pid = b.pid();
+    let token = b.token();
+    let (code, body) = http("POST", &format!("{b_url}{API}/sim"), Some(&token), Some(ADVANCE));
+    assert_eq!(code, 503, "{body}");
+    a.assert_alive();
+    a.kill9();
+    wait_leader(&s, "b", Duration::from_secs(2 + 3));
+    wait_elected(&s, 2);
+    // The same process, listening all along, now runs the controller.
+    b.assert_alive();
+    assert_eq!(b.pid(), b_pid);
+    eventually("b to say it leads", Duration::from_secs(10), || {
+        let (code, body) = http("GET", &format!("{b_url}/readyz"), None, None);
+        (code == 200 && body.starts_with("ok: role=leader")).then_some(())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("site.yaml");
+    std::fs::write(&f, common::SITE).unwrap();
+    let (ok, out) = cli(&b, &b_url, &["apply", "-f", f.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    eventually("vm12prod RUNNING under the new leader", Duration::from_secs(60), || {
+        (vm_state(&b_url, &token, "vm12prod").as_deref() == Some("RUNNING")).then_some(())
+    });
+    let (ok, out) = cli(&b, &b_url, &["sim", "clock"]);
+    assert!(ok, "{out}");
+    let (code, body) = http("POST", &format!("{b_url}{API}/sim"), Some(&token), Some(ADVANCE));
+    assert_eq!(code, 200, "{body}");
+}
+
+#[test]
+fn a_replica_without_admins_token_file_is_refused_clearly() {
+    let etcd = etcd_server::Etcd::start();
+    let url = etcd.url();
+    let s = open(&url);
+    let a = Replica::start(&url, "a", "2s");
+    wait_leader(&s, "a", Duration::from_secs(30));
+    let _ = a.token();
+    let mut c = Replica::start(&url, "c", "2s");
+    let code = c.wait_exit(Duration::from_secs(30));
+    assert!(code.is_some_and(|c| c != 0), "{code:?}");
+    let err = c.stderr();
+    assert!(err.contains("user admin already exists") && err.contains("copy the token file"), "{err}");
+    assert_eq!(s.leader().unwrap().unwrap().holder, "a");
 }

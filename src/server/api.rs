@@ -489,6 +489,7 @@ async fn sim(
 /// Carries out a `sim` request (the REST API and the dashboard): parses the words as
 /// `sectl sim` does, hands the fault to the controller and waits for its answer.
 pub async fn run_sim(s: &AppState, args: &[String]) -> Result<Value, ApiErr> {
+    leader_only("`sim`")?;
     let fault = crate::sim::Fault::parse(args).map_err(|e| ApiErr(StatusCode::BAD_REQUEST, "BadRequest", e))?;
     let (tx, rx) = mpsc::channel();
     s.engine
@@ -525,7 +526,17 @@ pub async fn run_sim(s: &AppState, args: &[String]) -> Result<Value, ApiErr> {
     }
 }
 
+/// On a standby replica (etcd): 503 naming the leader, for what only the leader runs
+/// (the controller, its clock, GitOps); nothing is carried out here.
+fn leader_only(what: &str) -> Result<(), ApiErr> {
+    match super::standby_refusal(what) {
+        Some(why) => Err(ApiErr(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", why)),
+        None => Ok(()),
+    }
+}
+
 async fn sources(State(s): State<AppState>, Query(_): Query<NoParams>) -> ApiResult {
+    leader_only("the GitOps status (`sources`)")?;
     Ok(Json(s.sources.to_json()).into_response())
 }
 
@@ -534,6 +545,7 @@ async fn sources_prune(State(s): State<AppState>, uri: axum::http::Uri, body: By
     if uri.query().is_some_and(|q| !q.is_empty()) || !body.is_empty() {
         return Err(ApiErr(StatusCode::BAD_REQUEST, "BadRequest", "send no query and no body".into()));
     }
+    leader_only("confirming a GitOps prune")?;
     match s.sources.confirm_prune().await {
         Ok(pruned) => Ok(Json(json!({"pruned": pruned})).into_response()),
         Err(e) => {
@@ -544,6 +556,7 @@ async fn sources_prune(State(s): State<AppState>, uri: axum::http::Uri, body: By
 }
 
 async fn clock(State(s): State<AppState>, Query(_): Query<NoParams>) -> ApiResult {
+    leader_only("the simulated clock (`clock`)")?;
     Ok(Json(json!({"simulatedMs": s.sim_ms.load(std::sync::atomic::Ordering::SeqCst), "timeScale": s.time_scale}))
         .into_response())
 }
@@ -560,7 +573,8 @@ async fn readyz(State(s): State<AppState>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "the controller loop died").into_response();
     }
     if s.ready.load(std::sync::atomic::Ordering::SeqCst) {
-        "ok".into_response()
+        // On etcd every replica serving is ready for the API; the body says its role.
+        super::role().map_or_else(|| "ok".into_response(), |r| format!("ok: {r}").into_response())
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
     }

@@ -56,11 +56,21 @@ pub struct Engine {
 impl Engine {
     /// Starts the thread.
     pub fn start(store: Arc<dyn Store>, opts: EngineOptions) -> anyhow::Result<Engine> {
+        Self::start_publishing(store, opts, Arc::default())
+    }
+
+    /// Starts the thread, publishing the simulated time in `sim_ms` (an API that began
+    /// serving before this replica led shows the clock from then on).
+    pub fn start_publishing(
+        store: Arc<dyn Store>,
+        opts: EngineOptions,
+        sim_ms: Arc<std::sync::atomic::AtomicU64>,
+    ) -> anyhow::Result<Engine> {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
         let mut c = Controller::new(store.clone(), Options { concurrency: opts.concurrency, ..Default::default() })?;
-        let sim_ms = Arc::new(std::sync::atomic::AtomicU64::new(c.now_ms()));
+        sim_ms.store(c.now_ms(), Ordering::SeqCst);
         let sm = sim_ms.clone();
         let died = Arc::new(tokio::sync::Notify::new());
         let d2 = died.clone();

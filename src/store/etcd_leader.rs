@@ -1,7 +1,7 @@
 //! Leader election among `sectl serve` replicas on one etcd (`--store etcd://...`).
 //!
 //! The leader holds the key `<prefix>leader` (`{"holder": replica id, "since": RFC
-//! 3339}`), created with a Txn that requires the key to be absent and bound to an etcd
+//! 3339, "address": its API's URL}`; `address` is absent when not known), created with a Txn that requires the key to be absent and bound to an etcd
 //! lease of `--lease-ttl` that the leader keeps alive. When the leader dies or stalls,
 //! etcd drops the key when the lease runs out and a waiting replica creates it.
 //!
@@ -31,6 +31,19 @@ pub struct LeaderInfo {
     pub since: String,
 }
 
+/// The leader key's value: `LeaderInfo` and where the leader serves its API (a
+/// standby names it in the answers it leaves to the leader). `LeaderInfo` alone is
+/// what `sectl get leader` shows, as `../shared/API.md` fixes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaderRecord {
+    /// Holder and since.
+    #[serde(flatten)]
+    pub info: LeaderInfo,
+    /// The leader's API URL (`https://HOST:PORT`), if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
 /// This replica leads.
 #[derive(Debug, Clone)]
 pub struct Leadership {
@@ -46,11 +59,13 @@ fn be(err: impl std::fmt::Display) -> StoreError {
 
 impl EtcdStore {
     /// Waits until this replica leads, then fences every later write of this store on
-    /// the leadership. `on_lost` runs (once, on the store's runtime) when the lease
+    /// the leadership. `address` (this replica's API URL) goes into the leader key for
+    /// the standbys to name. `on_lost` runs (once, on the store's runtime) when the lease
     /// can no longer be kept alive for a whole TTL or has expired.
     pub fn campaign(
         &self,
         replica_id: &str,
+        address: Option<String>,
         ttl: Duration,
         on_lost: impl FnOnce(String) + Send + 'static,
     ) -> Result<Leadership> {
@@ -76,11 +91,12 @@ impl EtcdStore {
                     return Err(be("the election lease expired while waiting"));
                 }
                 let info = LeaderInfo { holder: id.clone(), since: super::now_rfc3339() };
+                let record = LeaderRecord { info: info.clone(), address: address.clone() };
                 let txn = Txn::new()
                     .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
                     .and_then([TxnOp::put(
                         key.clone(),
-                        serde_json::to_vec(&info).map_err(be)?,
+                        serde_json::to_vec(&record).map_err(be)?,
                         Some(PutOptions::new().with_lease(lease)),
                     )])
                     .or_else([TxnOp::get(key.clone(), None)]);
@@ -105,6 +121,11 @@ impl EtcdStore {
 
     /// Who leads now, if anyone.
     pub fn leader(&self) -> Result<Option<LeaderInfo>> {
+        Ok(self.leader_record()?.map(|r| r.info))
+    }
+
+    /// Who leads now and where it serves its API, if anyone leads.
+    pub fn leader_record(&self) -> Result<Option<LeaderRecord>> {
         let e = self.e.clone();
         let got = self
             .block(async move {
@@ -174,5 +195,16 @@ mod tests {
             serde_json::to_value(&i).unwrap(),
             serde_json::json!({"holder": "a:1", "since": "2026-01-01T00:00:00Z"})
         );
+    }
+
+    #[test]
+    fn the_record_adds_the_address_and_reads_keys_without_one() {
+        let info = LeaderInfo { holder: "a:1".into(), since: "2026-01-01T00:00:00Z".into() };
+        let r = LeaderRecord { info: info.clone(), address: Some("https://10.0.0.1:8443".into()) };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["address"], "https://10.0.0.1:8443");
+        assert_eq!(serde_json::from_value::<LeaderInfo>(v).unwrap(), info);
+        let old: LeaderRecord = serde_json::from_str(r#"{"holder":"a:1","since":"2026-01-01T00:00:00Z"}"#).unwrap();
+        assert_eq!(old, LeaderRecord { info, address: None });
     }
 }

@@ -2,7 +2,10 @@
 //! its SU cluster (the check's conflicts, with their VMS message codes, show before
 //! anyone starts), and every migration with its phase, MONJV, conflicts and, for
 //! those in flight and the newest, the chart of its pre-copy rounds (`svg::lm_chart`),
-//! live. Creating goes through the REST API's own create (`server::write::create`).
+//! live, with a *Cancel* button for each one not finished. Creating goes through the
+//! REST API's own create (`server::write::create`); cancelling is the API's delete
+//! (`server::write::delete`): the controller rolls a deleted migration back, as
+//! KubeVirt cancels by deleting its migration object.
 
 use super::html::{badge, esc};
 use super::session::Session;
@@ -30,8 +33,24 @@ fn conflicts(lm: &serde_json::Value) -> String {
     format!("<ul class=\"conflicts\">{li}</ul>")
 }
 
+/// Not finished yet: a cancel (deleting it) still means something.
+pub fn cancellable(lm: &serde_json::Value) -> bool {
+    matches!(text(lm, "/status/phase"), "" | "Pending" | "Checking") || in_flight(lm)
+}
+
+/// The cell with the Cancel button of a migration not finished yet.
+fn cancel_cell(lm: &serde_json::Value, s: &Session) -> String {
+    if !cancellable(lm) {
+        return "<td></td>".into();
+    }
+    let n = name(lm);
+    let form = super::dashboard::action_form("/ui/action/cancel", s, &[("lm", n)], "Cancel", &format!("cancel-{n}"));
+    let label = format!(" aria-label=\"Cancel {}\"", esc(n));
+    format!("<td>{}</td>", form.replacen("<button ", &format!("<button{label} "), 1))
+}
+
 /// The live region: the table of migrations and the charts.
-pub fn live(site: &Site) -> String {
+pub fn live(site: &Site, sess: &Session) -> String {
     let mut lms: Vec<&serde_json::Value> = site.lms.iter().collect();
     lms.sort_by(|a, b| {
         text(b, "/metadata/creationTimestamp").cmp(text(a, "/metadata/creationTimestamp")).then(name(a).cmp(name(b)))
@@ -44,7 +63,7 @@ pub fn live(site: &Site) -> String {
             let check = l.pointer("/spec/checkOnly").and_then(|v| v.as_bool()).unwrap_or(false);
             format!(
                 "<tr id=\"lm-{n}\" data-phase=\"{p}\"><th scope=\"row\">{n}</th><td>{vm}{kind}</td><td>{src} \u{2192} {dst}</td>\
-                 <td>{b}</td><td>{monjv}</td><td class=\"num\">{rounds}</td><td>{down}</td><td>{c}</td></tr>",
+                 <td>{b}</td><td>{monjv}</td><td class=\"num\">{rounds}</td><td>{down}</td><td>{c}</td>{cancel}</tr>",
                 n = esc(name(l)),
                 p = esc(phase),
                 vm = esc(text(l, "/spec/vm")),
@@ -56,6 +75,7 @@ pub fn live(site: &Site) -> String {
                 rounds = items(l, "/status/rounds").len(),
                 down = l.pointer("/status/downtimeMs").and_then(|v| v.as_u64()).map(|d| format!("{d} ms")).unwrap_or_default(),
                 c = conflicts(l),
+                cancel = cancel_cell(l, sess),
             )
         })
         .collect();
@@ -65,7 +85,7 @@ pub fn live(site: &Site) -> String {
         format!(
             "<div class=\"scroll\"><table class=\"list\"><caption>Live migrations, newest first (at most {SHOWN})</caption>\
              <thead><tr><th scope=\"col\">Name</th><th scope=\"col\">VM</th><th scope=\"col\">SU</th><th scope=\"col\">Phase</th>\
-             <th scope=\"col\">MONJV</th><th scope=\"col\">Rounds</th><th scope=\"col\">Downtime</th><th scope=\"col\">Conflicts</th></tr></thead>\
+             <th scope=\"col\">MONJV</th><th scope=\"col\">Rounds</th><th scope=\"col\">Downtime</th><th scope=\"col\">Conflicts</th><th scope=\"col\">Action</th></tr></thead>\
              <tbody>{rows}</tbody></table></div>"
         )
     };

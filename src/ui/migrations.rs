@@ -124,3 +124,29 @@ pub fn form(s: &Session) -> String {
         esc(&s.csrf)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ui::session::Principal;
+    use serde_json::json;
+
+    fn lm(name: &str, phase: &str) -> serde_json::Value {
+        json!({"metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z"},
+               "spec": {"vm": "vm1"}, "status": {"phase": phase}})
+    }
+
+    #[test]
+    fn cancel_is_offered_for_unfinished_migrations_and_disabled_for_readers() {
+        let site =
+            Site { lms: vec![lm("a", "Copying"), lm("b", "Completed"), lm("c", "Pending")], ..Default::default() };
+        let admin = Session { who: Principal { name: "admin".into(), can_write: true }, csrf: "t".into() };
+        let html = live(&site, &admin);
+        assert!(html.contains("id=\"cancel-a\"") && html.contains("id=\"cancel-c\""), "{html}");
+        assert!(!html.contains("cancel-b"), "a finished migration has nothing to cancel");
+        let reader = Session { who: Principal { name: "op".into(), can_write: false }, csrf: "t".into() };
+        let html = live(&site, &reader);
+        let button = html.split("id=\"cancel-a\"").nth(1).expect("button").split('>').next().expect("attrs");
+        assert!(button.contains("disabled") && button.contains("only administrators"), "{button}");
+    }
+}

@@ -15,6 +15,7 @@ mod common;
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -32,6 +33,23 @@ struct Guard(Child);
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// chromedriver, started in a process group of its own: on drop the whole group is
+/// killed, so a Chromium it started is never left behind (when the session could not
+/// be created in time, nobody else would end it).
+struct GroupGuard(Child);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            // SAFETY: kill(2) with the group id of a child we started; no memory involved.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
         let _ = self.0.wait();
     }
 }
@@ -147,7 +165,7 @@ struct Browser {
     base: String,
     session: String,
     agent: ureq::Agent,
-    _driver: Guard,
+    _driver: GroupGuard,
     _profile: tempfile::TempDir,
 }
 
@@ -157,12 +175,13 @@ impl Browser {
         let driver = program(&["chromedriver"]);
         let port = free_port();
         let child = Command::new(driver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start chromedriver ({e}); {INSTALL}"));
-        let guard = Guard(child);
+        let guard = GroupGuard(child);
         let base = format!("http://127.0.0.1:{port}");
         let agent = ureq::AgentBuilder::new().timeout(LIMIT).build();
         let deadline = Instant::now() + LIMIT;

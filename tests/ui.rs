@@ -15,6 +15,7 @@ mod common;
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -32,6 +33,23 @@ struct Guard(Child);
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// chromedriver, started in a process group of its own: on drop the whole group is
+/// killed, so a Chromium it started is never left behind (when the session could not
+/// be created in time, nobody else would end it).
+struct GroupGuard(Child);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            // SAFETY: kill(2) with the group id of a child we started; no memory involved.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
         let _ = self.0.wait();
     }
 }
@@ -147,7 +165,7 @@ struct Browser {
     base: String,
     session: String,
     agent: ureq::Agent,
-    _driver: Guard,
+    _driver: GroupGuard,
     _profile: tempfile::TempDir,
 }
 
@@ -157,12 +175,13 @@ impl Browser {
         let driver = program(&["chromedriver"]);
         let port = free_port();
         let child = Command::new(driver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start chromedriver ({e}); {INSTALL}"));
-        let guard = Guard(child);
+        let guard = GroupGuard(child);
         let base = format!("http://127.0.0.1:{port}");
         let agent = ureq::AgentBuilder::new().timeout(LIMIT).build();
         let deadline = Instant::now() + LIMIT;
@@ -646,10 +665,27 @@ fn ten_thousand_vms_list_pages_and_filters() {
     );
     let (resp, dcl, load, bytes) = timing(&b);
     eprintln!(
+        "VM list page 1 of 10,013, first visit after start: response {resp:.0} ms, DOMContentLoaded {dcl:.0} ms, load {load:.0} ms, {bytes} bytes (click to table {:?})",
+        t.elapsed()
+    );
+    // The first visit may wait for the server's one-time list of the VM table, begun
+    // when serve started (while the controller reconciles the 10,000); from then on
+    // a page reads the table only. The bound is on that: the list as a person
+    // sees it every later time.
+    b.js("window.__old = 1;", json!([]));
+    let t = Instant::now();
+    b.click("nav a[href='/ui/vms']");
+    b.until(
+        "the VM list again",
+        "return !window.__old && location.pathname === '/ui/vms' && !!document.getElementById('vm-table');",
+        json!([]),
+    );
+    let (resp, dcl, load, bytes) = timing(&b);
+    eprintln!(
         "VM list page 1 of 10,013: response {resp:.0} ms, DOMContentLoaded {dcl:.0} ms, load {load:.0} ms, {bytes} bytes (click to table {:?})",
         t.elapsed()
     );
-    assert!(dcl < 10_000.0, "the list took {dcl} ms to render");
+    assert!(dcl < 1_000.0, "the list took {dcl} ms to render");
     let stored = s.api("vmdefinitions")["items"].as_array().expect("items").len();
     assert!(stored > 10_000);
     let count = b.js(
@@ -673,7 +709,7 @@ fn ten_thousand_vms_list_pages_and_filters() {
     );
     let (_, dcl, _, _) = timing(&b);
     eprintln!("filter by name over 10,013 VMs: DOMContentLoaded {dcl:.0} ms (click to table {:?})", t.elapsed());
-    assert!(dcl < 10_000.0, "the filter took {dcl} ms");
+    assert!(dcl < 1_000.0, "the filter took {dcl} ms");
     let names = b.js(
         "return Array.from(document.querySelectorAll('#vm-table tbody th')).map(function (t) { return t.textContent; });",
         json!([]),
@@ -689,6 +725,114 @@ fn ten_thousand_vms_list_pages_and_filters() {
     // An unknown parameter is refused, not ignored.
     b.go(&format!("{}/ui/vms?colour=red", s.url));
     assert!(b.text("main").contains("colour"), "{}", b.text("main"));
+}
+
+#[test]
+fn a_running_migration_is_cancelled_from_the_page_and_rolled_back() {
+    // A slow clock (0.05 simulated seconds a second): the migration stays in flight
+    // long enough to cancel it.
+    let s = Serve::start_full(None, &[], |_| vec!["--time-scale".into(), "0.05".into()]);
+    let b = Browser::start();
+    b.login(&s);
+    b.click("nav a[href='/ui/migrations']");
+    b.until("the migrations page", "return location.pathname === '/ui/migrations';", json!([]));
+    b.js("window.__noReload = 1;", json!([]));
+    b.type_into("#vm", "vm12prod");
+    b.click("#lm-start");
+    b.until(
+        "the migration in flight with its Cancel button",
+        "var r = document.querySelector('#live tr[id^=\"lm-lm-vm12prod-\"]'); \
+         return !!r && ['Setup', 'Copying'].indexOf(r.dataset.phase) >= 0 && !!r.querySelector('button[id^=\"cancel-\"]');",
+        json!([]),
+    );
+    let name = b
+        .js("return document.querySelector('#live tr[id^=\"lm-lm-vm12prod-\"]').id.slice(3);", json!([]))
+        .as_str()
+        .expect("name")
+        .to_string();
+    b.click(&format!("#cancel-{name}"));
+    b.until(
+        "the migration to leave the page",
+        "return !document.querySelector('#live tr[id^=\"lm-lm-vm12prod-\"]');",
+        json!([]),
+    );
+    b.until(
+        "the action's answer in the status line",
+        "return document.getElementById('status').textContent.indexOf('cancelled') >= 0;",
+        json!([]),
+    );
+    assert_eq!(b.js("return window.__noReload;", json!([])), json!(1), "the page was reloaded");
+    assert_eq!(s.api("livemigrations")["items"], json!([]), "the LiveMigration is gone");
+    // Rolled back: the VM runs on its source SU, and the log says so.
+    let t = Instant::now();
+    loop {
+        let vm = s.api("vmdefinitions/vm12prod");
+        let aborted = s.api("events")["items"].as_array().expect("items").iter().any(|e| {
+            e["reason"] == json!("LiveMigrationAborted")
+                && e["object"] == json!(format!("LiveMigration/{name}"))
+                && e["message"].as_str().is_some_and(|m| m.contains("cancelled"))
+        });
+        if aborted && vm["status"]["serverUnit"] == json!("ABGSE501") && vm["status"]["state"] == json!("RUNNING") {
+            break;
+        }
+        assert!(t.elapsed() < LIMIT, "no rollback: {vm:#}");
+        std::thread::sleep(POLL);
+    }
+    // The cancel is the user's own delete, in the audit log.
+    let audit = s.api("audit");
+    let mine = audit["items"].as_array().expect("items").iter().any(|r| {
+        r["user"] == json!("admin")
+            && r["verb"] == json!("delete")
+            && r["name"].as_str().is_some_and(|n| n.contains(&name))
+    });
+    assert!(mine, "{audit:#}");
+}
+
+#[test]
+fn the_vm_list_and_the_event_log_follow_changes_without_a_reload() {
+    let s = Serve::start(None);
+    let b = Browser::start();
+    b.login(&s);
+    b.go(&format!("{}/ui/vms?su=ABGSE701", s.url));
+    b.until("the VM list", "return !!document.getElementById('vm-table');", json!([]));
+    b.js("window.__noReload = 1;", json!([]));
+    let before = b.js("return Number(document.getElementById('vm-count').dataset.matching);", json!([]));
+    s.post(
+        "vmdefinitions",
+        json!({"apiVersion": "sectl.io/v1alpha1", "kind": "VMDefinition", "metadata": {"name": "livevm"},
+               "spec": {"vmName": "LIVEVM", "serverUnit": "ABGSE701", "vmIndex": "*ANY", "persistent": true,
+                        "state": "DEFINED_ONLY", "memoryMiB": 64, "cpus": 1}}),
+    );
+    b.until("the new VM in the list", "return !!document.getElementById('vm-livevm');", json!([]));
+    let after = b.js("return Number(document.getElementById('vm-count').dataset.matching);", json!([]));
+    assert_eq!(after.as_u64(), before.as_u64().map(|n| n + 1));
+    assert!(b.text("#vm-table").contains("LIVEVM"));
+    assert_eq!(b.js("return window.__noReload;", json!([])), json!(1), "the VM list was reloaded");
+
+    b.go(&format!("{}/ui/events?priority=WARNING", s.url));
+    b.until("the event log", "return !!document.getElementById('event-table');", json!([]));
+    b.js("window.__noReload = 1;", json!([]));
+    let newest = |b: &Browser| {
+        b.js(
+            "var r = document.querySelector('#event-table tbody tr'); return r ? Number(r.dataset.seq) : 0;",
+            json!([]),
+        )
+        .as_u64()
+        .unwrap_or(0)
+    };
+    let first = newest(&b);
+    s.post("sim", json!({"args": ["power", "off", "abgwhite"]}));
+    let t = Instant::now();
+    while newest(&b) <= first {
+        assert!(t.elapsed() < LIMIT, "no new WARNING event on the open log");
+        std::thread::sleep(POLL);
+    }
+    let prios = b.js(
+        "return Array.from(document.querySelectorAll('#event-table tbody tr')).map(function (r) { return r.children[2].textContent.trim(); });",
+        json!([]),
+    );
+    assert!(prios.as_array().expect("rows").iter().all(|p| p.as_str().unwrap_or("").ends_with("WARNING")), "{prios}");
+    assert_eq!(b.js("return window.__noReload;", json!([])), json!(1), "the event log was reloaded");
 }
 
 #[test]

@@ -532,6 +532,7 @@ pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
             ui: Arc::new(crate::ui::Sessions::new(acceptor.is_some())),
             watch_hub: Default::default(),
         };
+        crate::ui::vm_table::follow(&state);
         let scheme = if acceptor.is_some() { "https" } else { "http" };
         // The data folder's own CA when sectl issued the certificate; with --tls-cert
         // the client trusts what the system trusts.

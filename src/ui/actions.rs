@@ -1,6 +1,7 @@
 //! What a person can do from the dashboard, each through the same code as the REST
-//! API (`server::api::run_sim`, `server::api::ack_all`): simulated power off/on of a
-//! unit (labelled as a simulation) and acknowledging all events.
+//! API (`server::api::run_sim`, `server::api::ack_all`, `server::write::create` and
+//! `delete`): simulated power off/on of a unit (labelled as a simulation),
+//! acknowledging all events, checking or starting a live migration and cancelling one.
 //!
 //! Every action is a POST form guarded three ways (SameSite=Strict cookie, the
 //! session's CSRF token, `Origin`), and needs a principal that may write. The script
@@ -220,6 +221,65 @@ pub async fn migrate(
     }
     .await;
     reply(&headers, result)
+}
+
+/// The cancel form.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelForm {
+    /// The session's CSRF token.
+    pub csrf: String,
+    /// The LiveMigration's name.
+    pub lm: String,
+}
+
+/// POST /ui/action/cancel: cancels a migration not finished yet by deleting its
+/// LiveMigration through the REST API's delete (authorized and audited as the user);
+/// the controller rolls it back. A finished one is refused (nothing to cancel).
+pub async fn cancel(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<CancelForm>, FormRejection>,
+) -> Response {
+    let result = async {
+        let Form(f) = form.map_err(form_err)?;
+        let sess = guard(&s, &headers, Some(&f.csrf))?;
+        let who = actor(&s, &sess)?;
+        let name = crate::api::ObjectName::new(f.lm.trim())
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("migration {:?}: {e}", f.lm)))?
+            .to_string();
+        let current = s
+            .store
+            .get(crate::api::Kind::LiveMigration, &name)
+            .map_err(|e| api_err(e.into()))?
+            .ok_or_else(|| (StatusCode::NOT_FOUND, format!("migration {name} does not exist (any more)")))?;
+        let v = serde_json::to_value(&current).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if !super::migrations::cancellable(&v) {
+            let phase = super::site::text(&v, "/status/phase");
+            return Err((StatusCode::CONFLICT, format!("migration {name} has finished ({phase}): nothing to cancel")));
+        }
+        // The very object whose phase was read (a new one of the same name is not
+        // cancelled by mistake).
+        let pre = json!({"preconditions": {"uid": current.meta().uid}});
+        let r = crate::server::write::delete(
+            State(s.clone()),
+            axum::Extension(who),
+            axum::extract::Path(("livemigrations".to_string(), name.clone())),
+            axum::extract::Query(Default::default()),
+            axum::body::Bytes::from(pre.to_string()),
+        )
+        .await
+        .map_err(api_err)?;
+        if !r.status().is_success() {
+            return Err((r.status(), format!("cancelling {name} failed")));
+        }
+        Ok(format!("{name}: cancelled; the migration is rolled back and its VM stays on the source SU"))
+    }
+    .await;
+    match result {
+        Ok(_) if !wants_json(&headers) => Redirect::to("/ui/migrations").into_response(),
+        r => reply(&headers, r),
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! The event log (newest first, filtered by component and priority, 100 a page, with
 //! *Acknowledge all*) and the GitOps sources of `serve --watch` with their state.
-//! Neither page is live: the log is long and a person reads it at their pace; filter
-//! or reload to see what is new.
+//! The log's page is live (the page a person chose, with its filter: new events
+//! appear at its top); the sources page is not.
 
 use super::dashboard::action_form;
-use super::html::{badge, esc};
+use super::html::{badge, esc, urlencode};
 use super::session::Session;
 use super::site::PRIORITIES;
 use super::{html_response, need_session, NoQuery};
@@ -21,7 +21,7 @@ use serde_json::Value;
 pub const PAGE: usize = 100;
 
 /// The filter (query parameters; any other is refused).
-#[derive(Deserialize, Default, Debug)]
+#[derive(Deserialize, Default, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     /// A component, or empty for all.
@@ -47,12 +47,41 @@ fn select_box(id: &str, label: &str, values: &[String], chosen: &str) -> String 
     )
 }
 
-/// The events page's body.
-pub fn body(events: &[Event], f: &Filter, s: &Session) -> String {
+/// The filter form and *Acknowledge all* (outside the live region, so a choice being
+/// made is never disturbed by an update).
+pub fn form(events: &[Event], f: &Filter, s: &Session) -> String {
     let mut components: Vec<String> = events.iter().map(|e| e.component.clone()).collect();
     components.sort();
     components.dedup();
     let priorities: Vec<String> = PRIORITIES.iter().map(|p| p.to_string()).collect();
+    let ack = action_form("/ui/action/ack", s, &[("back", "events")], "Acknowledge all events", "ack-all")
+        .replace(" data-js", "");
+    format!(
+        "<form class=\"filter\" method=\"get\" action=\"/ui/events\" role=\"search\">{} {} \
+         <button type=\"submit\" id=\"e-apply\">Filter</button> <a href=\"/ui/events\">Clear</a></form>{ack}",
+        select_box("e-component", "Component", &components, &f.component),
+        select_box("e-priority", "Priority", &priorities, &f.priority),
+    )
+}
+
+fn tr(e: &Event) -> String {
+    format!(
+        "<tr data-ack=\"{}\" data-seq=\"{}\"><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        e.acknowledged,
+        e.seq,
+        e.seq,
+        esc(&e.time),
+        badge(&e.priority),
+        esc(&e.component),
+        esc(&e.object),
+        esc(&e.reason),
+        esc(&e.message),
+        if e.acknowledged { "yes" } else { "no" }
+    )
+}
+
+/// The live region: the count, the pager and one page of the log, newest first.
+pub fn live(events: &[Event], f: &Filter) -> String {
     let matching: Vec<&Event> = events
         .iter()
         .rev()
@@ -63,51 +92,32 @@ pub fn body(events: &[Event], f: &Filter, s: &Session) -> String {
         .collect();
     let pages = matching.len().div_ceil(PAGE).max(1);
     let page = f.page.unwrap_or(1).clamp(1, pages);
-    let rows: String = matching
-        .iter()
-        .skip((page - 1) * PAGE)
-        .take(PAGE)
-        .map(|e| {
-            format!(
-                "<tr data-ack=\"{}\"><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                e.acknowledged,
-                e.seq,
-                esc(&e.time),
-                badge(&e.priority),
-                esc(&e.component),
-                esc(&e.object),
-                esc(&e.reason),
-                esc(&e.message),
-                if e.acknowledged { "yes" } else { "no" }
-            )
-        })
-        .collect();
+    let rows: String = matching.iter().skip((page - 1) * PAGE).take(PAGE).map(|e| tr(e)).collect();
     let unacked = events.iter().filter(|e| !e.acknowledged).count();
-    let ack = action_form("/ui/action/ack", s, &[("back", "events")], "Acknowledge all events", "ack-all")
-        .replace(" data-js", "");
-    let nav = |p: usize, label: &str, rel: &str| {
-        format!(
-            "<a rel=\"{rel}\" href=\"/ui/events?component={}&amp;priority={}&amp;page={p}\">{label}</a>",
-            esc(&f.component),
-            esc(&f.priority)
-        )
-    };
+    let nav =
+        |p: usize, label: &str, rel: &str| format!("<a rel=\"{rel}\" href=\"/ui/events?{}\">{label}</a>", query(f, p));
     let prev = if page > 1 { nav(page - 1, "Previous page", "prev") } else { String::new() };
     let next = if page < pages { nav(page + 1, "Next page", "next") } else { String::new() };
     format!(
-        "<form class=\"filter\" method=\"get\" action=\"/ui/events\" role=\"search\">{} {} \
-         <button type=\"submit\" id=\"e-apply\">Filter</button> <a href=\"/ui/events\">Clear</a></form>\
-         <p id=\"event-count\" data-matching=\"{}\" data-unacknowledged=\"{unacked}\">{} matching events, {unacked} unacknowledged in all; page {page} of {pages}.</p>{ack}\
+        "<p id=\"event-count\" data-matching=\"{n}\" data-unacknowledged=\"{unacked}\">{n} matching events, {unacked} unacknowledged in all; page {page} of {pages}.</p>\
          <nav class=\"pager\" aria-label=\"Pages\">{prev} {next}</nav>\
          <div class=\"scroll\"><table class=\"list\" id=\"event-table\"><caption class=\"sr\">Events, newest first</caption>\
          <thead><tr><th scope=\"col\">Seq</th><th scope=\"col\">Simulated time</th><th scope=\"col\">Priority</th><th scope=\"col\">Component</th>\
          <th scope=\"col\">Object</th><th scope=\"col\">Reason</th><th scope=\"col\">Message</th><th scope=\"col\">Ack</th></tr></thead>\
          <tbody>{rows}</tbody></table></div>",
-        select_box("e-component", "Component", &components, &f.component),
-        select_box("e-priority", "Priority", &priorities, &f.priority),
-        matching.len(),
-        matching.len(),
+        n = matching.len(),
     )
+}
+
+/// The filter and a page as a query string (for an attribute).
+fn query(f: &Filter, page: usize) -> String {
+    format!("component={}&amp;priority={}&amp;page={page}", urlencode(&f.component), urlencode(&f.priority))
+}
+
+/// The events page's body: the form, and the live region with its stream.
+pub fn body(events: &[Event], f: &Filter, s: &Session) -> String {
+    let stream = format!("view=events&amp;{}", query(f, f.page.unwrap_or(1)));
+    format!("{}{}", form(events, f, s), super::live_region(&stream, &live(events, f)))
 }
 
 /// GET /ui/events.

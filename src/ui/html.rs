@@ -20,6 +20,16 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// Percent-encodes text for a query string (unreserved characters stay).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The CSS class of a state word (NORMAL, WARNING, ERROR, INACTIVE; unit and VM
 /// states too). The word itself is always shown next to the colour.
 pub fn state_class(state: &str) -> &'static str {

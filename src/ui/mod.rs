@@ -3,7 +3,7 @@
 //! Decision: server-rendered HTML plus one small hand-written script (`assets/app.js`)
 //! and one style sheet, embedded in the binary with `include_str!`: no Node toolchain,
 //! nothing fetched from elsewhere, works offline, one binary to ship. The server renders
-//! every view (`dashboard`, `topology`); live updates are server-sent events
+//! every view (`dashboard`, `topology`, `vms`, `migrations`, `events`); live updates are server-sent events
 //! (`stream`) fed from the store's watch that carry the same server-rendered HTML, so
 //! the first paint and every update come from one code path and the script stays tiny
 //! (replace a region, keep the keyboard focus, send forms with `fetch`).
@@ -24,6 +24,7 @@ pub mod site;
 pub mod stream;
 pub mod svg;
 pub mod topology;
+pub mod vm_table;
 pub mod vms;
 
 use crate::server::api::AppState;
@@ -64,6 +65,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/action/power", post(actions::power))
         .route("/ui/action/ack", post(actions::ack))
         .route("/ui/action/migrate", post(actions::migrate))
+        .route("/ui/action/cancel", post(actions::cancel))
         .route("/ui/assets/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
         .route("/ui/assets/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
 }
@@ -130,7 +132,7 @@ async fn dashboard_page(
         Ok(Err(e)) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e),
         Err(r) => return r,
     };
-    let body = live_region("dashboard", &live);
+    let body = live_region("view=dashboard", &live);
     html_response(StatusCode::OK, html::page("Dashboard", "/ui/", Some(&sess), &body))
 }
 
@@ -152,17 +154,15 @@ async fn migrations_page(
         Ok(Err(e)) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e),
         Err(r) => return r,
     };
-    let body = format!("{}{}", migrations::form(&sess), live_region("migrations", &live));
+    let body = format!("{}{}", migrations::form(&sess), live_region("view=migrations", &live));
     html_response(StatusCode::OK, html::page("Live migrations", "/ui/migrations", Some(&sess), &body))
 }
 
 /// A view's live region as first sent, with the stream that keeps it current. The
 /// stream is told the digest of what the page already shows, so it sends only changes
 /// (no needless replacement of the region, which would move a screen reader or eat a
-/// click).
-pub fn live_region(view: &str, html: &str) -> String {
-    format!(
-        "<div id=\"live\" data-stream=\"/ui/stream?view={view}&amp;shown={:016x}\">{html}</div>",
-        stream::digest(html)
-    )
+/// click). `query` names the view and its filter (`view=vms&amp;name=...`), ready
+/// for an attribute.
+pub fn live_region(query: &str, html: &str) -> String {
+    format!("<div id=\"live\" data-stream=\"/ui/stream?{query}&amp;shown={:016x}\">{html}</div>", stream::digest(html))
 }

@@ -79,9 +79,11 @@ pub struct Session {
     pub csrf: String,
 }
 
-/// The open sessions.
+/// The open sessions (and the UI's other per-server state: the VM list's rows).
 pub struct Sessions {
     map: Mutex<HashMap<String, Entry>>,
+    /// The VM list's rows, current from the store's watch.
+    pub vms: super::vm_table::VmTable,
     /// Set `Secure` on the cookie (serve speaks HTTPS).
     pub secure: bool,
 }
@@ -99,7 +101,7 @@ fn random_hex() -> String {
 impl Sessions {
     /// No sessions yet.
     pub fn new(secure: bool) -> Self {
-        Sessions { map: Mutex::new(HashMap::new()), secure }
+        Sessions { map: Mutex::new(HashMap::new()), vms: Default::default(), secure }
     }
 
     /// Opens a session for a token already accepted by `principal`; returns its id.

@@ -1,4 +1,5 @@
-//! Live updates as server-sent events (`GET /ui/stream?view=dashboard|topology|migrations`).
+//! Live updates as server-sent events (`GET /ui/stream?view=dashboard|topology|migrations`,
+//! `view=vms` with the VM list's filter and page, `view=events` with the event log's).
 //!
 //! A task per open page waits on the store's watch (`Store::subscribe`, which moves
 //! with every committed change), lets a burst settle for `SETTLE`, renders the view's
@@ -28,7 +29,7 @@ pub const SETTLE: Duration = Duration::from_millis(100);
 pub const RECHECK: Duration = Duration::from_secs(1);
 
 /// A view with a live region.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum View {
     /// The tiles.
     Dashboard,
@@ -36,20 +37,44 @@ pub enum View {
     Topology,
     /// The migrations and their charts.
     Migrations,
+    /// One page of the VM list, filtered.
+    Vms(super::vms::Filter),
+    /// One page of the event log, filtered.
+    Events(super::events::Filter),
 }
 
 impl View {
-    fn parse(s: &str) -> Option<View> {
-        match s {
-            "dashboard" => Some(View::Dashboard),
-            "topology" => Some(View::Topology),
-            "migrations" => Some(View::Migrations),
-            _ => None,
+    /// The view a stream's query names, with its filter; a filter field the view does
+    /// not have is refused.
+    fn parse(q: StreamQuery) -> Result<View, String> {
+        let vm_filter = q.name.is_some() || q.state.is_some() || q.su.is_some() || q.label.is_some();
+        let event_filter = q.component.is_some() || q.priority.is_some();
+        let plain = !vm_filter && !event_filter && q.page.is_none();
+        match q.view.as_str() {
+            "dashboard" if plain => Ok(View::Dashboard),
+            "topology" if plain => Ok(View::Topology),
+            "migrations" if plain => Ok(View::Migrations),
+            "vms" if !event_filter => Ok(View::Vms(super::vms::Filter {
+                name: q.name.unwrap_or_default(),
+                state: q.state.unwrap_or_default(),
+                su: q.su.unwrap_or_default(),
+                label: q.label.unwrap_or_default(),
+                page: q.page,
+            })),
+            "events" if !vm_filter => Ok(View::Events(super::events::Filter {
+                component: q.component.unwrap_or_default(),
+                priority: q.priority.unwrap_or_default(),
+                page: q.page,
+            })),
+            "dashboard" | "topology" | "migrations" | "vms" | "events" => {
+                Err(format!("view {}: a filter parameter that view does not have", q.view))
+            }
+            v => Err(format!("view {v:?}: expected dashboard, topology, migrations, vms or events")),
         }
     }
 
     /// The view's live region now (blocking: reads the store).
-    pub fn render(self, s: &AppState, sess: &Session) -> Result<String, String> {
+    pub fn render(&self, s: &AppState, sess: &Session) -> Result<String, String> {
         let store = s.store.clone();
         let list = |k: Kind| store.list(k).map(|(v, _)| v);
         match self {
@@ -64,7 +89,12 @@ impl View {
             }
             View::Migrations => {
                 let site = Site::load(&super::migrations::KINDS, list, None).map_err(|e| e.to_string())?;
-                Ok(super::migrations::live(&site))
+                Ok(super::migrations::live(&site, sess))
+            }
+            View::Vms(f) => super::vms::render_live(s, f),
+            View::Events(f) => {
+                let events = store.events().map_err(|e| e.to_string())?;
+                Ok(super::events::live(&events, f))
             }
         }
     }
@@ -74,11 +104,32 @@ impl View {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
-    /// `dashboard`, `topology` or `migrations`.
+    /// `dashboard`, `topology`, `migrations`, `vms` or `events`.
     pub view: String,
     /// The digest (`digest`, 16 hex digits) of the region the page shows already.
     #[serde(default)]
     pub shown: Option<String>,
+    /// VM list: part of the name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// VM list: the state.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// VM list: the SU.
+    #[serde(default)]
+    pub su: Option<String>,
+    /// VM list: the label selector.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Event log: the component.
+    #[serde(default)]
+    pub component: Option<String>,
+    /// Event log: the priority.
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// VM list or event log: the page.
+    #[serde(default)]
+    pub page: Option<usize>,
 }
 
 /// A digest of a rendered region (not for security: tells "the same" from "changed").
@@ -107,13 +158,14 @@ pub async fn stream(
         Some(Ok(h)) => Some(h),
         None => None,
     };
-    let view = match query.as_ref().map(|q| View::parse(&q.view)) {
-        Ok(Some(v)) => v,
-        Ok(None) => {
-            return (StatusCode::BAD_REQUEST, "view: expected dashboard, topology or migrations").into_response()
-        }
+    let view = match query.map(|Query(q)| View::parse(q)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return (StatusCode::BAD_REQUEST, e).into_response(),
         Err(e) => return (StatusCode::BAD_REQUEST, e.body_text()).into_response(),
     };
+    if matches!(view, View::Vms(_)) {
+        super::vm_table::follow(&s);
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(4);
     tokio::spawn(run(s, id, view, shown, tx));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -132,8 +184,8 @@ async fn run(s: AppState, id: String, view: View, shown: Option<u64>, tx: tokio:
             break;
         }
         let Some(sess) = s.ui.by_id(&s, &id) else { break };
-        let s2 = s.clone();
-        let html = match tokio::task::spawn_blocking(move || view.render(&s2, &sess)).await {
+        let (s2, v2) = (s.clone(), view.clone());
+        let html = match tokio::task::spawn_blocking(move || v2.render(&s2, &sess)).await {
             Ok(Ok(h)) => h,
             Ok(Err(e)) => {
                 tracing::warn!("dashboard stream: {e}");

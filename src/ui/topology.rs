@@ -46,7 +46,7 @@ pub async fn page(
         "<p><a href=\"/ui/topology.svg\" download=\"site.svg\">Download as SVG</a> \
          (the same picture as <code>sectl plot topology -o site.svg</code>)</p>\
          {}",
-        super::live_region("topology", &live)
+        super::live_region("view=topology", &live)
     );
     html_response(StatusCode::OK, html::page("Topology", "/ui/topology", Some(&sess), &body))
 }

@@ -63,11 +63,13 @@ fn converge(w: &mut World, name: &str, spec: &SEServerSpec) -> Vec<String> {
     let mut foreign = Vec::new();
     let names: BTreeSet<String> = wanted.iter().map(|(n, _, _)| n.clone()).collect();
     for (uname, kind, su_spec) in wanted {
-        match w.units.get_mut(&uname) {
+        // Read first: `get_mut` marks the unit (with its holds) to be written.
+        match w.units.get(&uname) {
             Some(u) if u.server != name => foreign.push(format!("{uname} (unit of {})", u.server)),
             Some(u) => {
                 let su = su_spec.map(|s| su_runtime(s, u.su.as_ref()));
                 if u.kind != kind || u.su != su {
+                    let u = w.units.get_mut(&uname).expect("read above");
                     u.kind = kind;
                     u.su = su;
                     changed = true;

@@ -52,9 +52,10 @@ pub fn after_command(
     let now = cx.now();
     let is_faulty = faulty(cx, su);
     let server = cx.world.unit(su).map(|u| format!("SEServer/{}", u.server)).unwrap_or_default();
-    let s = cx.world.su_mut(su)?;
+    // Read first: a change through `su_mut` marks the whole unit to be written.
+    let s = cx.world.su(su)?;
     if is_faulty && command != Command::None && !s.unsynced.contains_key(name) {
-        s.unsynced.insert(name.to_string(), now_ms);
+        cx.world.su_mut(su)?.unsynced.insert(name.to_string(), now_ms);
         cx.world.touch();
         let (id, what) = if command == Command::Created { ("VMS2308", "created") } else { ("VMS2306", "changed") };
         cx.event(EventType::Warning, "WARNING", "VM2000", server.clone(), id,

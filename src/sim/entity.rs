@@ -5,7 +5,8 @@
 //! Reads go through `Deref` to the inner `BTreeMap`; every way to change an entry
 //! (`get_mut`, `insert`, `remove`, `retain`, `entry`, `values_mut`, `iter_mut`)
 //! marks it. Marking on `get_mut` without a change only costs a write of an equal
-//! value. Equality, cloning and the serialised form are those of the plain map.
+//! value. The one exception, `get_mut_unmarked`, is for parts stored apart from the
+//! entity that their caller tracks itself (device holders). Equality, cloning and the serialised form are those of the plain map.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{btree_map, BTreeMap, BTreeSet};
@@ -72,6 +73,12 @@ impl<V> EntityMap<V> {
         Some(v)
     }
 
+    /// The entry, mutable, *without* marking it: only for parts of an entity that are
+    /// stored apart from it and tracked by the caller (device holders, see `hold.rs`).
+    pub(crate) fn get_mut_unmarked(&mut self, k: &str) -> Option<&mut V> {
+        self.map.get_mut(k)
+    }
+
     /// Inserts or replaces an entry.
     pub fn insert(&mut self, k: String, v: V) -> Option<V> {
         self.dirty.insert(k.clone());
@@ -134,6 +141,11 @@ impl<V> EntityMap<V> {
     /// The keys changed since the last call, and forgets them.
     pub fn take_dirty(&mut self) -> BTreeSet<String> {
         std::mem::take(&mut self.dirty)
+    }
+
+    /// The keys changed since the last `take_dirty`, without forgetting them.
+    pub fn dirty_keys(&self) -> &BTreeSet<String> {
+        &self.dirty
     }
 
     /// Whether any entry changed since the last `take_dirty`.

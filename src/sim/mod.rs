@@ -4,12 +4,14 @@
 //! ISL-E links, the external configuration disks, BCAM/REWAS per SU /390 monitor, and
 //! a virtual clock. It changes only through reconcilers converging it toward the specs
 //! and through faults (`sectl sim ...`, see `Fault`). It is persisted in the store by
-//! entity (`persist.rs`): each unit, VM placement, migration ... is one value, and the
-//! maps remember what changed (`entity.rs`), so a reconcile writes only that.
+//! entity (`persist.rs`): each unit, device hold, VM placement, migration ... is one
+//! value, and the maps remember what changed (`entity.rs`, `hold.rs`), so a reconcile
+//! writes only that.
 
 pub mod clock;
 pub mod entity;
 mod fault;
+pub mod hold;
 pub mod migration;
 pub mod persist;
 pub mod vm;
@@ -80,8 +82,9 @@ pub struct SimDevice {
     pub host_connector: String,
     /// Unit ID.
     pub unit_id: String,
-    /// VMs (VMDefinition object names) holding the device, with how.
-    #[serde(default)]
+    /// VMs (VMDefinition object names) holding the device, with how. Stored apart from
+    /// the unit (`hold.rs`); change them with `hold_devices` / `release_devices`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub holders: BTreeMap<String, DeviceUsage>,
 }
 
@@ -193,6 +196,9 @@ pub struct World {
     /// What was last written of the parts kept as one value (clock, sets).
     #[serde(skip)]
     pub(crate) persisted_meta: persist::Shadow,
+    /// Which device holds changed, and which the store has (`hold.rs`).
+    #[serde(skip)]
+    pub(crate) holds: hold::HoldBook,
 }
 
 impl World {

@@ -4,7 +4,10 @@
 //!
 //! Keys (the store's controller state, `Store::read_state`):
 //! - `w/meta`             the clock, the change counter, the WAIT and held-definition sets
-//! - `w/unit/<name>`      a unit (power, SU resources and device holders)
+//! - `w/unit/<name>`      a unit (power, SU resources and devices, without holders)
+//! - `w/hold/<su>/<mn>`   the holders of one device of an SU (VM object -> usage; no
+//!   entry when none), apart from the unit so that a placement writes only these
+//!   (`hold.rs`; units written before hold their holders inside and are rewritten)
 //! - `w/vm/<object>`      a VM definition where VM2000 has it (SU, state, holdings)
 //! - `w/lm/<object>`      a running (or just ended) live migration
 //! - `w/link/<mc>`, `w/disk/<name>`, `w/cm/<mc>`, `w/dirty/<vm>`, `w/lost/<vm>`
@@ -16,10 +19,11 @@
 //! Trade-off: the small parts kept in `w/meta` are compared with their last written
 //! form after every reconcile (a few hundred bytes) instead of being tracked.
 
-use super::{Clock, EntityMap, World};
+use super::{hold, Clock, EntityMap, Unit, World};
 use crate::store::{check_finite, NonFinite, StateWrites, Store, StoreError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 /// Name of the blob of the world in stores written before it was kept by entity.
@@ -128,6 +132,7 @@ impl World {
         }
         let mut w = World::default();
         let mut meta = None;
+        let mut holds = Vec::new();
         for (key, bytes) in &entries {
             if key == META {
                 meta = Some(decode::<Meta>(key, bytes)?);
@@ -137,6 +142,7 @@ impl World {
             let rest = &key[PREFIX.len()..];
             let (kind, name) = rest.split_once('/').ok_or_else(|| corrupt(key, "unknown key"))?;
             match kind {
+                "hold" => holds.push((key, name, decode::<hold::Holders>(key, bytes)?)),
                 "unit" => put(&mut w.units, key, name, bytes)?,
                 "vm" => put(&mut w.vms, key, name, bytes)?,
                 "lm" => put(&mut w.migrations, key, name, bytes)?,
@@ -155,7 +161,16 @@ impl World {
         w.version = m.version;
         w.waiting_vms = m.waiting_vms;
         w.held_definitions = m.held_definitions;
+        // Units written by the layout before `w/hold/` hold their holders inside.
+        let inside: Vec<String> = w.units.iter().filter(|(_, u)| holds_inside(u)).map(|(n, _)| n.clone()).collect();
+        for (key, name, holders) in holds {
+            let (su, mn) = hold::split_name(name).ok_or_else(|| corrupt(key, "not w/hold/<su>/<mn>"))?;
+            w.load_hold(su, mn, holders).map_err(|e| corrupt(key, e))?;
+        }
         w.forget_changes();
+        for name in inside {
+            w.units.mark(name);
+        }
         w.reindex();
         Ok(Loaded { world: w, legacy: None })
     }
@@ -186,6 +201,7 @@ impl World {
             m.take_dirty();
         }
         each_map!(self, forget);
+        self.holds.forget_changes();
     }
 
     /// The entries to write for what changed since the last call: each changed entity
@@ -195,6 +211,7 @@ impl World {
     pub fn take_changes(&mut self) -> Result<StateWrites, NonFinite> {
         let mut out = Vec::new();
         let mut err = None;
+        let units_changed = self.units.dirty_keys().clone();
         let mut take = |m: &mut dyn DirtyMap, prefix: &str| {
             if err.is_none() {
                 if let Err(e) = m.changes(prefix, &mut out) {
@@ -213,6 +230,7 @@ impl World {
         if let Some(e) = err {
             return Err(e);
         }
+        self.hold_changes(&units_changed, &mut out);
         let bytes = self.meta_bytes();
         if self.persisted_meta.0.as_deref() != Some(&bytes[..]) {
             self.persisted_meta = Shadow(Some(bytes.clone()));
@@ -230,7 +248,8 @@ impl World {
             || self.disks.is_dirty()
             || self.cluster_managers.is_dirty()
             || self.dirty_override.is_dirty()
-            || self.lost_vms.is_dirty();
+            || self.lost_vms.is_dirty()
+            || self.holds.is_dirty();
         maps || self.persisted_meta.0.as_deref() != Some(&self.meta_bytes()[..])
     }
 
@@ -265,7 +284,41 @@ trait DirtyMap {
     fn changes(&mut self, prefix: &str, out: &mut StateWrites) -> Result<(), NonFinite>;
 }
 
-impl<V: Serialize + Clone> DirtyMap for EntityMap<V> {
+/// Whether a unit as read holds device holders inside (the layout before `w/hold/`).
+fn holds_inside(u: &Unit) -> bool {
+    u.su.as_ref().is_some_and(|s| s.devices.values().any(|d| !d.holders.is_empty()))
+}
+
+/// An entity as it is stored: itself, but for a unit, which is stored without its
+/// devices' holders (they have their own entries, `hold.rs`).
+trait Stored: Serialize + Clone {
+    fn stored(&self) -> Cow<'_, Self> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl Stored for Unit {
+    fn stored(&self) -> Cow<'_, Self> {
+        if !holds_inside(self) {
+            return Cow::Borrowed(self);
+        }
+        let mut u = self.clone();
+        for d in u.su.iter_mut().flat_map(|s| s.devices.values_mut()) {
+            d.holders.clear();
+        }
+        Cow::Owned(u)
+    }
+}
+
+impl Stored for super::SimVm {}
+impl Stored for super::SimMigration {}
+impl Stored for super::Link {}
+impl Stored for super::Disk {}
+impl Stored for String {}
+impl Stored for f64 {}
+impl Stored for u64 {}
+
+impl<V: Stored> DirtyMap for EntityMap<V> {
     fn changes(&mut self, prefix: &str, out: &mut StateWrites) -> Result<(), NonFinite> {
         if !self.is_dirty() {
             return Ok(());
@@ -276,14 +329,15 @@ impl<V: Serialize + Clone> DirtyMap for EntityMap<V> {
             let key = format!("{prefix}{k}");
             match self.get(k) {
                 Some(v) => {
-                    if let Err(e) = check_finite(v) {
+                    let v = v.stored();
+                    if let Err(e) = check_finite(&*v) {
                         // Keep them pending: nothing of this is written.
                         for d in dirty {
                             self.mark(d);
                         }
                         return Err(NonFinite(format!("{key}: {e}")));
                     }
-                    staged.push((key, Some(serde_json::to_vec(v).expect("world entities serialise"))));
+                    staged.push((key, Some(serde_json::to_vec(&*v).expect("world entities serialise"))));
                 }
                 None => staged.push((key, None)),
             }

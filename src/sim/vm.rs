@@ -390,26 +390,6 @@ impl World {
         out
     }
 
-    /// Takes the devices of `owner` on `su` (adds it as holder).
-    pub fn hold_devices(&mut self, su: &str, owner: &str, devices: &BTreeMap<String, DeviceUsage>) {
-        if let Some(s) = self.su_mut(su) {
-            for (mn, u) in devices {
-                if let Some(d) = s.devices.get_mut(mn) {
-                    d.holders.insert(owner.to_string(), *u);
-                }
-            }
-        }
-    }
-
-    /// Gives back every device `owner` holds on `su`.
-    pub fn release_devices(&mut self, su: &str, owner: &str) {
-        if let Some(s) = self.su_mut(su) {
-            for d in s.devices.values_mut() {
-                d.holders.remove(owner);
-            }
-        }
-    }
-
     /// A free VM index on `su` (the fixed one if given and free).
     pub fn pick_index(&self, su: &str, fixed: Option<u32>, owner: &str) -> Option<u32> {
         // Native BS2000 has no VM2000, so no VM index.

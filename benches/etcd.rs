@@ -109,7 +109,14 @@ fn main() {
     let kills = std::env::var("SECTL_BENCH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(5usize);
     let fo_url = etcd.url_with("bench-ha");
     let watcher = EtcdStore::open(&fo_url).expect("open");
+    // Replicas share admin's token file (a replica without it is refused at start).
     let start = |id: &str| {
+        let first = dir.path().join("r0").join("token");
+        if id != "r0" {
+            let own = dir.path().join(id);
+            std::fs::create_dir_all(&own).expect("data dir");
+            std::fs::copy(&first, own.join("token")).expect("copy admin's token file");
+        }
         Command::new(env!("CARGO_BIN_EXE_sectl"))
             .args(["--store", &fo_url, "--data-dir"])
             .arg(dir.path().join(id))

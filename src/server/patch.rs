@@ -150,12 +150,9 @@ fn get(s: &AppState, kind: Kind, name: &str) -> Result<Resource, ApiErr> {
 /// object may be is refused before it is decoded (decoding megabytes only to refuse
 /// them would let a patch hold a worker for seconds).
 pub(super) fn decoded(s: &AppState, kind: Kind, name: &str, doc: &Value) -> Result<Resource, ApiErr> {
-    let size = encoded_len(doc);
-    if size > crate::store::MAX_OBJECT_BYTES {
-        let limit = crate::store::MAX_OBJECT_BYTES;
-        return Err(StoreError::TooLarge { kind, name: name.to_string(), size, limit }.into());
-    }
-    let mut objs = decode_body(&Bytes::from(doc.to_string()))?;
+    let text = doc.to_string();
+    crate::store::check_object_size(kind, name, text.len())?;
+    let mut objs = decode_body(&Bytes::from(text))?;
     if objs.len() != 1 || objs[0].kind() != kind || objs[0].name() != name {
         return Err(bad(format!("a patch may not change the kind or the name (of {} {name})", kind.as_str())));
     }

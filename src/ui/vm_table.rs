@@ -2,9 +2,10 @@
 //! of the VM list filters prepared rows instead of reading and decoding every
 //! VMDefinition (10,000 of them took about 2 s per page in a debug build).
 //!
-//! One task (`follow`) lists the VMDefinitions once, then follows the store's changes
-//! (`Store::subscribe` wakes it, `Store::watch_from` from the last resourceVersion it
-//! applied) and lists again when the history no longer reaches back (`Expired`, the
+//! One task (`follow`) lists the VMDefinitions once, then takes the changes from the
+//! API's one reader of the history (`server::watch_hub`, which every watch stream
+//! shares), reads `Store::watch_from` itself only to close a gap (lagging behind the
+//! hub), and lists again when the history no longer reaches back (`Expired`, the
 //! API's 410). Pages and streams only read the rows (a page that comes before the
 //! first list waits for it): they never wait on the store, which flushes before a
 //! watch read returns. A change shows within the task's lag (milliseconds; the open
@@ -117,16 +118,7 @@ impl VmTable {
         }
         match store.watch_from(rv) {
             Ok(evs) => {
-                let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
-                let g = &mut *g;
-                // Several changes may share a resourceVersion (one batch).
-                let from = g.rv;
-                for ev in evs.iter().filter(|e| e.rv > from) {
-                    if ev.object.kind() == Kind::VMDefinition {
-                        apply(&mut g.rows, ev.type_, &ev.object);
-                    }
-                    g.rv = ev.rv;
-                }
+                self.take(0, evs.iter());
                 Ok(())
             }
             Err(StoreError::Expired { .. }) => {
@@ -135,6 +127,21 @@ impl VmTable {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Applies changes newer than the rows (several may share a resourceVersion: one
+    /// batch); the rows are then current at least at `to`.
+    fn take<'a>(&self, to: u64, evs: impl Iterator<Item = &'a crate::store::WatchEvent>) {
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let g = &mut *g;
+        let from = g.rv;
+        for ev in evs.filter(|e| e.rv > from) {
+            if ev.object.kind() == Kind::VMDefinition {
+                apply(&mut g.rows, ev.type_, &ev.object);
+            }
+            g.rv = ev.rv;
+        }
+        g.rv = g.rv.max(to);
     }
 
     fn relist(&self, store: &dyn Store) -> Result<(), StoreError> {
@@ -160,32 +167,60 @@ fn apply(rows: &mut BTreeMap<String, Arc<Row>>, t: WatchType, obj: &Resource) {
 }
 
 /// Starts the task that keeps `s.ui.vms` current, once per server (later calls do
-/// nothing). It ends when the server stops.
+/// nothing). It takes the changes from the API's one reader of the history
+/// (`server::watch_hub`, shared with every watch stream) and reads the store itself
+/// only to start, after lagging behind the hub, or when a batch does not continue where
+/// the table is. It ends when the server stops.
 pub fn follow(s: &AppState) {
     if s.ui.vms.following.swap(true, Ordering::SeqCst) {
         return;
     }
     let s = s.clone();
     tokio::spawn(async move {
-        let mut changes = s.store.subscribe();
-        let mut stop = s.stop.clone();
-        loop {
-            if *stop.borrow() {
-                break;
-            }
-            let s2 = s.clone();
-            match tokio::task::spawn_blocking(move || s2.ui.vms.catch_up(s2.store.as_ref())).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!("dashboard VM table: {e}"),
-                Err(_) => break,
-            }
-            tokio::select! {
-                r = changes.changed() => if r.is_err() { break; },
-                _ = stop.changed() => {}
-            }
+        if let Err(e) = follow_hub(&s).await {
+            tracing::warn!("dashboard VM table: {e}; the VM list is no longer kept current");
         }
         s.ui.vms.following.store(false, Ordering::SeqCst);
     });
+}
+
+/// Reads the store's changes since the table's resourceVersion itself (on a blocking thread).
+async fn catch_up_blocking(s: &AppState) {
+    let s2 = s.clone();
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s2.ui.vms.catch_up(s2.store.as_ref())).await {
+        tracing::warn!("dashboard VM table: {e}");
+    }
+}
+
+async fn follow_hub(s: &AppState) -> Result<(), StoreError> {
+    use tokio::sync::broadcast::error::RecvError;
+    let hub = crate::server::watch_hub::WatchHub::get(&s.watch_hub, &s.store, &s.stop).await?;
+    let Some(mut joined) = hub.join() else { return Ok(()) };
+    // Joined first, then read: every change after the read arrives in a batch.
+    catch_up_blocking(s).await;
+    let mut stop = s.stop.clone();
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let batch = tokio::select! {
+            b = joined.rx.recv() => b,
+            _ = stop.changed() => continue,
+        };
+        match batch {
+            Ok(b) if b.error.is_some() => {}
+            Ok(b) => {
+                let (_, rv) = s.ui.vms.loaded();
+                if b.from > rv {
+                    catch_up_blocking(s).await;
+                } else {
+                    s.ui.vms.take(b.to, b.events.iter().map(|e| &e.ev));
+                }
+            }
+            Err(RecvError::Lagged(_)) => catch_up_blocking(s).await,
+            Err(RecvError::Closed) => return Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -530,3 +530,189 @@ fn a_replica_without_admins_token_file_is_refused_clearly() {
     assert!(err.contains("user admin already exists") && err.contains("copy the token file"), "{err}");
     assert_eq!(s.leader().unwrap().unwrap().holder, "a");
 }
+
+/// Kill -9 of the leader in each phase of a live migration (the issue: "in every phase").
+/// The leader runs its clock by hand (`--time-scale 0`, moved in steps of 100 ms with
+/// `sim advance`) so that the test kills it while the saved world holds the migration
+/// in the phase named; "accepted" kills it right after the LiveMigration was applied,
+/// before or while it is checked. A standby with a fast clock takes over; the migration
+/// ends (completed or rolled back) with the VM on exactly one SU, the books balanced,
+/// the clock not gone back, and the migration resumed rather than started again.
+#[test]
+fn kill_9_of_the_leader_in_each_phase_of_a_migration() {
+    use sectl::api::LmPhase;
+    let etcd = etcd_server::Etcd::start();
+    let phases = [
+        ("accepted", None),
+        ("setup", Some(LmPhase::Setup)),
+        ("copying", Some(LmPhase::Copying)),
+        ("suspended", Some(LmPhase::Suspended)),
+        ("post-treatment", Some(LmPhase::PostTreatment)),
+    ];
+    for (name, phase) in phases {
+        let ended = kill_in_phase(&etcd.url_with(&format!("phase-{name}")), phase);
+        eprintln!("leader killed in phase {name}: the migration ended {ended}");
+    }
+}
+
+/// One run of the test above on its own key prefix; the phase the migration ended in.
+fn kill_in_phase(url: &str, phase: Option<sectl::api::LmPhase>) -> String {
+    use sectl::api::{Kind, LmPhase};
+    let s = open(url);
+    let mut a = Replica::start_with(url, "a", "2s", &["--time-scale", "0"]);
+    wait_leader(&s, "a", Duration::from_secs(30));
+    wait_elected(&s, 1);
+    let a_url = a.url();
+    let token = a.token();
+    let dir = tempfile::tempdir().unwrap();
+    let apply = |yaml: &str| {
+        let f = dir.path().join("m.yaml");
+        std::fs::write(&f, yaml).unwrap();
+        let (ok, out) = cli(&a, &a_url, &["apply", "-f", f.to_str().unwrap()]);
+        assert!(ok, "{out}");
+    };
+    let advance = |by: &str| {
+        let body = format!(r#"{{"args":["advance","{by}"]}}"#);
+        let (code, out) = http("POST", &format!("{a_url}{API}/sim"), Some(&token), Some(&body));
+        assert_eq!(code, 200, "{out}");
+    };
+    apply(common::SITE);
+    eventually("vm12prod RUNNING", Duration::from_secs(60), || {
+        advance("1s");
+        (status(&s, Kind::VMDefinition, "vm12prod")["state"] == "RUNNING").then_some(())
+    });
+    let b = Replica::join(&a, url, "b", "2s", &["--time-scale", "1000"]);
+    let _ = b.token();
+    apply("apiVersion: sectl.io/v1alpha1\nkind: LiveMigration\nmetadata: {name: lm-vm12}\nspec: {vm: vm12prod, targetServerUnit: ABGSE701}\n");
+    if let Some(want) = phase {
+        let mut seen: Vec<LmPhase> = Vec::new();
+        eventually(&format!("the saved migration in phase {want}"), Duration::from_secs(60), || {
+            let w = sectl::sim::World::load(&s).unwrap();
+            let now = w.migrations.values().find(|m| m.vm == "vm12prod").map(|m| m.phase);
+            if let Some(p) = now {
+                if seen.last() != Some(&p) {
+                    seen.push(p);
+                }
+            }
+            if now == Some(want) {
+                return Some(());
+            }
+            let past = seen.iter().any(|p| rank(*p) > rank(want));
+            assert!(!past, "phase {want} passed between two steps of 100 ms: saw {seen:?}");
+            advance("100ms");
+            None
+        });
+    }
+    let clock_before = sectl::sim::World::load(&s).unwrap().clock.now_ms;
+    a.assert_alive();
+    a.kill9();
+    wait_leader(&s, "b", Duration::from_secs(2 + 3));
+    let ended = eventually("the migration to end under the new leader", Duration::from_secs(60), || {
+        let p = status(&s, Kind::LiveMigration, "lm-vm12")["phase"].as_str().unwrap_or("").to_string();
+        matches!(p.as_str(), "Completed" | "Aborted").then_some(p)
+    });
+    let on = if ended == "Completed" { "ABGSE701" } else { "ABGSE501" };
+    let w = eventually("the world to agree", Duration::from_secs(10), || {
+        let w = sectl::sim::World::load(&s).unwrap();
+        let vm = status(&s, Kind::VMDefinition, "vm12prod");
+        (vm["serverUnit"] == on && w.vms.get("vm12prod").is_some_and(|v| v.su == on)).then_some(w)
+    });
+    assert!(w.audit().is_empty(), "audit: {:#?}", w.audit());
+    assert_eq!(w.vms.values().filter(|v| v.vm_name == "VM12PROD").count(), 1, "VM12PROD on exactly one SU");
+    assert!(w.clock.now_ms >= clock_before, "the clock went back: {} < {clock_before}", w.clock.now_ms);
+    let lm = status(&s, Kind::LiveMigration, "lm-vm12");
+    let starts =
+        lm["messages"].as_array().unwrap().iter().filter(|m| m.as_str().is_some_and(|m| m.contains("VMS2450")));
+    let n = starts.count();
+    assert!(if ended == "Completed" { n == 1 } else { n <= 1 }, "started {n} times: {lm}");
+    drop(b);
+    ended
+}
+
+/// The order of a migration's phases in the world (Completed and Aborted last).
+fn rank(p: sectl::api::LmPhase) -> usize {
+    use sectl::api::LmPhase::*;
+    [Pending, Checking, Possible, Rejected, Setup, Copying, Suspended, PostTreatment, Completed, Aborted]
+        .iter()
+        .position(|x| *x == p)
+        .unwrap()
+}
+
+/// Restart of everything: a three-member etcd and both replicas killed at once, then
+/// started again on the same data. The objects, their statuses, the saved world and
+/// the users are as they were, a replica leads again and keeps reconciling.
+#[test]
+fn after_a_restart_of_all_etcd_members_and_replicas_the_state_is_intact() {
+    use sectl::api::Kind;
+    let mut etcd = etcd_server::Etcd::cluster(3);
+    let url = etcd.url();
+    let s = open(&url);
+    let mut a = Replica::start_with(&url, "a", "2s", &["--time-scale", "1000"]);
+    wait_leader(&s, "a", Duration::from_secs(30));
+    wait_elected(&s, 1);
+    let a_url = a.url();
+    let token = a.token();
+    let b = Replica::join(&a, &url, "b", "2s", &["--time-scale", "1000"]);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("site.yaml");
+    std::fs::write(&f, common::SITE).unwrap();
+    let (ok, out) = cli(&a, &a_url, &["apply", "-f", f.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    eventually("vm12prod RUNNING", Duration::from_secs(60), || {
+        (vm_state(&a_url, &token, "vm12prod").as_deref() == Some("RUNNING")).then_some(())
+    });
+    let (code, body) =
+        http("POST", &format!("{a_url}{API}/users"), Some(&token), Some(r#"{"name":"ops","role":"operator"}"#));
+    assert_eq!(code, 201, "{body}");
+    let ops: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ops_token = ops["token"].as_str().unwrap().to_string();
+    // What is there before: every object with its status, and the saved world.
+    let snapshot = |s: &EtcdStore| {
+        let mut all = Vec::new();
+        for kind in [Kind::SEServer, Kind::ManagementCluster, Kind::SUCluster, Kind::VMDefinition] {
+            for o in s.list(kind).unwrap().0 {
+                all.push((o.name().to_string(), o.spec_json(), o.status_json()));
+            }
+        }
+        all
+    };
+    // Settled: two snapshots a second apart agree.
+    let before = eventually("the site to settle", Duration::from_secs(30), || {
+        let one = snapshot(&s);
+        std::thread::sleep(Duration::from_secs(1));
+        (snapshot(&s) == one).then_some(one)
+    });
+    let world_before = sectl::sim::World::load(&s).unwrap();
+    drop(s);
+    a.kill9();
+    drop(b);
+    etcd.restart_all();
+    let s = open(&etcd.url());
+    assert_eq!(snapshot(&s), before);
+    assert_eq!(sectl::sim::World::load(&s).unwrap().vms, world_before.vms);
+    let mut c = Replica::join(&a, &url, "c", "2s", &["--time-scale", "1000"]);
+    wait_leader(&s, "c", Duration::from_secs(30));
+    let c_url = c.url();
+    for t in [&token, &ops_token] {
+        let (code, body) = http("GET", &format!("{c_url}{API}/vmdefinitions/vm12prod"), Some(t), None);
+        assert_eq!(code, 200, "{body}");
+    }
+    // It reconciles: a VM added after the restart runs.
+    let vm2 = common::SITE
+        .split("\n---\n")
+        .find(|d| d.contains("kind: VMDefinition") && d.contains("name: vm12prod"))
+        .expect("vm12prod in the site")
+        .replace("name: vm12prod", "name: vm13prod")
+        .replace("VM12PROD", "VM13PROD")
+        .replace("vmIndex: 12", "vmIndex: 13")
+        .replace("  devices: [{mn: \"4683\", usage: exclusive}]\n", "");
+    assert!(!vm2.contains("4683") && vm2.contains("vmIndex: 13"), "{vm2}");
+    std::fs::write(&f, vm2).unwrap();
+    let (ok, out) = cli(&c, &c_url, &["apply", "-f", f.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    eventually("vm13prod RUNNING after the restart", Duration::from_secs(60), || {
+        (vm_state(&c_url, &token, "vm13prod").as_deref() == Some("RUNNING")).then_some(())
+    });
+    assert!(sectl::sim::World::load(&s).unwrap().audit().is_empty());
+    c.assert_alive();
+}

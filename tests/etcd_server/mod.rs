@@ -122,6 +122,21 @@ impl Etcd {
         }
     }
 
+    /// Stops every member with SIGKILL and starts them again on the same data folders
+    /// and ports (a restart of the whole cluster, e.g. after a power failure).
+    pub fn restart_all(&mut self) {
+        let bin = etcd_binary();
+        let initial: Vec<String> =
+            self.members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port)).collect();
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+        for i in 0..self.members.len() {
+            self.spawn(&bin, i, &initial.join(","));
+        }
+        self.wait_healthy(Duration::from_secs(30));
+    }
+
     /// Kills member `i` with SIGKILL (by its PID).
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.members[i].child.take() {

@@ -716,3 +716,70 @@ fn after_a_restart_of_all_etcd_members_and_replicas_the_state_is_intact() {
     assert!(sectl::sim::World::load(&s).unwrap().audit().is_empty());
     c.assert_alive();
 }
+
+/// No acknowledged write is lost: a client creates VMs through the leader's API, one
+/// after another, while the leader is killed with SIGKILL. Every create answered 201
+/// is in the store afterwards (and readable through the new leader); the ones that got
+/// no answer may or may not be there.
+#[test]
+fn acknowledged_writes_survive_kill_9_of_the_replica_that_took_them() {
+    use sectl::api::Kind;
+    let etcd = etcd_server::Etcd::start();
+    let url = etcd.url();
+    let s = open(&url);
+    let mut a = Replica::start_with(&url, "a", "2s", &["--time-scale", "1000"]);
+    wait_leader(&s, "a", Duration::from_secs(30));
+    wait_elected(&s, 1);
+    let a_url = a.url();
+    let token = a.token();
+    let mut b = Replica::join(&a, &url, "b", "2s", &["--time-scale", "1000"]);
+    let b_url = b.url();
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = {
+        let (stop, count, a_url, token) = (stop.clone(), count.clone(), a_url.clone(), token.clone());
+        std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            for i in 0.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let name = format!("w{i}");
+                let body = String::from_utf8(common::vm(&name, 256).to_json()).unwrap();
+                let res = ureq::post(&format!("{a_url}{API}/vmdefinitions"))
+                    .timeout(Duration::from_secs(5))
+                    .set("Authorization", &format!("Bearer {token}"))
+                    .set("Content-Type", "application/json")
+                    .send_string(&body);
+                match res {
+                    Ok(r) if r.status() == 201 => {
+                        acked.push(name);
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(r) => panic!("create {name}: {}", r.status()),
+                    Err(ureq::Error::Status(code, r)) => panic!("create {name}: {code} {}", r.into_string().unwrap()),
+                    // The replica is gone: the write got no answer.
+                    Err(_) => break,
+                }
+            }
+            acked
+        })
+    };
+    eventually("some writes acknowledged", Duration::from_secs(30), || {
+        (count.load(Ordering::SeqCst) >= 20).then_some(())
+    });
+    a.assert_alive();
+    a.kill9();
+    stop.store(true, Ordering::SeqCst);
+    let acked = writer.join().unwrap();
+    assert!(acked.len() >= 20, "{} acknowledged", acked.len());
+    wait_leader(&s, "b", Duration::from_secs(2 + 3));
+    let stored: std::collections::BTreeSet<String> =
+        s.list(Kind::VMDefinition).unwrap().0.iter().map(|o| o.name().to_string()).collect();
+    let lost: Vec<&String> = acked.iter().filter(|n| !stored.contains(*n)).collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    let last = acked.last().unwrap();
+    let (code, body) = http("GET", &format!("{b_url}{API}/vmdefinitions/{last}"), Some(&token), None);
+    assert_eq!(code, 200, "{body}");
+    b.assert_alive();
+}

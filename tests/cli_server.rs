@@ -192,3 +192,27 @@ fn sources_table_truncates_long_messages() {
     assert!(wide.contains(&full.replace('\n', " ")), "wide lacks the full message:\n{wide}");
     s.run(1, &["get", "sources", "-o", "name"]);
 }
+
+/// `serve --concurrency` more than 1 is refused at start (reconciles run one after
+/// another; the value would be ignored), 1 and the default are accepted.
+#[test]
+fn serve_refuses_a_concurrency_it_would_not_keep() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (value, wanted) in
+        [("4", "4 reconciles at once is not supported"), ("0", "0 reconciles"), ("x", "not a number")]
+    {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sectl"))
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--insecure-http", "--concurrency", value])
+            .env_remove("SECTL_SERVER")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--concurrency {value}: {err}");
+        assert!(err.contains("--concurrency") && err.contains(wanted), "{err}");
+        assert!(out.stdout.is_empty(), "it started listening");
+        assert!(!tmp.path().join("data").exists(), "a refused command line made the data folder");
+    }
+}

@@ -178,10 +178,10 @@ pub enum Command {
         /// `sim advance`) to 10000.
         #[arg(long, default_value_t = 1.0)]
         time_scale: f64,
-        /// Reconciles taken per batch (distinct objects of one kind). They do not run in
-        /// parallel: each holds the simulated world's lock throughout, so more than 1
-        /// only adds threads; kept so that existing command lines still work.
-        #[arg(long, default_value_t = 1)]
+        /// Reconciles at once. Only 1: reconciles run one after another (each holds the
+        /// simulated world's lock throughout), so a larger value is refused rather than
+        /// accepted and ignored.
+        #[arg(long, default_value_t = 1, value_parser = one_at_a_time)]
         concurrency: usize,
         /// Serve with this certificate chain (PEM) instead of one issued by the data
         /// dir's own CA; needs --tls-key.
@@ -531,6 +531,20 @@ fn run_command(ctx: &mut Context, cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Parses a kind as kubectl users type it: VMDefinition, vmdefinition, vmdefinitions,
 /// vm, vms, vmdefinitions.sectl.io.
+/// `serve --concurrency`: only 1 is accepted (see its help). An earlier version took
+/// larger values and ran the reconciles one after another all the same; a command line
+/// that asked for more gets this error instead of a promise that is not kept.
+fn one_at_a_time(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(1) => Ok(1),
+        Ok(n) => Err(format!(
+            "{n} reconciles at once is not supported: reconciles run one after another (each holds the simulated \
+             world's lock), so only 1 is accepted; drop the option"
+        )),
+        Err(e) => Err(format!("{s:?} is not a number: {e}")),
+    }
+}
+
 pub fn parse_kind(s: &str) -> anyhow::Result<Kind> {
     let bare = s.strip_suffix(".sectl.io").map(|b| b.strip_suffix(".v1alpha1").unwrap_or(b)).unwrap_or(s);
     let plural_short = bare.strip_suffix('s').and_then(Kind::parse);

@@ -399,6 +399,21 @@ fn cli(r: &Replica, url: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// A dashboard page read with a session opened by logging in with `token`.
+fn ui_get(url: &str, token: &str, path: &str) -> String {
+    let agent = ureq::AgentBuilder::new().redirects(0).timeout(Duration::from_secs(30)).build();
+    let login = agent
+        .post(&format!("{url}/ui/login"))
+        .set("Origin", url)
+        .send_form(&[("token", token)])
+        .unwrap_or_else(|e| panic!("log in at {url}: {e}"));
+    assert_eq!(login.status(), 303, "log in at {url}");
+    let cookie = login.header("Set-Cookie").expect("a session cookie").split(';').next().unwrap().to_string();
+    let page = agent.get(&format!("{url}{path}")).set("Cookie", &cookie).call().unwrap();
+    assert_eq!(page.status(), 200);
+    page.into_string().unwrap()
+}
+
 /// A VM's status state read through a replica's API.
 fn vm_state(url: &str, token: &str, name: &str) -> Option<String> {
     let (code, body) = http("GET", &format!("{url}{API}/vmdefinitions/{name}"), Some(token), None);
@@ -467,6 +482,12 @@ fn a_standby_serves_the_api_and_its_writes_are_reconciled_by_the_leader() {
     assert!(!ok && out.contains("standby") && out.contains(&a_url), "{out}");
     let (code, body) = http("GET", &format!("{b_url}{API}/sources"), Some(&token), None);
     assert_eq!(code, 503, "{body}");
+    // The dashboard's GitOps page on the standby names the leader instead of showing
+    // the standby's own idle view; on the leader it shows the folder's state.
+    let page = ui_get(&b_url, &token, "/ui/sources");
+    assert!(page.contains("replica b is a standby") && page.contains(&a_url), "{page}");
+    let page = ui_get(&a_url, &token, "/ui/sources");
+    assert!(!page.contains("standby") && page.contains("No watched files"), "{page}");
     let (code, body) = http("GET", &format!("{a_url}{API}/clock"), Some(&token), None);
     assert_eq!(code, 200, "{body}");
     let (code, body) = http("POST", &format!("{a_url}{API}/sim"), Some(&token), Some(ADVANCE));

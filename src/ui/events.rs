@@ -195,6 +195,11 @@ pub async fn sources(
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
-    let body = sources_body(&s.sources.to_json());
+    // On an etcd standby the folder is the leader's: say so rather than show this
+    // replica's idle view as if nothing were watched.
+    let body = match crate::server::standby_refusal("the GitOps folder and its status") {
+        Some(why) => format!("<p class=\"notice\" id=\"standby\">{}</p>", esc(&why)),
+        None => sources_body(&s.sources.to_json()),
+    };
     html_response(StatusCode::OK, super::html::page("GitOps sources", "/ui/sources", Some(&sess), &body))
 }

@@ -145,6 +145,14 @@ fn plain_and_tls_mismatches_are_refused() {
     assert_eq!(out.status.code(), Some(1), "{err} {:?}", out.status);
     assert!(err.contains("if etcd takes clients over TLS only, write etcds://"), "{err}");
     assert_no_dump(&err);
+    // TLS to an etcd that speaks plain TCP only: the same, the other way round.
+    let plain_etcd = etcd_server::Etcd::start();
+    let tls_url = plain_etcd.url().replacen("etcd://", "etcds://", 1);
+    let out = sectl(&tls_url, &dir.path().join("d"), &etcd.sectl_tls_args(), &["get", "vm"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err} {:?}", out.status);
+    assert!(err.contains("if it takes clients over plain TCP, write etcd://"), "{err}");
+    assert_no_dump(&err);
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
 }
 

@@ -96,9 +96,11 @@ fn ignore_sigpipe() {
 /// found by a TLS connection of our own (`EtcdTls::probe`); else the innermost cause,
 /// with a hint when a plain connection was closed at once (etcd may want TLS).
 fn why_not_connected(rt: &tokio::runtime::Runtime, cfg: &EtcdConfig, tls: &EtcdTls, e: &etcd_client::Error) -> String {
-    let (message, chain): (Option<&str>, &(dyn std::error::Error + 'static)) = match e {
-        etcd_client::Error::GRpcStatus(s) => (Some(s.message()), s),
-        etcd_client::Error::TransportError(t) => (None, t),
+    let (message, top, chain): (String, String, &(dyn std::error::Error + 'static)) = match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            (s.message().into(), format!("{} (gRPC status {:?})", s.message(), s.code()), s)
+        }
+        etcd_client::Error::TransportError(t) => (t.to_string(), t.to_string(), t),
         other => return other.to_string(),
     };
     if let Some(why) = tls.explain(chain) {
@@ -112,17 +114,22 @@ fn why_not_connected(rt: &tokio::runtime::Runtime, cfg: &EtcdConfig, tls: &EtcdT
             }
         }
     }
-    let mut inner = chain;
-    while let Some(next) = inner.source() {
-        inner = next;
+    let mut innermost = None;
+    let mut cur = chain.source();
+    while let Some(c) = cur {
+        innermost = Some(c.to_string());
+        cur = c.source();
     }
-    let mut why = match message {
-        Some(m) if m != inner.to_string() => format!("{m}: {inner}"),
-        _ => inner.to_string(),
+    let mut why = match innermost {
+        Some(i) if i != message => format!("{top}: {i}"),
+        _ => top,
     };
-    let closed = ["connection closed", "broken pipe", "Connection reset"].iter().any(|c| why.contains(c));
-    if closed && !cfg.tls {
-        why.push_str(" (if etcd takes clients over TLS only, write etcds://... with --etcd-cafile)");
+    let closed =
+        ["connection closed", "broken pipe", "Connection reset", "handshake eof"].iter().any(|c| why.contains(c));
+    match (closed, cfg.tls) {
+        (true, false) => why.push_str(" (if etcd takes clients over TLS only, write etcds://... with --etcd-cafile)"),
+        (true, true) => why.push_str(" (etcd closed the connection during the TLS handshake: if it takes clients over plain TCP, write etcd://...)"),
+        _ => {}
     }
     why
 }

@@ -63,10 +63,16 @@ pub enum AttachError {
 
 /// The back end for `data_dir` without `--server`: the embedded store, or the server
 /// that holds it.
-pub fn open(spec: &str, data_dir: &Path, ca: &[PathBuf], reconcile: bool) -> anyhow::Result<Backend> {
+pub fn open(
+    spec: &str,
+    etcd_tls: &crate::store::EtcdTls,
+    data_dir: &Path,
+    ca: &[PathBuf],
+    reconcile: bool,
+) -> anyhow::Result<Backend> {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let held = match crate::store::open(spec, data_dir) {
+        let held = match crate::store::open_with(spec, data_dir, etcd_tls) {
             Ok(store) => return Ok(Backend::Embedded { store, reconcile }),
             Err(StoreError::InUse { .. }) => try_server(data_dir, ca, reconcile),
             Err(e) => return Err(anyhow::anyhow!("{e}")),

@@ -134,14 +134,14 @@ pub fn run(ctx: &mut Context, a: &GetArgs) -> anyhow::Result<ExitCode> {
 
 /// The leader record on etcd, if a replica leads.
 #[cfg(feature = "etcd")]
-fn current_leader(spec: &str) -> anyhow::Result<Option<crate::store::LeaderInfo>> {
-    let store = crate::store::EtcdStore::open(spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+fn current_leader(spec: &str, tls: &crate::store::EtcdTls) -> anyhow::Result<Option<crate::store::LeaderInfo>> {
+    let store = crate::store::EtcdStore::open_with(spec, tls).map_err(|e| anyhow::anyhow!("{e}"))?;
     store.leader().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Without the `etcd` feature there is no leader to ask about.
 #[cfg(not(feature = "etcd"))]
-fn current_leader(_: &str) -> anyhow::Result<Option<Leader>> {
+fn current_leader(_: &str, _: &crate::store::EtcdTls) -> anyhow::Result<Option<Leader>> {
     anyhow::bail!("{}", crate::store::NO_ETCD)
 }
 
@@ -159,10 +159,10 @@ fn leader(ctx: &mut Context, a: &GetArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("`get leader` takes no names");
     }
     let spec = ctx.store_spec();
-    if !spec.starts_with("etcd://") {
+    if !crate::store::is_etcd(spec) {
         anyhow::bail!("`get leader` needs --store etcd://HOST:PORT (with sled one `serve` runs the controller)");
     }
-    let Some(l) = current_leader(spec)? else {
+    let Some(l) = current_leader(spec, ctx.etcd_tls())? else {
         eprintln!("no replica leads now");
         return Ok(ExitCode::from(1));
     };

@@ -51,9 +51,20 @@ pub struct Cli {
     pub data_dir: PathBuf,
     /// Where objects are stored: `sled` (the embedded store in --data-dir) or
     /// `etcd://[user@]HOST:PORT[,HOST:PORT...][/prefix]` (password from
-    /// SECTL_ETCD_PASSWORD).
+    /// SECTL_ETCD_PASSWORD); `etcds://...` for TLS to etcd (with --etcd-cafile).
     #[arg(long, global = true, env = "SECTL_STORE", default_value = "sled")]
     pub store: String,
+    /// With --store etcds://: the CA certificate (PEM) that signed the etcd members'
+    /// certificates (kube-apiserver's --etcd-cafile, etcdctl's --cacert).
+    #[arg(long, global = true, env = "SECTL_ETCD_CAFILE", value_name = "FILE")]
+    pub etcd_cafile: Option<PathBuf>,
+    /// With --store etcds:// on an etcd with --client-cert-auth: this client's
+    /// certificate (PEM; etcdctl's --cert). Needs --etcd-keyfile.
+    #[arg(long, global = true, env = "SECTL_ETCD_CERTFILE", value_name = "FILE")]
+    pub etcd_certfile: Option<PathBuf>,
+    /// The private key (PEM) of --etcd-certfile (etcdctl's --key).
+    #[arg(long, global = true, env = "SECTL_ETCD_KEYFILE", value_name = "FILE")]
+    pub etcd_keyfile: Option<PathBuf>,
     /// URL of a running `sectl serve` to talk to instead of the embedded store.
     #[arg(long, global = true, env = "SECTL_SERVER")]
     pub server: Option<String>,
@@ -289,7 +300,16 @@ const SERVE_EXAMPLES: &str = "Examples:
 
 /// Verbs that need no store: the store flags are hidden from their help.
 const STORELESS: [&str; 5] = ["validate", "schema", "explain", "completion", "version"];
-const STORE_FLAGS: [&str; 5] = ["data_dir", "store", "server", "no_reconcile", "certificate_authority"];
+const STORE_FLAGS: [&str; 8] = [
+    "data_dir",
+    "store",
+    "server",
+    "no_reconcile",
+    "certificate_authority",
+    "etcd_cafile",
+    "etcd_certfile",
+    "etcd_keyfile",
+];
 
 /// The clap command: `Cli` with the store flags hidden from the verbs that need no store.
 pub fn command() -> clap::Command {
@@ -366,6 +386,7 @@ pub fn main() -> ExitCode {
 pub struct Context {
     data_dir: PathBuf,
     store: String,
+    etcd_tls: crate::store::EtcdTls,
     server: Option<String>,
     ca: Vec<PathBuf>,
     reconcile: bool,
@@ -377,7 +398,7 @@ impl Context {
         if self.backend.is_none() {
             self.backend = Some(match &self.server {
                 Some(url) => Backend::Remote(crate::client::Client::new(url, &self.data_dir, &self.ca)?),
-                None => attach::open(&self.store, &self.data_dir, &self.ca, self.reconcile)?,
+                None => attach::open(&self.store, &self.etcd_tls, &self.data_dir, &self.ca, self.reconcile)?,
             });
         }
         Ok(self.backend.as_ref().expect("just opened"))
@@ -386,6 +407,11 @@ impl Context {
     /// The --store value.
     pub fn store_spec(&self) -> &str {
         &self.store
+    }
+
+    /// The --etcd-cafile, --etcd-certfile and --etcd-keyfile values.
+    pub fn etcd_tls(&self) -> &crate::store::EtcdTls {
+        &self.etcd_tls
     }
 
     fn controller(&mut self) -> anyhow::Result<Controller> {
@@ -401,11 +427,37 @@ impl Context {
     }
 }
 
+impl Cli {
+    /// The TLS flags for etcd, checked against --store (a usage error when they do
+    /// not fit it: TLS flags with a plain or no etcd store, a certificate without its
+    /// key). The verbs that need no store (`STORELESS`) check nothing, as for --store.
+    pub fn etcd_tls(&self) -> anyhow::Result<crate::store::EtcdTls> {
+        let tls = crate::store::EtcdTls {
+            cafile: self.etcd_cafile.clone(),
+            certfile: self.etcd_certfile.clone(),
+            keyfile: self.etcd_keyfile.clone(),
+        };
+        let storeless = matches!(
+            self.command,
+            Command::Validate(_)
+                | Command::Schema { .. }
+                | Command::Explain(_)
+                | Command::Completion(_)
+                | Command::Version(_)
+        );
+        if !storeless {
+            tls.check_flags(&self.store).map_err(|e| anyhow::Error::new(UsageError(e)))?;
+        }
+        Ok(tls)
+    }
+}
+
 /// Runs one parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut ctx = Context {
         data_dir: cli.data_dir.clone(),
         store: cli.store.clone(),
+        etcd_tls: cli.etcd_tls()?,
         server: cli.server.clone(),
         ca: cli.certificate_authority.clone(),
         reconcile: !cli.no_reconcile,
@@ -454,7 +506,7 @@ fn run_command(ctx: &mut Context, cli: Cli) -> anyhow::Result<ExitCode> {
             replica_id,
             as_user,
         } => {
-            if !cli.store.starts_with("etcd://") && (lease_ttl.is_some() || replica_id.is_some()) {
+            if !crate::store::is_etcd(&cli.store) && (lease_ttl.is_some() || replica_id.is_some()) {
                 anyhow::bail!("--lease-ttl and --replica-id are for replicas on --store etcd://...; with --store {} one `serve` runs alone", cli.store);
             }
             let lease_ttl = crate::sim::parse_duration(lease_ttl.as_deref().unwrap_or("5s"))
@@ -483,6 +535,7 @@ fn run_command(ctx: &mut Context, cli: Cli) -> anyhow::Result<ExitCode> {
                 &cli.data_dir,
                 crate::server::ServeOptions {
                     store: cli.store.clone(),
+                    etcd_tls: ctx.etcd_tls().clone(),
                     listen,
                     watch,
                     gitops,

@@ -46,6 +46,8 @@ use std::time::Duration;
 pub struct ServeOptions {
     /// `--store`: `sled` or `etcd://...` (see `store::open`).
     pub store: String,
+    /// `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile` (TLS to etcd).
+    pub etcd_tls: crate::store::EtcdTls,
     /// Address to listen on (port 0 picks a free one; the address is printed).
     pub listen: String,
     /// Folder to apply and watch.
@@ -369,7 +371,8 @@ type Candidate = Arc<dyn Store>;
 /// See the other `open_etcd`.
 #[cfg(feature = "etcd")]
 fn open_etcd(opts: &ServeOptions) -> anyhow::Result<Candidate> {
-    Ok(Arc::new(crate::store::EtcdStore::open(&opts.store).map_err(|e| anyhow::anyhow!("{e}"))?))
+    let store = crate::store::EtcdStore::open_with(&opts.store, &opts.etcd_tls);
+    Ok(Arc::new(store.map_err(|e| anyhow::anyhow!("{e}"))?))
 }
 
 /// This replica's id in the election.
@@ -463,13 +466,13 @@ fn campaign(_: Candidate, _: &ServeOptions, _: String, _: Arc<Duties>) -> anyhow
 /// serves the API at once and leads when it wins the election.
 pub fn serve(data_dir: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     check_listen(&opts.listen, opts.insecure_http)?;
-    let (store, candidate): (Arc<dyn Store>, Option<Candidate>) = if opts.store.starts_with("etcd://") {
+    let (store, candidate): (Arc<dyn Store>, Option<Candidate>) = if crate::store::is_etcd(&opts.store) {
         crate::store::prepare_data_dir(data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
         let c = open_etcd(&opts)?;
         check_token_file(data_dir, c.as_ref(), &opts.store)?;
         (c.clone(), Some(c))
     } else {
-        (crate::store::open(&opts.store, data_dir).map_err(|e| anyhow::anyhow!("{e}"))?, None)
+        (crate::store::open_with(&opts.store, data_dir, &opts.etcd_tls).map_err(|e| anyhow::anyhow!("{e}"))?, None)
     };
     // A kubeconfig left by an earlier run names a server that is gone (see `kubeconfig`).
     kubeconfig::remove(data_dir);

@@ -1,6 +1,6 @@
-//! The store on etcd v3 (`--store etcd://HOST:PORT[,HOST:PORT...]`), through the
-//! `etcd-client` crate. Same semantics as `SledStore`; several sectl processes may
-//! share one etcd.
+//! The store on etcd v3 (`--store etcd://HOST:PORT[,HOST:PORT...]`, or `etcds://` with
+//! TLS, see `etcd_tls`), through the `etcd-client` crate. Same semantics as
+//! `SledStore`; several sectl processes may share one etcd.
 //!
 //! Key layout, all under a prefix (default `/sectl/`, or the URL's path):
 //! - `o/<Kind>/<name>`    the object, JSON
@@ -42,12 +42,13 @@
 //! runtime of its own and each call waits on a channel for its future, so it never
 //! calls `block_on` inside another runtime.
 
+use super::etcd_tls::{EtcdTls, PLAIN_SCHEME, TLS_SCHEME};
 use super::sled_store::{fold_history, HistoryRecord, SledStore as Shared};
 use super::{
     ApplyOutcome, Batch, Committed, Event, Page, RawPage, Result, StatusWrite, Store, StoreError, WatchEvent, WatchType,
 };
 use crate::api::{Kind, Resource};
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -73,7 +74,8 @@ const CONNECT_RETRY: Duration = Duration::from_secs(10);
 /// How long a writer waits for another process's staged write to finish.
 const WAIT_FOR_COMMIT: Duration = Duration::from_secs(60);
 
-/// Where and how to reach etcd: parsed from `etcd://[user@]HOST:PORT[,HOST:PORT...][/prefix]`.
+/// Where and how to reach etcd: parsed from `etcd://[user@]HOST:PORT[,HOST:PORT...][/prefix]`
+/// (`etcds://` for TLS).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EtcdConfig {
     /// `host:port` of each member.
@@ -82,18 +84,18 @@ pub struct EtcdConfig {
     pub prefix: String,
     /// User name (the password comes from `SECTL_ETCD_PASSWORD`, never the command line).
     pub user: Option<String>,
+    /// `etcds://`: TLS to every member.
+    pub tls: bool,
 }
 
 impl EtcdConfig {
-    /// Parses `etcd://[user@]HOST:PORT[,HOST:PORT...][/prefix]`.
+    /// Parses `etcd://[user@]HOST:PORT[,HOST:PORT...][/prefix]` or the same with `etcds://`.
     pub fn parse(url: &str) -> std::result::Result<EtcdConfig, String> {
-        let rest = url.strip_prefix("etcd://").ok_or_else(|| {
-            if url.starts_with("etcds://") || url.starts_with("https://") {
-                format!("{url}: TLS to etcd is not supported; use etcd://HOST:PORT on a trusted network")
-            } else {
-                format!("{url}: expected etcd://[user@]HOST:PORT[,HOST:PORT...][/prefix]")
-            }
-        })?;
+        let (rest, tls) = match (url.strip_prefix(PLAIN_SCHEME), url.strip_prefix(TLS_SCHEME)) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(rest)) => (rest, true),
+            _ => return Err(unknown_scheme(url)),
+        };
         if rest.contains('?') || rest.contains('#') {
             return Err(format!("{url}: query parameters are not supported"));
         }
@@ -123,7 +125,16 @@ impl EtcdConfig {
             return Err(format!("{url}: the key prefix may not contain spaces or control characters"));
         }
         let prefix = if path.is_empty() { "/sectl/".to_string() } else { format!("/{path}/") };
-        Ok(EtcdConfig { endpoints, prefix, user })
+        Ok(EtcdConfig { endpoints, prefix, user, tls })
+    }
+}
+
+/// What a URL of another scheme is told (`https://` is etcdctl's way to say TLS).
+fn unknown_scheme(url: &str) -> String {
+    if url.starts_with("https://") || url.starts_with("etcd+https://") {
+        format!("{url}: for TLS to etcd write etcds://HOST:PORT[,HOST:PORT...] (with --etcd-cafile)")
+    } else {
+        format!("{url}: expected etcd://[user@]HOST:PORT[,HOST:PORT...][/prefix] (etcds:// for TLS)")
     }
 }
 
@@ -495,39 +506,17 @@ impl Drop for EtcdStore {
 }
 
 impl EtcdStore {
-    /// Connects to etcd (`etcd://...`), takes a lease, and finishes any staged write a
-    /// dead process left.
+    /// Connects to etcd (`etcd://...`, without TLS files), takes a lease, and finishes
+    /// any staged write a dead process left.
     pub fn open(url: &str) -> Result<EtcdStore> {
+        Self::open_with(url, &EtcdTls::default())
+    }
+
+    /// `open` with TLS files (`etcds://...`, see `etcd_tls`).
+    pub fn open_with(url: &str, tls: &EtcdTls) -> Result<EtcdStore> {
         let cfg = EtcdConfig::parse(url).map_err(StoreError::Invalid)?;
-        let password = match &cfg.user {
-            Some(u) => Some(std::env::var("SECTL_ETCD_PASSWORD").map_err(|_| {
-                StoreError::Invalid(format!("etcd user {u} given: set its password in SECTL_ETCD_PASSWORD"))
-            })?),
-            None => None,
-        };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("sectl-etcd")
-            .enable_all()
-            .build()
-            .map_err(be)?;
-        let endpoints = cfg.endpoints.clone();
-        let user = cfg.user.clone();
-        let connect = async move {
-            let mut opts = ConnectOptions::new()
-                .with_connect_timeout(Duration::from_secs(5))
-                .with_timeout(Duration::from_secs(15))
-                .with_keep_alive(Duration::from_secs(2), Duration::from_secs(3));
-            if let (Some(u), Some(p)) = (user, password) {
-                opts = opts.with_user(u, p);
-            }
-            let mut client = Client::connect(&endpoints, Some(opts)).await?;
-            let lease = client.lease_grant(LEASE_TTL, None).await?.id();
-            Ok::<_, etcd_client::Error>((client, lease))
-        };
-        let (client, lease) = rt
-            .block_on(connect)
-            .map_err(|e| StoreError::Backend(format!("etcd at {}: {e}", cfg.endpoints.join(","))))?;
+        tls.check_flags(url).map_err(StoreError::Invalid)?;
+        let (rt, client, lease) = super::etcd_connect::connect(&cfg, tls, LEASE_TTL)?;
         let e = Etcd {
             client,
             prefix: cfg.prefix.clone(),
@@ -1147,10 +1136,16 @@ mod tests {
         assert_eq!(c.prefix, "/sectl/");
         assert_eq!(c.user, None);
         let c = EtcdConfig::parse("etcd://ops@h:1/site-a").unwrap();
-        assert_eq!((c.user.as_deref(), c.prefix.as_str()), (Some("ops"), "/site-a/"));
+        assert_eq!((c.user.as_deref(), c.prefix.as_str(), c.tls), (Some("ops"), "/site-a/", false));
+        let c = EtcdConfig::parse("etcds://ops@h:1,h2:2/site-a").unwrap();
+        assert_eq!(
+            (c.endpoints.len(), c.user.as_deref(), c.prefix.as_str(), c.tls),
+            (2, Some("ops"), "/site-a/", true)
+        );
         for (bad, says) in [
             ("http://h:1", "expected etcd://"),
-            ("etcds://h:1", "TLS"),
+            ("https://h:1", "etcds://"),
+            ("etcd+https://h:1", "etcds://"),
             ("etcd://h", "not HOST:PORT"),
             ("etcd://h:99999", "not HOST:PORT"),
             ("etcd://u:pw@h:1", "SECTL_ETCD_PASSWORD"),

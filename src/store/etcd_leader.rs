@@ -9,6 +9,9 @@
 //! the leader key's lease with this replica's; a leader that was stopped (SIGSTOP) past
 //! its TTL and resumes writes nothing, and its keep-alive finds the lease gone and
 //! calls `on_lost` (serve then exits; a supervisor starts it again as a standby).
+//!
+//! The election uses the store's own etcd connection, so it goes over TLS with the
+//! same files when the store does (`etcds://`, see `etcd_tls`): no second connection.
 
 use super::etcd::EtcdStore;
 use super::{Result, StoreError};

@@ -16,7 +16,10 @@ mod data_dir;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
+mod etcd_connect;
+#[cfg(feature = "etcd")]
 mod etcd_leader;
+mod etcd_tls;
 mod finite;
 mod sled_store;
 
@@ -24,6 +27,7 @@ mod sled_store;
 pub use etcd::{EtcdConfig, EtcdStore};
 #[cfg(feature = "etcd")]
 pub use etcd_leader::{LeaderInfo, Leadership};
+pub use etcd_tls::{is_etcd, EtcdTls, TlsFiles};
 pub use finite::{check as check_finite, NonFinite};
 pub use sled_store::SledStore;
 
@@ -453,15 +457,22 @@ pub trait Store: Send + Sync {
 /// Opens the store `--store` names: `sled` (the embedded store in `data_dir`) or
 /// `etcd://[user@]HOST:PORT[,HOST:PORT...][/prefix]`. Anything else is refused.
 pub fn open(spec: &str, data_dir: &std::path::Path) -> Result<std::sync::Arc<dyn Store>> {
+    open_with(spec, data_dir, &EtcdTls::default())
+}
+
+/// `open` with the TLS files for etcd (`etcds://`); TLS files with any other store
+/// are refused (see `EtcdTls::check_flags`).
+pub fn open_with(spec: &str, data_dir: &std::path::Path, tls: &EtcdTls) -> Result<std::sync::Arc<dyn Store>> {
+    tls.check_flags(spec).map_err(StoreError::Invalid)?;
     if spec == "sled" {
         return Ok(std::sync::Arc::new(SledStore::open(data_dir)?));
     }
     #[cfg(feature = "etcd")]
     if spec.contains("://") {
-        return Ok(std::sync::Arc::new(EtcdStore::open(spec)?));
+        return Ok(std::sync::Arc::new(EtcdStore::open_with(spec, tls)?));
     }
     #[cfg(not(feature = "etcd"))]
-    if spec.starts_with("etcd://") {
+    if is_etcd(spec) {
         return Err(StoreError::Invalid(NO_ETCD.to_string()));
     }
     Err(invalid_spec(spec))
@@ -478,7 +489,9 @@ pub const NO_ETCD: &str = "--store etcd://: this sectl was built without etcd su
 build it with `cargo build --release --features etcd` (needs protoc: apt install protobuf-compiler)";
 
 fn invalid_spec(spec: &str) -> StoreError {
-    StoreError::Invalid(format!("--store {spec:?}: expected `sled` or `etcd://HOST:PORT[,HOST:PORT...]`"))
+    StoreError::Invalid(format!(
+        "--store {spec:?}: expected `sled` or `etcd://HOST:PORT[,HOST:PORT...]` (`etcds://` for TLS)"
+    ))
 }
 
 /// The current time as RFC 3339 (UTC, seconds).

@@ -1,7 +1,10 @@
 //! A throwaway etcd for tests: one member (or several) on free loopback ports in a
 //! temporary folder, stopped by PID when dropped (also when the test fails). A missing
-//! `etcd` binary fails the test with what to install.
+//! `etcd` binary fails the test with what to install. `start_tls` starts one that
+//! takes clients over TLS only and demands their certificates (`certs.rs` makes them).
 #![allow(dead_code)]
+
+pub mod certs;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -19,6 +22,8 @@ pub struct Member {
 pub struct Etcd {
     pub members: Vec<Member>,
     pub dir: tempfile::TempDir,
+    /// With TLS: the certificates (clients must present one signed by `ca`).
+    pub tls: Option<certs::Certs>,
 }
 
 fn free_port() -> u16 {
@@ -41,14 +46,24 @@ impl Etcd {
 
     /// `n` members forming one cluster.
     pub fn cluster(n: usize) -> Etcd {
+        Self::start_with(n, false)
+    }
+
+    /// A single member taking clients over TLS only, with `--client-cert-auth`.
+    pub fn start_tls() -> Etcd {
+        Self::start_with(1, true)
+    }
+
+    fn start_with(n: usize, tls: bool) -> Etcd {
         let bin = etcd_binary();
         let dir = tempfile::tempdir().expect("temp dir");
+        let tls = tls.then(|| certs::Certs::make(&dir.path().join("certs")));
         let members: Vec<Member> = (0..n)
             .map(|i| Member { child: None, client_port: free_port(), peer_port: free_port(), name: format!("m{i}") })
             .collect();
         let initial: Vec<String> =
             members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port)).collect();
-        let mut e = Etcd { members, dir };
+        let mut e = Etcd { members, dir, tls };
         for i in 0..n {
             e.spawn(&bin, i, &initial.join(","));
         }
@@ -60,12 +75,14 @@ impl Etcd {
         let m = &self.members[i];
         let data = self.dir.path().join(&m.name);
         let log = std::fs::File::create(self.dir.path().join(format!("{}.log", m.name))).expect("log file");
+        let scheme = self.client_scheme();
         let child = Command::new(bin)
             .args(["--name", &m.name, "--data-dir"])
             .arg(&data)
+            .args(self.server_tls_args())
             .args([
-                &format!("--listen-client-urls=http://127.0.0.1:{}", m.client_port),
-                &format!("--advertise-client-urls=http://127.0.0.1:{}", m.client_port),
+                &format!("--listen-client-urls={scheme}://127.0.0.1:{}", m.client_port),
+                &format!("--advertise-client-urls={scheme}://127.0.0.1:{}", m.client_port),
                 &format!("--listen-peer-urls=http://127.0.0.1:{}", m.peer_port),
                 &format!("--initial-advertise-peer-urls=http://127.0.0.1:{}", m.peer_port),
                 &format!("--initial-cluster={initial}"),
@@ -82,11 +99,55 @@ impl Etcd {
         self.members[i].child = Some(child);
     }
 
-    /// `etcd://127.0.0.1:P[,...]` of the running members.
+    fn client_scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// etcd's flags for TLS to clients (none without TLS).
+    fn server_tls_args(&self) -> Vec<String> {
+        let Some(c) = &self.tls else { return Vec::new() };
+        vec![
+            format!("--cert-file={}", c.server_cert.display()),
+            format!("--key-file={}", c.server_key.display()),
+            format!("--trusted-ca-file={}", c.ca.display()),
+            "--client-cert-auth".to_string(),
+        ]
+    }
+
+    /// `etcd://127.0.0.1:P[,...]` of the running members (`etcds://` with TLS).
     pub fn url(&self) -> String {
         let eps: Vec<String> =
             self.members.iter().filter(|m| m.child.is_some()).map(|m| format!("127.0.0.1:{}", m.client_port)).collect();
-        format!("etcd://{}", eps.join(","))
+        let scheme = if self.tls.is_some() { "etcds" } else { "etcd" };
+        format!("{scheme}://{}", eps.join(","))
+    }
+
+    /// sectl's flags for TLS to this etcd: CA, client certificate and key.
+    pub fn sectl_tls_args(&self) -> Vec<String> {
+        let c = self.tls.as_ref().expect("an etcd started with TLS");
+        let arg = |p: &std::path::Path| p.display().to_string();
+        vec![
+            "--etcd-cafile".into(),
+            arg(&c.ca),
+            "--etcd-certfile".into(),
+            arg(&c.client_cert),
+            "--etcd-keyfile".into(),
+            arg(&c.client_key),
+        ]
+    }
+
+    /// etcdctl's flags for TLS to this etcd (none without TLS).
+    fn etcdctl_tls_args(&self) -> Vec<String> {
+        let Some(c) = &self.tls else { return Vec::new() };
+        vec![
+            format!("--cacert={}", c.ca.display()),
+            format!("--cert={}", c.client_cert.display()),
+            format!("--key={}", c.client_key.display()),
+        ]
     }
 
     /// The URL with a key prefix (a separate namespace on the same etcd).
@@ -96,10 +157,13 @@ impl Etcd {
 
     fn wait_healthy(&self, within: Duration) {
         let start = Instant::now();
-        let eps: Vec<String> = self.members.iter().map(|m| format!("http://127.0.0.1:{}", m.client_port)).collect();
+        let scheme = self.client_scheme();
+        let eps: Vec<String> = self.members.iter().map(|m| format!("{scheme}://127.0.0.1:{}", m.client_port)).collect();
         loop {
             let ok = Command::new("etcdctl")
-                .args(["--endpoints", &eps.join(","), "--command-timeout=1s", "endpoint", "health"])
+                .args(["--endpoints", &eps.join(","), "--command-timeout=1s"])
+                .args(self.etcdctl_tls_args())
+                .args(["endpoint", "health"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()

@@ -191,7 +191,8 @@ fn the_cli_works_on_etcd_and_bad_store_values_are_refused() {
     for (bad, says) in [
         ("etcd://nohostport", "not HOST:PORT"),
         ("postgres://h:1", "expected etcd://"),
-        ("etcds://h:1", "TLS"),
+        ("etcds://h:1", "TLS to etcd needs --etcd-cafile"),
+        ("https://h:1", "write etcds://"),
         ("mysql", "expected `sled` or `etcd://"),
     ] {
         let out = common::sectl().args(["--store", bad, "get", "vm"]).output().unwrap();

@@ -443,7 +443,8 @@ impl Controller {
                 }
                 // The cache has the controller's own writes already (`note_status`:
                 // the same object at the same resourceVersion).
-                _ if own => {}
+                _ if own && self.cache.get(key.0, &key.1).is_some_and(|o| o.meta().rv() == ev.rv) => {}
+                _ if own => self.cache.put(ev.object.clone()),
                 _ => {
                     self.cache.put(ev.object.clone());
                     self.sched.schedule(key.clone(), now);

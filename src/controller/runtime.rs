@@ -79,11 +79,22 @@ impl Cache {
 
     /// Stores the newest state of an object.
     pub fn put(&mut self, r: Resource) {
-        if let Some(sus) = self.get(r.kind(), r.name()).map(sus_of) {
-            unindex(&mut self.vms_by_su, r.name(), sus);
+        let objs = self.objs.entry(r.kind()).or_default();
+        match objs.get_mut(r.name()) {
+            // Replaced in place; the index changes only when its SUs do.
+            Some(cur) => {
+                let (old, new) = (sus_of(cur), sus_of(&r));
+                if old != new {
+                    unindex(&mut self.vms_by_su, r.name(), old);
+                    index(&mut self.vms_by_su, &r);
+                }
+                *cur = r;
+            }
+            None => {
+                index(&mut self.vms_by_su, &r);
+                objs.insert(r.name().to_string(), r);
+            }
         }
-        index(&mut self.vms_by_su, &r);
-        self.objs.entry(r.kind()).or_default().insert(r.name().to_string(), r);
     }
 
     /// Takes in the stored form of an object the cache already holds with the same

@@ -13,6 +13,7 @@
 
 mod common;
 pub(crate) mod effects;
+mod group;
 mod lm;
 mod mgmt;
 mod recovery;
@@ -142,6 +143,8 @@ pub struct Controller {
     /// The newest processed resourceVersion as stored.
     stored_rv: AtomicU64,
     own_writes: HashMap<Key, u64>,
+    /// Reconciles run and not stored yet (`group.rs`).
+    group: Mutex<group::Group>,
     batches: AtomicU64,
     opts: Options,
     /// Counters.
@@ -154,8 +157,9 @@ fn se(e: StoreError) -> anyhow::Error {
 
 /// How one reconcile ended, after its batch was committed.
 enum Ended {
-    /// It ran; its effects are stored.
-    Ran { action: Action, wake: Vec<Key>, status: Option<StatusWrite>, events: usize },
+    /// It ran; its effects are in the open group (`group.rs`), `status` the object
+    /// with the status it wrote (not stored yet).
+    Ran { action: Action, wake: Vec<Key>, status: Option<Resource>, events: usize },
     /// It failed (an error, a panic, or effects the store refused): retry after backoff.
     Failed { error: String, panicked: bool, status: Option<StatusWrite> },
 }
@@ -189,6 +193,7 @@ impl Controller {
             last_rv: 0,
             stored_rv: AtomicU64::new(if legacy { 0 } else { last }),
             own_writes: HashMap::new(),
+            group: Mutex::new(group::Group::default()),
             batches: AtomicU64::new(0),
             opts,
             stats: Stats::default(),
@@ -253,6 +258,8 @@ impl Controller {
     /// Replaces the world in memory by the stored one: the changes of a step that
     /// was not committed are dropped.
     fn reload(&self, w: &mut World) -> anyhow::Result<()> {
+        // The open group holds changes of steps before this one: stored first.
+        self.flush_group()?;
         *w = World::load(self.store.as_ref())
             .map_err(|e| anyhow::anyhow!("the simulated world cannot be read back from the store: {e}"))?;
         Ok(())
@@ -263,8 +270,83 @@ impl Controller {
         &self.cache
     }
 
-    /// Commits one step's batch (test hook: may abort the process first).
+    /// Commits one step's batch after the open group (`group.rs`), each as one
+    /// store batch.
     fn commit(&self, b: Batch) -> Result<Committed, StoreError> {
+        self.store_group()?;
+        self.commit_now(b)
+    }
+
+    /// Stores the open group, if any, as one batch; its statuses wait in the group's
+    /// `done` until `take_done` takes them into the cache. A group the store refuses
+    /// stops the controller (its reconciles were checked as the store checks them, and
+    /// their world changes are already gone from the world's change marks).
+    fn store_group(&self) -> Result<(), StoreError> {
+        let mut g = self.group.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_empty() {
+            return Ok(());
+        }
+        let (b, keys) = g.take();
+        let done = self.commit_now(b).map_err(|e| match e {
+            StoreError::Invalid(m) => StoreError::Backend(format!("a group of reconciles was refused: {m}")),
+            other => other,
+        })?;
+        self.log_events(&done.events);
+        g.done.extend(keys.into_iter().zip(done.statuses));
+        Ok(())
+    }
+
+    /// `store_group` for the controller's own callers.
+    fn flush_group(&self) -> anyhow::Result<()> {
+        self.store_group().map_err(se)
+    }
+
+    fn group_is_empty(&self) -> bool {
+        self.group.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    fn in_group(&self, key: &Key) -> bool {
+        self.group.lock().unwrap_or_else(|p| p.into_inner()).contains(key)
+    }
+
+    /// Stores the open group and takes its statuses into the cache.
+    fn end_group(&mut self) -> anyhow::Result<()> {
+        self.flush_group()?;
+        self.take_done();
+        Ok(())
+    }
+
+    /// Takes the statuses of stored groups into the cache (an object whose status
+    /// went onto a newer spec is reconciled again).
+    fn take_done(&mut self) {
+        let done = std::mem::take(&mut self.group.lock().unwrap_or_else(|p| p.into_inner()).done);
+        if done.is_empty() {
+            return;
+        }
+        let now = self.now_ms();
+        for (key, st) in done {
+            if let StatusWrite::Written { object, .. } = &st {
+                self.skip_own_write(&key, object);
+            }
+            if self.note_status(&key, Some(st)) {
+                self.sched.schedule(key, now);
+            }
+        }
+    }
+
+    /// The watch of a write of the group that directly follows what was processed
+    /// would only bring the object back into the cache (where `note_status` puts it)
+    /// and wake nobody: it is taken as processed instead of read back from the store.
+    /// A write that wakes other objects, or one after a change of someone else, is
+    /// left to `ingest`.
+    fn skip_own_write(&mut self, key: &Key, object: &Resource) {
+        if object.meta().rv() == self.last_rv + 1 && !related(&self.cache, object).iter().any(|k| k != key) {
+            self.last_rv += 1;
+        }
+    }
+
+    /// Commits one batch (test hook: may abort the process first).
+    fn commit_now(&self, b: Batch) -> Result<Committed, StoreError> {
         effects::before_commit();
         match self.store.commit_batch(b) {
             Ok(r) => {
@@ -328,6 +410,7 @@ impl Controller {
     /// changed objects and those related to them; stores what it scheduled, the world
     /// released for deleted objects and their events as one batch.
     pub fn ingest(&mut self) -> anyhow::Result<()> {
+        self.end_group()?;
         let events = match self.store.changes_since(self.last_rv) {
             Ok(e) => e,
             Err(StoreError::Expired { .. }) => return self.relist(),
@@ -358,12 +441,14 @@ impl Controller {
                     logged.extend(evs.into_iter().map(|e| to_event(e, &time)));
                     scheduled.insert(key.clone());
                 }
+                // The cache has the controller's own writes already (`note_status`:
+                // the same object at the same resourceVersion).
+                _ if own && self.cache.get(key.0, &key.1).is_some_and(|o| o.meta().rv() == ev.rv) => {}
+                _ if own => self.cache.put(ev.object.clone()),
                 _ => {
                     self.cache.put(ev.object.clone());
-                    if !own {
-                        self.sched.schedule(key.clone(), now);
-                        scheduled.insert(key.clone());
-                    }
+                    self.sched.schedule(key.clone(), now);
+                    scheduled.insert(key.clone());
                 }
             }
             for k in wake {
@@ -391,6 +476,7 @@ impl Controller {
     /// Applies a fault or repair to the world, logs what the hardware reports, and
     /// wakes every object it may concern; stored as one durable batch.
     pub fn apply_fault(&mut self, f: &Fault) -> anyhow::Result<()> {
+        self.end_group()?;
         if let Fault::Advance { ms } = f {
             // Checked before anything runs: a refused advance changes and saves nothing.
             let mut clock = self.lock_world().clock;
@@ -454,13 +540,22 @@ impl Controller {
     pub fn run_until(&mut self, until: Option<u64>) -> anyhow::Result<()> {
         let start = self.stats.reconciles;
         loop {
-            self.ingest()?;
+            // While a group is open the store holds nothing new but its own writes
+            // that wake nobody (`group.rs`).
+            if self.group_is_empty() {
+                self.ingest()?;
+            }
             let batch = self.due_batch();
             if !batch.is_empty() {
                 self.run_batch(batch)?;
                 if self.stats.reconciles - start > self.opts.max_reconciles {
+                    self.end_group()?;
                     anyhow::bail!("the controller did not settle after {} reconciles", self.opts.max_reconciles);
                 }
+                continue;
+            }
+            if !self.group_is_empty() {
+                self.end_group()?;
                 continue;
             }
             match (self.sched.next_time(), until) {
@@ -496,6 +591,7 @@ impl Controller {
     /// Stores the clock (and the processed resourceVersion) if they moved since the
     /// last batch; not flushed.
     pub fn store_clock(&mut self) -> anyhow::Result<()> {
+        self.end_group()?;
         let moved = self.lock_world().has_changes() || self.stored_rv.load(Ordering::SeqCst) != self.last_rv;
         if moved {
             self.commit_world(Batch::default())?;
@@ -505,6 +601,7 @@ impl Controller {
     }
 
     fn run_batch(&mut self, batch: Vec<Key>) -> anyhow::Result<()> {
+        self.take_done();
         self.stats.max_parallel = self.stats.max_parallel.max(batch.len());
         let results: Vec<(Key, anyhow::Result<Option<Ended>>)> = if batch.len() == 1 {
             batch.into_iter().map(|k| (k.clone(), self.reconcile_one(&k))).collect()
@@ -526,18 +623,28 @@ impl Controller {
         };
         let now = self.now_ms();
         let mut fatal = None;
+        // A status write that wakes other objects ends the group: the watch of that
+        // write (`ingest`) wakes them before anything else runs, as without groups.
+        let mut wakes_others = false;
         for (key, res) in results {
             self.stats.reconciles += 1;
             *self.stats.by_kind.entry(key.0).or_default() += 1;
+            // Statuses of a group stored meanwhile (before a failure was stored).
+            self.take_done();
             match res {
                 Ok(None) => {}
                 Ok(Some(Ended::Ran { action, wake, status, events })) => {
-                    let retried = self.note_status(&key, status);
-                    tracing::info!(object = %format!("{}/{}", key.0, key.1), next = ?action, events, "reconciled");
-                    if retried {
-                        // Its new spec is reconciled next.
-                        self.sched.schedule(key.clone(), now);
+                    match status {
+                        // In the cache now, as the next reconciles must see it; the
+                        // stored object (its new resourceVersion) replaces it when
+                        // the group is stored (`take_done`).
+                        Some(st) => {
+                            wakes_others |= related(&self.cache, &st).iter().any(|k| *k != key);
+                            self.cache.put(st);
+                        }
+                        None => self.stats.skipped_writes += 1,
                     }
+                    tracing::info!(object = %format!("{}/{}", key.0, key.1), next = ?action, events, "reconciled");
                     for k in wake {
                         self.sched.schedule(k, now);
                     }
@@ -565,6 +672,10 @@ impl Controller {
                 }
             }
         }
+        if fatal.is_none() && (wakes_others || self.group.lock().unwrap_or_else(|p| p.into_inner()).full()) {
+            self.end_group()?;
+        }
+        self.take_done();
         self.stats.batches = self.batches.load(Ordering::Relaxed);
         match fatal {
             Some(e) => Err(e),
@@ -582,7 +693,10 @@ impl Controller {
             Some(StatusWrite::Written { object, retried }) => {
                 self.stats.status_writes += 1;
                 self.own_writes.insert(key.clone(), object.meta().rv());
-                self.cache.put(object);
+                // Usually the cache has it already, put in before it was stored.
+                if retried || !self.cache.refresh_version(&object) {
+                    self.cache.put(object);
+                }
                 retried
             }
             Some(StatusWrite::Unchanged(_)) => {
@@ -626,8 +740,7 @@ impl Controller {
             Ok(mut out) => {
                 clear_failure(obj, &mut out);
                 let status = out.status.filter(|s| !obj.status_eq(s));
-                let has_status = status.is_some();
-                b.statuses.extend(status);
+                b.statuses.extend(status.clone());
                 b.events = logged.into_iter().map(|e| to_event(e, &time)).collect();
                 let own_due = match out.action {
                     Action::RequeueAfter(ms) => Some(crate::sim::clock::later(now, ms)),
@@ -641,12 +754,8 @@ impl Controller {
                     }
                 }
                 let events = b.events.len();
-                match self.commit_step(&mut w, b) {
-                    Ok(mut done) => {
-                        self.log_events(&done.events);
-                        let status = if has_status { done.statuses.pop() } else { None };
-                        Ended::Ran { action: out.action, wake, status, events }
-                    }
+                match self.stage_step(&mut w, key, b) {
+                    Ok(()) => Ended::Ran { action: out.action, wake, status, events },
                     Err(StepError::Refused(error)) => self.failed(&mut w, obj, key, error, false, now, &time)?,
                     Err(StepError::Store(e)) => return Err(e),
                 }
@@ -716,6 +825,34 @@ impl Controller {
         }
     }
 
+    /// Adds a reconcile's batch and the world's changes to the open group
+    /// (`group.rs`). Content the store would refuse (a non-finite number in the world
+    /// or in the status) is refused here, with the store's message, and the world goes
+    /// back to the stored one, as `commit_step` does.
+    fn stage_step(&self, w: &mut World, key: &Key, mut b: Batch) -> Result<(), StepError> {
+        let refused = |w: &mut World, m: String| match self.reload(w) {
+            Ok(()) => StepError::Refused(m),
+            Err(e) => StepError::Store(e),
+        };
+        let state = match w.take_changes() {
+            Ok(s) => s,
+            Err(e) => return Err(refused(w, format!("the simulated world cannot be stored: {e}"))),
+        };
+        for st in &b.statuses {
+            // The spec was checked when it was stored: the status is enough, and the
+            // whole object names the field as the store does.
+            if !status_finite(st) {
+                if let Err(e) = crate::store::check_finite(st) {
+                    return Err(refused(w, format!("{}: {e}", st.key())));
+                }
+            }
+        }
+        b.state.extend(state);
+        self.add_observed(&mut b);
+        self.group.lock().unwrap_or_else(|p| p.into_inner()).add(key, b);
+        Ok(())
+    }
+
     /// Commits a step with the world's changes. A refused step (invalid content) puts
     /// the world back to the stored one and is an error of the object; a failing
     /// store is returned as it is (the controller stops: its world in memory is then
@@ -757,6 +894,8 @@ impl Controller {
             match (self.sched.first_due(now), batch.first()) {
                 (None, _) => break,
                 (Some(next), Some(first)) if next.0 != first.0 => break,
+                // Reconciled in the open group: the group is stored first.
+                (Some(next), _) if self.in_group(next) => break,
                 _ => {}
             }
             match self.sched.pop_due(now, &busy) {
@@ -771,10 +910,16 @@ impl Controller {
     /// (the serve loop moves it with real time).
     pub fn run_due(&mut self) -> anyhow::Result<()> {
         loop {
-            self.ingest()?;
+            if self.group_is_empty() {
+                self.ingest()?;
+            }
             let batch = self.due_batch();
             if batch.is_empty() {
-                return Ok(());
+                if self.group_is_empty() {
+                    return Ok(());
+                }
+                self.end_group()?;
+                continue;
             }
             self.run_batch(batch)?;
         }
@@ -811,6 +956,20 @@ enum StepError {
     Refused(String),
     /// The store failed.
     Store(anyhow::Error),
+}
+
+/// Whether every number in the object's status is finite.
+fn status_finite(r: &Resource) -> bool {
+    use crate::store::check_finite as check;
+    match r {
+        Resource::SEServer(o) => check(&o.status).is_ok(),
+        Resource::ManagementCluster(o) => check(&o.status).is_ok(),
+        Resource::SUCluster(o) => check(&o.status).is_ok(),
+        Resource::VMDefinition(o) => check(&o.status).is_ok(),
+        Resource::LiveMigration(o) => check(&o.status).is_ok(),
+        Resource::VMRecovery(o) => check(&o.status).is_ok(),
+        Resource::AlarmReceiver(o) => check(&o.status).is_ok(),
+    }
 }
 
 /// After a success, the `Reconciled` condition a failure left goes away.

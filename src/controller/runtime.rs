@@ -79,11 +79,38 @@ impl Cache {
 
     /// Stores the newest state of an object.
     pub fn put(&mut self, r: Resource) {
-        if let Some(sus) = self.get(r.kind(), r.name()).map(sus_of) {
-            unindex(&mut self.vms_by_su, r.name(), sus);
+        let objs = self.objs.entry(r.kind()).or_default();
+        match objs.get_mut(r.name()) {
+            // Replaced in place; the index changes only when its SUs do.
+            Some(cur) => {
+                let (old, new) = (sus_of(cur), sus_of(&r));
+                if old != new {
+                    unindex(&mut self.vms_by_su, r.name(), old);
+                    index(&mut self.vms_by_su, &r);
+                }
+                *cur = r;
+            }
+            None => {
+                index(&mut self.vms_by_su, &r);
+                objs.insert(r.name().to_string(), r);
+            }
         }
-        index(&mut self.vms_by_su, &r);
-        self.objs.entry(r.kind()).or_default().insert(r.name().to_string(), r);
+    }
+
+    /// Takes in the stored form of an object the cache already holds with the same
+    /// content (a status the controller put in before it was stored): only its
+    /// resourceVersion changes, without replacing it. False, and nothing changed, when
+    /// the content differs or the object is not there.
+    pub fn refresh_version(&mut self, stored: &Resource) -> bool {
+        let Some(cur) = self.objs.get_mut(&stored.kind()).and_then(|m| m.get_mut(stored.name())) else {
+            return false;
+        };
+        let old = std::mem::replace(&mut cur.meta_mut().resource_version, stored.meta().resource_version.clone());
+        if cur == stored {
+            return true;
+        }
+        cur.meta_mut().resource_version = old;
+        false
     }
 
     /// Forgets an object.
@@ -306,6 +333,29 @@ mod tests {
         check(&c);
         assert_eq!(c.vms_on_sus(["SU2"]), BTreeSet::new());
         assert_eq!(c.vms_on_sus(["SU3", "SU1"]), ["c", "d"].iter().map(|s| s.to_string()).collect());
+    }
+
+    #[test]
+    fn refresh_version_only_for_the_same_content() {
+        let mut c = Cache::default();
+        let mut a = vm("a", "SU1", Some("SU1"));
+        a.meta_mut().resource_version = Some("5".into());
+        c.put(a.clone());
+        let mut stored = a.clone();
+        stored.meta_mut().resource_version = Some("9".into());
+        assert!(c.refresh_version(&stored));
+        assert_eq!(c.get(Kind::VMDefinition, "a"), Some(&stored));
+        // Other content (a status, a spec): refused, the cached object unchanged.
+        let mut other = vm("a", "SU2", Some("SU1"));
+        other.meta_mut().resource_version = Some("10".into());
+        assert!(!c.refresh_version(&other));
+        assert_eq!(c.get(Kind::VMDefinition, "a"), Some(&stored));
+        let mut moved = vm("a", "SU1", Some("SU2"));
+        moved.meta_mut().resource_version = Some("11".into());
+        assert!(!c.refresh_version(&moved));
+        assert_eq!(c.get(Kind::VMDefinition, "a"), Some(&stored));
+        assert!(!c.refresh_version(&vm("b", "SU1", None)));
+        assert_eq!(c.vms_on_sus(["SU1"]), ["a"].iter().map(|s| s.to_string()).collect());
     }
 
     #[test]

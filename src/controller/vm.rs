@@ -226,7 +226,7 @@ fn place(
         devices: &devices,
         resources: needs,
     };
-    let short = cx.world.shortfalls(&su, &demand);
+    let (short, usage) = cx.world.shortfalls_usage(&su, &demand);
     if !short.is_empty() {
         let msg: Vec<String> = short.iter().map(|s| s.message.clone()).collect();
         set_condition(
@@ -249,7 +249,12 @@ fn place(
         );
         return Ok(finish(o, st));
     }
-    let index = if needs { cx.world.pick_index(&su, fixed(spec.vm_index), &name) } else { None };
+    // The usage `shortfalls` computed (same SU and owner, nothing changed since).
+    let index = match (&usage, needs) {
+        (Some(u), true) => cx.world.pick_index_given(&su, fixed(spec.vm_index), u),
+        (None, true) => cx.world.pick_index(&su, fixed(spec.vm_index), &name),
+        (_, false) => None,
+    };
     let config = cx.world.configuration_of(&su, &model_of(cx, &su));
     let mut v = SimVm {
         vm_name: spec.vm_name.to_string(),
@@ -457,14 +462,18 @@ fn activate_or_change(
         devices: &attach,
         resources: true,
     };
-    let short = cx.world.shortfalls(su, &demand);
+    let (short, usage) = cx.world.shortfalls_usage(su, &demand);
     if !short.is_empty() {
         let verb = if v.initialised() { "the change cannot be carried out" } else { "the VM cannot be activated" };
         let msg: Vec<String> = short.iter().map(|s| s.message.clone()).collect();
         problems.push((short[0].reason.to_string(), format!("{verb}: {}", msg.join("; "))));
         return false;
     }
-    let index = cx.world.pick_index(su, fixed(spec.vm_index).or(v.index), name);
+    // The usage `shortfalls` computed (same SU and owner, nothing changed since).
+    let index = match &usage {
+        Some(u) => cx.world.pick_index_given(su, fixed(spec.vm_index).or(v.index), u),
+        None => cx.world.pick_index(su, fixed(spec.vm_index).or(v.index), name),
+    };
     cx.world.release_devices(su, name);
     cx.world.hold_devices(su, name, &attach);
     let w = cx.world.vms.get_mut(name).expect("exists");

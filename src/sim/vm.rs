@@ -3,7 +3,7 @@
 //! migration and recovery shares. Free memory and free indexes are always computed
 //! from the holdings, so the books cannot drift; `World::audit` checks the rest.
 
-use super::World;
+use super::{SuRuntime, World};
 use crate::api::{DeviceType, DeviceUsage, MigrationRecord, OperationMode, SuType, VmState};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -295,16 +295,34 @@ impl World {
     /// Everything that prevents `d` on `su`, all together (empty: possible).
     /// `leaving` is a VM that will leave `su` (ignored when counting).
     pub fn shortfalls(&self, su_name: &str, d: &Demand) -> Vec<Shortfall> {
+        self.shortfalls_usage(su_name, d).0
+    }
+
+    /// `shortfalls`, and the SU's usage it computed for `d.owner` (None when the SU
+    /// is missing or powered off), so that `pick_index_given` need not compute it again.
+    pub fn shortfalls_usage(&self, su_name: &str, d: &Demand) -> (Vec<Shortfall>, Option<SuUsage>) {
         let mut out = Vec::new();
         let Some(su) = self.su(su_name) else {
             out.push(short("ServerUnitNotFound", format!("SU {su_name} does not exist")));
-            return out;
+            return (out, None);
         };
         if !self.powered(su_name) {
             out.push(short("ServerUnitPoweredOff", format!("SU {su_name} is powered off")));
-            return out;
+            return (out, None);
         }
         let usage = self.usage(su_name, Some(d.owner), Some(d.vm_name));
+        let out = self.shortfalls_on(su_name, su, d, &usage, out);
+        (out, Some(usage))
+    }
+
+    fn shortfalls_on(
+        &self,
+        su_name: &str,
+        su: &SuRuntime,
+        d: &Demand,
+        usage: &SuUsage,
+        mut out: Vec<Shortfall>,
+    ) -> Vec<Shortfall> {
         if su.mode == OperationMode::Native {
             if usage.others > 0 {
                 out.push(short(
@@ -396,7 +414,15 @@ impl World {
         if self.su(su).is_some_and(|s| s.mode == OperationMode::Native) {
             return None;
         }
-        let usage = self.usage(su, Some(owner), None);
+        self.pick_index_given(su, fixed, &self.usage(su, Some(owner), None))
+    }
+
+    /// `pick_index` with the SU's usage for the owner already computed (by
+    /// `shortfalls_usage`, with nothing changed since).
+    pub fn pick_index_given(&self, su: &str, fixed: Option<u32>, usage: &SuUsage) -> Option<u32> {
+        if self.su(su).is_some_and(|s| s.mode == OperationMode::Native) {
+            return None;
+        }
         match fixed {
             Some(i) => (!usage.index_taken(i)).then_some(i),
             None => (2..=99).find(|i| !usage.index_taken(*i)),
@@ -607,5 +633,38 @@ mod tests {
             }
         }
         assert_eq!(w.usage("SU1", None, None).memory_mib, 1000 + 1002 + 1004 + 1005);
+    }
+
+    #[test]
+    fn pick_index_given_the_usage_of_shortfalls_picks_as_pick_index() {
+        use VmState::*;
+        let w = world(&[("a", "SU1", Some(2), Running), ("b", "SU1", Some(4), Down), ("d", "SU2", Some(2), Running)]);
+        let devices = BTreeMap::new();
+        for su in ["SU1", "SU2", "SU3"] {
+            for owner in ["a", "b", "d", "new"] {
+                for fixed in [None, Some(2), Some(3), Some(4)] {
+                    let d = Demand {
+                        owner,
+                        vm_name: "VX",
+                        index: fixed,
+                        memory_mib: 1,
+                        pool: "*STDPOOL",
+                        group: None,
+                        devices: &devices,
+                        resources: true,
+                    };
+                    let (short, usage) = w.shortfalls_usage(su, &d);
+                    assert_eq!(short, w.shortfalls(su, &d), "{su} {owner}");
+                    assert_eq!(usage.is_some(), su != "SU3", "{su}: usage when the SU exists and is on");
+                    if let Some(u) = usage {
+                        assert_eq!(
+                            w.pick_index_given(su, fixed, &u),
+                            w.pick_index(su, fixed, owner),
+                            "{su} {owner} {fixed:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -32,6 +32,171 @@ fn secs(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
 }
 
+/// A site of `pairs` pairs of servers (3 SUs each, an SU cluster over the first SU
+/// of each) and `vms` VMs spread over all SUs, as objects.
+fn site(pairs: usize, vms: usize) -> Vec<sectl::api::Resource> {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for c in 0..pairs {
+        for side in ["a", "b"] {
+            let _ = write!(s, "---\napiVersion: sectl.io/v1alpha1\nkind: SEServer\nmetadata: {{name: se-{side}{c}}}\nspec:\n  model: SE310\n  version: V6.3\n  netUnit: {{speedGbps: 10}}\n  managementUnits: [{{name: mu-{side}{c}}}]\n  serverUnits:\n");
+            for u in 0..3 {
+                let _ = writeln!(s, "    - {{name: SU{side}{c}X{u}, type: \"x86\", cpus: 16, memoryMiB: 262144, cpuPools: [{{name: \"*STDPOOL\", cpus: 16}}], devices: [{{mn: \"A000-A0FF\", type: disk, hostConnector: \"01\", unitId: \"00\"}}]}}");
+            }
+        }
+        let _ = write!(s, "---\napiVersion: sectl.io/v1alpha1\nkind: ManagementCluster\nmetadata: {{name: mc{c}}}\nspec:\n  servers: [se-a{c}, se-b{c}]\n  islE: {{bandwidthGbps: 10}}\n  configDisks: [{{name: crd{c}a}}, {{name: crd{c}b}}]\n---\napiVersion: sectl.io/v1alpha1\nkind: SUCluster\nmetadata: {{name: suc{c}}}\nspec: {{serverUnits: [SUa{c}X0, SUb{c}X0]}}\n");
+    }
+    let sus = pairs * 6;
+    for i in 0..vms {
+        let su = i % sus;
+        let (c, side, u) = (su / 6, if su % 6 < 3 { "a" } else { "b" }, su % 3);
+        let state = ["RUNNING", "RUNNING", "INIT_ONLY", "DOWN", "DEFINED_ONLY"][i % 5];
+        let mn = 0xA000 + if side == "a" { 0 } else { 0x80 } + (i / sus) % 128;
+        let _ = write!(s, "---\napiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {{name: vm{i:05}}}\nspec:\n  vmName: V{i:05}\n  serverUnit: SU{side}{c}X{u}\n  state: {state}\n  memoryMiB: 1024\n  devices: [{{mn: \"{mn:04X}\", usage: exclusive}}]\n");
+    }
+    sectl::manifest::decode("site.yaml", s.as_bytes()).expect("valid site").into_iter().map(|d| d.resource).collect()
+}
+
+/// What the controller did on one store: converging the applied site from nothing,
+/// then a resync (every object reconciled again, nothing to change).
+struct Run {
+    converge: Duration,
+    converge_reconciles: u64,
+    resync: Duration,
+    resync_reconciles: u64,
+}
+
+fn run_controller(store: std::sync::Arc<dyn Store>, objs: Vec<sectl::api::Resource>) -> Run {
+    let vms = objs.iter().filter(|o| o.kind() == Kind::VMDefinition).count();
+    store.apply(objs, false).expect("apply the site");
+    let t = Instant::now();
+    let mut c = sectl::controller::Controller::new(store.clone(), Default::default()).expect("controller");
+    c.run_until_quiet().expect("converge");
+    let converge = t.elapsed();
+    let converge_reconciles = c.stats.reconciles;
+    let placed = store.list(Kind::VMDefinition).expect("list").0;
+    assert_eq!(placed.iter().filter(|r| r.status_json()["serverUnit"].is_string()).count(), vms, "every VM placed");
+    let t = Instant::now();
+    c.wake_all();
+    c.run_until_quiet().expect("resync");
+    Run {
+        converge,
+        converge_reconciles,
+        resync: t.elapsed(),
+        resync_reconciles: c.stats.reconciles - converge_reconciles,
+    }
+}
+
+/// The same site converged by the controller on sled and on etcd, in this run.
+fn reconcile_throughput(url: &str) {
+    let vms: usize = std::env::var("SECTL_BENCH_RECONCILE_VMS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let pairs = vms.div_ceil(500).max(1);
+    let dir = private_dir();
+    let sled =
+        run_controller(std::sync::Arc::new(sectl::store::SledStore::open(dir.path()).expect("sled")), site(pairs, vms));
+    let etcd = run_controller(std::sync::Arc::new(EtcdStore::open(url).expect("etcd")), site(pairs, vms));
+    println!();
+    println!("Controller on each store, the same site ({pairs} SU clusters, {vms} VMs), in-process:");
+    println!("| what | sled | etcd | etcd / sled |");
+    println!("|---|---|---|---|");
+    let row = |what: &str, a: Duration, ra: u64, b: Duration, rb: u64| {
+        println!(
+            "| {what} | {} ({ra} reconciles, {:.0}/s) | {} ({rb} reconciles, {:.0}/s) | {:.1}x time |",
+            secs(a),
+            ra as f64 / a.as_secs_f64(),
+            secs(b),
+            rb as f64 / b.as_secs_f64(),
+            b.as_secs_f64() / a.as_secs_f64()
+        );
+    };
+    row(
+        "converge from the applied site until quiet",
+        sled.converge,
+        sled.converge_reconciles,
+        etcd.converge,
+        etcd.converge_reconciles,
+    );
+    row(
+        "resync: every object reconciled again, nothing to change",
+        sled.resync,
+        sled.resync_reconciles,
+        etcd.resync,
+        etcd.resync_reconciles,
+    );
+}
+
+/// Time per span path (`a:b:c`) and how many spans closed there, in first-seen order.
+type Phases = Vec<(String, Duration, usize)>;
+
+/// Runs the apply with `RUST_LOG=sectl::timing=debug`; its wall time and the spans.
+fn apply_with_spans(url: &str, data_dir: &std::path::Path, file: &std::path::Path) -> (Duration, Phases) {
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_sectl"))
+        .args(["--store", url, "--no-reconcile", "--data-dir"])
+        .arg(data_dir)
+        .arg("apply")
+        .arg("-f")
+        .arg(file)
+        .env("RUST_LOG", "sectl::timing=debug")
+        .stdout(Stdio::null())
+        .output()
+        .expect("run sectl");
+    let wall = t.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (wall, phases(&String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Adds up the span closes of a log: `... DEBUG a:b: sectl::timing: close time.busy=1.2ms time.idle=3µs`.
+fn phases(log: &str) -> Phases {
+    let mut out: Phases = Vec::new();
+    for line in log.lines() {
+        let Some((head, times)) = line.split_once(": sectl::timing: close ") else { continue };
+        let path = head.rsplit(' ').next().unwrap_or(head).to_string();
+        let d: Duration = times.split(' ').filter_map(|f| f.split_once('=')).map(|(_, v)| duration(v)).sum();
+        match out.iter_mut().find(|(p, _, _)| *p == path) {
+            Some(e) => {
+                e.1 += d;
+                e.2 += 1;
+            }
+            None => out.push((path, d, 1)),
+        }
+    }
+    out
+}
+
+/// `1.2s`, `3.4ms`, `5.6µs`, `7ns` as tracing-subscriber prints them.
+fn duration(v: &str) -> Duration {
+    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
+    let (n, unit) = v.split_at(split);
+    let n: f64 = n.parse().unwrap_or_else(|_| panic!("span time {v:?}"));
+    let scale = match unit {
+        "s" => 1.0,
+        "ms" => 1e-3,
+        "µs" | "us" => 1e-6,
+        "ns" => 1e-9,
+        other => panic!("span time unit {other:?} in {v:?}"),
+    };
+    Duration::from_secs_f64(n * scale)
+}
+
+/// The breakdown table: one row per span path (nested paths indented), and what the
+/// spans do not cover (process start, connecting, exit).
+fn print_breakdown(wall: Duration, phases: &Phases) {
+    println!();
+    println!("Breakdown of the same apply (another run, RUST_LOG=sectl::timing=debug; {}):", secs(wall));
+    println!("| phase (span path) | spans | time |");
+    println!("|---|---|---|");
+    let mut top = Duration::ZERO;
+    for (path, d, n) in phases {
+        let depth = path.matches(':').count();
+        if depth == 0 && path.starts_with("apply.") {
+            top += *d;
+        }
+        println!("| {}{} | {n} | {} |", "&nbsp;&nbsp;".repeat(depth), path, secs(*d));
+    }
+    println!("| rest: process start and exit, outside the apply.* spans | | {} |", secs(wall.saturating_sub(top)));
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -55,6 +220,9 @@ fn main() {
         .expect("run sectl");
     let apply = t.elapsed();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The same apply again on a fresh prefix, with the `timing!` spans logged: where the
+    // time goes.
+    let (spanned, phases) = apply_with_spans(&etcd.url_with("bench-spans"), &dir.path().join("d2"), &file);
     let store = EtcdStore::open(&url).expect("open");
     let items = store.list(Kind::VMDefinition).expect("list").0;
     assert_eq!(items.len(), N);
@@ -104,8 +272,12 @@ fn main() {
     println!("| etcd-client, the same values, {N} sequential puts | {} |", secs(sequential));
     println!("| etcd-client, the same values, Txns of 100 puts | {} |", secs(batched));
     println!("| ratio sectl apply / batched Txns | {:.1}x |", apply.as_secs_f64() / batched.as_secs_f64());
+    print_breakdown(spanned, &phases);
 
-    // 3. failover.
+    // 3. the controller on each store.
+    reconcile_throughput(&etcd.url_with("bench-reconcile"));
+
+    // 4. failover.
     let kills = std::env::var("SECTL_BENCH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(5usize);
     let fo_url = etcd.url_with("bench-ha");
     let watcher = EtcdStore::open(&fo_url).expect("open");
@@ -156,4 +328,10 @@ fn main() {
         secs(times[times.len() / 2]),
         secs(*times.last().expect("one kill"))
     );
+}
+
+/// A temporary folder only this user can open (sled warns about a shared one).
+fn private_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new().permissions(std::fs::Permissions::from_mode(0o700)).tempdir().expect("temp dir")
 }

@@ -1,19 +1,27 @@
 //! Benchmark of the etcd store (`--store etcd://`), on a single-member etcd it starts
 //! on a free loopback port (needs `etcd` and `etcdctl`: `apt install etcd-server
-//! etcd-client`). Prints:
+//! etcd-client`). Prints, in one run:
 //! 1. `sectl --no-reconcile --store etcd://... apply -f` of 10,000 VMDefinitions (the
-//!    binary, end to end: read, decode, validate, one staged write);
+//!    binary, end to end: read, decode, validate, the staged write of the objects and
+//!    the one of their audit records), then the same apply again with the `timing!`
+//!    spans logged, added up into a breakdown by phase;
 //! 2. the same stored JSON values written straight with etcd-client: sequential puts,
-//!    and Txns of 100 puts;
-//! 3. failover: `serve` replicas with `--lease-ttl 2s`, the leader killed with SIGKILL
-//!    several times; time until another replica holds the leader key (p50, max).
+//!    Txns of 100 puts one after the other, and Txns of 100 puts 8 in flight;
+//! 3. the controller converging the same site on sled and on etcd (in-process), then a
+//!    resync of every object (`SECTL_BENCH_RECONCILE_VMS`, default 1,000 VMs);
+//! 4. failover: `serve` replicas with `--lease-ttl 2s`, the leader killed with SIGKILL
+//!    `SECTL_BENCH_KILLS` times (default 5); time until another replica holds the
+//!    leader key (p50, max).
 //!
-//! Run with `cargo bench --bench etcd` (or, without a release build, `cargo test
-//! --bench etcd` — then the figures are of a debug build).
+//! `cargo bench --features etcd --bench etcd [-- apply|reconcile|failover]`: release
+//! build, and `CARGO_BIN_EXE_sectl` is then the release binary; `cargo test --features
+//! etcd --bench etcd` runs it all in a debug build. With `RUST_LOG=sectl::timing=debug`
+//! the spans of the in-process parts (3.) are logged to stderr.
 
 #[path = "../tests/etcd_server/mod.rs"]
 mod etcd_server;
 
+use futures_util::StreamExt;
 use sectl::api::Kind;
 use sectl::store::{EtcdStore, Store};
 use std::process::{Command, Stdio};
@@ -201,17 +209,41 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    // `cargo bench --bench etcd -- reconcile` runs only the parts whose name contains
+    // the word: apply, reconcile, failover.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let want = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    // RUST_LOG=sectl::timing=debug logs the spans of the in-process parts.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
     let etcd = etcd_server::Etcd::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("big.yaml");
-    std::fs::write(&file, (0..N).map(vm_yaml).collect::<String>()).expect("write");
+    let dir = private_dir();
+    if want("apply") {
+        apply_vs_etcd_client(&etcd, dir.path());
+    }
+    if want("reconcile") {
+        reconcile_throughput(&etcd.url_with("bench-reconcile"));
+    }
+    if want("failover") {
+        failover(&etcd, dir.path());
+    }
+}
 
-    // 1. sectl apply, end to end.
+/// 1. and 2.: sectl apply of N objects, end to end and broken down, vs etcd-client.
+fn apply_vs_etcd_client(etcd: &etcd_server::Etcd, dir: &std::path::Path) {
+    let file = dir.join("big.yaml");
+    std::fs::write(&file, (0..N).map(vm_yaml).collect::<String>()).expect("write");
     let url = etcd.url_with("bench-sectl");
     let t = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_sectl"))
         .args(["--store", &url, "--no-reconcile", "--data-dir"])
-        .arg(dir.path().join("d"))
+        .arg(dir.join("d"))
         .arg("apply")
         .arg("-f")
         .arg(&file)
@@ -222,7 +254,7 @@ fn main() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The same apply again on a fresh prefix, with the `timing!` spans logged: where the
     // time goes.
-    let (spanned, phases) = apply_with_spans(&etcd.url_with("bench-spans"), &dir.path().join("d2"), &file);
+    let (spanned, phases) = apply_with_spans(&etcd.url_with("bench-spans"), &dir.join("d2"), &file);
     let store = EtcdStore::open(&url).expect("open");
     let items = store.list(Kind::VMDefinition).expect("list").0;
     assert_eq!(items.len(), N);
@@ -242,7 +274,7 @@ fn main() {
     // 2. the same values straight with etcd-client.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let endpoint = url.trim_start_matches("etcd://").split('/').next().expect("endpoint").to_string();
-    let (sequential, batched) = rt.block_on(async {
+    let (sequential, batched, concurrent) = rt.block_on(async {
         let mut c = etcd_client::Client::connect([endpoint], None).await.expect("connect");
         let t = Instant::now();
         for (k, v) in &values {
@@ -255,7 +287,17 @@ fn main() {
                 chunk.iter().map(|(k, v)| etcd_client::TxnOp::put(format!("{k}-txn"), v.clone(), None)).collect();
             c.txn(etcd_client::Txn::new().and_then(ops)).await.expect("txn");
         }
-        (sequential, t.elapsed())
+        let batched = t.elapsed();
+        // As sectl sends the pieces of a staged write: 8 requests in flight.
+        let t = Instant::now();
+        let txns = values.chunks(100).map(|chunk| {
+            let ops: Vec<etcd_client::TxnOp> =
+                chunk.iter().map(|(k, v)| etcd_client::TxnOp::put(format!("{k}-par"), v.clone(), None)).collect();
+            let mut kv = c.kv_client();
+            async move { kv.txn(etcd_client::Txn::new().and_then(ops)).await.expect("txn") }
+        });
+        futures_util::stream::iter(txns).buffer_unordered(8).collect::<Vec<_>>().await;
+        (sequential, batched, t.elapsed())
     });
 
     println!(
@@ -270,28 +312,35 @@ fn main() {
     );
     println!("| `sectl --store etcd://… get vm -o json` of {N} | {} |", secs(get));
     println!("| etcd-client, the same values, {N} sequential puts | {} |", secs(sequential));
-    println!("| etcd-client, the same values, Txns of 100 puts | {} |", secs(batched));
-    println!("| ratio sectl apply / batched Txns | {:.1}x |", apply.as_secs_f64() / batched.as_secs_f64());
+    println!("| etcd-client, the same values, Txns of 100 puts, one after the other | {} |", secs(batched));
+    println!("| etcd-client, the same values, Txns of 100 puts, 8 in flight | {} |", secs(concurrent));
+    println!(
+        "| ratio sectl apply / batched Txns one after the other | {:.1}x |",
+        apply.as_secs_f64() / batched.as_secs_f64()
+    );
+    println!(
+        "| ratio sectl apply / batched Txns 8 in flight | {:.1}x |",
+        apply.as_secs_f64() / concurrent.as_secs_f64()
+    );
     print_breakdown(spanned, &phases);
+}
 
-    // 3. the controller on each store.
-    reconcile_throughput(&etcd.url_with("bench-reconcile"));
-
-    // 4. failover.
+/// 4. failover: the leader killed `SECTL_BENCH_KILLS` times (default 5).
+fn failover(etcd: &etcd_server::Etcd, dir: &std::path::Path) {
     let kills = std::env::var("SECTL_BENCH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(5usize);
     let fo_url = etcd.url_with("bench-ha");
     let watcher = EtcdStore::open(&fo_url).expect("open");
     // Replicas share admin's token file (a replica without it is refused at start).
     let start = |id: &str| {
-        let first = dir.path().join("r0").join("token");
+        let first = dir.join("r0").join("token");
         if id != "r0" {
-            let own = dir.path().join(id);
+            let own = dir.join(id);
             std::fs::create_dir_all(&own).expect("data dir");
             std::fs::copy(&first, own.join("token")).expect("copy admin's token file");
         }
         Command::new(env!("CARGO_BIN_EXE_sectl"))
             .args(["--store", &fo_url, "--data-dir"])
-            .arg(dir.path().join(id))
+            .arg(dir.join(id))
             .args(["serve", "--listen", "127.0.0.1:0", "--insecure-http", "--replica-id", id, "--lease-ttl", "2s"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

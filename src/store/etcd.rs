@@ -71,6 +71,8 @@ const TXN_BYTES: usize = 1024 * 1024;
 const PIECE_BYTES: usize = 1024 * 1024;
 /// Requests of one staged write in flight at once (pieces staged, Txns applying them).
 const IN_FLIGHT: usize = 8;
+/// Single-key reads in flight at once (objects a watch or a batch names).
+const READS_IN_FLIGHT: usize = 32;
 /// Keys read per range request.
 const PAGE: i64 = 500;
 /// The lease of this process (liveness of its staged writes, leadership).
@@ -152,6 +154,13 @@ struct Marker {
     id: String,
     pieces: usize,
     counters: Counters,
+}
+
+/// A revision to read at, with `m/counters` (and its mod_revision) as of it when the
+/// same request read them.
+struct Snap {
+    rev: i64,
+    counters: Option<(Counters, i64)>,
 }
 
 /// One operation: key (without the prefix) and value, or None to delete.
@@ -330,16 +339,28 @@ impl Etcd {
     /// The revision a reader reads at: the newest with no staged write in progress, or
     /// the one before a staged write whose writer is alive; a dead writer's write is
     /// finished first. `writer`: wait for a live writer instead (writes need the newest).
-    async fn snapshot(&self, writer: bool) -> Result<i64> {
+    /// `m/commit` and `m/counters` are neighbours: one range reads both at one
+    /// revision, so the counters come with the snapshot (not while a write is applied).
+    async fn snapshot(&self, writer: bool) -> Result<Snap> {
         let start = Instant::now();
+        let (commit_key, counters_key) = (self.key("m/commit"), self.key("m/counters"));
+        let mut end = counters_key.clone();
+        end.push(0);
         loop {
-            let r = self.client.kv_client().get(self.key("m/commit"), None).await.map_err(be)?;
+            let opts = GetOptions::new().with_range(end.clone());
+            let r = self.client.kv_client().get(commit_key.clone(), Some(opts)).await.map_err(be)?;
             let rev = r.header().map(|h| h.revision()).ok_or_else(|| be("response without a header"))?;
-            let Some(kv) = r.kvs().first() else { return Ok(rev) };
+            let Some(kv) = r.kvs().iter().find(|kv| kv.key() == commit_key) else {
+                let counters = match r.kvs().iter().find(|kv| kv.key() == counters_key) {
+                    None => (Counters::default(), 0),
+                    Some(kv) => (serde_json::from_slice(kv.value()).map_err(be)?, kv.mod_revision()),
+                };
+                return Ok(Snap { rev, counters: Some(counters) });
+            };
             let marker: Marker = serde_json::from_slice(kv.value()).map_err(be)?;
             let alive = self.get(&format!("xl/{}", marker.id), 0).await?.is_some();
             if alive && !writer {
-                return Ok(kv.mod_revision());
+                return Ok(Snap { rev: kv.mod_revision(), counters: None });
             }
             if alive {
                 if start.elapsed() > WAIT_FOR_COMMIT {
@@ -690,10 +711,28 @@ impl EtcdStore {
     }
 
     fn read_snapshot(&self) -> Result<i64> {
+        Ok(self.read_snap()?.rev)
+    }
+
+    fn read_snap(&self) -> Result<Snap> {
         crate::timing!("etcd.read_snapshot").in_scope(|| self.run(|e| async move { e.snapshot(false).await }))
     }
 
-    /// The counters at a snapshot and their key's mod_revision.
+    /// A snapshot's revision and the counters at it.
+    fn read_snapshot_counters(&self) -> Result<(i64, Counters)> {
+        let snap = self.read_snap()?;
+        Ok((snap.rev, self.snap_counters(&snap)?.0))
+    }
+
+    /// The counters at a snapshot and their key's mod_revision (read with it, or now).
+    fn snap_counters(&self, snap: &Snap) -> Result<(Counters, i64)> {
+        match snap.counters {
+            Some(c) => Ok(c),
+            None => self.counters_at(snap.rev),
+        }
+    }
+
+    /// The counters at a revision and their key's mod_revision.
     fn counters_at(&self, rev: i64) -> Result<(Counters, i64)> {
         match self.run(move |e| async move { e.get("m/counters", rev).await })? {
             None => Ok((Counters::default(), 0)),
@@ -702,8 +741,8 @@ impl EtcdStore {
     }
 
     fn counters_now(&self) -> Result<(Counters, i64)> {
-        let rev = self.read_snapshot()?;
-        self.counters_at(rev)
+        let snap = self.read_snap()?;
+        self.snap_counters(&snap)
     }
 
     fn raw(&self, key: String, rev: i64) -> Result<Option<Vec<u8>>> {
@@ -714,6 +753,24 @@ impl EtcdStore {
                 async move { e.get(&key, rev).await }
             })?
             .map(|(v, _)| v))
+    }
+
+    /// The values of `keys` at `rev` (None: absent), `READS_IN_FLIGHT` requests at a time.
+    fn raw_many(&self, keys: Vec<String>, rev: i64) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.len() < 2 {
+            return keys.into_iter().map(|k| self.raw(k, rev)).collect();
+        }
+        let _t = crate::timing!("etcd.get_many").entered();
+        self.run(move |e| {
+            let keys = keys.clone();
+            async move {
+                let reads = keys.into_iter().map(|k| {
+                    let e = e.clone();
+                    async move { e.get(&k, rev).await.map(|v| v.map(|(v, _)| v)) }
+                });
+                stream::iter(reads).buffered(READS_IN_FLIGHT).try_collect().await
+            }
+        })
     }
 
     fn range(&self, start: String, end: String, rev: i64, limit: usize) -> Result<Vec<(String, Vec<u8>)>> {
@@ -742,9 +799,10 @@ impl EtcdStore {
     fn transact<T>(&self, mut f: impl FnMut(&Self, &mut Tx) -> Result<T>) -> Result<T> {
         let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         for _ in 0..50 {
-            let rev =
+            let snap =
                 crate::timing!("etcd.snapshot").in_scope(|| self.run(|e| async move { e.snapshot(true).await }))?;
-            let (c, cmod) = crate::timing!("etcd.counters").in_scope(|| self.counters_at(rev))?;
+            let rev = snap.rev;
+            let (c, cmod) = crate::timing!("etcd.counters").in_scope(|| self.snap_counters(&snap))?;
             let mut tx = Tx { rev, c, ops: Vec::new() };
             let out = crate::timing!("etcd.stage").in_scope(|| f(self, &mut tx))?;
             if tx.ops.is_empty() && tx.c == c {
@@ -862,15 +920,25 @@ impl EtcdStore {
     fn stage_batch(&self, tx: &mut Tx, b: &Batch) -> Result<Committed> {
         // Read at the snapshot the commit compares `m/counters` against: a writer that
         // changed the key since makes the commit fail and this check run again.
-        for (key, want) in &b.expect {
-            let have = self.raw(format!("s/{key}"), tx.rev)?;
+        // Everything the batch reads, in one go: the expected state, then the objects.
+        let mut keys: Vec<String> = b.expect.iter().map(|(key, _)| format!("s/{key}")).collect();
+        keys.extend(b.statuses.iter().map(|st| obj_key(st.kind(), st.name())));
+        let mut read = self.raw_many(keys, tx.rev)?.into_iter();
+        for ((key, want), have) in b.expect.iter().zip(read.by_ref()) {
             if have.as_deref() != want.as_deref() {
                 return Err(StoreError::StateChanged { key: key.clone() });
             }
         }
         let mut done = Committed::default();
-        for st in &b.statuses {
-            let Some(mut current) = self.read(st.kind(), st.name(), tx.rev)? else {
+        for (st, raw) in b.statuses.iter().zip(read) {
+            let current = match raw {
+                None => None,
+                Some(v) => Some(
+                    Resource::from_json(&v)
+                        .map_err(|e| StoreError::Backend(format!("corrupt object {}/{}: {e}", st.kind(), st.name())))?,
+                ),
+            };
+            let Some(mut current) = current else {
                 done.statuses.push(StatusWrite::Gone);
                 continue;
             };
@@ -968,8 +1036,7 @@ impl Store for EtcdStore {
     }
 
     fn list_report(&self, kind: Kind) -> Result<super::Listing> {
-        let rev = self.read_snapshot()?;
-        let (c, _) = self.counters_at(rev)?;
+        let (rev, c) = self.read_snapshot_counters()?;
         self.scan(kind, rev, c.rv)
     }
 
@@ -1074,8 +1141,7 @@ impl Store for EtcdStore {
     }
 
     fn watch_from(&self, rv: u64) -> Result<Vec<WatchEvent>> {
-        let rev = self.read_snapshot()?;
-        let (c, _) = self.counters_at(rev)?;
+        let (rev, c) = self.read_snapshot_counters()?;
         let current = c.rv;
         let oldest = current.saturating_sub(HISTORY);
         if rv < oldest {
@@ -1084,18 +1150,27 @@ impl Store for EtcdStore {
         if rv >= current {
             return Ok(Vec::new());
         }
-        let records = self.range(hist_key(rv + 1), hist_key(current + 1), rev, 0)?.into_iter().map(|(k, v)| {
-            let at = u64::from_str_radix(&k[2..], 16).map_err(be)?;
-            Ok((at, serde_json::from_slice::<HistoryRecord>(&v).map_err(be)?))
-        });
-        // The objects the records name, read once (at the snapshot's revision).
-        let mut objects = std::collections::HashMap::new();
-        fold_history(records, |kind, name| {
-            objects
-                .entry((kind, name.to_string()))
-                .or_insert_with(|| self.read(kind, name, rev).unwrap_or(None))
-                .clone()
-        })
+        let records: Vec<Result<(u64, HistoryRecord)>> = self
+            .range(hist_key(rv + 1), hist_key(current + 1), rev, 0)?
+            .into_iter()
+            .map(|(k, v)| {
+                let at = u64::from_str_radix(&k[2..], 16).map_err(be)?;
+                Ok((at, serde_json::from_slice::<HistoryRecord>(&v).map_err(be)?))
+            })
+            .collect();
+        // The objects the records name, read once each (at the snapshot's revision),
+        // several requests at a time. One that cannot be read counts as gone.
+        let named: std::collections::BTreeSet<String> = records
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .filter(|(_, rec)| rec.t != WatchType::Deleted)
+            .map(|(_, rec)| format!("o/{}/{}", rec.k, rec.n))
+            .collect();
+        let keys: Vec<String> = named.into_iter().collect();
+        let values = self.raw_many(keys.clone(), rev)?;
+        let objects: std::collections::HashMap<String, Vec<u8>> =
+            keys.into_iter().zip(values).filter_map(|(k, v)| Some((k, v?))).collect();
+        fold_history(records, |kind, name| objects.get(&obj_key(kind, name)).and_then(|v| Resource::from_json(v).ok()))
     }
 
     fn resource_version(&self) -> u64 {
@@ -1176,8 +1251,7 @@ impl Store for EtcdStore {
     }
 
     fn list_page_json(&self, kind: Kind, after: Option<&str>, limit: usize, at: Option<u64>) -> Result<RawPage> {
-        let rev = self.read_snapshot()?;
-        let (c, _) = self.counters_at(rev)?;
+        let (rev, c) = self.read_snapshot_counters()?;
         let rv = match at {
             None => c.rv,
             Some(at) => {
@@ -1235,6 +1309,16 @@ mod tests {
     fn dedupe_keeps_the_last_operation_per_key() {
         let ops: Vec<Op> = vec![("a".into(), Some(vec![1])), ("b".into(), None), ("a".into(), None)];
         assert_eq!(dedupe(ops), vec![("a".to_string(), None), ("b".to_string(), None)]);
+    }
+
+    #[test]
+    fn runs_respect_the_operation_and_byte_limits() {
+        let op = |n: usize| -> Op { ("k".into(), Some(vec![0; n])) };
+        let ops: Vec<Op> = vec![op(9), op(9), op(9), op(30), op(1), op(1), op(1)];
+        // At most 2 operations and about 20 bytes each; the 31-byte one goes alone.
+        assert_eq!(runs(&ops, 2, 21), vec![0..2, 2..3, 3..4, 4..6, 6..7]);
+        assert_eq!(runs(&ops, usize::MAX, 1000), vec![0..7]);
+        assert!(runs(&[], 2, 10).is_empty());
     }
 
     #[test]

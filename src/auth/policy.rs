@@ -396,4 +396,30 @@ mod tests {
         assert!(decide(&user(Role::Operator, &["vm1"], &["SU1", "SU2"]), Verb::Create, &unknown).is_err());
         assert!(decide(&user(Role::Bs2000Admin, &[], &[]), Verb::Create, &unknown).is_ok());
     }
+
+    #[test]
+    fn targets_of_many_from_one_listing_equal_target_of_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SledStore::open(dir.path()).unwrap();
+        let yaml = |i: usize, su: &str| {
+            format!("---\napiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {{name: vm{i}}}\nspec: {{vmName: V{i}, serverUnit: {su}, memoryMiB: 1024}}\n")
+        };
+        let decode = |text: String| -> Vec<Resource> {
+            crate::manifest::decode("t.yaml", text.as_bytes()).unwrap().into_iter().map(|d| d.resource).collect()
+        };
+        let cluster = "---\napiVersion: sectl.io/v1alpha1\nkind: SUCluster\nmetadata: {name: c}\nspec: {serverUnits: [SU1, SU2]}\n";
+        // Stored: 10 VMs on SU1 and the cluster; applied: the same VMs moved to SU3,
+        // 10 new ones, and migrations of stored, new and unknown VMs.
+        let stored: String = (0..10).map(|i| yaml(i, "SU1")).collect::<String>() + cluster;
+        store.apply(decode(stored), false).unwrap();
+        let mut text: String = (0..20).map(|i| yaml(i, "SU3")).collect();
+        for (i, vm) in ["vm1", "vm15", "nothing"].iter().enumerate() {
+            text += &format!("---\napiVersion: sectl.io/v1alpha1\nkind: LiveMigration\nmetadata: {{name: m{i}}}\nspec: {{vm: {vm}}}\n");
+        }
+        let objs = decode(text);
+        let each: Vec<Target> = objs.iter().map(|o| target_of(&store, o)).collect();
+        assert_eq!(targets_of(&store, &objs), each);
+        assert_eq!(each[1].server_units, vec!["SU3", "SU1"], "the stored SU counts too");
+        assert_eq!(each[20].server_units, vec!["SU1", "SU2"], "a migration's partner SU from the cluster");
+    }
 }

@@ -13,4 +13,5 @@ pub mod safe_read;
 pub mod server;
 pub mod sim;
 pub mod store;
+pub mod timing;
 pub mod ui;

@@ -16,7 +16,7 @@ pub mod summary;
 pub mod users;
 
 pub use audit::{Draft, Outcome, Source};
-pub use policy::{decide, target_of, Denied, Target, Verb};
+pub use policy::{decide, target_of, targets_of, Denied, Target, Verb};
 pub use users::{Role, User};
 
 use crate::store::{Store, StoreError};

@@ -192,6 +192,49 @@ fn operator(user: &User, t: &Target) -> Option<String> {
 /// the object and what is stored (a VM's current SU; a migration's source is where
 /// the VM is now, its target the given SU or the other SU of the VM's SU cluster).
 pub fn target_of(store: &dyn Store, obj: &Resource) -> Target {
+    target_with(&Reads::Each(store), obj)
+}
+
+/// The targets of many writes at once (an apply of a large file): the VM definitions and
+/// SU clusters are listed once instead of read once per object (on etcd, 10,000 reads
+/// were two round trips each). Same answers as `target_of` on each object.
+pub fn targets_of(store: &dyn Store, objs: &[Resource]) -> Vec<Target> {
+    if objs.len() < 16 {
+        return objs.iter().map(|o| target_of(store, o)).collect();
+    }
+    let listed = match (store.list(Kind::VMDefinition), store.list(Kind::SUCluster)) {
+        (Ok((vms, _)), Ok((clusters, _))) => {
+            let vms = vms.into_iter().map(|v| (v.name().to_string(), v)).collect();
+            Reads::Listed { vms, clusters }
+        }
+        _ => Reads::Each(store),
+    };
+    objs.iter().map(|o| target_with(&listed, o)).collect()
+}
+
+/// Where `target_with` reads stored objects: the store, per read, or one listing.
+enum Reads<'a> {
+    Each(&'a dyn Store),
+    Listed { vms: std::collections::HashMap<String, Resource>, clusters: Vec<Resource> },
+}
+
+impl Reads<'_> {
+    fn vm(&self, name: &str) -> Option<Resource> {
+        match self {
+            Reads::Each(store) => store.get(Kind::VMDefinition, name).ok().flatten(),
+            Reads::Listed { vms, .. } => vms.get(name).cloned(),
+        }
+    }
+
+    fn clusters(&self) -> Option<Vec<Resource>> {
+        match self {
+            Reads::Each(store) => store.list(Kind::SUCluster).ok().map(|(c, _)| c),
+            Reads::Listed { clusters, .. } => Some(clusters.clone()),
+        }
+    }
+}
+
+fn target_with(store: &Reads, obj: &Resource) -> Target {
     let kind = obj.kind();
     let name = obj.name().to_string();
     let mut t = Target { kind: Some(kind), name: name.clone(), system: None, vm_name: None, server_units: vec![] };
@@ -208,7 +251,7 @@ pub fn target_of(store: &dyn Store, obj: &Resource) -> Target {
             t.vm_name = Some(v.spec.vm_name.to_string());
             add(Some(v.spec.server_unit.to_string()), &mut t);
             add(v.status.server_unit.clone(), &mut t);
-            if let Ok(Some(Resource::VMDefinition(cur))) = store.get(Kind::VMDefinition, &name) {
+            if let Some(Resource::VMDefinition(cur)) = store.vm(&name) {
                 add(Some(cur.spec.server_unit.to_string()), &mut t);
                 add(cur.status.server_unit.clone(), &mut t);
             }
@@ -245,9 +288,9 @@ pub fn target_of(store: &dyn Store, obj: &Resource) -> Target {
 }
 
 /// Where a VM definition is now (its status, else its spec), if it exists.
-fn current_su(store: &dyn Store, vm: &str) -> Option<String> {
-    match store.get(Kind::VMDefinition, vm) {
-        Ok(Some(Resource::VMDefinition(v))) => {
+fn current_su(store: &Reads, vm: &str) -> Option<String> {
+    match store.vm(vm) {
+        Some(Resource::VMDefinition(v)) => {
             v.status.server_unit.clone().or_else(|| Some(v.spec.server_unit.to_string()))
         }
         _ => None,
@@ -255,16 +298,16 @@ fn current_su(store: &dyn Store, vm: &str) -> Option<String> {
 }
 
 /// A VM definition's VM name, if it exists.
-fn vm_name_of(store: &dyn Store, vm: &str) -> Option<String> {
-    match store.get(Kind::VMDefinition, vm) {
-        Ok(Some(Resource::VMDefinition(v))) => Some(v.spec.vm_name.to_string()),
+fn vm_name_of(store: &Reads, vm: &str) -> Option<String> {
+    match store.vm(vm) {
+        Some(Resource::VMDefinition(v)) => Some(v.spec.vm_name.to_string()),
         _ => None,
     }
 }
 
 /// The other SU of the SU cluster that holds `su`.
-fn partner_su(store: &dyn Store, su: &str) -> Option<String> {
-    let (clusters, _) = store.list(Kind::SUCluster).ok()?;
+fn partner_su(store: &Reads, su: &str) -> Option<String> {
+    let clusters = store.clusters()?;
     clusters.iter().find_map(|c| match c {
         Resource::SUCluster(c) if c.spec.server_units.iter().any(|s| s.as_str() == su) => {
             c.spec.server_units.iter().map(|s| s.to_string()).find(|s| s != su)
@@ -352,5 +395,31 @@ mod tests {
         let unknown = Target { server_units: vec![], ..lm.clone() };
         assert!(decide(&user(Role::Operator, &["vm1"], &["SU1", "SU2"]), Verb::Create, &unknown).is_err());
         assert!(decide(&user(Role::Bs2000Admin, &[], &[]), Verb::Create, &unknown).is_ok());
+    }
+
+    #[test]
+    fn targets_of_many_from_one_listing_equal_target_of_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SledStore::open(dir.path()).unwrap();
+        let yaml = |i: usize, su: &str| {
+            format!("---\napiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {{name: vm{i}}}\nspec: {{vmName: V{i}, serverUnit: {su}, memoryMiB: 1024}}\n")
+        };
+        let decode = |text: String| -> Vec<Resource> {
+            crate::manifest::decode("t.yaml", text.as_bytes()).unwrap().into_iter().map(|d| d.resource).collect()
+        };
+        let cluster = "---\napiVersion: sectl.io/v1alpha1\nkind: SUCluster\nmetadata: {name: c}\nspec: {serverUnits: [SU1, SU2]}\n";
+        // Stored: 10 VMs on SU1 and the cluster; applied: the same VMs moved to SU3,
+        // 10 new ones, and migrations of stored, new and unknown VMs.
+        let stored: String = (0..10).map(|i| yaml(i, "SU1")).collect::<String>() + cluster;
+        store.apply(decode(stored), false).unwrap();
+        let mut text: String = (0..20).map(|i| yaml(i, "SU3")).collect();
+        for (i, vm) in ["vm1", "vm15", "nothing"].iter().enumerate() {
+            text += &format!("---\napiVersion: sectl.io/v1alpha1\nkind: LiveMigration\nmetadata: {{name: m{i}}}\nspec: {{vm: {vm}}}\n");
+        }
+        let objs = decode(text);
+        let each: Vec<Target> = objs.iter().map(|o| target_of(&store, o)).collect();
+        assert_eq!(targets_of(&store, &objs), each);
+        assert_eq!(each[1].server_units, vec!["SU3", "SU1"], "the stored SU counts too");
+        assert_eq!(each[20].server_units, vec!["SU1", "SU2"], "a migration's partner SU from the cluster");
     }
 }

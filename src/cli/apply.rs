@@ -197,25 +197,33 @@ pub fn request_outcome(r: &Resource) -> Option<String> {
 /// `sectl apply`.
 pub fn apply(ctx: &mut Context, a: &ApplyArgs) -> anyhow::Result<ExitCode> {
     // Decode first: a file with errors never opens (or locks) the store.
+    let decode = crate::timing!("apply.decode").entered();
     let (docs, mut errors) = manifest::read_inputs(&a.files);
+    drop(decode);
     if !errors.is_empty() {
         errors.extend(manifest::check_documents(&docs, &[]));
         print_errors(&errors);
         return Ok(ExitCode::from(1));
     }
-    let store = ctx.store()?;
+    let store = crate::timing!("apply.open_store").in_scope(|| ctx.store())?;
+    let validate = crate::timing!("apply.validate").entered();
     let servers = all_objects(store, Kind::SEServer)?;
     let errors = manifest::check_documents(&docs, &servers);
+    drop(validate);
     if !errors.is_empty() {
         print_errors(&errors);
         return Ok(ExitCode::from(1));
     }
     let objs: Vec<Resource> = docs.into_iter().map(|d| d.resource).collect();
+    let read_stored = crate::timing!("apply.read_stored").entered();
     let mut stored = Vec::new();
     for k in Kind::ALL {
         stored.extend(all_objects(store, *k)?);
     }
-    let Some(results) = write(ctx, objs.clone(), a.dry_run)? else { return Ok(ExitCode::from(1)) };
+    drop(read_stored);
+    let written = crate::timing!("apply.write").in_scope(|| write(ctx, objs.clone(), a.dry_run))?;
+    let Some(results) = written else { return Ok(ExitCode::from(1)) };
+    let _report = crate::timing!("apply.warn_and_report").entered();
     let site = warn::Site::full(&stored, &objs);
     let changed: Vec<&Resource> =
         results.iter().filter(|(o, _)| *o != ApplyOutcome::Unchanged).map(|(_, r)| r).collect();

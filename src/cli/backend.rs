@@ -29,15 +29,19 @@ impl Backend {
         match self {
             Backend::Embedded { store, .. } if !dry_run => {
                 let who = Actor::local();
-                let targets: Vec<Target> = objs.iter().map(|o| auth::target_of(store.as_ref(), o)).collect();
+                let targets: Vec<Target> =
+                    crate::timing!("apply.targets").in_scope(|| auth::targets_of(store.as_ref(), &objs));
                 // Always allowed (the local administrator), decided all the same.
+                let _authorize = crate::timing!("apply.authorize").entered();
                 who.authorize(store.as_ref(), Verb::Apply, &targets).map_err(|e| match e {
                     auth::AuthError::Store(s) => s,
                     d => StoreError::Invalid(d.to_string()),
                 })?;
-                let r = store.apply(objs, false);
+                drop(_authorize);
+                let r = crate::timing!("apply.store").in_scope(|| store.apply(objs, false));
                 match r {
                     Ok(done) => {
+                        let _audit = crate::timing!("apply.audit").entered();
                         let drafts = targets
                             .iter()
                             .zip(&done)

@@ -368,6 +368,8 @@ pub fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
+        // Only the `timing!` spans exist; they show only when RUST_LOG enables them.
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .try_init();
     match run(cli) {
         Ok(code) => code,

@@ -10,10 +10,15 @@
 //! `validate -f examples/live-migration.yaml` alone does not warn about its VM).
 
 use crate::api::{Kind, Resource, SEServerSpec};
+use std::collections::HashMap;
 
-/// What the references can resolve against.
+/// What the references can resolve against (indexed once: a 10,000-VM apply looked
+/// every reference up by scanning every object).
 pub struct Site<'a> {
-    objs: Vec<&'a Resource>,
+    /// The objects by kind and name.
+    objs: HashMap<(Kind, &'a str), &'a Resource>,
+    /// The servers' specs.
+    servers: Vec<&'a SEServerSpec>,
     /// Kinds whose absence means "does not exist" (all for apply).
     known: Vec<Kind>,
 }
@@ -21,28 +26,36 @@ pub struct Site<'a> {
 impl<'a> Site<'a> {
     /// Everything stored and applied (every kind is known).
     pub fn full(stored: &'a [Resource], applied: &'a [Resource]) -> Site<'a> {
-        let mut objs: Vec<&Resource> = applied.iter().collect();
-        objs.extend(stored.iter().filter(|s| !applied.iter().any(|a| a.key() == s.key())));
-        Site { objs, known: Kind::ALL.to_vec() }
+        // The applied objects replace the stored ones of the same key.
+        let keys: std::collections::HashSet<(Kind, &str)> = applied.iter().map(|a| (a.kind(), a.name())).collect();
+        let kept = stored.iter().filter(move |s| !keys.contains(&(s.kind(), s.name())));
+        Site::of(applied.iter().chain(kept), Kind::ALL.to_vec())
     }
 
     /// Only the given objects; references to kinds not among them are not checked.
     pub fn partial(objs: &'a [Resource]) -> Site<'a> {
         let mut known: Vec<Kind> = objs.iter().map(|o| o.kind()).collect();
         known.dedup();
-        Site { objs: objs.iter().collect(), known }
+        Site::of(objs.iter(), known)
     }
 
-    fn servers(&self) -> impl Iterator<Item = &SEServerSpec> {
-        self.objs.iter().filter_map(|o| o.as_typed::<SEServerSpec>()).map(|o| &o.spec)
+    /// The objects (the first of each key by name; every server's units count).
+    fn of(objs: impl Iterator<Item = &'a Resource>, known: Vec<Kind>) -> Site<'a> {
+        let mut by_key: HashMap<(Kind, &'a str), &'a Resource> = HashMap::new();
+        let mut servers = Vec::new();
+        for o in objs {
+            by_key.entry((o.kind(), o.name())).or_insert(o);
+            servers.extend(o.as_typed::<SEServerSpec>().map(|s| &s.spec));
+        }
+        Site { objs: by_key, servers, known }
     }
 
     fn su(&self, name: &str) -> Option<&crate::api::ServerUnitSpec> {
-        self.servers().flat_map(|s| s.server_units.iter()).find(|u| u.name.as_str().eq_ignore_ascii_case(name))
+        self.servers.iter().flat_map(|s| s.server_units.iter()).find(|u| u.name.as_str().eq_ignore_ascii_case(name))
     }
 
     fn exists(&self, kind: Kind, name: &str) -> bool {
-        self.objs.iter().any(|o| o.kind() == kind && o.name() == name)
+        self.objs.contains_key(&(kind, name))
     }
 
     fn knows(&self, kind: Kind) -> bool {
@@ -87,11 +100,7 @@ fn vm_warnings(site: &Site, who: &str, spec: &crate::api::VMDefinitionSpec) -> V
 
 /// The VM's current SU (status, else spec), when the VM is known.
 fn vm_su(site: &Site, vm: &str) -> Option<String> {
-    let o = site
-        .objs
-        .iter()
-        .find(|o| o.kind() == Kind::VMDefinition && o.name() == vm)?
-        .as_typed::<crate::api::VMDefinitionSpec>()?;
+    let o = site.objs.get(&(Kind::VMDefinition, vm))?.as_typed::<crate::api::VMDefinitionSpec>()?;
     Some(o.status.server_unit.clone().unwrap_or_else(|| o.spec.server_unit.to_string()))
 }
 

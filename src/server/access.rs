@@ -207,9 +207,7 @@ pub async fn record_ok(
 /// The targets of objects about to be written (their systems and server units).
 pub async fn targets_of(s: &AppState, objs: Vec<crate::api::Resource>) -> Result<Vec<Target>, ApiErr> {
     let store = s.store.clone();
-    tokio::task::spawn_blocking(move || objs.iter().map(|o| auth::target_of(store.as_ref(), o)).collect())
-        .await
-        .map_err(internal)
+    tokio::task::spawn_blocking(move || auth::targets_of(store.as_ref(), &objs)).await.map_err(internal)
 }
 
 /// GET /whoami.

@@ -30,7 +30,9 @@
 //! pieces to `x/<id>/..` (invisible to readers), then one small Txn (the compare
 //! above) creates `m/commit`: from then on the write is committed. The pieces are
 //! then applied to their keys in Txns guarded by `m/commit` still naming this write, and
-//! a last Txn removes `m/commit` and the pieces and writes `m/counters`. A reader reads
+//! a last Txn removes `m/commit` and the pieces and writes `m/counters`. Pieces are
+//! staged, and applied, several requests at a time (a write names each key once, so
+//! their order does not matter); the writer applies them from memory. A reader reads
 //! every key at one etcd revision: the newest where `m/commit` is absent, or, while a
 //! write is being applied, the revision that created `m/commit` (the state before it).
 //! So a reader sees all of a write or none of it. When the writer dies mid-way (its
@@ -49,20 +51,30 @@ use super::{
 };
 use crate::api::{Kind, Resource};
 use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// How many changes the watch history keeps.
 const HISTORY: u64 = 10_000;
 /// How many events the event log keeps.
 const MAX_EVENTS: u64 = 10_000;
 /// Operations in one Txn, below etcd's default `--max-txn-ops` (128).
-const TXN_OPS: usize = 100;
+const TXN_OPS: usize = 120;
 /// Bytes in one Txn, below etcd's default `--max-request-bytes` (1.5 MiB).
 const TXN_BYTES: usize = 1024 * 1024;
+/// Bytes of keys and values in one staged piece (one put). The encoding adds up to 9
+/// bytes per operation: even a piece of 20-byte keys with 1-byte values (45% more)
+/// stays near 1.1 MiB, below etcd's 1.5 MiB request limit.
+const PIECE_BYTES: usize = 768 * 1024;
+/// Requests of one staged write in flight at once (pieces staged, Txns applying them).
+const IN_FLIGHT: usize = 8;
+/// Single-key reads in flight at once (objects a watch or a batch names).
+const READS_IN_FLIGHT: usize = 32;
 /// Keys read per range request.
 const PAGE: i64 = 500;
 /// The lease of this process (liveness of its staged writes, leadership).
@@ -156,6 +168,13 @@ struct Marker {
     counters: Counters,
 }
 
+/// A revision to read at, with `m/counters` (and its mod_revision) as of it when the
+/// same request read them.
+struct Snap {
+    rev: i64,
+    counters: Option<(Counters, i64)>,
+}
+
 /// One operation: key (without the prefix) and value, or None to delete.
 type Op = (String, Option<Vec<u8>>);
 
@@ -239,6 +258,25 @@ fn decode_piece(mut b: &[u8]) -> Result<Vec<Op>> {
     Ok(ops)
 }
 
+/// Consecutive runs of `ops` of at most `max_ops` operations and about `max_bytes`
+/// bytes of keys and values (an operation larger than that is a run of its own).
+fn runs(ops: &[Op], max_ops: usize, max_bytes: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, (k, v)) in ops.iter().enumerate() {
+        let n = k.len() + v.as_ref().map_or(0, |v| v.len());
+        if i > start && (i - start >= max_ops || size + n >= max_bytes) {
+            out.push(start..i);
+            (start, size) = (i, 0);
+        }
+        size += n;
+    }
+    if start < ops.len() {
+        out.push(start..ops.len());
+    }
+    out
+}
+
 /// Keeps the last operation per key (etcd refuses a Txn naming a key twice).
 fn dedupe(ops: Vec<Op>) -> Vec<Op> {
     let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
@@ -313,16 +351,28 @@ impl Etcd {
     /// The revision a reader reads at: the newest with no staged write in progress, or
     /// the one before a staged write whose writer is alive; a dead writer's write is
     /// finished first. `writer`: wait for a live writer instead (writes need the newest).
-    async fn snapshot(&self, writer: bool) -> Result<i64> {
+    /// `m/commit` and `m/counters` are neighbours: one range reads both at one
+    /// revision, so the counters come with the snapshot (not while a write is applied).
+    async fn snapshot(&self, writer: bool) -> Result<Snap> {
         let start = Instant::now();
+        let (commit_key, counters_key) = (self.key("m/commit"), self.key("m/counters"));
+        let mut end = counters_key.clone();
+        end.push(0);
         loop {
-            let r = self.client.kv_client().get(self.key("m/commit"), None).await.map_err(be)?;
+            let opts = GetOptions::new().with_range(end.clone());
+            let r = self.client.kv_client().get(commit_key.clone(), Some(opts)).await.map_err(be)?;
             let rev = r.header().map(|h| h.revision()).ok_or_else(|| be("response without a header"))?;
-            let Some(kv) = r.kvs().first() else { return Ok(rev) };
+            let Some(kv) = r.kvs().iter().find(|kv| kv.key() == commit_key) else {
+                let counters = match r.kvs().iter().find(|kv| kv.key() == counters_key) {
+                    None => (Counters::default(), 0),
+                    Some(kv) => (serde_json::from_slice(kv.value()).map_err(be)?, kv.mod_revision()),
+                };
+                return Ok(Snap { rev, counters: Some(counters) });
+            };
             let marker: Marker = serde_json::from_slice(kv.value()).map_err(be)?;
             let alive = self.get(&format!("xl/{}", marker.id), 0).await?.is_some();
             if alive && !writer {
-                return Ok(kv.mod_revision());
+                return Ok(Snap { rev: kv.mod_revision(), counters: None });
             }
             if alive {
                 if start.elapsed() > WAIT_FOR_COMMIT {
@@ -331,26 +381,49 @@ impl Etcd {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
-            self.finish_staged(kv.value(), &marker, false).await?;
+            self.finish_staged(kv.value(), &marker).await?;
         }
     }
 
-    /// Applies the pieces of a committed staged write and removes its marker.
-    async fn finish_staged(&self, raw_marker: &[u8], m: &Marker, own: bool) -> Result<()> {
-        let guard = Compare::value(self.key("m/commit"), CompareOp::Equal, raw_marker.to_vec());
+    /// Finishes a committed staged write another process left: reads its pieces and
+    /// applies them (`apply_staged`).
+    async fn finish_staged(&self, raw_marker: &[u8], m: &Marker) -> Result<()> {
+        let mut pieces = Vec::with_capacity(m.pieces);
         for i in 0..m.pieces {
-            if own {
-                test_hooks::before_piece(i);
-            }
             let Some((bytes, _)) = self.get(&format!("x/{}/{i:08}", m.id), 0).await? else {
                 // Finished by another process meanwhile (which removed the pieces).
                 return Ok(());
             };
-            let ops: Vec<TxnOp> = decode_piece(&bytes)?.iter().map(|o| self.op(o)).collect();
-            let txn = Txn::new().when([guard.clone()]).and_then(ops);
-            if !self.client.kv_client().txn(txn).await.map_err(be)?.succeeded() {
-                return Ok(());
+            pieces.push(decode_piece(&bytes)?);
+        }
+        self.apply_staged(raw_marker, m, &pieces, false).await
+    }
+
+    /// Applies the operations of a committed staged write to their keys, `IN_FLIGHT`
+    /// Txns at a time (the keys of a write are distinct, so the order does not
+    /// matter), each guarded by `m/commit` still holding this write's marker; then one
+    /// Txn removes the marker and the pieces and writes `m/counters`. Stops quietly
+    /// when a guard fails: another process finished the write meanwhile.
+    async fn apply_staged(&self, raw_marker: &[u8], m: &Marker, pieces: &[Vec<Op>], own: bool) -> Result<()> {
+        let guard = Compare::value(self.key("m/commit"), CompareOp::Equal, raw_marker.to_vec());
+        let mut txns = Vec::new();
+        for p in pieces {
+            for r in runs(p, TXN_OPS, TXN_BYTES) {
+                let ops: Vec<TxnOp> = p[r].iter().map(|o| self.op(o)).collect();
+                txns.push(Txn::new().when([guard.clone()]).and_then(ops));
             }
+        }
+        let kv = self.client.kv_client();
+        let sends = stream::iter(txns.into_iter().enumerate()).map(move |(i, txn)| {
+            if own {
+                test_hooks::before_piece(i);
+            }
+            let mut kv = kv.clone();
+            async move { kv.txn(txn).await.map(|r| r.succeeded()).map_err(be) }
+        });
+        let applied: Vec<bool> = sends.buffer_unordered(IN_FLIGHT).try_collect().await?;
+        if applied.contains(&false) {
+            return Ok(());
         }
         let counters = serde_json::to_vec(&m.counters).map_err(be)?;
         let txn = Txn::new().when([guard]).and_then([
@@ -359,7 +432,7 @@ impl Etcd {
             TxnOp::delete(self.key(&format!("x/{}/", m.id)), Some(DeleteOptions::new().with_prefix())),
             TxnOp::delete(self.key(&format!("xl/{}", m.id)), None),
         ]);
-        self.client.kv_client().txn(txn).await.map_err(be)?;
+        self.client.kv_client().txn(txn).instrument(crate::timing!("etcd.remove_marker")).await.map_err(be)?;
         Ok(())
     }
 
@@ -386,47 +459,52 @@ impl Etcd {
         self.commit_staged(when, c, ops).await
     }
 
+    /// A write larger than one Txn: its operations go in pieces of up to `PIECE_BYTES`
+    /// to `x/<id>/..` (`IN_FLIGHT` puts at a time, with `xl/<id>` on this process's
+    /// lease), then the marker Txn commits it, then `apply_staged` applies the pieces
+    /// from memory (never read back).
     async fn commit_staged(&self, when: Vec<Compare>, c: Counters, ops: Vec<Op>) -> Result<bool> {
         let id = format!("{:013}-{}", now_ms(), uuid::Uuid::new_v4().simple());
         let lease = self.lease.load(Ordering::SeqCst);
+        let mut pieces = Vec::new();
+        let mut rest = ops;
+        for r in runs(&rest, usize::MAX, PIECE_BYTES).into_iter().rev() {
+            pieces.push(rest.split_off(r.start));
+        }
+        pieces.reverse();
         let mut kv = self.client.kv_client();
-        kv.put(self.key(&format!("xl/{id}")), b"1".to_vec(), Some(PutOptions::new().with_lease(lease)))
-            .await
-            .map_err(be)?;
-        let mut pieces = 0;
-        let mut piece: Vec<Op> = Vec::new();
-        let mut size = 0;
-        let flush = |piece: &mut Vec<Op>, pieces: &mut usize| {
-            let bytes = encode_piece(piece);
-            piece.clear();
-            let key = self.key(&format!("x/{id}/{:08}", *pieces));
-            *pieces += 1;
-            let mut kv = kv.clone();
-            async move { kv.put(key, bytes, None).await.map(|_| ()).map_err(be) }
-        };
-        for op in ops {
-            let n = op.0.len() + op.1.as_ref().map_or(0, |v| v.len());
-            if !piece.is_empty() && (piece.len() >= TXN_OPS || size + n >= TXN_BYTES) {
-                flush(&mut piece, &mut pieces).await?;
-                size = 0;
-            }
-            size += n;
-            piece.push(op);
-        }
-        if !piece.is_empty() {
-            flush(&mut piece, &mut pieces).await?;
-        }
-        let marker = Marker { id: id.clone(), pieces, counters: c };
+        let alive = kv.put(self.key(&format!("xl/{id}")), b"1".to_vec(), Some(PutOptions::new().with_lease(lease)));
+        let puts: Vec<(Vec<u8>, Vec<u8>)> =
+            pieces.iter().enumerate().map(|(i, p)| (self.key(&format!("x/{id}/{i:08}")), encode_piece(p))).collect();
+        let client = self.client.kv_client();
+        let staged = stream::iter(puts)
+            .map(move |(key, bytes)| {
+                let mut kv = client.clone();
+                async move { kv.put(key, bytes, None).await.map(|_| ()).map_err(be) }
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .try_collect::<Vec<()>>();
+        futures_util::future::try_join(async { alive.await.map_err(be) }, staged)
+            .instrument(crate::timing!("etcd.stage_pieces"))
+            .await?;
+        let marker = Marker { id: id.clone(), pieces: pieces.len(), counters: c };
         let raw = serde_json::to_vec(&marker).map_err(be)?;
         let txn = Txn::new().when(when).and_then([TxnOp::put(self.key("m/commit"), raw.clone(), None)]);
-        let committed = self.client.kv_client().txn(txn).await.map_err(be)?.succeeded();
+        let committed = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .instrument(crate::timing!("etcd.commit_marker"))
+            .await
+            .map_err(be)?
+            .succeeded();
         if !committed {
             let mut kv = self.client.kv_client();
             kv.delete(self.key(&format!("x/{id}/")), Some(DeleteOptions::new().with_prefix())).await.map_err(be)?;
             kv.delete(self.key(&format!("xl/{id}")), None).await.map_err(be)?;
             return Ok(false);
         }
-        self.finish_staged(&raw, &marker, true).await?;
+        self.apply_staged(&raw, &marker, &pieces, true).instrument(crate::timing!("etcd.apply_pieces")).await?;
         Ok(true)
     }
 
@@ -470,10 +548,11 @@ fn now_ms() -> u128 {
 }
 
 /// Test-only fault hook: `SECTL_TEST_ETCD_DIE_AT_PIECE=N` ends the process (exit 86,
-/// no cleanup, as a kill would) once a staged write is committed and N of its pieces
-/// are applied: the crash tests stop a writer in the middle with it.
+/// no cleanup, as a kill would) once a staged write is committed and N of the Txns
+/// applying it were sent (up to `IN_FLIGHT` of them maybe not done yet): the crash
+/// tests stop a writer in the middle with it.
 mod test_hooks {
-    /// Called before piece `i` of this process's own staged write is applied.
+    /// Called before Txn `i` applying this process's own staged write is sent.
     pub fn before_piece(i: usize) {
         let at = std::env::var("SECTL_TEST_ETCD_DIE_AT_PIECE").ok().and_then(|v| v.parse::<usize>().ok());
         if at == Some(i) {
@@ -622,10 +701,28 @@ impl EtcdStore {
     }
 
     fn read_snapshot(&self) -> Result<i64> {
-        self.run(|e| async move { e.snapshot(false).await })
+        Ok(self.read_snap()?.rev)
     }
 
-    /// The counters at a snapshot and their key's mod_revision.
+    fn read_snap(&self) -> Result<Snap> {
+        crate::timing!("etcd.read_snapshot").in_scope(|| self.run(|e| async move { e.snapshot(false).await }))
+    }
+
+    /// A snapshot's revision and the counters at it.
+    fn read_snapshot_counters(&self) -> Result<(i64, Counters)> {
+        let snap = self.read_snap()?;
+        Ok((snap.rev, self.snap_counters(&snap)?.0))
+    }
+
+    /// The counters at a snapshot and their key's mod_revision (read with it, or now).
+    fn snap_counters(&self, snap: &Snap) -> Result<(Counters, i64)> {
+        match snap.counters {
+            Some(c) => Ok(c),
+            None => self.counters_at(snap.rev),
+        }
+    }
+
+    /// The counters at a revision and their key's mod_revision.
     fn counters_at(&self, rev: i64) -> Result<(Counters, i64)> {
         match self.run(move |e| async move { e.get("m/counters", rev).await })? {
             None => Ok((Counters::default(), 0)),
@@ -634,11 +731,12 @@ impl EtcdStore {
     }
 
     fn counters_now(&self) -> Result<(Counters, i64)> {
-        let rev = self.read_snapshot()?;
-        self.counters_at(rev)
+        let snap = self.read_snap()?;
+        self.snap_counters(&snap)
     }
 
     fn raw(&self, key: String, rev: i64) -> Result<Option<Vec<u8>>> {
+        let _t = crate::timing!("etcd.get").entered();
         Ok(self
             .run(move |e| {
                 let key = key.clone();
@@ -647,7 +745,26 @@ impl EtcdStore {
             .map(|(v, _)| v))
     }
 
+    /// The values of `keys` at `rev` (None: absent), `READS_IN_FLIGHT` requests at a time.
+    fn raw_many(&self, keys: Vec<String>, rev: i64) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.len() < 2 {
+            return keys.into_iter().map(|k| self.raw(k, rev)).collect();
+        }
+        let _t = crate::timing!("etcd.get_many").entered();
+        self.run(move |e| {
+            let keys = keys.clone();
+            async move {
+                let reads = keys.into_iter().map(|k| {
+                    let e = e.clone();
+                    async move { e.get(&k, rev).await.map(|v| v.map(|(v, _)| v)) }
+                });
+                stream::iter(reads).buffered(READS_IN_FLIGHT).try_collect().await
+            }
+        })
+    }
+
     fn range(&self, start: String, end: String, rev: i64, limit: usize) -> Result<Vec<(String, Vec<u8>)>> {
+        let _t = crate::timing!("etcd.range").entered();
         self.run(move |e| {
             let (start, end) = (start.clone(), end.clone());
             async move { e.range(&start, &end, rev, limit).await }
@@ -672,18 +789,22 @@ impl EtcdStore {
     fn transact<T>(&self, mut f: impl FnMut(&Self, &mut Tx) -> Result<T>) -> Result<T> {
         let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         for _ in 0..50 {
-            let rev = self.run(|e| async move { e.snapshot(true).await })?;
-            let (c, cmod) = self.counters_at(rev)?;
+            let snap =
+                crate::timing!("etcd.snapshot").in_scope(|| self.run(|e| async move { e.snapshot(true).await }))?;
+            let rev = snap.rev;
+            let (c, cmod) = crate::timing!("etcd.counters").in_scope(|| self.snap_counters(&snap))?;
             let mut tx = Tx { rev, c, ops: Vec::new() };
-            let out = f(self, &mut tx)?;
+            let out = crate::timing!("etcd.stage").in_scope(|| f(self, &mut tx))?;
             if tx.ops.is_empty() && tx.c == c {
                 return Ok(out);
             }
             let (counters, ops) = (tx.c, std::mem::take(&mut tx.ops));
             let fence = self.e.fence.load(Ordering::SeqCst);
-            let committed = self.run(move |e| {
-                let ops = ops.clone();
-                async move { e.commit(cmod, counters, ops).await }
+            let committed = crate::timing!("etcd.commit").in_scope(|| {
+                self.run(move |e| {
+                    let ops = ops.clone();
+                    async move { e.commit(cmod, counters, ops).await }
+                })
             })?;
             if committed {
                 self.notify.send_if_modified(|v| {
@@ -789,15 +910,25 @@ impl EtcdStore {
     fn stage_batch(&self, tx: &mut Tx, b: &Batch) -> Result<Committed> {
         // Read at the snapshot the commit compares `m/counters` against: a writer that
         // changed the key since makes the commit fail and this check run again.
-        for (key, want) in &b.expect {
-            let have = self.raw(format!("s/{key}"), tx.rev)?;
+        // Everything the batch reads, in one go: the expected state, then the objects.
+        let mut keys: Vec<String> = b.expect.iter().map(|(key, _)| format!("s/{key}")).collect();
+        keys.extend(b.statuses.iter().map(|st| obj_key(st.kind(), st.name())));
+        let mut read = self.raw_many(keys, tx.rev)?.into_iter();
+        for ((key, want), have) in b.expect.iter().zip(read.by_ref()) {
             if have.as_deref() != want.as_deref() {
                 return Err(StoreError::StateChanged { key: key.clone() });
             }
         }
         let mut done = Committed::default();
-        for st in &b.statuses {
-            let Some(mut current) = self.read(st.kind(), st.name(), tx.rev)? else {
+        for (st, raw) in b.statuses.iter().zip(read) {
+            let current = match raw {
+                None => None,
+                Some(v) => Some(
+                    Resource::from_json(&v)
+                        .map_err(|e| StoreError::Backend(format!("corrupt object {}/{}: {e}", st.kind(), st.name())))?,
+                ),
+            };
+            let Some(mut current) = current else {
                 done.statuses.push(StatusWrite::Gone);
                 continue;
             };
@@ -895,8 +1026,7 @@ impl Store for EtcdStore {
     }
 
     fn list_report(&self, kind: Kind) -> Result<super::Listing> {
-        let rev = self.read_snapshot()?;
-        let (c, _) = self.counters_at(rev)?;
+        let (rev, c) = self.read_snapshot_counters()?;
         self.scan(kind, rev, c.rv)
     }
 
@@ -1001,8 +1131,7 @@ impl Store for EtcdStore {
     }
 
     fn watch_from(&self, rv: u64) -> Result<Vec<WatchEvent>> {
-        let rev = self.read_snapshot()?;
-        let (c, _) = self.counters_at(rev)?;
+        let (rev, c) = self.read_snapshot_counters()?;
         let current = c.rv;
         let oldest = current.saturating_sub(HISTORY);
         if rv < oldest {
@@ -1011,18 +1140,27 @@ impl Store for EtcdStore {
         if rv >= current {
             return Ok(Vec::new());
         }
-        let records = self.range(hist_key(rv + 1), hist_key(current + 1), rev, 0)?.into_iter().map(|(k, v)| {
-            let at = u64::from_str_radix(&k[2..], 16).map_err(be)?;
-            Ok((at, serde_json::from_slice::<HistoryRecord>(&v).map_err(be)?))
-        });
-        // The objects the records name, read once (at the snapshot's revision).
-        let mut objects = std::collections::HashMap::new();
-        fold_history(records, |kind, name| {
-            objects
-                .entry((kind, name.to_string()))
-                .or_insert_with(|| self.read(kind, name, rev).unwrap_or(None))
-                .clone()
-        })
+        let records: Vec<Result<(u64, HistoryRecord)>> = self
+            .range(hist_key(rv + 1), hist_key(current + 1), rev, 0)?
+            .into_iter()
+            .map(|(k, v)| {
+                let at = u64::from_str_radix(&k[2..], 16).map_err(be)?;
+                Ok((at, serde_json::from_slice::<HistoryRecord>(&v).map_err(be)?))
+            })
+            .collect();
+        // The objects the records name, read once each (at the snapshot's revision),
+        // several requests at a time. One that cannot be read counts as gone.
+        let named: std::collections::BTreeSet<String> = records
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .filter(|(_, rec)| rec.t != WatchType::Deleted)
+            .map(|(_, rec)| format!("o/{}/{}", rec.k, rec.n))
+            .collect();
+        let keys: Vec<String> = named.into_iter().collect();
+        let values = self.raw_many(keys.clone(), rev)?;
+        let objects: std::collections::HashMap<String, Vec<u8>> =
+            keys.into_iter().zip(values).filter_map(|(k, v)| Some((k, v?))).collect();
+        fold_history(records, |kind, name| objects.get(&obj_key(kind, name)).and_then(|v| Resource::from_json(v).ok()))
     }
 
     fn resource_version(&self) -> u64 {
@@ -1103,8 +1241,7 @@ impl Store for EtcdStore {
     }
 
     fn list_page_json(&self, kind: Kind, after: Option<&str>, limit: usize, at: Option<u64>) -> Result<RawPage> {
-        let rev = self.read_snapshot()?;
-        let (c, _) = self.counters_at(rev)?;
+        let (rev, c) = self.read_snapshot_counters()?;
         let rv = match at {
             None => c.rv,
             Some(at) => {
@@ -1168,6 +1305,16 @@ mod tests {
     fn dedupe_keeps_the_last_operation_per_key() {
         let ops: Vec<Op> = vec![("a".into(), Some(vec![1])), ("b".into(), None), ("a".into(), None)];
         assert_eq!(dedupe(ops), vec![("a".to_string(), None), ("b".to_string(), None)]);
+    }
+
+    #[test]
+    fn runs_respect_the_operation_and_byte_limits() {
+        let op = |n: usize| -> Op { ("k".into(), Some(vec![0; n])) };
+        let ops: Vec<Op> = vec![op(9), op(9), op(9), op(30), op(1), op(1), op(1)];
+        // At most 2 operations and about 20 bytes each; the 31-byte one goes alone.
+        assert_eq!(runs(&ops, 2, 21), vec![0..2, 2..3, 3..4, 4..6, 6..7]);
+        assert_eq!(runs(&ops, usize::MAX, 1000), vec![0..7]);
+        assert!(runs(&[], 2, 10).is_empty());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 mod excerpt;
 mod expansion;
 mod locate;
+mod plain;
 mod recover;
 
 use crate::api::{self, validate, AnySpec, Kind, ObjectMeta, Resource, API_VERSION};
@@ -344,57 +345,64 @@ fn flow_nesting_problem(text: &str) -> Option<(usize, usize, String)> {
     None
 }
 
-/// Files at least this big take the fast path (see `decode_fast`).
+/// Files at least this big are decoded on several threads (see `decode_fast`).
 const FAST_MIN_BYTES: usize = 256 * 1024;
 
-/// The fast path for big files, for when every document is valid: slices of whole
-/// documents, cut at document markers ("---" at column 0), are decoded on several
-/// threads, without field-path tracking. Returns None when the file is small, or when
-/// anything is not clean: an error in a slice, or a slice whose documents do not line
-/// up with its markers. The caller then decodes the whole text the reference way
-/// (`decode_docs`), so errors and line numbers are exactly the same.
+/// The fast path, for when every document is valid: the file is cut into its
+/// documents at document markers ("---" at column 0), and each is decoded by
+/// `plain` (or, outside its subset, by serde_yaml alone), without field-path
+/// tracking; big files on every core, in contiguous runs of documents. Returns None
+/// when anything is not clean: a directive or document end marker ("%", "..." at
+/// column 0), an error in any document, a document serde_yaml reads as more than one.
+/// The caller then decodes the whole text the reference way (`decode_docs`), so errors
+/// and line numbers are exactly the same.
 fn decode_fast(file: &str, text: &str) -> Option<Vec<Document>> {
-    if text.len() < FAST_MIN_BYTES {
+    if text.starts_with('%') || text.starts_with("...") || text.contains("\n%") || text.contains("\n...") {
         return None;
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    // Cut points (byte offset, 1-based line) at markers, never at the first one, so
-    // the first slice keeps the file's prologue with its first document.
-    let step = text.len() / threads;
-    let mut cuts = Vec::with_capacity(threads);
-    let (mut offset, mut line, mut seen_marker) = (0, 1, false);
-    for l in text.split_inclusive('\n') {
-        let strict_marker =
-            l.starts_with("---") && matches!(l.as_bytes().get(3), None | Some(b' ' | b'\t' | b'\r' | b'\n'));
-        if strict_marker {
-            if seen_marker && offset >= step * (cuts.len() + 1) && cuts.len() < threads - 1 {
-                cuts.push((offset, line));
-            }
-            seen_marker = true;
-        }
-        offset += l.len();
-        line += 1;
-    }
-    let mut slices = Vec::with_capacity(cuts.len() + 1);
-    let mut from = (0, 1);
-    for &cut in &cuts {
-        slices.push((&text[from.0..cut.0], from.1 - 1));
-        from = cut;
-    }
-    slices.push((&text[from.0..], from.1 - 1));
-    let decode_slice = |(slice, line_offset): (&str, usize)| {
-        let starts: Vec<usize> = doc_start_lines(slice).into_iter().map(|l| l + line_offset).collect();
-        decode_clean(file, slice, &starts)
+    let starts = doc_start_lines(text);
+    let lines = Lines::new(text);
+    let docs: Vec<(usize, &str)> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &line)| (line, &text[lines.range(line, starts.get(i + 1).copied(), text.len())]))
+        .collect();
+    let threads = if text.len() < FAST_MIN_BYTES {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
     };
-    // The last slice on this thread, the others on new ones (if one cannot be started:
+    // Contiguous runs of documents of about equal size, one per thread.
+    let mut runs: Vec<&[(usize, &str)]> = Vec::with_capacity(threads);
+    let (step, mut from, mut size) = (text.len() / threads + 1, 0, 0);
+    for (i, (_, d)) in docs.iter().enumerate() {
+        size += d.len();
+        if size >= step && runs.len() + 1 < threads {
+            runs.push(&docs[from..=i]);
+            (from, size) = (i + 1, 0);
+        }
+    }
+    runs.push(&docs[from..]);
+    let decode_run = |run: &[(usize, &str)]| -> Option<Vec<Document>> {
+        let mut out = Vec::with_capacity(run.len());
+        for &(line, doc) in run {
+            if let Some(resource) = decode_clean(doc)? {
+                out.push(Document {
+                    source: Source { file: file.to_string(), line },
+                    resource,
+                    origin: Origin::default(),
+                });
+            }
+        }
+        Some(out)
+    };
+    // The last run on this thread, the others on new ones (if one cannot be started:
     // the slow path).
-    let (last, others) = slices.split_last()?;
+    let (last, others) = runs.split_last()?;
     let parts: Vec<Option<Vec<Document>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = others
-            .iter()
-            .map(|&slice| std::thread::Builder::new().spawn_scoped(s, move || decode_slice(slice)))
-            .collect();
-        let last = decode_slice(*last);
+        let handles: Vec<_> =
+            others.iter().map(|&run| std::thread::Builder::new().spawn_scoped(s, move || decode_run(run))).collect();
+        let last = decode_run(last);
         let mut parts: Vec<_> = handles.into_iter().map(|h| h.ok().and_then(|h| h.join().ok().flatten())).collect();
         parts.push(last);
         parts
@@ -406,27 +414,29 @@ fn decode_fast(file: &str, text: &str) -> Option<Vec<Document>> {
     Some(docs)
 }
 
-/// Decodes `text` whose documents start at `starts`, without path tracking. Returns
-/// None at the first problem of any kind, or when serde_yaml does not yield exactly one
-/// document per start line.
-fn decode_clean(file: &str, text: &str, starts: &[usize]) -> Option<Vec<Document>> {
-    let mut docs = Vec::with_capacity(starts.len());
-    let mut yielded = 0;
-    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        yielded = i + 1;
-        let line = *starts.get(i)?;
-        if let Some(resource) = de.deserialize_any(DocVisitor).ok()? {
-            if !validate::check_set(std::slice::from_ref(&resource), &[]).is_empty() {
+/// Decodes the text of one document without path tracking: `plain` when it is in its
+/// subset, else serde_yaml on this text alone. `Some(None)` for an empty document;
+/// None at the first problem of any kind (an object that fails a check included), or
+/// when serde_yaml reads the text as more than one document.
+fn decode_clean(doc: &str) -> Option<Option<Resource>> {
+    let resource = match plain::decode(doc, DocSeed) {
+        Some(r) => r,
+        None => {
+            let mut stream = serde_yaml::Deserializer::from_str(doc);
+            let r = match stream.next() {
+                Some(de) => de.deserialize_any(DocVisitor).ok()?,
+                None => None,
+            };
+            if stream.next().is_some() {
                 return None;
             }
-            docs.push(Document {
-                source: Source { file: file.to_string(), line },
-                resource,
-                origin: Origin::default(),
-            });
+            r
         }
+    };
+    match resource {
+        Some(r) if !validate::check_object(&r).is_empty() => None,
+        r => Some(r),
     }
-    (yielded == starts.len()).then_some(docs)
 }
 
 /// Decodes the documents of `text` in order, the reference way; `starts` are their
@@ -625,6 +635,16 @@ impl<'de> DeserializeSeed<'de> for TrackedDoc<'_> {
     type Value = Option<Resource>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         let d = serde_path_to_error::Deserializer::new(d, self.0);
+        d.deserialize_any(DocVisitor)
+    }
+}
+
+/// The document visitor as a seed (for `plain::decode`).
+struct DocSeed;
+
+impl<'de> DeserializeSeed<'de> for DocSeed {
+    type Value = Option<Resource>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(DocVisitor)
     }
 }
@@ -882,14 +902,14 @@ pub fn read_inputs(inputs: &[String]) -> (Vec<Document>, Vec<ManifestError>) {
 }
 
 /// Checks documents against each other and against the store's objects; returns the
-/// errors pointing at each document.
+/// errors pointing at each document. Each document's own checks ran when it was
+/// decoded (`decode` refuses a document that fails them), so only the checks across
+/// documents run here, on the decoded objects as they are (no copies).
 pub fn check_documents(docs: &[Document], existing: &[Resource]) -> Vec<ManifestError> {
-    let objs: Vec<Resource> = docs.iter().map(|d| d.resource.clone()).collect();
+    let objs: Vec<&Resource> = docs.iter().map(|d| &d.resource).collect();
     let mut budget = LOCATE_BUDGET;
-    validate::check_set(&objs, existing)
+    validate::check_across(&objs, existing)
         .into_iter()
-        // Single-object problems were reported by `decode` already.
-        .filter(|p| validate::check_object(&objs[p.index]).iter().all(|(path, m)| *path != p.path || *m != p.message))
         .map(|p| {
             let d = &docs[p.index];
             located(&d.source.file, d.origin.text(), d.source.line, (p.path, p.message), &mut budget).shortened()

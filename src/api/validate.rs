@@ -169,22 +169,43 @@ pub fn check_object(r: &Resource) -> Vec<(String, String)> {
 /// the store already holds (`existing`). Returns every problem found.
 pub fn check_set(objs: &[Resource], existing: &[Resource]) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let mut keys: HashMap<(Kind, String), usize> = HashMap::new();
+    let mut keys: HashMap<(Kind, &str), usize> = HashMap::new();
     for (i, r) in objs.iter().enumerate() {
         for (path, message) in check_object(r) {
             problems.push(Problem { index: i, path, message });
         }
-        if let Some(prev) = keys.insert((r.kind(), r.name().to_string()), i) {
-            problems.push(Problem {
-                index: i,
-                path: "metadata.name".into(),
-                message: format!("{} {} is given twice (also object #{} of this input)", r.kind(), r.name(), prev + 1),
-            });
-        }
+        problems.extend(given_twice(&mut keys, i, r));
     }
-    // Unit names are unique across all servers: those being applied, and those in the
-    // store that this input does not replace.
-    let replaced: HashSet<&str> = objs.iter().filter(|r| r.kind() == Kind::SEServer).map(|r| r.name()).collect();
+    problems.extend(unit_name_clashes(objs.iter(), existing));
+    problems
+}
+
+/// The checks of `check_set` across objects only (an object given twice, unit names
+/// unique across servers), for callers that checked each object on its own already:
+/// the same problems as `check_set` less those of `check_object`, in its order.
+pub fn check_across(objs: &[&Resource], existing: &[Resource]) -> Vec<Problem> {
+    let mut keys: HashMap<(Kind, &str), usize> = HashMap::with_capacity(objs.len());
+    let mut problems: Vec<Problem> =
+        objs.iter().enumerate().filter_map(|(i, r)| given_twice(&mut keys, i, r)).collect();
+    problems.extend(unit_name_clashes(objs.iter().copied(), existing));
+    problems
+}
+
+/// The problem of object `i` when its kind and name were given before (`keys`).
+fn given_twice<'a>(keys: &mut HashMap<(Kind, &'a str), usize>, i: usize, r: &'a Resource) -> Option<Problem> {
+    let prev = keys.insert((r.kind(), r.name()), i)?;
+    Some(Problem {
+        index: i,
+        path: "metadata.name".into(),
+        message: format!("{} {} is given twice (also object #{} of this input)", r.kind(), r.name(), prev + 1),
+    })
+}
+
+/// Unit names are unique across all servers: those being applied (`objs`, by index),
+/// and those in the store that this input does not replace.
+fn unit_name_clashes<'a>(objs: impl Iterator<Item = &'a Resource> + Clone, existing: &[Resource]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let replaced: HashSet<&str> = objs.clone().filter(|r| r.kind() == Kind::SEServer).map(|r| r.name()).collect();
     let mut owner: HashMap<String, String> = HashMap::new();
     for r in existing.iter().filter(|r| r.kind() == Kind::SEServer && !replaced.contains(r.name())) {
         if let Resource::SEServer(o) = r {
@@ -193,7 +214,7 @@ pub fn check_set(objs: &[Resource], existing: &[Resource]) -> Vec<Problem> {
             }
         }
     }
-    for (i, r) in objs.iter().enumerate() {
+    for (i, r) in objs.enumerate() {
         if let Resource::SEServer(o) = r {
             for (path, u) in unit_names(&o.spec) {
                 if let Some(other) = owner.get(&u) {

@@ -217,12 +217,21 @@ fn guarded_text<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Vec<Manifest
 
 /// Gives each document its text: from its start line to the next document's.
 fn with_origins(mut docs: Vec<Document>, text: &str) -> Vec<Document> {
-    let lines = Lines::new(text);
     let shared: Arc<str> = Arc::from(text);
-    let starts: Vec<usize> = docs.iter().map(|d| d.source.line).collect();
+    // The byte offsets of the start lines, from the document starts when every one is
+    // there (no index of all lines needed), else from all lines.
+    let marks = doc_starts(text);
+    let offset = |line: usize| marks.binary_search_by_key(&line, |m| m.0).ok().map(|i| marks[i].1);
+    let offsets: Vec<usize> = match docs.iter().map(|d| offset(d.source.line)).collect::<Option<Vec<_>>>() {
+        Some(o) => o,
+        None => {
+            let lines = Lines::new(text);
+            docs.iter().map(|d| lines.range(d.source.line, None, text.len()).start).collect()
+        }
+    };
     for (i, d) in docs.iter_mut().enumerate() {
-        let range = lines.range(d.source.line, starts.get(i + 1).copied(), text.len());
-        d.origin = Origin { text: shared.clone(), range };
+        let (from, to) = (offsets[i], offsets.get(i + 1).copied().unwrap_or(text.len()));
+        d.origin = Origin { text: shared.clone(), range: from..to.max(from) };
     }
     docs
 }
@@ -360,12 +369,11 @@ fn decode_fast(file: &str, text: &str) -> Option<Vec<Document>> {
     if text.starts_with('%') || text.starts_with("...") || text.contains("\n%") || text.contains("\n...") {
         return None;
     }
-    let starts = doc_start_lines(text);
-    let lines = Lines::new(text);
+    let starts = doc_starts(text);
     let docs: Vec<(usize, &str)> = starts
         .iter()
         .enumerate()
-        .map(|(i, &line)| (line, &text[lines.range(line, starts.get(i + 1).copied(), text.len())]))
+        .map(|(i, &(line, at))| (line, &text[at..starts.get(i + 1).map_or(text.len(), |s| s.1)]))
         .collect();
     let threads = if text.len() < FAST_MIN_BYTES {
         1
@@ -603,29 +611,36 @@ fn yaml_error(file: &str, doc_line: usize, path: &str, e: &serde_yaml::Error) ->
 
 /// 1-based start line of each YAML document in `text`, in the order serde_yaml yields them.
 fn doc_start_lines(text: &str) -> Vec<usize> {
+    doc_starts(text).into_iter().map(|(line, _)| line).collect()
+}
+
+/// Start line (1-based) and byte offset of each YAML document in `text`: at each
+/// document marker ("---" at column 0, then whitespace or the end), and at the top
+/// when anything but blank lines, comments and directives comes before the first.
+/// Markers are found by searching for "\n---" in the whole text, lines counted
+/// between them (no pass line by line).
+fn doc_starts(text: &str) -> Vec<(usize, usize)> {
+    let is_marker_at =
+        |at: usize| text[at..].starts_with("---") && text[at + 3..].chars().next().is_none_or(|c| c.is_whitespace());
     let mut markers = Vec::new();
-    let mut before_first_is_empty = true;
-    for (i, line) in text.lines().enumerate() {
-        let is_marker = line.starts_with("---") && line[3..].chars().next().is_none_or(|c| c.is_whitespace());
-        if is_marker {
-            markers.push(i + 1);
-        } else if markers.is_empty() {
-            let t = line.trim();
-            if !(t.is_empty() || t.starts_with('#') || t.starts_with('%')) {
-                before_first_is_empty = false;
-            }
+    let (mut line, mut counted) = (1, 0);
+    let candidates = std::iter::once(0).chain(text.match_indices("\n---").map(|(i, _)| i + 1));
+    for at in candidates {
+        if is_marker_at(at) {
+            line += text.as_bytes()[counted..at].iter().filter(|&&b| b == b'\n').count();
+            counted = at;
+            markers.push((line, at));
         }
     }
-    if markers.is_empty() {
-        return vec![1];
+    let Some(&(_, first)) = markers.first() else { return vec![(1, 0)] };
+    let before_first_is_empty = text[..first].lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#') || t.starts_with('%')
+    });
+    if !before_first_is_empty {
+        markers.insert(0, (1, 0));
     }
-    if before_first_is_empty {
-        markers
-    } else {
-        let mut v = vec![1];
-        v.extend(markers);
-        v
-    }
+    markers
 }
 
 /// Wraps the document visitor with path tracking.

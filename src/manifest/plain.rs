@@ -57,8 +57,8 @@ pub(super) fn parse(doc: &str) -> Option<Option<Node<'_>>> {
     if !clean {
         return None;
     }
-    let mut lines = Vec::new();
-    for (i, line) in doc.split('\n').enumerate() {
+    let mut lines = Vec::with_capacity(64);
+    for (i, line) in split_lines(doc).enumerate() {
         let body = if i == 0 && line.starts_with("---") {
             // The marker line may carry nothing but a comment.
             let rest = line[3..].trim_start_matches(' ');
@@ -85,6 +85,25 @@ pub(super) fn parse(doc: &str) -> Option<Option<Node<'_>>> {
     let indent = p.lines[0].indent;
     let root = p.node(indent, 0)?;
     (p.pos == p.lines.len()).then_some(Some(root))
+}
+
+/// The lines of `text` (as `split('\n')`), cut by a plain byte loop: lines are short,
+/// and a search call per line costs more than it saves.
+fn split_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let t = rest?;
+        match t.bytes().position(|b| b == b'\n') {
+            Some(at) => {
+                rest = Some(&t[at + 1..]);
+                Some(&t[..at])
+            }
+            None => {
+                rest = None;
+                Some(t)
+            }
+        }
+    })
 }
 
 /// A line with content: its indentation, its text after it (a comment and trailing
@@ -851,6 +870,42 @@ mod tests {
         }
         let long_key = format!("{}: 1\n", "k".repeat(1100));
         assert_eq!(fast(&long_key), None);
+    }
+
+    /// `doc_starts` (markers found by searching the whole text) gives the lines the
+    /// line-by-line rule gives, and their byte offsets.
+    #[test]
+    fn document_starts_follow_the_line_rule() {
+        let line_by_line = |text: &str| {
+            let mut marks = Vec::new();
+            let mut prologue_empty = true;
+            let mut at = 0;
+            for (i, line) in text.split_inclusive('\n').enumerate() {
+                let l = line.trim_end_matches('\n').trim_end_matches('\r');
+                if l.starts_with("---") && l[3..].chars().next().is_none_or(|c| c.is_whitespace()) {
+                    marks.push((i + 1, at));
+                } else if marks.is_empty() {
+                    let t = l.trim();
+                    prologue_empty &= t.is_empty() || t.starts_with('#') || t.starts_with('%');
+                }
+                at += line.len();
+            }
+            if marks.is_empty() || !prologue_empty {
+                marks.insert(0, (1, 0));
+            }
+            marks
+        };
+        for text in [
+            "",
+            "a: 1\n",
+            "---\n",
+            "# c\n\n---\na: 1\n--- \nb: 2\n---\t\n---x\n ---\n---\r\nc: 3\n---",
+            "a: 1\n---\nb: 1\n",
+            "%YAML 1.1\n---\na: 1\n",
+            "x\n---\u{a0}\n---\u{2028}y\n",
+        ] {
+            assert_eq!(super::super::doc_starts(text), line_by_line(text), "{text:?}");
+        }
     }
 
     /// Pieces documents are built from: scalars that resolve to every type, indicators,

@@ -18,8 +18,9 @@ use std::rc::Rc;
 /// SU's configured devices once computed (a site of 10,000 VMs asks for them 10,000
 /// times).
 pub struct Site<'a> {
-    objs: Vec<&'a Resource>,
     by_key: HashMap<(Kind, &'a str), &'a Resource>,
+    /// The servers among the objects (every SU lookup walks them, not all objects).
+    servers: Vec<&'a SEServerSpec>,
     /// Kinds whose absence means "does not exist" (all for apply).
     known: Vec<Kind>,
     devices: RefCell<HashMap<String, Rc<BTreeSet<String>>>>,
@@ -31,7 +32,8 @@ impl<'a> Site<'a> {
         for o in &objs {
             by_key.entry((o.kind(), o.name())).or_insert(*o);
         }
-        Site { objs, by_key, known, devices: RefCell::default() }
+        let servers = objs.iter().filter_map(|o| o.as_typed::<SEServerSpec>()).map(|o| &o.spec).collect();
+        Site { by_key, servers, known, devices: RefCell::default() }
     }
 
     /// Everything stored and applied (every kind is known).
@@ -59,7 +61,7 @@ impl<'a> Site<'a> {
     }
 
     fn servers(&self) -> impl Iterator<Item = &SEServerSpec> {
-        self.objs.iter().filter_map(|o| o.as_typed::<SEServerSpec>()).map(|o| &o.spec)
+        self.servers.iter().copied()
     }
 
     fn su(&self, name: &str) -> Option<&crate::api::ServerUnitSpec> {

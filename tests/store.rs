@@ -553,7 +553,7 @@ fn statuses_kept_decoded_never_hide_later_writes() {
     assert_eq!(s.commit_batch(batch(status(2, "DOWN"))).unwrap().statuses, vec![sectl::store::StatusWrite::Gone]);
 }
 
-/// A big apply (its changes encoded on every core) stays one all-or-nothing batch with
+/// A big apply stays one all-or-nothing batch with
 /// resourceVersions in the objects' order, reports the first problem in that order
 /// (a non-finite number before a name given twice further on), and writes nothing on a
 /// dry run or an error; re-applied, nothing is written.

@@ -241,69 +241,6 @@ fn trim_history(tree: &sled::Tree, rv: u64, history: u64) -> Result<()> {
     tree.apply_batch(batch).map_err(be)
 }
 
-/// One change encoded for the batch: the object's key, its JSON (None: removed) and its
-/// history record.
-struct Encoded {
-    key: Vec<u8>,
-    bytes: Option<Vec<u8>>,
-    record: Vec<u8>,
-}
-
-/// Encodes one change of `obj` (its resourceVersion set): its JSON, refused when over
-/// the size limit unless it is a removal, and its history record.
-fn encode(t: WatchType, obj: &Resource) -> Result<Encoded> {
-    let bytes = obj.to_json();
-    if t != WatchType::Deleted {
-        super::check_object_size(obj.kind(), obj.name(), bytes.len())?;
-    }
-    let o = match t {
-        WatchType::Deleted => {
-            Some(serde_json::value::RawValue::from_string(String::from_utf8(bytes.clone()).map_err(be)?).map_err(be)?)
-        }
-        _ => None,
-    };
-    let rec = HistoryRecord { u: false, t, k: obj.kind().as_str().to_string(), n: obj.name().to_string(), o };
-    let record = serde_json::to_vec(&rec).map_err(be)?;
-    Ok(Encoded { key: obj_key(obj.kind(), obj.name()), bytes: (t != WatchType::Deleted).then_some(bytes), record })
-}
-
-/// Checks (finite numbers) and encodes a written object, as `stage` does.
-fn check_and_encode(t: WatchType, obj: &Resource) -> Result<Encoded> {
-    super::check_finite(obj).map_err(|e| StoreError::Invalid(format!("{}: {e}", obj.key())))?;
-    encode(t, obj)
-}
-
-/// Applies with at least this many changes are encoded on every core.
-const PARALLEL_ENCODE_MIN: usize = 512;
-
-/// `check_and_encode` of each change, in order; big applies in contiguous runs on
-/// every core (a run whose thread cannot be started is encoded on this one).
-fn encode_all(changes: &[(WatchType, &Resource)]) -> Vec<Result<Encoded>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    if changes.len() < PARALLEL_ENCODE_MIN || threads < 2 {
-        return changes.iter().map(|(t, o)| check_and_encode(*t, o)).collect();
-    }
-    let run = |part: &[(WatchType, &Resource)]| -> Vec<Result<Encoded>> {
-        part.iter().map(|(t, o)| check_and_encode(*t, o)).collect()
-    };
-    let parts: Vec<&[(WatchType, &Resource)]> = changes.chunks(changes.len().div_ceil(threads)).collect();
-    std::thread::scope(|s| {
-        let (last, others) = parts.split_last().expect("at least one part");
-        let handles: Vec<_> =
-            others.iter().map(|&p| (p, std::thread::Builder::new().spawn_scoped(s, move || run(p)))).collect();
-        let last = run(last);
-        let mut out = Vec::with_capacity(changes.len());
-        for (p, h) in handles {
-            match h.ok().map(|h| h.join()) {
-                Some(Ok(done)) => out.extend(done),
-                _ => out.extend(run(p)),
-            }
-        }
-        out.extend(last);
-        out
-    })
-}
-
 impl SledStore {
     /// Opens (or creates) the store in `dir` (a new folder is created 0700; an
     /// existing one keeps its mode, see `data_dir`).
@@ -388,29 +325,39 @@ impl SledStore {
         }
         let rv = c.next_rv();
         obj.meta_mut().resource_version = Some(rv.to_string());
-        match encode(t, obj) {
-            Ok(e) => {
-                self.put(batch, rv, e);
-                Ok(())
-            }
-            Err(e) => {
+        let bytes = obj.to_json();
+        if t != WatchType::Deleted {
+            if let Err(e) = super::check_object_size(obj.kind(), obj.name(), bytes.len()) {
                 c.rv -= 1;
-                Err(e)
+                return Err(e);
             }
         }
-    }
-
-    /// Puts one encoded change at resourceVersion `rv` into `batch`.
-    fn put(&self, batch: &mut sled::Batch, rv: u64, e: Encoded) {
-        self.recent().staged.push((e.key.clone(), None));
-        match e.bytes {
-            Some(bytes) => batch.insert(e.key, bytes),
-            None => batch.remove(e.key),
+        let key = obj_key(obj.kind(), obj.name());
+        let rec = HistoryRecord {
+            u: false,
+            t,
+            k: obj.kind().as_str().to_string(),
+            n: obj.name().to_string(),
+            o: if t == WatchType::Deleted {
+                Some(
+                    serde_json::value::RawValue::from_string(String::from_utf8(bytes.clone()).map_err(be)?)
+                        .map_err(be)?,
+                )
+            } else {
+                None
+            },
+        };
+        self.recent().staged.push((key.clone(), None));
+        if t == WatchType::Deleted {
+            batch.remove(key);
+        } else {
+            batch.insert(key, bytes);
         }
-        batch.insert(hist_key(rv), e.record);
+        batch.insert(hist_key(rv), serde_json::to_vec(&rec).map_err(be)?);
         if rv > self.history {
             batch.remove(hist_key(rv - self.history));
         }
+        Ok(())
     }
 
     /// Applies a batch atomically; with `durable`, flushes before returning.
@@ -569,74 +516,6 @@ impl SledStore {
         Ok((batch, done))
     }
 
-    /// The objects' outcomes, in order, each changed one with its resourceVersion; the
-    /// changes are encoded (on every core for a big apply) and, unless `dry_run`,
-    /// written in one batch. On an error, the first in the objects' order (as when each
-    /// was staged in turn); the caller restores the counters then.
-    fn apply_locked(
-        &self,
-        c: &mut Counters,
-        objs: Vec<Resource>,
-        dry_run: bool,
-    ) -> Result<Vec<(ApplyOutcome, Resource)>> {
-        let now = super::now_rfc3339();
-        let rv_before = c.rv;
-        let mut out = Vec::with_capacity(objs.len());
-        let mut seen = std::collections::HashSet::with_capacity(objs.len());
-        // Decide each object's outcome; the first that cannot be applied ends it.
-        let mut failed = None;
-        for obj in objs {
-            if !seen.insert((obj.kind(), obj.name().to_string())) {
-                failed = Some(StoreError::Invalid(format!("{} is given twice", obj.key())));
-                break;
-            }
-            let decided = match self.read(obj.kind(), obj.name()) {
-                Err(e) => Err(e),
-                Ok(None) => Ok((ApplyOutcome::Created, Self::fresh_at(obj, &now))),
-                Ok(Some(mut current)) => Self::check_rv(&obj, &current).map(|()| {
-                    let changed = Self::merge_spec(&mut current, &obj);
-                    (if changed { ApplyOutcome::Configured } else { ApplyOutcome::Unchanged }, current)
-                }),
-            };
-            match decided {
-                Ok(x) => out.push(x),
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
-        // resourceVersions in order, then every change checked and encoded.
-        let mut rvs = Vec::new();
-        for (outcome, o) in out.iter_mut().filter(|(outcome, _)| *outcome != ApplyOutcome::Unchanged) {
-            let rv = c.next_rv();
-            o.meta_mut().resource_version = Some(rv.to_string());
-            rvs.push((rv, if *outcome == ApplyOutcome::Created { WatchType::Added } else { WatchType::Modified }));
-        }
-        let changes: Vec<(WatchType, &Resource)> = out
-            .iter()
-            .filter(|(outcome, _)| *outcome != ApplyOutcome::Unchanged)
-            .zip(&rvs)
-            .map(|((_, o), (_, t))| (*t, o))
-            .collect();
-        let encoded = encode_all(&changes);
-        drop(changes);
-        // An object that failed to encode comes before the one that ended the loop.
-        let encoded: Vec<Encoded> = encoded.into_iter().collect::<Result<_>>()?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        if dry_run || c.rv == rv_before {
-            return Ok(out);
-        }
-        let mut batch = sled::Batch::default();
-        for ((rv, _), e) in rvs.into_iter().zip(encoded) {
-            self.put(&mut batch, rv, e);
-        }
-        self.commit(batch, c)?;
-        Ok(out)
-    }
-
     pub(super) fn check_rv(obj: &Resource, current: &Resource) -> Result<()> {
         let want = obj.meta().rv();
         let have = current.meta().rv();
@@ -780,14 +659,49 @@ impl Store for SledStore {
         // Checks across objects see the store as it is while nothing else writes.
         self.check_across(&objs)?;
         let start = c.clone();
-        match self.apply_locked(&mut c, objs, dry_run) {
-            Ok(out) if !dry_run => Ok(out),
-            r => {
-                // A dry run or an error writes nothing: forget the counters we advanced.
-                *c = start;
-                r
+        let now = super::now_rfc3339();
+        let mut batch = sled::Batch::default();
+        let mut out = Vec::with_capacity(objs.len());
+        let mut seen = std::collections::HashSet::with_capacity(objs.len());
+        for obj in objs {
+            if !seen.insert((obj.kind(), obj.name().to_string())) {
+                *c = start.clone();
+                return Err(StoreError::Invalid(format!("{} is given twice", obj.key())));
+            }
+            let staged = match self.read(obj.kind(), obj.name()) {
+                Err(e) => Err(e),
+                Ok(None) => {
+                    let mut o = Self::fresh_at(obj, &now);
+                    self.stage(&mut batch, &mut c, WatchType::Added, &mut o).map(|_| (ApplyOutcome::Created, o))
+                }
+                Ok(Some(mut current)) => match Self::check_rv(&obj, &current) {
+                    Err(e) => Err(e),
+                    Ok(()) if Self::merge_spec(&mut current, &obj) => self
+                        .stage(&mut batch, &mut c, WatchType::Modified, &mut current)
+                        .map(|_| (ApplyOutcome::Configured, current)),
+                    Ok(()) => Ok((ApplyOutcome::Unchanged, current)),
+                },
+            };
+            match staged {
+                Ok(x) => out.push(x),
+                Err(e) => {
+                    // Nothing was written: forget the counters we advanced.
+                    *c = start.clone();
+                    return Err(e);
+                }
             }
         }
+        if dry_run {
+            *c = start.clone();
+            return Ok(out);
+        }
+        if c.rv != start.rv {
+            if let Err(e) = self.commit(batch, &mut c) {
+                *c = start.clone();
+                return Err(e);
+            }
+        }
+        Ok(out)
     }
 
     fn watch_from(&self, rv: u64) -> Result<Vec<WatchEvent>> {

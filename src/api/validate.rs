@@ -96,10 +96,11 @@ pub fn check_object(r: &Resource) -> Vec<(String, String)> {
             }
         }
         Resource::VMDefinition(o) => {
-            let mut mns: HashMap<String, usize> = HashMap::new();
+            let mut mns: HashMap<u32, usize> = HashMap::with_capacity(o.spec.devices.len() * 2);
             for (j, d) in o.spec.devices.iter().enumerate() {
-                for mn in d.mn.expand() {
-                    if let Some(prev) = mns.insert(mn.clone(), j) {
+                for mn in mn_keys(d.mn.as_str()) {
+                    if let Some(prev) = mns.insert(mn, j) {
+                        let mn = String::from_utf8_lossy(&mn.to_be_bytes()).trim_end_matches('\0').to_string();
                         out.push((
                             format!("spec.devices[{j}].mn"),
                             format!("device {mn} is already assigned by devices[{prev}]"),
@@ -165,26 +166,68 @@ pub fn check_object(r: &Resource) -> Vec<(String, String)> {
     out
 }
 
+/// The single MNs an MN spec names (as `MnSpec::expand`), each as its (at most 4)
+/// ASCII characters packed into a number, so checking them for repeats allocates
+/// nothing per MN.
+fn mn_keys(spec: &str) -> impl Iterator<Item = u32> + '_ {
+    let pack = |s: &[u8]| s.iter().take(4).enumerate().fold(0u32, |k, (i, &b)| k | (u32::from(b) << (24 - 8 * i)));
+    let (single, range) = match spec.split_once('-') {
+        None => (Some(pack(spec.as_bytes())), 0..=0u32),
+        Some((a, b)) => {
+            let x = u32::from_str_radix(a, 16).unwrap_or(0);
+            let y = u32::from_str_radix(b, 16).unwrap_or(0);
+            (None, x..=y)
+        }
+    };
+    let members = single.is_none().then_some(range).into_iter().flatten();
+    let hex = |n: u32| {
+        let digit = |shift: u32| b"0123456789ABCDEF"[((n >> shift) & 15) as usize];
+        [digit(12), digit(8), digit(4), digit(0)]
+    };
+    single.into_iter().chain(members.map(move |n| pack(&hex(n))))
+}
+
 /// Checks a set of objects about to be written, against each other and against what
 /// the store already holds (`existing`). Returns every problem found.
 pub fn check_set(objs: &[Resource], existing: &[Resource]) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let mut keys: HashMap<(Kind, String), usize> = HashMap::new();
+    let mut keys: HashMap<(Kind, &str), usize> = HashMap::new();
     for (i, r) in objs.iter().enumerate() {
         for (path, message) in check_object(r) {
             problems.push(Problem { index: i, path, message });
         }
-        if let Some(prev) = keys.insert((r.kind(), r.name().to_string()), i) {
-            problems.push(Problem {
-                index: i,
-                path: "metadata.name".into(),
-                message: format!("{} {} is given twice (also object #{} of this input)", r.kind(), r.name(), prev + 1),
-            });
-        }
+        problems.extend(given_twice(&mut keys, i, r));
     }
-    // Unit names are unique across all servers: those being applied, and those in the
-    // store that this input does not replace.
-    let replaced: HashSet<&str> = objs.iter().filter(|r| r.kind() == Kind::SEServer).map(|r| r.name()).collect();
+    problems.extend(unit_name_clashes(objs.iter(), existing));
+    problems
+}
+
+/// The checks of `check_set` across objects only (an object given twice, unit names
+/// unique across servers), for callers that checked each object on its own already:
+/// the same problems as `check_set` less those of `check_object`, in its order.
+pub fn check_across(objs: &[&Resource], existing: &[Resource]) -> Vec<Problem> {
+    let mut keys: HashMap<(Kind, &str), usize> = HashMap::with_capacity(objs.len());
+    let mut problems: Vec<Problem> =
+        objs.iter().enumerate().filter_map(|(i, r)| given_twice(&mut keys, i, r)).collect();
+    problems.extend(unit_name_clashes(objs.iter().copied(), existing));
+    problems
+}
+
+/// The problem of object `i` when its kind and name were given before (`keys`).
+fn given_twice<'a>(keys: &mut HashMap<(Kind, &'a str), usize>, i: usize, r: &'a Resource) -> Option<Problem> {
+    let prev = keys.insert((r.kind(), r.name()), i)?;
+    Some(Problem {
+        index: i,
+        path: "metadata.name".into(),
+        message: format!("{} {} is given twice (also object #{} of this input)", r.kind(), r.name(), prev + 1),
+    })
+}
+
+/// Unit names are unique across all servers: those being applied (`objs`, by index),
+/// and those in the store that this input does not replace.
+fn unit_name_clashes<'a>(objs: impl Iterator<Item = &'a Resource> + Clone, existing: &[Resource]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let replaced: HashSet<&str> = objs.clone().filter(|r| r.kind() == Kind::SEServer).map(|r| r.name()).collect();
     let mut owner: HashMap<String, String> = HashMap::new();
     for r in existing.iter().filter(|r| r.kind() == Kind::SEServer && !replaced.contains(r.name())) {
         if let Resource::SEServer(o) = r {
@@ -193,7 +236,7 @@ pub fn check_set(objs: &[Resource], existing: &[Resource]) -> Vec<Problem> {
             }
         }
     }
-    for (i, r) in objs.iter().enumerate() {
+    for (i, r) in objs.enumerate() {
         if let Resource::SEServer(o) = r {
             for (path, u) in unit_names(&o.spec) {
                 if let Some(other) = owner.get(&u) {
@@ -260,4 +303,24 @@ fn su_model_ok(m: &str) -> bool {
         && class.is_none_or(|c| {
             (1..=4).contains(&c.len()) && c.chars().all(|x| x.is_ascii_uppercase() || x.is_ascii_digit())
         })
+}
+
+#[cfg(test)]
+mod mn_key_tests {
+    use super::mn_keys;
+
+    /// The packed keys name the same MNs as `MnSpec::expand`'s strings: equal keys for
+    /// equal strings, and back to the same text.
+    #[test]
+    fn mn_keys_follow_expand() {
+        for spec in ["4683", "A1", "Z9Z9", "00FE-0102", "A000-A00F", "0000-0000"] {
+            let mn: crate::api::checked::MnSpec = serde_json::from_value(serde_json::json!(spec)).unwrap();
+            let keys: Vec<u32> = mn_keys(spec).collect();
+            let text: Vec<String> = keys
+                .iter()
+                .map(|k| String::from_utf8_lossy(&k.to_be_bytes()).trim_end_matches('\0').to_string())
+                .collect();
+            assert_eq!(text, mn.expand(), "{spec}");
+        }
+    }
 }

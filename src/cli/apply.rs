@@ -215,19 +215,31 @@ pub fn apply(ctx: &mut Context, a: &ApplyArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     let objs: Vec<Resource> = docs.into_iter().map(|d| d.resource).collect();
+    // What the warnings resolve references against, as stored before the write: the
+    // servers (listed above), and the VMs only when a migration or recovery is applied
+    // (no other reference names a VM; no other kind is looked up).
+    // The applied objects are the results (same specs) unless a migration's check reads
+    // a VM's status: then the objects as given (no status), as always.
     let read_stored = crate::timing!("apply.read_stored").entered();
-    let mut stored = Vec::new();
-    for k in Kind::ALL {
-        stored.extend(all_objects(store, *k)?);
+    let mut stored = servers;
+    let as_given =
+        objs.iter().any(|o| matches!(o.kind(), Kind::LiveMigration | Kind::VMRecovery)).then(|| objs.clone());
+    if as_given.is_some() {
+        stored.extend(all_objects(store, Kind::VMDefinition)?);
     }
     drop(read_stored);
-    let written = crate::timing!("apply.write").in_scope(|| write(ctx, objs.clone(), a.dry_run))?;
+    let written = crate::timing!("apply.write").in_scope(|| write(ctx, objs, a.dry_run))?;
     let Some(results) = written else { return Ok(ExitCode::from(1)) };
     let _report = crate::timing!("apply.warn_and_report").entered();
-    let site = warn::Site::full(&stored, &objs);
     let changed: Vec<&Resource> =
         results.iter().filter(|(o, _)| *o != ApplyOutcome::Unchanged).map(|(_, r)| r).collect();
-    warn::print(&changed.iter().flat_map(|r| warn::references(r, &site)).collect::<Vec<_>>());
+    if !changed.is_empty() {
+        let site = match &as_given {
+            Some(objs) => warn::Site::full(&stored, objs),
+            None => warn::Site::full(&stored, results.iter().map(|(_, r)| r)),
+        };
+        warn::print(&changed.iter().flat_map(|r| warn::references(r, &site)).collect::<Vec<_>>());
+    }
     let reconcile = ctx.reconcile;
     let store = ctx.store()?;
     let embedded_ran = a.dry_run == DryRun::None && store.remote().is_none() && reconcile;

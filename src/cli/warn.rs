@@ -10,52 +10,66 @@
 //! `validate -f examples/live-migration.yaml` alone does not warn about its VM).
 
 use crate::api::{Kind, Resource, SEServerSpec};
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 
-/// What the references can resolve against (indexed once: a 10,000-VM apply looked
-/// every reference up by scanning every object).
+/// What the references can resolve against: the objects by kind and name, and each
+/// SU's configured devices once computed (a site of 10,000 VMs asks for them 10,000
+/// times).
 pub struct Site<'a> {
-    /// The objects by kind and name.
-    objs: HashMap<(Kind, &'a str), &'a Resource>,
-    /// The servers' specs.
+    by_key: HashMap<(Kind, &'a str), &'a Resource>,
+    /// The servers among the objects (every SU lookup walks them, not all objects).
     servers: Vec<&'a SEServerSpec>,
     /// Kinds whose absence means "does not exist" (all for apply).
     known: Vec<Kind>,
+    devices: RefCell<HashMap<String, Rc<BTreeSet<String>>>>,
 }
 
 impl<'a> Site<'a> {
+    fn new(objs: Vec<&'a Resource>, known: Vec<Kind>) -> Site<'a> {
+        let mut by_key = HashMap::with_capacity(objs.len());
+        for o in &objs {
+            by_key.entry((o.kind(), o.name())).or_insert(*o);
+        }
+        let servers = objs.iter().filter_map(|o| o.as_typed::<SEServerSpec>()).map(|o| &o.spec).collect();
+        Site { by_key, servers, known, devices: RefCell::default() }
+    }
+
     /// Everything stored and applied (every kind is known).
-    pub fn full(stored: &'a [Resource], applied: &'a [Resource]) -> Site<'a> {
-        // The applied objects replace the stored ones of the same key.
-        let keys: std::collections::HashSet<(Kind, &str)> = applied.iter().map(|a| (a.kind(), a.name())).collect();
-        let kept = stored.iter().filter(move |s| !keys.contains(&(s.kind(), s.name())));
-        Site::of(applied.iter().chain(kept), Kind::ALL.to_vec())
+    pub fn full(stored: &'a [Resource], applied: impl IntoIterator<Item = &'a Resource>) -> Site<'a> {
+        let mut objs: Vec<&Resource> = applied.into_iter().collect();
+        let given: std::collections::HashSet<(Kind, &str)> = objs.iter().map(|a| (a.kind(), a.name())).collect();
+        objs.extend(stored.iter().filter(|s| !given.contains(&(s.kind(), s.name()))));
+        Site::new(objs, Kind::ALL.to_vec())
     }
 
     /// Only the given objects; references to kinds not among them are not checked.
     pub fn partial(objs: &'a [Resource]) -> Site<'a> {
         let mut known: Vec<Kind> = objs.iter().map(|o| o.kind()).collect();
         known.dedup();
-        Site::of(objs.iter(), known)
+        Site::new(objs.iter().collect(), known)
     }
 
-    /// The objects (the first of each key by name; every server's units count).
-    fn of(objs: impl Iterator<Item = &'a Resource>, known: Vec<Kind>) -> Site<'a> {
-        let mut by_key: HashMap<(Kind, &'a str), &'a Resource> = HashMap::new();
-        let mut servers = Vec::new();
-        for o in objs {
-            by_key.entry((o.kind(), o.name())).or_insert(o);
-            servers.extend(o.as_typed::<SEServerSpec>().map(|s| &s.spec));
-        }
-        Site { objs: by_key, servers, known }
+    /// The MNs configured on SU `name` (as `su` finds it), computed once.
+    fn configured(&self, name: &str, su: &crate::api::ServerUnitSpec) -> Rc<BTreeSet<String>> {
+        let mut cache = self.devices.borrow_mut();
+        cache
+            .entry(name.to_ascii_uppercase())
+            .or_insert_with(|| Rc::new(su.devices.iter().flat_map(|d| d.mn.expand()).collect()))
+            .clone()
+    }
+
+    fn servers(&self) -> impl Iterator<Item = &SEServerSpec> {
+        self.servers.iter().copied()
     }
 
     fn su(&self, name: &str) -> Option<&crate::api::ServerUnitSpec> {
-        self.servers.iter().flat_map(|s| s.server_units.iter()).find(|u| u.name.as_str().eq_ignore_ascii_case(name))
+        self.servers().flat_map(|s| s.server_units.iter()).find(|u| u.name.as_str().eq_ignore_ascii_case(name))
     }
 
     fn exists(&self, kind: Kind, name: &str) -> bool {
-        self.objs.contains_key(&(kind, name))
+        self.by_key.contains_key(&(kind, name))
     }
 
     fn knows(&self, kind: Kind) -> bool {
@@ -84,7 +98,7 @@ fn vm_warnings(site: &Site, who: &str, spec: &crate::api::VMDefinitionSpec) -> V
             out.push(format!("{who}: spec.vmGroup {g} is not a VM group of {su_name}"));
         }
     }
-    let configured: std::collections::BTreeSet<String> = su.devices.iter().flat_map(|d| d.mn.expand()).collect();
+    let configured = site.configured(su_name, su);
     for (i, d) in spec.devices.iter().enumerate() {
         let missing: Vec<String> = d.mn.expand().into_iter().filter(|m| !configured.contains(m)).collect();
         if !missing.is_empty() {
@@ -100,7 +114,7 @@ fn vm_warnings(site: &Site, who: &str, spec: &crate::api::VMDefinitionSpec) -> V
 
 /// The VM's current SU (status, else spec), when the VM is known.
 fn vm_su(site: &Site, vm: &str) -> Option<String> {
-    let o = site.objs.get(&(Kind::VMDefinition, vm))?.as_typed::<crate::api::VMDefinitionSpec>()?;
+    let o = site.by_key.get(&(Kind::VMDefinition, vm))?.as_typed::<crate::api::VMDefinitionSpec>()?;
     Some(o.status.server_unit.clone().unwrap_or_else(|| o.spec.server_unit.to_string()))
 }
 

@@ -4,8 +4,10 @@
 //! value the store writes is first walked by this serializer, which only looks at the
 //! numbers and fails on the first one that is not finite, naming its field path.
 //!
-//! Trade-off: one extra walk over the value per write (no allocation but the path of
-//! the current field) instead of a decode round trip.
+//! Trade-off: one extra walk over the value per write instead of a decode round trip.
+//! The walk allocates nothing per field: the path is kept as field names, indexes and
+//! map keys (as JSON, in buffers reused from entry to entry) and written out only for
+//! the error.
 
 use serde::ser::{self, Serialize};
 use std::fmt;
@@ -35,8 +37,28 @@ pub fn check<T: Serialize + ?Sized>(v: &T) -> Result<(), NonFinite> {
     v.serialize(&mut c)
 }
 
+/// One step of the path to the current value.
+enum Seg {
+    /// A struct's field or an enum's variant.
+    Field(&'static str),
+    /// A sequence's element.
+    Index(usize),
+    /// A map's entry: its key as JSON (a key that is not a string shows as nothing).
+    Key(Vec<u8>),
+}
+
+impl Seg {
+    fn render(&self) -> String {
+        match self {
+            Seg::Field(f) => f.to_string(),
+            Seg::Index(i) => format!("[{i}]"),
+            Seg::Key(json) => serde_json::from_slice::<String>(json).unwrap_or_default(),
+        }
+    }
+}
+
 struct Checker {
-    path: Vec<String>,
+    path: Vec<Seg>,
 }
 
 impl Checker {
@@ -44,15 +66,20 @@ impl Checker {
         if f.is_finite() {
             return Ok(());
         }
-        let path = if self.path.is_empty() { "the value".to_string() } else { self.path.join(".") };
+        let path = if self.path.is_empty() {
+            "the value".to_string()
+        } else {
+            self.path.iter().map(Seg::render).collect::<Vec<_>>().join(".")
+        };
         Err(NonFinite(format!("{path} is {f}, which is not a finite number")))
     }
 
-    fn nested<T: Serialize + ?Sized>(&mut self, key: String, v: &T) -> Result<(), NonFinite> {
-        self.path.push(key);
+    /// Walks `v` one step further down; gives back the step (a map key's buffer is
+    /// reused for the next entry).
+    fn nested<T: Serialize + ?Sized>(&mut self, seg: Seg, v: &T) -> (Result<(), NonFinite>, Option<Seg>) {
+        self.path.push(seg);
         let r = v.serialize(&mut *self);
-        self.path.pop();
-        r
+        (r, self.path.pop())
     }
 }
 
@@ -108,7 +135,7 @@ impl<'a> ser::Serializer for &'a mut Checker {
         variant: &'static str,
         v: &T,
     ) -> Result<(), NonFinite> {
-        self.nested(variant.to_string(), v)
+        self.nested(Seg::Field(variant), v).0
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Seq<'a>, NonFinite> {
         Ok(Seq { c: self, i: 0 })
@@ -123,7 +150,7 @@ impl<'a> ser::Serializer for &'a mut Checker {
         Ok(Seq { c: self, i: 0 })
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Map<'a>, NonFinite> {
-        Ok(Map { c: self, key: None })
+        Ok(Map { c: self, key: Vec::new() })
     }
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Seq<'a>, NonFinite> {
         Ok(Seq { c: self, i: 0 })
@@ -147,9 +174,9 @@ struct Seq<'a> {
 
 impl Seq<'_> {
     fn element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), NonFinite> {
-        let key = format!("[{}]", self.i);
+        let seg = Seg::Index(self.i);
         self.i += 1;
-        self.c.nested(key, v)
+        self.c.nested(seg, v).0
     }
 }
 
@@ -181,7 +208,7 @@ macro_rules! struct_like {
             type Ok = ();
             type Error = NonFinite;
             fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T) -> Result<(), NonFinite> {
-                self.c.nested(key.to_string(), v)
+                self.c.nested(Seg::Field(key), v).0
             }
             fn end(self) -> Result<(), NonFinite> {
                 Ok(())
@@ -192,22 +219,29 @@ macro_rules! struct_like {
 
 struct_like!(SerializeStruct, SerializeStructVariant);
 
-/// Maps: values by their key (keys are strings here).
+/// Maps: values by their key (keys are strings here), kept as JSON until needed.
 struct Map<'a> {
     c: &'a mut Checker,
-    key: Option<String>,
+    key: Vec<u8>,
 }
 
 impl ser::SerializeMap for Map<'_> {
     type Ok = ();
     type Error = NonFinite;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), NonFinite> {
-        self.key = Some(serde_json::to_value(k).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
+        self.key.clear();
+        if serde_json::to_writer(&mut self.key, k).is_err() {
+            self.key.clear();
+        }
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), NonFinite> {
-        let key = self.key.take().unwrap_or_default();
-        self.c.nested(key, v)
+        let key = std::mem::take(&mut self.key);
+        let (r, seg) = self.c.nested(Seg::Key(key), v);
+        if let Some(Seg::Key(buf)) = seg {
+            self.key = buf;
+        }
+        r
     }
     fn end(self) -> Result<(), NonFinite> {
         Ok(())

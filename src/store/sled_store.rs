@@ -530,11 +530,17 @@ impl SledStore {
         Ok(())
     }
 
-    pub(super) fn fresh(mut obj: Resource) -> Resource {
+    pub(super) fn fresh(obj: Resource) -> Resource {
+        Self::fresh_at(obj, &super::now_rfc3339())
+    }
+
+    /// `fresh` with the creation time given (one apply stamps all its new objects with
+    /// the time it started, formatted once).
+    pub(super) fn fresh_at(mut obj: Resource, now: &str) -> Resource {
         let m = obj.meta_mut();
         m.uid = Some(uuid::Uuid::new_v4().to_string());
         m.generation = Some(1);
-        m.creation_timestamp = Some(super::now_rfc3339());
+        m.creation_timestamp = Some(now.to_string());
         obj.clear_status();
         obj
     }
@@ -653,9 +659,10 @@ impl Store for SledStore {
         // Checks across objects see the store as it is while nothing else writes.
         self.check_across(&objs)?;
         let start = c.clone();
+        let now = super::now_rfc3339();
         let mut batch = sled::Batch::default();
         let mut out = Vec::with_capacity(objs.len());
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = std::collections::HashSet::with_capacity(objs.len());
         for obj in objs {
             if !seen.insert((obj.kind(), obj.name().to_string())) {
                 *c = start.clone();
@@ -664,7 +671,7 @@ impl Store for SledStore {
             let staged = match self.read(obj.kind(), obj.name()) {
                 Err(e) => Err(e),
                 Ok(None) => {
-                    let mut o = Self::fresh(obj);
+                    let mut o = Self::fresh_at(obj, &now);
                     self.stage(&mut batch, &mut c, WatchType::Added, &mut o).map(|_| (ApplyOutcome::Created, o))
                 }
                 Ok(Some(mut current)) => match Self::check_rv(&obj, &current) {

@@ -350,24 +350,9 @@ fn kill_9_of_the_leader_mid_migration_the_next_leader_finishes_it_and_the_vm_is_
     a.kill9();
     let took = wait_leader(&s, "b", Duration::from_secs(2 + 3));
     eprintln!("failover mid-migration: {took:?}");
-    let phase = eventually("the migration to end under the new leader", Duration::from_secs(60), || {
-        let p = status(&s, Kind::LiveMigration, "lm-vm12")["phase"].as_str().unwrap_or("").to_string();
-        matches!(p.as_str(), "Completed" | "Aborted").then_some(p)
-    });
-    let expect = if phase == "Completed" { "ABGSE701" } else { "ABGSE501" };
-    let w = eventually("the world to agree", Duration::from_secs(10), || {
-        let w = sectl::sim::World::load(&s).unwrap();
-        let vm = status(&s, Kind::VMDefinition, "vm12prod");
-        (vm["serverUnit"] == expect && w.vms.get("vm12prod").is_some_and(|v| v.su == expect)).then_some(w)
-    });
-    assert!(w.audit().is_empty(), "audit: {:#?}", w.audit());
-    assert_eq!(w.vms.values().filter(|v| v.vm_name == "VM12PROD").count(), 1, "VM12PROD on exactly one SU");
-    assert!(w.clock.now_ms >= clock_before, "the clock went back: {} < {clock_before}", w.clock.now_ms);
     // Resumed, not started over: one start message.
-    let lm = status(&s, Kind::LiveMigration, "lm-vm12");
-    let starts =
-        lm["messages"].as_array().unwrap().iter().filter(|m| m.as_str().is_some_and(|m| m.contains("VMS2450")));
-    assert_eq!(starts.count(), 1, "{lm}");
+    let (_, starts, lm) = migration_ends_on_one_su(&s, clock_before);
+    assert_eq!(starts, 1, "{lm}");
     drop(b);
 }
 
@@ -628,26 +613,35 @@ fn kill_in_phase(url: &str, phase: Option<sectl::api::LmPhase>) -> String {
     a.assert_alive();
     a.kill9();
     wait_leader(&s, "b", Duration::from_secs(2 + 3));
+    let (ended, n, lm) = migration_ends_on_one_su(&s, clock_before);
+    assert!(if ended == "Completed" { n == 1 } else { n <= 1 }, "started {n} times: {lm}");
+    drop(b);
+    ended
+}
+
+/// After a failover: lm-vm12 ends (Completed or Aborted) under the new leader with
+/// VM12PROD on exactly one SU (the target or the source), the books balanced and the
+/// clock not gone back from `clock_before`. The phase it ended in, how many start
+/// messages (VMS2450) it has, and its status.
+fn migration_ends_on_one_su(s: &EtcdStore, clock_before: u64) -> (String, usize, serde_json::Value) {
+    use sectl::api::Kind;
     let ended = eventually("the migration to end under the new leader", Duration::from_secs(60), || {
-        let p = status(&s, Kind::LiveMigration, "lm-vm12")["phase"].as_str().unwrap_or("").to_string();
+        let p = status(s, Kind::LiveMigration, "lm-vm12")["phase"].as_str().unwrap_or("").to_string();
         matches!(p.as_str(), "Completed" | "Aborted").then_some(p)
     });
     let on = if ended == "Completed" { "ABGSE701" } else { "ABGSE501" };
     let w = eventually("the world to agree", Duration::from_secs(10), || {
-        let w = sectl::sim::World::load(&s).unwrap();
-        let vm = status(&s, Kind::VMDefinition, "vm12prod");
+        let w = sectl::sim::World::load(s).unwrap();
+        let vm = status(s, Kind::VMDefinition, "vm12prod");
         (vm["serverUnit"] == on && w.vms.get("vm12prod").is_some_and(|v| v.su == on)).then_some(w)
     });
     assert!(w.audit().is_empty(), "audit: {:#?}", w.audit());
     assert_eq!(w.vms.values().filter(|v| v.vm_name == "VM12PROD").count(), 1, "VM12PROD on exactly one SU");
     assert!(w.clock.now_ms >= clock_before, "the clock went back: {} < {clock_before}", w.clock.now_ms);
-    let lm = status(&s, Kind::LiveMigration, "lm-vm12");
+    let lm = status(s, Kind::LiveMigration, "lm-vm12");
     let starts =
-        lm["messages"].as_array().unwrap().iter().filter(|m| m.as_str().is_some_and(|m| m.contains("VMS2450")));
-    let n = starts.count();
-    assert!(if ended == "Completed" { n == 1 } else { n <= 1 }, "started {n} times: {lm}");
-    drop(b);
-    ended
+        lm["messages"].as_array().unwrap().iter().filter(|m| m.as_str().is_some_and(|m| m.contains("VMS2450"))).count();
+    (ended, starts, lm)
 }
 
 /// The order of a migration's phases in the world (Completed and Aborted last).

@@ -830,27 +830,37 @@ impl Controller {
     /// or in the status) is refused here, with the store's message, and the world goes
     /// back to the stored one, as `commit_step` does.
     fn stage_step(&self, w: &mut World, key: &Key, mut b: Batch) -> Result<(), StepError> {
-        let refused = |w: &mut World, m: String| match self.reload(w) {
-            Ok(()) => StepError::Refused(m),
-            Err(e) => StepError::Store(e),
-        };
-        let state = match w.take_changes() {
-            Ok(s) => s,
-            Err(e) => return Err(refused(w, format!("the simulated world cannot be stored: {e}"))),
-        };
+        self.add_world(w, &mut b)?;
         for st in &b.statuses {
             // The spec was checked when it was stored: the status is enough, and the
             // whole object names the field as the store does.
             if !status_finite(st) {
                 if let Err(e) = crate::store::check_finite(st) {
-                    return Err(refused(w, format!("{}: {e}", st.key())));
+                    return Err(self.refuse(w, format!("{}: {e}", st.key())));
                 }
             }
         }
-        b.state.extend(state);
-        self.add_observed(&mut b);
         self.group.lock().unwrap_or_else(|p| p.into_inner()).add(key, b);
         Ok(())
+    }
+
+    /// Adds the world's changes and the observed generations to a step's batch.
+    fn add_world(&self, w: &mut World, b: &mut Batch) -> Result<(), StepError> {
+        let state = match w.take_changes() {
+            Ok(s) => s,
+            Err(e) => return Err(self.refuse(w, format!("the simulated world cannot be stored: {e}"))),
+        };
+        b.state.extend(state);
+        self.add_observed(b);
+        Ok(())
+    }
+
+    /// A step refused for its content: the world goes back to the stored one.
+    fn refuse(&self, w: &mut World, m: String) -> StepError {
+        match self.reload(w) {
+            Ok(()) => StepError::Refused(m),
+            Err(e) => StepError::Store(e),
+        }
     }
 
     /// Commits a step with the world's changes. A refused step (invalid content) puts
@@ -858,19 +868,10 @@ impl Controller {
     /// store is returned as it is (the controller stops: its world in memory is then
     /// ahead of the store and is not used again).
     fn commit_step(&self, w: &mut World, mut b: Batch) -> Result<Committed, StepError> {
-        let refused = |w: &mut World, m: String| match self.reload(w) {
-            Ok(()) => StepError::Refused(m),
-            Err(e) => StepError::Store(e),
-        };
-        let state = match w.take_changes() {
-            Ok(s) => s,
-            Err(e) => return Err(refused(w, format!("the simulated world cannot be stored: {e}"))),
-        };
-        b.state.extend(state);
-        self.add_observed(&mut b);
+        self.add_world(w, &mut b)?;
         match self.commit(b) {
             Ok(done) => Ok(done),
-            Err(StoreError::Invalid(m)) => Err(refused(w, m)),
+            Err(StoreError::Invalid(m)) => Err(self.refuse(w, m)),
             Err(other) => Err(StepError::Store(se(other))),
         }
     }

@@ -61,17 +61,19 @@ impl Etcd {
         let members: Vec<Member> = (0..n)
             .map(|i| Member { child: None, client_port: free_port(), peer_port: free_port(), name: format!("m{i}") })
             .collect();
-        let initial: Vec<String> =
-            members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port)).collect();
         let mut e = Etcd { members, dir, tls };
         for i in 0..n {
-            e.spawn(&bin, i, &initial.join(","));
+            e.spawn(&bin, i);
         }
         e.wait_healthy(Duration::from_secs(30));
         e
     }
 
-    fn spawn(&mut self, bin: &str, i: usize, initial: &str) {
+    /// Starts member `i` (its data folder kept from an earlier start, if any).
+    fn spawn(&mut self, bin: &str, i: usize) {
+        let initial: Vec<String> =
+            self.members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port)).collect();
+        let initial = initial.join(",");
         let m = &self.members[i];
         let data = self.dir.path().join(&m.name);
         let log = std::fs::File::create(self.dir.path().join(format!("{}.log", m.name))).expect("log file");
@@ -190,13 +192,11 @@ impl Etcd {
     /// and ports (a restart of the whole cluster, e.g. after a power failure).
     pub fn restart_all(&mut self) {
         let bin = etcd_binary();
-        let initial: Vec<String> =
-            self.members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port)).collect();
         for i in 0..self.members.len() {
             self.kill(i);
         }
         for i in 0..self.members.len() {
-            self.spawn(&bin, i, &initial.join(","));
+            self.spawn(&bin, i);
         }
         self.wait_healthy(Duration::from_secs(30));
     }

@@ -204,8 +204,17 @@ fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rust
     e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|i| i.downcast_ref::<rustls::Error>())
 }
 
+/// The largest TLS file read (a CA bundle of every public root is about 250 KiB).
+const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+/// Reads a file named by a flag, as files named on the command line are read: links
+/// followed, directories refused, at most `MAX_PEM_BYTES` (`--etcd-cafile /dev/zero`
+/// must not fill the memory).
 fn read(path: &Path, flag: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{flag} {}: cannot read it: {e}", path.display()))
+    crate::safe_read::read_named(path, MAX_PEM_BYTES).map_err(|e| match e {
+        crate::safe_read::ReadError::Io(e) => format!("{flag} {}: cannot read it: {e}", path.display()),
+        other => format!("{flag} {}: {other}", path.display()),
+    })
 }
 
 /// The PEM certificates in `pem` (at least one).
@@ -291,6 +300,18 @@ mod tests {
         }
         let e = tls(Some(&missing), None, None).load().err().unwrap();
         assert!(e.contains("cannot read it") && e.contains(&missing), "{e}");
+        // Hostile files: endless, too big, a folder; a link to a good file is followed.
+        let big = d.path().join("big");
+        std::fs::write(&big, vec![b'A'; 2 * 1024 * 1024]).unwrap();
+        let dir = d.path().display().to_string();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&ca, &link).unwrap();
+        for (path, says) in [("/dev/zero", "larger than"), (big.to_str().unwrap(), "larger than"), (&dir, "directory")]
+        {
+            let e = tls(Some(path), None, None).load().err().unwrap_or_else(|| panic!("{path} accepted"));
+            assert!(e.contains("--etcd-cafile") && e.contains(says), "{path}: {e}");
+        }
+        assert!(tls(Some(link.to_str().unwrap()), None, None).load().unwrap().is_some());
     }
 
     #[test]

@@ -57,10 +57,20 @@ fn a_large_apply_is_staged_and_readers_see_all_or_nothing() {
     };
     let out = s.apply(vms(n, 1024), false).unwrap();
     assert_eq!(out.len(), n);
-    assert_eq!(s.resource_version(), n as u64, "one resourceVersion per object, as on sled");
+    // Each object's resourceVersion is the revision of the Txn that applied its piece:
+    // what a read returns, and not newer than the store's.
+    let first = s.resource_version();
+    let (listed, list_rv) = s.list(Kind::VMDefinition).unwrap();
+    assert_eq!(list_rv, first);
+    let returned: std::collections::BTreeMap<&str, &str> =
+        out.iter().map(|(_, o)| (o.name(), o.meta().resource_version.as_deref().unwrap())).collect();
+    for o in &listed {
+        assert_eq!(returned.get(o.name()).copied(), o.meta().resource_version.as_deref(), "{}", o.name());
+        assert!(o.meta().rv() <= first && o.meta().rv() > 0);
+    }
     // Every object changed in one apply: readers see the old or the new memory, never both.
     s.apply(vms(n, 2048), false).unwrap();
-    assert_eq!(s.resource_version(), 2 * n as u64);
+    assert!(s.resource_version() > first);
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let counts = reader.join().unwrap();
@@ -70,10 +80,11 @@ fn a_large_apply_is_staged_and_readers_see_all_or_nothing() {
             "a reader saw part of a write: {len} objects, {distinct} distinct memory sizes (all seen: {counts:?})"
         );
     }
-    // The watch history has every change, in order.
-    let w = s.watch_from(n as u64).unwrap();
+    // A watch from the first apply has every object of the second, in order.
+    let w = s.watch_from(first).unwrap();
     assert_eq!(w.len(), n);
-    assert!(w.windows(2).all(|p| p[0].rv < p[1].rv));
+    assert!(w.windows(2).all(|p| p[0].rv <= p[1].rv));
+    assert!(w.iter().all(|e| e.rv > first && e.type_ == sectl::store::WatchType::Modified));
     // Nothing of the staging is left behind.
     let left = std::process::Command::new("etcdctl")
         .args(["--endpoints", &url.replace("etcd://", "http://"), "get", "--prefix", "--keys-only", "/sectl/x"])
@@ -116,11 +127,15 @@ fn a_writer_killed_in_the_middle_of_a_staged_apply_leaves_all_or_nothing_and_it_
         std::thread::sleep(Duration::from_millis(300));
     }
     let s = open(&url);
-    assert_eq!(s.resource_version(), n as u64);
-    assert_eq!(s.watch_from(0).unwrap().len(), n);
-    // The store goes on: the next write continues the counter.
+    let rv = s.resource_version();
+    assert!(rv > 0);
+    let w = s.watch_from(0).unwrap();
+    assert_eq!(w.len(), n);
+    assert!(w.iter().all(|e| e.rv <= rv));
+    // The store goes on: the next write is newer.
     let c = s.create(vm("after", 1)).unwrap();
-    assert_eq!(c.meta().resource_version.as_deref(), Some(&*(n + 1).to_string()));
+    assert!(c.meta().rv() > rv);
+    assert_eq!(s.resource_version(), c.meta().rv());
 }
 
 #[test]
@@ -253,4 +268,145 @@ fn processes_adding_the_same_user_at_once_get_it_once_and_keep_one_audit_chain()
     assert_eq!(v.broken, None, "{v:?}");
     let adds = sectl::auth::audit::records(&s).unwrap().into_iter().filter(|r| r.verb == "user-add").count();
     assert_eq!(adds, n, "one audit record per attempt");
+}
+
+/// `etcdctl get KEY -w json` on a plain etcd: (mod_revision, create_revision) of the key.
+fn etcdctl_revisions(url: &str, key: &str) -> Option<(u64, u64)> {
+    let out = std::process::Command::new("etcdctl")
+        .args(["--endpoints", &url.replace("etcd://", "http://"), "get", key, "-w", "json"])
+        .output()
+        .expect("etcdctl (apt install etcd-client)");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    let kv = v["kvs"].get(0)?;
+    Some((kv["mod_revision"].as_u64().unwrap(), kv["create_revision"].as_u64().unwrap()))
+}
+
+fn etcdctl_keys(url: &str, prefix: &str) -> Vec<String> {
+    let out = std::process::Command::new("etcdctl")
+        .args(["--endpoints", &url.replace("etcd://", "http://"), "get", "--prefix", "--keys-only", prefix])
+        .output()
+        .expect("etcdctl (apt install etcd-client)");
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
+/// resourceVersion is etcd's revision: an object's is its key's mod_revision, a
+/// list's the revision of the last object write; a continued list reads at its first
+/// page's revision; after a compaction a watch from before it is Expired (410) and a
+/// list continued there SnapshotGone (410), and older tombstones are gone.
+#[test]
+fn resource_versions_are_etcd_revisions_and_compaction_expires_old_ones() {
+    use sectl::store::{StoreError, WatchType};
+    let etcd = etcd_server::Etcd::start();
+    let url = etcd.url();
+    let s = open(&url);
+    let a = s.create(vm("a", 1)).unwrap();
+    let (modr, create) = etcdctl_revisions(&url, "/sectl/o/VMDefinition/a").expect("a stored");
+    assert_eq!((a.meta().rv(), a.meta().rv()), (modr, create));
+    let a2 = s.update(vm("a", 2)).unwrap();
+    assert_eq!(etcdctl_revisions(&url, "/sectl/o/VMDefinition/a"), Some((a2.meta().rv(), create)));
+    for n in ["b", "c", "d"] {
+        s.create(vm(n, 1)).unwrap();
+    }
+    let (_, list_rv) = s.list(Kind::VMDefinition).unwrap();
+    assert_eq!(Some(list_rv), etcdctl_revisions(&url, "/sectl/m/objects").map(|r| r.0));
+    // Events and controller state are not objects: they leave the resourceVersion alone.
+    s.commit_batch(Batch { state: vec![("t/x".into(), Some(b"1".to_vec()))], ..Default::default() }).unwrap();
+    assert_eq!(s.resource_version(), list_rv);
+
+    // A list in pages: the second page, read after changes, is the state of the first.
+    let p1 = s.list_page(Kind::VMDefinition, None, 2, None).unwrap();
+    assert_eq!((p1.items.len(), p1.more, p1.rv), (2, true, list_rv));
+    s.update(vm("c", 99)).unwrap();
+    let gone = s.delete(Kind::VMDefinition, "d").unwrap();
+    assert_eq!(etcdctl_revisions(&url, "/sectl/o/VMDefinition/d"), None);
+    let p2 = s.list_page(Kind::VMDefinition, Some("b"), 10, Some(p1.rv)).unwrap();
+    let names: Vec<&str> = p2.items.iter().map(|o| o.name()).collect();
+    assert_eq!(names, ["c", "d"], "the page is read at the first page's revision");
+    assert_eq!(p2.items[0].spec_json()["memoryMiB"], 1);
+    // The deletion has its own revision, the tombstone's; a watch reports it.
+    let w = s.watch_from(list_rv).unwrap();
+    let seen: Vec<(WatchType, &str, u64)> = w.iter().map(|e| (e.type_, e.object.name(), e.rv)).collect();
+    let c2 = s.get(Kind::VMDefinition, "c").unwrap().unwrap();
+    assert_eq!(seen, [(WatchType::Modified, "c", c2.meta().rv()), (WatchType::Deleted, "d", gone.meta().rv())]);
+    assert_eq!(etcdctl_keys(&url, "/sectl/d/").len(), 1, "one tombstone");
+
+    // Compaction: older resourceVersions are gone, newer ones work.
+    let to = s.compact_now().unwrap();
+    assert_eq!(to, gone.meta().rv());
+    match s.watch_from(list_rv) {
+        Err(StoreError::Expired { requested, oldest }) => assert_eq!((requested, oldest), (list_rv, to)),
+        other => panic!("expected Expired, got {other:?}"),
+    }
+    match s.list_page(Kind::VMDefinition, Some("b"), 10, Some(p1.rv)) {
+        Err(StoreError::SnapshotGone { at, .. }) => assert_eq!(at, p1.rv),
+        other => panic!("expected SnapshotGone, got {other:?}"),
+    }
+    assert_eq!(s.watch_from(to).unwrap(), vec![]);
+    assert!(etcdctl_keys(&url, "/sectl/d/").is_empty(), "tombstones before the compaction are dropped");
+    // etcd itself was compacted: reading at an older revision fails there too.
+    let out = std::process::Command::new("etcdctl")
+        .args(["--endpoints", &url.replace("etcd://", "http://"), "get", "/sectl/o/VMDefinition/a"])
+        .arg(format!("--rev={}", list_rv))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("compacted"), "{out:?}");
+    // Another process sees the same.
+    let other = open(&url);
+    assert!(matches!(other.watch_from(list_rv), Err(StoreError::Expired { .. })));
+    let e = s.create(vm("e", 1)).unwrap();
+    assert_eq!(other.watch_from(to).unwrap().len(), 1);
+    assert!(e.meta().rv() > to);
+}
+
+/// The background compaction of a long-running process (`SECTL_ETCD_COMPACTION_INTERVAL`
+/// seconds) and a bad value of it refused.
+#[test]
+fn a_serving_process_compacts_the_history_every_interval() {
+    use sectl::store::StoreError;
+    let etcd = etcd_server::Etcd::start();
+    let url = etcd.url();
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::sectl()
+        .args(["--store", &url, "--data-dir"])
+        .arg(dir.path().join("d"))
+        .args(["get", "vm"])
+        .env("SECTL_ETCD_COMPACTION_INTERVAL", "soon")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("SECTL_ETCD_COMPACTION_INTERVAL"), "{err}");
+
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _serve = Kill(
+        common::sectl()
+            .args(["--store", &url, "--data-dir"])
+            .arg(dir.path().join("d"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--insecure-http", "--replica-id", "a"])
+            .env("SECTL_ETCD_COMPACTION_INTERVAL", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let s = open(&url);
+    let a = s.create(vm("a", 1)).unwrap();
+    s.delete(Kind::VMDefinition, "a").unwrap();
+    let start = Instant::now();
+    loop {
+        match s.watch_from(a.meta().rv()) {
+            Err(StoreError::Expired { oldest, .. }) if oldest > a.meta().rv() => break,
+            other => {
+                assert!(start.elapsed() < Duration::from_secs(20), "not compacted after 20 s: {other:?}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    assert!(etcdctl_keys(&url, "/sectl/d/").is_empty(), "the tombstone of a was not dropped");
 }

@@ -3,34 +3,49 @@
 //! `SledStore`; several sectl processes may share one etcd.
 //!
 //! Key layout, all under a prefix (default `/sectl/`, or the URL's path):
-//! - `o/<Kind>/<name>`    the object, JSON
-//! - `h/<rv, u64 BE>`     the watch history: one compact record per change (as on sled)
+//! - `o/<Kind>/<name>`    the object, JSON (stored without its resourceVersion)
+//! - `d/<Kind>/<name>/<uid>` a tombstone: the last state of a deleted object (one per
+//!   deletion: a uid is deleted once), kept until the history is compacted
 //! - `e/<seq, u64 BE>`    the event log
 //! - `b/<name>`           blobs
 //! - `s/<key>`            controller state (the simulated world by entity, bookkeeping)
-//! - `m/counters`         `{"rv":N,"eseq":M}`: the newest resourceVersion and event seq
+//! - `m/counters`         `{"eseq":M}`: the newest event seq; every write rewrites it
+//! - `m/objects`          rewritten by every write that changes an object: its
+//!   mod_revision is the store's resourceVersion
+//! - `m/compacted`        the revision the history was compacted to (16 hex digits)
 //! - `m/commit`           present only while a staged write is being applied (below)
 //! - `x/<id>/<i, 8 digits>` the pieces of a staged write; `xl/<id>` its writer's
 //!   liveness (bound to the writer's etcd lease)
 //!
-//! **resourceVersion mapping.** The resourceVersion is sectl's own counter in
-//! `m/counters`, not etcd's revision: one sectl write larger than an etcd request may
-//! span several etcd revisions, and a watcher must never see half of it. Each sectl
-//! write moves the counter by one per object changed, as on sled; the watch history is
-//! sectl's own (`h/`), trimmed to the newest 10,000 changes, so a watch from before
-//! that is `Expired` (410 Gone), whatever etcd's own compaction does.
+//! **resourceVersion is etcd's revision**, as in Kubernetes: an object's is the
+//! mod_revision of its key (set when it is read; the stored JSON carries none), a
+//! deletion's that of its tombstone, a list's (and `resource_version()`) the
+//! mod_revision of `m/objects` at the revision read. Objects written by one Txn share
+//! its revision. A watch from R reads, at one revision, the objects and tombstones whose
+//! mod_revision is above R (etcd's `min_mod_revision` filter): each object once, in its
+//! newest state, ADDED when its key was created after R (create_revision), else
+//! MODIFIED; each deletion after R once. So a watcher sees the same folded changes as on
+//! sled, from the current state, not from etcd's MVCC history. History is compacted
+//! kube-apiserver's way: every `SECTL_ETCD_COMPACTION_INTERVAL` seconds (default 300,
+//! 0: never) a process compacts etcd to the resourceVersion it saw one interval before
+//! (the first to move `m/compacted` does it) and drops older tombstones. A watch from
+//! before `m/compacted` is `Expired` (410 Gone, relist); a list continued at a
+//! resourceVersion etcd has compacted is `SnapshotGone` (410 too). A continued list reads
+//! at the first page's revision, so its pages are one consistent snapshot.
 //!
 //! **Concurrency.** Every write is an etcd Txn that compares `m/counters`'s
 //! mod_revision with the one its reads were based on and checks that no staged write is
 //! in progress; a failed compare re-reads and recomputes (optimistic concurrency across
-//! processes; inside one process a mutex keeps writers from colliding).
+//! processes; inside one process a mutex keeps writers from colliding). A stale
+//! resourceVersion in an update is a `Conflict`, found against the object as read.
 //!
 //! **Atomic writes beyond etcd's limits** (128 operations, 1.5 MiB per request): a
 //! write that fits is one Txn. A larger one is staged: its operations are written in
 //! pieces to `x/<id>/..` (invisible to readers), then one small Txn (the compare
 //! above) creates `m/commit`: from then on the write is committed. The pieces are
 //! then applied to their keys in Txns guarded by `m/commit` still naming this write, and
-//! a last Txn removes `m/commit` and the pieces and writes `m/counters`. Pieces are
+//! a last Txn removes `m/commit` and the pieces and writes `m/counters` (and
+//! `m/objects`). Pieces are
 //! staged, and applied, several requests at a time (a write names each key once, so
 //! their order does not matter); the writer applies them from memory. A reader reads
 //! every key at one etcd revision: the newest where `m/commit` is absent, or, while a
@@ -38,14 +53,17 @@
 //! So a reader sees all of a write or none of it. When the writer dies mid-way (its
 //! `xl/<id>` goes with its lease), the next reader or writer applies the rest from the
 //! pieces (idempotent puts) and finishes it. Pieces of a write that died before its
-//! `m/commit` are never applied and are removed after a while.
+//! `m/commit` are never applied and are removed after a while. The objects of a staged
+//! write get the revisions of the Txns that apply them, all between the marker's and
+//! the last Txn's (which moves `m/objects`); a resourceVersion handed out is never in
+//! that window, so no reader or watcher starts inside a staged write.
 //!
 //! The trait is synchronous and etcd-client is async: the store owns a small tokio
 //! runtime of its own and each call waits on a channel for its future, so it never
 //! calls `block_on` inside another runtime.
 
 use super::etcd_tls::{EtcdTls, PLAIN_SCHEME, TLS_SCHEME};
-use super::sled_store::{fold_history, HistoryRecord, SledStore as Shared};
+use super::sled_store::SledStore as Shared;
 use super::{
     ApplyOutcome, Batch, Committed, Event, Page, RawPage, Result, StatusWrite, Store, StoreError, WatchEvent, WatchType,
 };
@@ -59,8 +77,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-/// How many changes the watch history keeps.
-const HISTORY: u64 = 10_000;
+/// How often the history is compacted (`SECTL_ETCD_COMPACTION_INTERVAL`, seconds),
+/// as kube-apiserver's `--etcd-compaction-interval`.
+const COMPACTION_INTERVAL: Duration = Duration::from_secs(300);
 /// How many events the event log keeps.
 const MAX_EVENTS: u64 = 10_000;
 /// Operations in one Txn, below etcd's default `--max-txn-ops` (128).
@@ -154,9 +173,10 @@ fn be(err: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("etcd: {err}"))
 }
 
+/// `m/counters`. (Stores of earlier versions also held `rv` here: ignored.)
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 struct Counters {
-    rv: u64,
     eseq: u64,
 }
 
@@ -166,30 +186,53 @@ struct Marker {
     id: String,
     pieces: usize,
     counters: Counters,
+    /// Whether the write changes objects (its last Txn then rewrites `m/objects`).
+    #[serde(default)]
+    objects: bool,
 }
 
-/// A revision to read at, with `m/counters` (and its mod_revision) as of it when the
-/// same request read them.
+/// The `m/` keys as of one revision.
+#[derive(Debug, Clone, Copy, Default)]
+struct Meta {
+    counters: Counters,
+    /// `m/counters`'s mod_revision (what a write compares).
+    cmod: i64,
+    /// `m/objects`'s mod_revision: the store's resourceVersion.
+    objects: u64,
+    /// The revision the history was compacted to (0: never).
+    compacted: u64,
+}
+
+/// A revision to read at, with the `m/` keys as of it when the same request read them.
 struct Snap {
     rev: i64,
-    counters: Option<(Counters, i64)>,
+    meta: Option<Meta>,
+}
+
+/// One key read from etcd, with its revisions.
+struct Entry {
+    key: String,
+    value: Vec<u8>,
+    modr: i64,
+    creater: i64,
 }
 
 /// One operation: key (without the prefix) and value, or None to delete.
 type Op = (String, Option<Vec<u8>>);
+
+/// A value read and its key's mod_revision.
+type Versioned = (Vec<u8>, i64);
 
 /// A write being built: the snapshot it reads and what it will write.
 struct Tx {
     rev: i64,
     c: Counters,
     ops: Vec<Op>,
+    /// Whether an object (or tombstone) is written: `m/objects` moves with it.
+    objects: bool,
 }
 
 impl Tx {
-    fn next_rv(&mut self) -> u64 {
-        self.c.rv += 1;
-        self.c.rv
-    }
     fn put(&mut self, key: String, v: Vec<u8>) {
         self.ops.push((key, Some(v)));
     }
@@ -198,13 +241,51 @@ impl Tx {
     }
 }
 
+/// The revisions a committed write was given: one for a single Txn, one per key for a
+/// staged write (the Txn that applied it).
+#[derive(Debug, Default)]
+struct Revs {
+    one: i64,
+    keys: std::collections::HashMap<String, i64>,
+    /// The new `m/objects` revision, when the write changed objects.
+    objects: Option<i64>,
+}
+
+impl Revs {
+    /// Sets the resourceVersion of an object written under `key` (an object's key, or a
+    /// deletion's tombstone).
+    fn stamp(&self, key: &str, obj: &mut Resource) {
+        let rev = self.keys.get(key).copied().unwrap_or(self.one);
+        if rev > 0 {
+            obj.meta_mut().resource_version = Some(rev.to_string());
+        }
+    }
+}
+
+/// Sets an object's resourceVersion from its key's mod_revision.
+fn with_rev(mut obj: Resource, rev: i64) -> Resource {
+    obj.meta_mut().resource_version = Some(rev.to_string());
+    obj
+}
+
+fn decode_obj(kind: Kind, name: &str, v: &[u8], rev: i64) -> Result<Resource> {
+    Resource::from_json(v)
+        .map(|o| with_rev(o, rev))
+        .map_err(|e| StoreError::Backend(format!("corrupt object {kind}/{name}: {e}")))
+}
+
 fn obj_key(kind: Kind, name: &str) -> String {
     format!("o/{}/{}", kind.as_str(), name)
 }
 
-/// Fixed-width hex keeps the order of numbers and the keys valid UTF-8.
-fn hist_key(rv: u64) -> String {
-    format!("h/{rv:016x}")
+/// A deletion's tombstone: one key per deleted object (its uid).
+fn tomb_key(obj: &Resource) -> String {
+    format!("d/{}/{}/{}", obj.kind().as_str(), obj.name(), obj.meta().uid.as_deref().unwrap_or("-"))
+}
+
+/// Fixed-width hex: the order of the text is the order of the numbers (`m/compacted`).
+fn hex16(n: u64) -> String {
+    format!("{n:016x}")
 }
 
 fn event_key(seq: u64) -> String {
@@ -319,7 +400,7 @@ impl Etcd {
         }
     }
 
-    async fn get(&self, key: &str, rev: i64) -> Result<Option<(Vec<u8>, i64)>> {
+    async fn get(&self, key: &str, rev: i64) -> Result<Option<Versioned>> {
         let opts = if rev > 0 { Some(GetOptions::new().with_revision(rev)) } else { None };
         let r = self.client.kv_client().get(self.key(key), opts).await.map_err(be)?;
         Ok(r.kvs().first().map(|kv| (kv.value().to_vec(), kv.mod_revision())))
@@ -348,31 +429,82 @@ impl Etcd {
         }
     }
 
+    /// Keys in `[start, end)` with their revisions, at `rev`, whose mod_revision is at
+    /// least `min_mod` (0: all), paged.
+    async fn range_kv(&self, start: &str, end: &str, rev: i64, min_mod: i64) -> Result<Vec<Entry>> {
+        let mut from = self.key(start);
+        let end = self.key(end);
+        let mut out = Vec::new();
+        loop {
+            let opts = GetOptions::new()
+                .with_range(end.clone())
+                .with_revision(rev)
+                .with_limit(PAGE)
+                .with_min_mod_revision(min_mod);
+            let r = self.client.kv_client().get(from.clone(), Some(opts)).await.map_err(be)?;
+            for kv in r.kvs() {
+                out.push(Entry {
+                    key: self.strip(kv.key()),
+                    value: kv.value().to_vec(),
+                    modr: kv.mod_revision(),
+                    creater: kv.create_revision(),
+                });
+            }
+            match r.kvs().last().map(|kv| kv.key().to_vec()) {
+                Some(mut k) if r.more() => {
+                    k.push(0);
+                    from = k;
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// The `m/` keys at `rev` (0: the newest) and that revision, in one range:
+    /// `m/commit`, `m/compacted`, `m/counters`, `m/objects` are neighbours.
+    async fn meta(&self, rev: i64) -> Result<(i64, Option<(Vec<u8>, i64)>, Meta)> {
+        let start = self.key("m/commit");
+        let mut end = self.key("m/objects");
+        end.push(0);
+        let mut opts = GetOptions::new().with_range(end);
+        if rev > 0 {
+            opts = opts.with_revision(rev);
+        }
+        let r = self.client.kv_client().get(start.clone(), Some(opts)).await.map_err(be)?;
+        let at = r.header().map(|h| h.revision()).ok_or_else(|| be("response without a header"))?;
+        let (mut marker, mut meta) = (None, Meta::default());
+        for kv in r.kvs() {
+            match self.strip(kv.key()).as_str() {
+                "m/commit" => marker = Some((kv.value().to_vec(), kv.mod_revision())),
+                "m/counters" => {
+                    (meta.counters, meta.cmod) = (serde_json::from_slice(kv.value()).map_err(be)?, kv.mod_revision())
+                }
+                "m/objects" => meta.objects = kv.mod_revision() as u64,
+                "m/compacted" => {
+                    let text = String::from_utf8_lossy(kv.value()).into_owned();
+                    meta.compacted =
+                        u64::from_str_radix(&text, 16).map_err(|_| be(format!("m/compacted holds {text:?}")))?;
+                }
+                _ => {}
+            }
+        }
+        Ok((at, marker, meta))
+    }
+
     /// The revision a reader reads at: the newest with no staged write in progress, or
     /// the one before a staged write whose writer is alive; a dead writer's write is
     /// finished first. `writer`: wait for a live writer instead (writes need the newest).
-    /// `m/commit` and `m/counters` are neighbours: one range reads both at one
-    /// revision, so the counters come with the snapshot (not while a write is applied).
     async fn snapshot(&self, writer: bool) -> Result<Snap> {
         let start = Instant::now();
-        let (commit_key, counters_key) = (self.key("m/commit"), self.key("m/counters"));
-        let mut end = counters_key.clone();
-        end.push(0);
         loop {
-            let opts = GetOptions::new().with_range(end.clone());
-            let r = self.client.kv_client().get(commit_key.clone(), Some(opts)).await.map_err(be)?;
-            let rev = r.header().map(|h| h.revision()).ok_or_else(|| be("response without a header"))?;
-            let Some(kv) = r.kvs().iter().find(|kv| kv.key() == commit_key) else {
-                let counters = match r.kvs().iter().find(|kv| kv.key() == counters_key) {
-                    None => (Counters::default(), 0),
-                    Some(kv) => (serde_json::from_slice(kv.value()).map_err(be)?, kv.mod_revision()),
-                };
-                return Ok(Snap { rev, counters: Some(counters) });
+            let (rev, marker, meta) = self.meta(0).await?;
+            let Some((raw, marker_rev)) = marker else {
+                return Ok(Snap { rev, meta: Some(meta) });
             };
-            let marker: Marker = serde_json::from_slice(kv.value()).map_err(be)?;
+            let marker: Marker = serde_json::from_slice(&raw).map_err(be)?;
             let alive = self.get(&format!("xl/{}", marker.id), 0).await?.is_some();
             if alive && !writer {
-                return Ok(Snap { rev: kv.mod_revision(), counters: None });
+                return Ok(Snap { rev: marker_rev, meta: None });
             }
             if alive {
                 if start.elapsed() > WAIT_FOR_COMMIT {
@@ -381,7 +513,7 @@ impl Etcd {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
-            self.finish_staged(kv.value(), &marker).await?;
+            self.finish_staged(&raw, &marker).await?;
         }
     }
 
@@ -396,49 +528,65 @@ impl Etcd {
             };
             pieces.push(decode_piece(&bytes)?);
         }
-        self.apply_staged(raw_marker, m, &pieces, false).await
+        self.apply_staged(raw_marker, m, &pieces, false).await.map(|_| ())
     }
 
     /// Applies the operations of a committed staged write to their keys, `IN_FLIGHT`
     /// Txns at a time (the keys of a write are distinct, so the order does not
     /// matter), each guarded by `m/commit` still holding this write's marker; then one
-    /// Txn removes the marker and the pieces and writes `m/counters`. Stops quietly
-    /// when a guard fails: another process finished the write meanwhile.
-    async fn apply_staged(&self, raw_marker: &[u8], m: &Marker, pieces: &[Vec<Op>], own: bool) -> Result<()> {
+    /// Txn removes the marker and the pieces and writes `m/counters` (and `m/objects`).
+    /// Returns the revision each key was written at, or None when a guard failed:
+    /// another process finished the write meanwhile.
+    async fn apply_staged(&self, raw_marker: &[u8], m: &Marker, pieces: &[Vec<Op>], own: bool) -> Result<Option<Revs>> {
         let guard = Compare::value(self.key("m/commit"), CompareOp::Equal, raw_marker.to_vec());
         let mut txns = Vec::new();
         for p in pieces {
             for r in runs(p, TXN_OPS, TXN_BYTES) {
-                let ops: Vec<TxnOp> = p[r].iter().map(|o| self.op(o)).collect();
-                txns.push(Txn::new().when([guard.clone()]).and_then(ops));
+                let ops: Vec<TxnOp> = p[r.clone()].iter().map(|o| self.op(o)).collect();
+                let keys: Vec<String> = p[r].iter().map(|(k, _)| k.clone()).collect();
+                txns.push((Txn::new().when([guard.clone()]).and_then(ops), keys));
             }
         }
         let kv = self.client.kv_client();
-        let sends = stream::iter(txns.into_iter().enumerate()).map(move |(i, txn)| {
+        let sends = stream::iter(txns.into_iter().enumerate()).map(move |(i, (txn, keys))| {
             if own {
                 test_hooks::before_piece(i);
             }
             let mut kv = kv.clone();
-            async move { kv.txn(txn).await.map(|r| r.succeeded()).map_err(be) }
+            async move {
+                let r = kv.txn(txn).await.map_err(be)?;
+                let rev = r.header().map_or(0, |h| h.revision());
+                Ok::<_, StoreError>(r.succeeded().then(|| keys.into_iter().map(|k| (k, rev)).collect::<Vec<_>>()))
+            }
         });
-        let applied: Vec<bool> = sends.buffer_unordered(IN_FLIGHT).try_collect().await?;
-        if applied.contains(&false) {
-            return Ok(());
+        let applied: Vec<Option<Vec<(String, i64)>>> = sends.buffer_unordered(IN_FLIGHT).try_collect().await?;
+        if applied.contains(&None) {
+            return Ok(None);
         }
         let counters = serde_json::to_vec(&m.counters).map_err(be)?;
-        let txn = Txn::new().when([guard]).and_then([
+        let mut last = vec![
             TxnOp::delete(self.key("m/commit"), None),
             TxnOp::put(self.key("m/counters"), counters, None),
             TxnOp::delete(self.key(&format!("x/{}/", m.id)), Some(DeleteOptions::new().with_prefix())),
             TxnOp::delete(self.key(&format!("xl/{}", m.id)), None),
-        ]);
-        self.client.kv_client().txn(txn).instrument(crate::timing!("etcd.remove_marker")).await.map_err(be)?;
-        Ok(())
+        ];
+        if m.objects {
+            last.push(TxnOp::put(self.key("m/objects"), Vec::new(), None));
+        }
+        let txn = Txn::new().when([guard]).and_then(last);
+        let r = self.client.kv_client().txn(txn).instrument(crate::timing!("etcd.remove_marker")).await.map_err(be)?;
+        if !r.succeeded() {
+            return Ok(None);
+        }
+        let rev = r.header().map_or(0, |h| h.revision());
+        let keys = applied.into_iter().flatten().flatten().collect();
+        Ok(Some(Revs { one: 0, keys, objects: m.objects.then_some(rev) }))
     }
 
-    /// Writes `ops` and the counters if nothing changed since `cmod`; false on a
-    /// conflict (the caller reads again).
-    async fn commit(&self, cmod: i64, c: Counters, ops: Vec<Op>) -> Result<bool> {
+    /// Writes `ops` and the counters (and `m/objects` when `objects`) if nothing changed
+    /// since `cmod`; None on a conflict (the caller reads again), else the revisions
+    /// the write was given.
+    async fn commit(&self, cmod: i64, c: Counters, objects: bool, ops: Vec<Op>) -> Result<Option<Revs>> {
         let ops = dedupe(ops);
         let counters = serde_json::to_vec(&c).map_err(be)?;
         let bytes: usize = ops.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len())).sum();
@@ -453,17 +601,32 @@ impl Etcd {
         if ops.len() < TXN_OPS && bytes < TXN_BYTES {
             let mut all: Vec<TxnOp> = ops.iter().map(|o| self.op(o)).collect();
             all.push(TxnOp::put(self.key("m/counters"), counters, None));
+            if objects {
+                all.push(TxnOp::put(self.key("m/objects"), Vec::new(), None));
+            }
             let txn = Txn::new().when(when).and_then(all);
-            return Ok(self.client.kv_client().txn(txn).await.map_err(be)?.succeeded());
+            let r = self.client.kv_client().txn(txn).await.map_err(be)?;
+            let rev = r.header().map_or(0, |h| h.revision());
+            return Ok(r.succeeded().then(|| Revs {
+                one: rev,
+                keys: Default::default(),
+                objects: objects.then_some(rev),
+            }));
         }
-        self.commit_staged(when, c, ops).await
+        self.commit_staged(when, c, objects, ops).await
     }
 
     /// A write larger than one Txn: its operations go in pieces of up to `PIECE_BYTES`
     /// to `x/<id>/..` (`IN_FLIGHT` puts at a time, with `xl/<id>` on this process's
     /// lease), then the marker Txn commits it, then `apply_staged` applies the pieces
     /// from memory (never read back).
-    async fn commit_staged(&self, when: Vec<Compare>, c: Counters, ops: Vec<Op>) -> Result<bool> {
+    async fn commit_staged(
+        &self,
+        when: Vec<Compare>,
+        c: Counters,
+        objects: bool,
+        ops: Vec<Op>,
+    ) -> Result<Option<Revs>> {
         let id = format!("{:013}-{}", now_ms(), uuid::Uuid::new_v4().simple());
         let lease = self.lease.load(Ordering::SeqCst);
         let mut pieces = Vec::new();
@@ -487,7 +650,7 @@ impl Etcd {
         futures_util::future::try_join(async { alive.await.map_err(be) }, staged)
             .instrument(crate::timing!("etcd.stage_pieces"))
             .await?;
-        let marker = Marker { id: id.clone(), pieces: pieces.len(), counters: c };
+        let marker = Marker { id: id.clone(), pieces: pieces.len(), counters: c, objects };
         let raw = serde_json::to_vec(&marker).map_err(be)?;
         let txn = Txn::new().when(when).and_then([TxnOp::put(self.key("m/commit"), raw.clone(), None)]);
         let committed = self
@@ -502,10 +665,30 @@ impl Etcd {
             let mut kv = self.client.kv_client();
             kv.delete(self.key(&format!("x/{id}/")), Some(DeleteOptions::new().with_prefix())).await.map_err(be)?;
             kv.delete(self.key(&format!("xl/{id}")), None).await.map_err(be)?;
-            return Ok(false);
+            return Ok(None);
         }
-        self.apply_staged(&raw, &marker, &pieces, true).instrument(crate::timing!("etcd.apply_pieces")).await?;
-        Ok(true)
+        let own =
+            self.apply_staged(&raw, &marker, &pieces, true).instrument(crate::timing!("etcd.apply_pieces")).await?;
+        match own {
+            Some(revs) => Ok(Some(revs)),
+            // Another process finished it: read back the revisions its Txns gave.
+            None => self.revisions_of(pieces.iter().flatten().map(|(k, _)| k.clone()).collect()).await.map(Some),
+        }
+    }
+
+    /// The mod_revision of each key (deleted keys: the current revision), and that of
+    /// `m/objects`: what a committed write that another process finished was given.
+    async fn revisions_of(&self, keys: Vec<String>) -> Result<Revs> {
+        let (at, _, meta) = self.meta(0).await?;
+        let reads = keys.into_iter().map(|k| {
+            let e = self.clone();
+            async move {
+                let rev = e.get(&k, at).await?.map_or(at, |(_, r)| r);
+                Ok::<_, StoreError>((k, rev))
+            }
+        });
+        let keys = stream::iter(reads).buffered(READS_IN_FLIGHT).try_collect().await?;
+        Ok(Revs { one: 0, keys, objects: Some(meta.objects as i64) })
     }
 
     /// Removes pieces of staged writes that never committed (their writer died).
@@ -595,6 +778,7 @@ impl EtcdStore {
     pub fn open_with(url: &str, tls: &EtcdTls) -> Result<EtcdStore> {
         let cfg = EtcdConfig::parse(url).map_err(StoreError::Invalid)?;
         tls.check_flags(url).map_err(StoreError::Invalid)?;
+        let interval = compaction_interval()?;
         let (rt, client, lease) = super::etcd_connect::connect(&cfg, tls, LEASE_TTL)?;
         let e = Etcd {
             client,
@@ -604,19 +788,21 @@ impl EtcdStore {
         };
         let (notify, _) = tokio::sync::watch::channel(0);
         let store = EtcdStore { rt: Some(rt), e, writer: Mutex::new(()), notify: Arc::new(notify) };
-        store.spawn_background();
         let e = store.e.clone();
         store.block(async move {
             e.snapshot(false).await?;
+            e.upgrade_layout().await?;
             e.remove_orphans().await
         })??;
-        let rv = store.counters_now()?.0.rv;
+        store.spawn_background(interval);
+        let rv = store.resource_version_now()?;
         store.notify.send_replace(rv);
         Ok(store)
     }
 
-    /// The lease keep-alive and the watch of `m/counters` (other processes' writes).
-    fn spawn_background(&self) {
+    /// The lease keep-alive, the watch of `m/objects` (other processes' writes) and,
+    /// every `interval`, the compaction of the history.
+    fn spawn_background(&self, interval: Option<Duration>) {
         let rt = self.rt.as_ref().expect("runtime");
         let e = self.e.clone();
         rt.spawn(async move {
@@ -650,25 +836,30 @@ impl EtcdStore {
         rt.spawn(async move {
             loop {
                 let mut client = e.client.clone();
-                if let Ok((_w, mut stream)) = client.watch(e.key("m/counters"), None).await {
+                if let Ok((_w, mut stream)) = client.watch(e.key("m/objects"), None).await {
                     while let Ok(Some(r)) = stream.message().await {
-                        for ev in r.events() {
-                            if let Some(c) = ev.kv().and_then(|kv| serde_json::from_slice::<Counters>(kv.value()).ok())
-                            {
-                                notify.send_if_modified(|v| {
-                                    let newer = c.rv > *v;
-                                    if newer {
-                                        *v = c.rv;
-                                    }
-                                    newer
-                                });
-                            }
+                        for kv in r.events().iter().filter_map(|ev| ev.kv()) {
+                            notify_newer(&notify, kv.mod_revision() as u64);
                         }
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
+        if let Some(every) = interval {
+            let e = self.e.clone();
+            rt.spawn(async move {
+                // What the store's resourceVersion was one interval ago: compacted to next.
+                let mut seen: Option<u64> = None;
+                loop {
+                    tokio::time::sleep(every).await;
+                    match e.compact_step(seen).await {
+                        Ok(now) => seen = Some(now),
+                        Err(err) => tracing::warn!(error = %err, "etcd: compacting the history failed; trying again"),
+                    }
+                }
+            });
+        }
     }
 
     /// Runs a future on the store's runtime and waits for it (from any thread,
@@ -708,45 +899,38 @@ impl EtcdStore {
         crate::timing!("etcd.read_snapshot").in_scope(|| self.run(|e| async move { e.snapshot(false).await }))
     }
 
-    /// A snapshot's revision and the counters at it.
-    fn read_snapshot_counters(&self) -> Result<(i64, Counters)> {
+    /// A snapshot's revision and the `m/` keys at it.
+    fn read_snapshot_meta(&self) -> Result<(i64, Meta)> {
         let snap = self.read_snap()?;
-        Ok((snap.rev, self.snap_counters(&snap)?.0))
+        Ok((snap.rev, self.snap_meta(&snap)?))
     }
 
-    /// The counters at a snapshot and their key's mod_revision (read with it, or now).
-    fn snap_counters(&self, snap: &Snap) -> Result<(Counters, i64)> {
-        match snap.counters {
-            Some(c) => Ok(c),
-            None => self.counters_at(snap.rev),
+    /// The `m/` keys at a snapshot (read with it, or now at its revision).
+    fn snap_meta(&self, snap: &Snap) -> Result<Meta> {
+        match snap.meta {
+            Some(m) => Ok(m),
+            None => {
+                let rev = snap.rev;
+                Ok(self.run(move |e| async move { e.meta(rev).await })?.2)
+            }
         }
     }
 
-    /// The counters at a revision and their key's mod_revision.
-    fn counters_at(&self, rev: i64) -> Result<(Counters, i64)> {
-        match self.run(move |e| async move { e.get("m/counters", rev).await })? {
-            None => Ok((Counters::default(), 0)),
-            Some((v, m)) => Ok((serde_json::from_slice(&v).map_err(be)?, m)),
-        }
+    fn resource_version_now(&self) -> Result<u64> {
+        Ok(self.read_snapshot_meta()?.1.objects)
     }
 
-    fn counters_now(&self) -> Result<(Counters, i64)> {
-        let snap = self.read_snap()?;
-        self.snap_counters(&snap)
-    }
-
-    fn raw(&self, key: String, rev: i64) -> Result<Option<Vec<u8>>> {
+    fn raw(&self, key: String, rev: i64) -> Result<Option<Versioned>> {
         let _t = crate::timing!("etcd.get").entered();
-        Ok(self
-            .run(move |e| {
-                let key = key.clone();
-                async move { e.get(&key, rev).await }
-            })?
-            .map(|(v, _)| v))
+        self.run(move |e| {
+            let key = key.clone();
+            async move { e.get(&key, rev).await }
+        })
     }
 
-    /// The values of `keys` at `rev` (None: absent), `READS_IN_FLIGHT` requests at a time.
-    fn raw_many(&self, keys: Vec<String>, rev: i64) -> Result<Vec<Option<Vec<u8>>>> {
+    /// The values (and mod_revisions) of `keys` at `rev` (None: absent),
+    /// `READS_IN_FLIGHT` requests at a time.
+    fn raw_many(&self, keys: Vec<String>, rev: i64) -> Result<Vec<Option<Versioned>>> {
         if keys.len() < 2 {
             return keys.into_iter().map(|k| self.raw(k, rev)).collect();
         }
@@ -756,7 +940,7 @@ impl EtcdStore {
             async move {
                 let reads = keys.into_iter().map(|k| {
                     let e = e.clone();
-                    async move { e.get(&k, rev).await.map(|v| v.map(|(v, _)| v)) }
+                    async move { e.get(&k, rev).await }
                 });
                 stream::iter(reads).buffered(READS_IN_FLIGHT).try_collect().await
             }
@@ -775,46 +959,55 @@ impl EtcdStore {
         self.range(prefix.to_string(), prefix_end(prefix), rev, 0)
     }
 
+    /// The keys under `prefix` at `rev` changed at or after `min_mod` (0: all), with
+    /// their revisions.
+    fn prefix_entries(&self, prefix: &str, rev: i64, min_mod: i64) -> Result<Vec<Entry>> {
+        let _t = crate::timing!("etcd.range").entered();
+        let (start, end) = (prefix.to_string(), prefix_end(prefix));
+        self.run(move |e| {
+            let (start, end) = (start.clone(), end.clone());
+            async move { e.range_kv(&start, &end, rev, min_mod).await }
+        })
+    }
+
     fn read(&self, kind: Kind, name: &str, rev: i64) -> Result<Option<Resource>> {
         match self.raw(obj_key(kind, name), rev)? {
             None => Ok(None),
-            Some(v) => Resource::from_json(&v)
-                .map(Some)
-                .map_err(|e| StoreError::Backend(format!("corrupt object {kind}/{name}: {e}"))),
+            Some((v, modr)) => decode_obj(kind, name, &v, modr).map(Some),
         }
     }
 
     /// Runs a write: `f` reads at the transaction's snapshot and stages operations;
-    /// committed when nothing changed meanwhile, else read and computed again.
-    fn transact<T>(&self, mut f: impl FnMut(&Self, &mut Tx) -> Result<T>) -> Result<T> {
+    /// committed when nothing changed meanwhile, else read and computed again. Returns
+    /// what `f` returned and the revisions the write was given (none when nothing was
+    /// written), with which the caller stamps the objects it returns.
+    fn transact<T>(&self, mut f: impl FnMut(&Self, &mut Tx) -> Result<T>) -> Result<(T, Revs)> {
         let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         for _ in 0..50 {
             let snap =
                 crate::timing!("etcd.snapshot").in_scope(|| self.run(|e| async move { e.snapshot(true).await }))?;
             let rev = snap.rev;
-            let (c, cmod) = crate::timing!("etcd.counters").in_scope(|| self.snap_counters(&snap))?;
-            let mut tx = Tx { rev, c, ops: Vec::new() };
+            let meta = crate::timing!("etcd.counters").in_scope(|| self.snap_meta(&snap))?;
+            let c = meta.counters;
+            let mut tx = Tx { rev, c, ops: Vec::new(), objects: false };
             let out = crate::timing!("etcd.stage").in_scope(|| f(self, &mut tx))?;
             if tx.ops.is_empty() && tx.c == c {
-                return Ok(out);
+                return Ok((out, Revs::default()));
             }
-            let (counters, ops) = (tx.c, std::mem::take(&mut tx.ops));
+            let (counters, objects, ops) = (tx.c, tx.objects, std::mem::take(&mut tx.ops));
             let fence = self.e.fence.load(Ordering::SeqCst);
+            let cmod = meta.cmod;
             let committed = crate::timing!("etcd.commit").in_scope(|| {
                 self.run(move |e| {
                     let ops = ops.clone();
-                    async move { e.commit(cmod, counters, ops).await }
+                    async move { e.commit(cmod, counters, objects, ops).await }
                 })
             })?;
-            if committed {
-                self.notify.send_if_modified(|v| {
-                    let newer = counters.rv > *v;
-                    if newer {
-                        *v = counters.rv;
-                    }
-                    newer
-                });
-                return Ok(out);
+            if let Some(revs) = committed {
+                if let Some(r) = revs.objects {
+                    notify_newer(&self.notify, r as u64);
+                }
+                return Ok((out, revs));
             }
             if fence != 0 && !self.still_leads(fence)? {
                 return Err(be("this replica no longer leads (its leader lease is gone); nothing was written"));
@@ -823,34 +1016,29 @@ impl EtcdStore {
         Err(be("gave up after 50 conflicting writes from other processes"))
     }
 
-    /// Adds one change: the object (or its removal) and its history record.
-    fn stage(&self, tx: &mut Tx, t: WatchType, obj: &mut Resource) -> Result<()> {
+    /// Adds one change: the object, or its removal and its tombstone. The stored JSON
+    /// carries no resourceVersion (the key's mod_revision is it); returns the key
+    /// whose revision will be the change's resourceVersion.
+    fn stage(&self, tx: &mut Tx, t: WatchType, obj: &mut Resource) -> Result<String> {
         if t != WatchType::Deleted {
             super::check_finite(obj).map_err(|e| StoreError::Invalid(format!("{}: {e}", obj.key())))?;
         }
-        let rv = tx.next_rv();
-        obj.meta_mut().resource_version = Some(rv.to_string());
+        obj.meta_mut().resource_version = None;
         let bytes = obj.to_json();
         if t != WatchType::Deleted {
             super::check_object_size(obj.kind(), obj.name(), bytes.len())?;
         }
         let key = obj_key(obj.kind(), obj.name());
-        let o = if t == WatchType::Deleted {
-            Some(serde_json::value::RawValue::from_string(String::from_utf8(bytes.clone()).map_err(be)?).map_err(be)?)
-        } else {
-            None
-        };
-        let rec = HistoryRecord { u: false, t, k: obj.kind().as_str().to_string(), n: obj.name().to_string(), o };
+        tx.objects = true;
         if t == WatchType::Deleted {
+            let tomb = tomb_key(obj);
             tx.del(key);
+            tx.put(tomb.clone(), bytes);
+            Ok(tomb)
         } else {
-            tx.put(key, bytes);
+            tx.put(key.clone(), bytes);
+            Ok(key)
         }
-        tx.put(hist_key(rv), serde_json::to_vec(&rec).map_err(be)?);
-        if rv > HISTORY {
-            tx.del(hist_key(rv - HISTORY));
-        }
-        Ok(())
     }
 
     fn add_event(tx: &mut Tx, mut ev: Event) -> Result<Event> {
@@ -866,10 +1054,11 @@ impl EtcdStore {
     fn scan(&self, kind: Kind, rev: i64, rv: u64) -> Result<super::Listing> {
         let prefix = format!("o/{}/", kind.as_str());
         let mut out = super::Listing::default();
-        for (k, v) in self.prefix_range(&prefix, rev)? {
-            match Resource::from_json(&v) {
-                Ok(r) => out.items.push(r),
-                Err(error) => out.bad.push(super::BadObject { kind, name: k[prefix.len()..].to_string(), error }),
+        for en in self.prefix_entries(&prefix, rev, 0)? {
+            let name = &en.key[prefix.len()..];
+            match Resource::from_json(&en.value) {
+                Ok(r) => out.items.push(with_rev(r, en.modr)),
+                Err(error) => out.bad.push(super::BadObject { kind, name: name.to_string(), error }),
             }
         }
         out.rv = out.items.iter().map(|r| r.meta().rv()).max().unwrap_or(0).max(rv);
@@ -893,21 +1082,25 @@ impl EtcdStore {
         Err(StoreError::Invalid(msgs.join("\n")))
     }
 
-    /// Objects of the kinds in `objs`, by (kind, name), at the snapshot: one range per
-    /// kind instead of one request per object for large applies.
-    fn prefetch(&self, objs: &[Resource], rev: i64) -> Result<Option<std::collections::HashMap<String, Vec<u8>>>> {
+    /// Objects of the kinds in `objs`, by key, with their mod_revisions, at the
+    /// snapshot: one range per kind instead of one request per object for large applies.
+    fn prefetch(&self, objs: &[Resource], rev: i64) -> Result<Option<std::collections::HashMap<String, Versioned>>> {
         if objs.len() < 16 {
             return Ok(None);
         }
         let kinds: std::collections::BTreeSet<&str> = objs.iter().map(|o| o.kind().as_str()).collect();
         let mut map = std::collections::HashMap::new();
         for k in kinds {
-            map.extend(self.prefix_range(&format!("o/{k}/"), rev)?);
+            map.extend(
+                self.prefix_entries(&format!("o/{k}/"), rev, 0)?.into_iter().map(|en| (en.key, (en.value, en.modr))),
+            );
         }
         Ok(Some(map))
     }
 
-    fn stage_batch(&self, tx: &mut Tx, b: &Batch) -> Result<Committed> {
+    /// Stages a controller batch; returns what it committed and, per status written,
+    /// the key whose revision stamps it.
+    fn stage_batch(&self, tx: &mut Tx, b: &Batch) -> Result<(Committed, Vec<Option<String>>)> {
         // Read at the snapshot the commit compares `m/counters` against: a writer that
         // changed the key since makes the commit fail and this check run again.
         // Everything the batch reads, in one go: the expected state, then the objects.
@@ -915,30 +1108,27 @@ impl EtcdStore {
         keys.extend(b.statuses.iter().map(|st| obj_key(st.kind(), st.name())));
         let mut read = self.raw_many(keys, tx.rev)?.into_iter();
         for ((key, want), have) in b.expect.iter().zip(read.by_ref()) {
-            if have.as_deref() != want.as_deref() {
+            if have.as_ref().map(|(v, _)| v.as_slice()) != want.as_deref() {
                 return Err(StoreError::StateChanged { key: key.clone() });
             }
         }
         let mut done = Committed::default();
+        let mut stamps = Vec::new();
         for (st, raw) in b.statuses.iter().zip(read) {
-            let current = match raw {
-                None => None,
-                Some(v) => Some(
-                    Resource::from_json(&v)
-                        .map_err(|e| StoreError::Backend(format!("corrupt object {}/{}: {e}", st.kind(), st.name())))?,
-                ),
-            };
-            let Some(mut current) = current else {
+            let Some((v, modr)) = raw else {
                 done.statuses.push(StatusWrite::Gone);
+                stamps.push(None);
                 continue;
             };
+            let mut current = decode_obj(st.kind(), st.name(), &v, modr)?;
             let retried = st.meta().resource_version.is_some() && st.meta().rv() != current.meta().rv();
             if current.status_eq(st) {
                 done.statuses.push(StatusWrite::Unchanged(current));
+                stamps.push(None);
                 continue;
             }
             current.take_status_from(st);
-            self.stage(tx, WatchType::Modified, &mut current)?;
+            stamps.push(Some(self.stage(tx, WatchType::Modified, &mut current)?));
             done.statuses.push(StatusWrite::Written { object: current, retried });
         }
         for ev in &b.events {
@@ -950,11 +1140,19 @@ impl EtcdStore {
                 None => tx.del(format!("s/{k}")),
             }
         }
-        Ok(done)
+        Ok((done, stamps))
     }
 
-    fn remove_unreadable(&self, tx: &mut Tx, kind: Kind, name: &str) -> Result<std::result::Result<Resource, String>> {
-        let raw = self.raw(obj_key(kind, name), tx.rev)?.unwrap_or_default();
+    /// Deletes an object whose stored form cannot be decoded: its last state as far as
+    /// it can be salvaged (Ok), or the reason it cannot (Err; its tombstone is then
+    /// empty and no watcher is told).
+    fn remove_unreadable(
+        &self,
+        tx: &mut Tx,
+        kind: Kind,
+        name: &str,
+    ) -> Result<(std::result::Result<Resource, String>, Option<String>)> {
+        let raw = self.raw(obj_key(kind, name), tx.rev)?.map(|(v, _)| v).unwrap_or_default();
         let salvaged =
             serde_json::from_slice::<serde_json::Value>(&raw).map_err(|e| e.to_string()).and_then(|mut v| {
                 if let Some(m) = v.as_object_mut() {
@@ -964,46 +1162,110 @@ impl EtcdStore {
             });
         match salvaged {
             Ok(mut last) => {
-                self.stage(tx, WatchType::Deleted, &mut last)?;
-                Ok(Ok(last))
+                let key = self.stage(tx, WatchType::Deleted, &mut last)?;
+                Ok((Ok(last), Some(key)))
             }
             Err(e) => {
-                let rv = tx.next_rv();
-                let rec = HistoryRecord {
-                    t: WatchType::Deleted,
-                    k: kind.as_str().to_string(),
-                    n: name.to_string(),
-                    o: None,
-                    u: true,
-                };
+                tx.objects = true;
                 tx.del(obj_key(kind, name));
-                tx.put(hist_key(rv), serde_json::to_vec(&rec).map_err(be)?);
-                Ok(Err(e))
+                tx.put(format!("d/{}/{name}/-unreadable-{}", kind.as_str(), uuid::Uuid::new_v4().simple()), Vec::new());
+                Ok((Err(e), None))
             }
         }
     }
 
-    fn check_unchanged_since(&self, kind: Kind, after: Option<&str>, at: u64, current: u64, rev: i64) -> Result<()> {
-        if at > current {
-            return Err(StoreError::Invalid(format!("resourceVersion {at} is newer than the store's ({current})")));
+    /// Compacts the history now to the store's current resourceVersion (tests; the
+    /// background task compacts to what it saw one interval before).
+    pub fn compact_now(&self) -> Result<u64> {
+        let to = self.resource_version_now()?;
+        self.run(move |e| async move { e.compact_to(to).await })?;
+        Ok(to)
+    }
+}
+
+/// Wakes subscribers when `rev` is newer than what they were told.
+fn notify_newer(notify: &tokio::sync::watch::Sender<u64>, rev: u64) {
+    notify.send_if_modified(|v| {
+        let newer = rev > *v;
+        if newer {
+            *v = rev;
         }
-        let oldest = current.saturating_sub(HISTORY);
-        if at < oldest {
-            let reason = format!("the history starts after resourceVersion {oldest}");
-            return Err(StoreError::SnapshotGone { at, reason });
+        newer
+    });
+}
+
+/// `SECTL_ETCD_COMPACTION_INTERVAL` (seconds; 0: never compact), default 300.
+fn compaction_interval() -> Result<Option<Duration>> {
+    match std::env::var("SECTL_ETCD_COMPACTION_INTERVAL") {
+        Err(_) => Ok(Some(COMPACTION_INTERVAL)),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(0) => Ok(None),
+            Ok(n) => Ok(Some(Duration::from_secs(n))),
+            Err(_) => Err(StoreError::Invalid(format!(
+                "SECTL_ETCD_COMPACTION_INTERVAL={v:?}: expected a number of seconds (0: never compact)"
+            ))),
+        },
+    }
+}
+
+impl Etcd {
+    /// Brings a store of an earlier layout to this one: its own history records
+    /// (`h/`) go (the watch reads the objects' revisions now), `m/compacted` is
+    /// created, and `m/objects` is written when objects exist without it.
+    async fn upgrade_layout(&self) -> Result<()> {
+        let mut kv = self.client.kv_client();
+        let old = kv.get(self.key("h/"), Some(GetOptions::new().with_prefix().with_count_only())).await.map_err(be)?;
+        if old.count() > 0 {
+            kv.delete(self.key("h/"), Some(DeleteOptions::new().with_prefix())).await.map_err(be)?;
         }
-        if at == current {
-            return Ok(());
-        }
-        for (k, v) in self.range(hist_key(at + 1), hist_key(current + 1), rev, 0)? {
-            let rec: HistoryRecord = serde_json::from_slice(&v).map_err(be)?;
-            if rec.k == kind.as_str() && after.is_none_or(|a| rec.n.as_str() > a) {
-                let at_rv = u64::from_str_radix(&k[2..], 16).unwrap_or(0);
-                let reason = format!("{kind}/{} changed at resourceVersion {at_rv}", rec.n);
-                return Err(StoreError::SnapshotGone { at, reason });
-            }
+        let absent = |k: &str| Compare::version(self.key(k), CompareOp::Equal, 0);
+        let txn =
+            Txn::new().when([absent("m/compacted")]).and_then([TxnOp::put(self.key("m/compacted"), hex16(0), None)]);
+        kv.txn(txn).await.map_err(be)?;
+        let objs = kv.get(self.key("o/"), Some(GetOptions::new().with_prefix().with_count_only())).await.map_err(be)?;
+        if objs.count() > 0 {
+            let txn =
+                Txn::new().when([absent("m/objects")]).and_then([TxnOp::put(self.key("m/objects"), Vec::new(), None)]);
+            kv.txn(txn).await.map_err(be)?;
         }
         Ok(())
+    }
+
+    /// One round of the background compaction: compacts to `seen` (the resourceVersion
+    /// of one interval before) and returns the current one for the next round.
+    async fn compact_step(&self, seen: Option<u64>) -> Result<u64> {
+        if let Some(to) = seen {
+            self.compact_to(to).await?;
+        }
+        Ok(self.meta(0).await?.2.objects)
+    }
+
+    /// Moves `m/compacted` to `to` (only forward: among several processes the first
+    /// does it), drops the tombstones up to it and compacts etcd there.
+    async fn compact_to(&self, to: u64) -> Result<()> {
+        if to == 0 {
+            return Ok(());
+        }
+        let mut kv = self.client.kv_client();
+        let forward = Compare::value(self.key("m/compacted"), CompareOp::Less, hex16(to));
+        let txn = Txn::new().when([forward]).and_then([TxnOp::put(self.key("m/compacted"), hex16(to), None)]);
+        if !kv.txn(txn).await.map_err(be)?.succeeded() {
+            return Ok(());
+        }
+        // A watch may start at `to` at the oldest, and reports what changed after it.
+        let old = GetOptions::new().with_prefix().with_keys_only().with_max_mod_revision(to as i64);
+        let tombs = kv.get(self.key("d/"), Some(old)).await.map_err(be)?;
+        let keys: Vec<Vec<u8>> = tombs.kvs().iter().map(|kv| kv.key().to_vec()).collect();
+        for chunk in keys.chunks(TXN_OPS) {
+            let ops: Vec<TxnOp> = chunk.iter().map(|k| TxnOp::delete(k.clone(), None)).collect();
+            kv.txn(Txn::new().and_then(ops)).await.map_err(be)?;
+        }
+        match kv.compact(to as i64, None).await {
+            Ok(_) => Ok(()),
+            // Compacted further already (another process, or etcd's own auto-compaction).
+            Err(e) if e.to_string().contains("compacted") => Ok(()),
+            Err(e) => Err(be(e)),
+        }
     }
 }
 
@@ -1026,64 +1288,84 @@ impl Store for EtcdStore {
     }
 
     fn list_report(&self, kind: Kind) -> Result<super::Listing> {
-        let (rev, c) = self.read_snapshot_counters()?;
-        self.scan(kind, rev, c.rv)
+        let (rev, meta) = self.read_snapshot_meta()?;
+        self.scan(kind, rev, meta.objects)
     }
 
     fn create(&self, obj: Resource) -> Result<Resource> {
-        self.transact(|s, tx| {
+        let ((mut o, key), revs) = self.transact(|s, tx| {
             s.check_across(std::slice::from_ref(&obj), tx.rev)?;
             if s.raw(obj_key(obj.kind(), obj.name()), tx.rev)?.is_some() {
                 return Err(StoreError::AlreadyExists { kind: obj.kind(), name: obj.name().to_string() });
             }
             let mut o = Shared::fresh(obj.clone());
-            s.stage(tx, WatchType::Added, &mut o)?;
-            Ok(o)
-        })
+            let key = s.stage(tx, WatchType::Added, &mut o)?;
+            Ok((o, key))
+        })?;
+        revs.stamp(&key, &mut o);
+        Ok(o)
     }
 
     fn update(&self, obj: Resource) -> Result<Resource> {
-        self.transact(|s, tx| {
+        let ((mut current, key), revs) = self.transact(|s, tx| {
             s.check_across(std::slice::from_ref(&obj), tx.rev)?;
             let mut current = s
                 .read(obj.kind(), obj.name(), tx.rev)?
                 .ok_or_else(|| StoreError::NotFound { kind: obj.kind(), name: obj.name().to_string() })?;
             Shared::check_rv(&obj, &current)?;
-            if Shared::merge_spec(&mut current, &obj) {
-                s.stage(tx, WatchType::Modified, &mut current)?;
-            }
-            Ok(current)
-        })
+            let key = match Shared::merge_spec(&mut current, &obj) {
+                true => Some(s.stage(tx, WatchType::Modified, &mut current)?),
+                false => None,
+            };
+            Ok((current, key))
+        })?;
+        if let Some(key) = key {
+            revs.stamp(&key, &mut current);
+        }
+        Ok(current)
     }
 
     fn update_status(&self, obj: Resource) -> Result<Resource> {
-        self.transact(|s, tx| {
+        let ((mut current, key), revs) = self.transact(|s, tx| {
             let mut current = s
                 .read(obj.kind(), obj.name(), tx.rev)?
                 .ok_or_else(|| StoreError::NotFound { kind: obj.kind(), name: obj.name().to_string() })?;
             Shared::check_rv(&obj, &current)?;
-            if !current.status_eq(&obj) {
-                current.take_status_from(&obj);
-                s.stage(tx, WatchType::Modified, &mut current)?;
-            }
-            Ok(current)
-        })
+            let key = match current.status_eq(&obj) {
+                true => None,
+                false => {
+                    current.take_status_from(&obj);
+                    Some(s.stage(tx, WatchType::Modified, &mut current)?)
+                }
+            };
+            Ok((current, key))
+        })?;
+        if let Some(key) = key {
+            revs.stamp(&key, &mut current);
+        }
+        Ok(current)
     }
 
     fn delete(&self, kind: Kind, name: &str) -> Result<Resource> {
-        self.transact(|s, tx| match s.read(kind, name, tx.rev) {
+        let ((gone, key), revs) = self.transact(|s, tx| match s.read(kind, name, tx.rev) {
             Ok(found) => {
                 let mut current = found.ok_or_else(|| StoreError::NotFound { kind, name: name.to_string() })?;
-                s.stage(tx, WatchType::Deleted, &mut current)?;
-                Ok(Ok(current))
+                let key = s.stage(tx, WatchType::Deleted, &mut current)?;
+                Ok((Ok(current), Some(key)))
             }
             Err(_) => s.remove_unreadable(tx, kind, name),
-        })?
-        .map_err(|e| StoreError::Backend(format!("{kind}/{name} was removed; its stored form could not be read ({e})")))
+        })?;
+        let mut gone = gone.map_err(|e| {
+            StoreError::Backend(format!("{kind}/{name} was removed; its stored form could not be read ({e})"))
+        })?;
+        if let Some(key) = key {
+            revs.stamp(&key, &mut gone);
+        }
+        Ok(gone)
     }
 
     fn apply(&self, objs: Vec<Resource>, dry_run: bool) -> Result<Vec<(ApplyOutcome, Resource)>> {
-        let out = self.transact(|s, tx| {
+        let (out, revs) = self.transact(|s, tx| {
             s.check_across(&objs, tx.rev)?;
             let pre = s.prefetch(&objs, tx.rev)?;
             let mut out = Vec::with_capacity(objs.len());
@@ -1099,73 +1381,82 @@ impl Store for EtcdStore {
                 };
                 let current = match raw {
                     None => None,
-                    Some(v) => Some(
-                        Resource::from_json(&v)
-                            .map_err(|e| StoreError::Backend(format!("corrupt object {}: {e}", obj.key())))?,
-                    ),
+                    Some((v, modr)) => Some(decode_obj(obj.kind(), obj.name(), &v, modr)?),
                 };
                 match current {
                     None => {
                         let mut o = Shared::fresh(obj.clone());
-                        s.stage(tx, WatchType::Added, &mut o)?;
-                        out.push((ApplyOutcome::Created, o));
+                        let key = s.stage(tx, WatchType::Added, &mut o)?;
+                        out.push((ApplyOutcome::Created, o, Some(key)));
                     }
                     Some(mut current) => {
                         Shared::check_rv(obj, &current)?;
+                        let was = current.meta().resource_version.clone();
                         if Shared::merge_spec(&mut current, obj) {
-                            s.stage(tx, WatchType::Modified, &mut current)?;
-                            out.push((ApplyOutcome::Configured, current));
+                            let key = s.stage(tx, WatchType::Modified, &mut current)?;
+                            if dry_run {
+                                // Not written: it keeps the resourceVersion it has.
+                                current.meta_mut().resource_version = was;
+                            }
+                            out.push((ApplyOutcome::Configured, current, Some(key)));
                         } else {
-                            out.push((ApplyOutcome::Unchanged, current));
+                            out.push((ApplyOutcome::Unchanged, current, None));
                         }
                     }
                 }
             }
             if dry_run {
                 tx.ops.clear();
-                tx.c = s.counters_at(tx.rev)?.0;
+                tx.objects = false;
+                tx.c = s.snap_meta(&Snap { rev: tx.rev, meta: None })?.counters;
             }
             Ok(out)
         })?;
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .map(|(outcome, mut o, key)| {
+                if let (Some(key), false) = (key, dry_run) {
+                    revs.stamp(&key, &mut o);
+                }
+                (outcome, o)
+            })
+            .collect())
     }
 
     fn watch_from(&self, rv: u64) -> Result<Vec<WatchEvent>> {
-        let (rev, c) = self.read_snapshot_counters()?;
-        let current = c.rv;
-        let oldest = current.saturating_sub(HISTORY);
-        if rv < oldest {
-            return Err(StoreError::Expired { requested: rv, oldest });
+        let (rev, meta) = self.read_snapshot_meta()?;
+        if rv < meta.compacted {
+            return Err(StoreError::Expired { requested: rv, oldest: meta.compacted });
         }
-        if rv >= current {
+        if rv >= meta.objects {
             return Ok(Vec::new());
         }
-        let records: Vec<Result<(u64, HistoryRecord)>> = self
-            .range(hist_key(rv + 1), hist_key(current + 1), rev, 0)?
-            .into_iter()
-            .map(|(k, v)| {
-                let at = u64::from_str_radix(&k[2..], 16).map_err(be)?;
-                Ok((at, serde_json::from_slice::<HistoryRecord>(&v).map_err(be)?))
-            })
-            .collect();
-        // The objects the records name, read once each (at the snapshot's revision),
-        // several requests at a time. One that cannot be read counts as gone.
-        let named: std::collections::BTreeSet<String> = records
-            .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .filter(|(_, rec)| rec.t != WatchType::Deleted)
-            .map(|(_, rec)| format!("o/{}/{}", rec.k, rec.n))
-            .collect();
-        let keys: Vec<String> = named.into_iter().collect();
-        let values = self.raw_many(keys.clone(), rev)?;
-        let objects: std::collections::HashMap<String, Vec<u8>> =
-            keys.into_iter().zip(values).filter_map(|(k, v)| Some((k, v?))).collect();
-        fold_history(records, |kind, name| objects.get(&obj_key(kind, name)).and_then(|v| Resource::from_json(v).ok()))
+        let from = (rv + 1) as i64;
+        let mut out: Vec<(i64, String, WatchEvent)> = Vec::new();
+        for en in self.prefix_entries("d/", rev, from)? {
+            // The removal of an object that could not be read: its last readable state
+            // was reported before (if ever).
+            if en.value.is_empty() {
+                continue;
+            }
+            let object =
+                Resource::from_json(&en.value).map_err(|e| be(format!("tombstone {} cannot be read: {e}", en.key)))?;
+            let ev = WatchEvent { type_: WatchType::Deleted, rv: en.modr as u64, object: with_rev(object, en.modr) };
+            out.push((en.modr, en.key, ev));
+        }
+        for en in self.prefix_entries("o/", rev, from)? {
+            // One that cannot be read is left out (as a list reports it apart).
+            let Ok(object) = Resource::from_json(&en.value) else { continue };
+            let type_ = if en.creater > rv as i64 { WatchType::Added } else { WatchType::Modified };
+            out.push((en.modr, en.key, WatchEvent { type_, rv: en.modr as u64, object: with_rev(object, en.modr) }));
+        }
+        out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        Ok(out.into_iter().map(|(_, _, ev)| ev).collect())
     }
 
     fn resource_version(&self) -> u64 {
-        match self.counters_now() {
-            Ok((c, _)) => c.rv,
+        match self.resource_version_now() {
+            Ok(rv) => rv,
             Err(e) => {
                 tracing::warn!(error = %e, "etcd: resourceVersion unavailable; using the last one seen");
                 *self.notify.borrow()
@@ -1178,7 +1469,7 @@ impl Store for EtcdStore {
     }
 
     fn record_event(&self, ev: Event) -> Result<Event> {
-        self.transact(|_, tx| Self::add_event(tx, ev.clone()))
+        Ok(self.transact(|_, tx| Self::add_event(tx, ev.clone()))?.0)
     }
 
     fn events(&self) -> Result<Vec<Event>> {
@@ -1187,23 +1478,25 @@ impl Store for EtcdStore {
     }
 
     fn ack_events(&self) -> Result<usize> {
-        self.transact(|s, tx| {
-            let mut n = 0;
-            for (k, v) in s.prefix_range("e/", tx.rev)? {
-                let mut ev: Event = serde_json::from_slice(&v).map_err(be)?;
-                if !ev.acknowledged {
-                    ev.acknowledged = true;
-                    n += 1;
-                    tx.put(k, serde_json::to_vec(&ev).map_err(be)?);
+        Ok(self
+            .transact(|s, tx| {
+                let mut n = 0;
+                for (k, v) in s.prefix_range("e/", tx.rev)? {
+                    let mut ev: Event = serde_json::from_slice(&v).map_err(be)?;
+                    if !ev.acknowledged {
+                        ev.acknowledged = true;
+                        n += 1;
+                        tx.put(k, serde_json::to_vec(&ev).map_err(be)?);
+                    }
                 }
-            }
-            Ok(n)
-        })
+                Ok(n)
+            })?
+            .0)
     }
 
     fn get_blob(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let rev = self.read_snapshot()?;
-        self.raw(format!("b/{name}"), rev)
+        Ok(self.raw(format!("b/{name}"), rev)?.map(|(v, _)| v))
     }
 
     fn put_blob(&self, name: &str, bytes: &[u8]) -> Result<()> {
@@ -1211,10 +1504,17 @@ impl Store for EtcdStore {
             tx.put(format!("b/{name}"), bytes.to_vec());
             Ok(())
         })
+        .map(|_| ())
     }
 
     fn commit_batch(&self, b: Batch) -> Result<Committed> {
-        self.transact(|s, tx| s.stage_batch(tx, &b))
+        let ((mut done, stamps), revs) = self.transact(|s, tx| s.stage_batch(tx, &b))?;
+        for (st, key) in done.statuses.iter_mut().zip(stamps) {
+            if let (StatusWrite::Written { object, .. }, Some(key)) = (st, key) {
+                revs.stamp(&key, object);
+            }
+        }
+        Ok(done)
     }
 
     fn read_state(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
@@ -1240,25 +1540,71 @@ impl Store for EtcdStore {
         Ok(Page { items, rv: raw.rv, more: raw.more })
     }
 
+    /// A continued list (`at`) reads at the first page's revision: etcd keeps it until
+    /// the history is compacted past it (then `SnapshotGone`, 410).
     fn list_page_json(&self, kind: Kind, after: Option<&str>, limit: usize, at: Option<u64>) -> Result<RawPage> {
-        let (rev, c) = self.read_snapshot_counters()?;
-        let rv = match at {
-            None => c.rv,
-            Some(at) => {
-                self.check_unchanged_since(kind, after, at, c.rv, rev)?;
-                at
+        let (now, meta) = self.read_snapshot_meta()?;
+        let (rev, rv) = match at {
+            None => (now, meta.objects),
+            Some(at) if at > meta.objects => {
+                return Err(StoreError::Invalid(format!(
+                    "resourceVersion {at} is newer than the store's ({})",
+                    meta.objects
+                )))
             }
+            Some(at) if at < meta.compacted || at == 0 => {
+                let reason = format!("the history was compacted up to resourceVersion {}", meta.compacted);
+                return Err(StoreError::SnapshotGone { at, reason });
+            }
+            Some(at) => (at as i64, at),
         };
         let prefix = format!("o/{}/", kind.as_str());
         let start = match after {
             Some(a) => format!("{}\0", obj_key(kind, a)),
             None => prefix.clone(),
         };
-        let mut found = self.range(start, prefix_end(&prefix), rev, limit.saturating_add(1))?;
+        let end = prefix_end(&prefix);
+        let want = limit.saturating_add(1);
+        let found = self.run(move |e| {
+            let (start, end) = (start.clone(), end.clone());
+            async move { e.range_limited(&start, &end, rev, want).await }
+        });
+        let mut found = match found {
+            Err(StoreError::Backend(m)) if m.contains("compacted") => {
+                return Err(StoreError::SnapshotGone { at: rv, reason: format!("etcd compacted its history ({m})") })
+            }
+            r => r?,
+        };
         let more = found.len() > limit;
         found.truncate(limit);
-        let items = found.into_iter().map(|(k, v)| (k[prefix.len()..].to_string(), v)).collect();
+        let mut items = Vec::with_capacity(found.len());
+        for en in found {
+            let name = en.key[prefix.len()..].to_string();
+            // The stored JSON has no resourceVersion: the key's revision is put in.
+            let json = match Resource::from_json(&en.value) {
+                Ok(o) => with_rev(o, en.modr).to_json(),
+                Err(e) => return Err(StoreError::Backend(format!("corrupt object {}/{name}: {e}", kind.as_str()))),
+            };
+            items.push((name, json));
+        }
         Ok(RawPage { items, rv, more })
+    }
+}
+
+impl Etcd {
+    /// At most `limit` keys of `[start, end)` at `rev`, with their revisions.
+    async fn range_limited(&self, start: &str, end: &str, rev: i64, limit: usize) -> Result<Vec<Entry>> {
+        let opts = GetOptions::new().with_range(self.key(end)).with_revision(rev).with_limit(limit as i64);
+        let r = self.client.kv_client().get(self.key(start), Some(opts)).await.map_err(be)?;
+        Ok(r.kvs()
+            .iter()
+            .map(|kv| Entry {
+                key: self.strip(kv.key()),
+                value: kv.value().to_vec(),
+                modr: kv.mod_revision(),
+                creater: kv.create_revision(),
+            })
+            .collect())
     }
 }
 
@@ -1320,6 +1666,7 @@ mod tests {
     #[test]
     fn prefix_end_is_just_past_the_prefix() {
         assert_eq!(prefix_end("o/VM/"), "o/VM0");
-        assert!(hist_key(9) < hist_key(10) && hist_key(255) < hist_key(256));
+        // m/compacted compares as text: the order of the text is that of the numbers.
+        assert!(hex16(9) < hex16(10) && hex16(255) < hex16(256) && hex16(0) < hex16(u64::MAX));
     }
 }

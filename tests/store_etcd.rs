@@ -85,6 +85,16 @@ fn a_large_apply_is_staged_and_readers_see_all_or_nothing() {
     assert_eq!(w.len(), n);
     assert!(w.windows(2).all(|p| p[0].rv <= p[1].rv));
     assert!(w.iter().all(|e| e.rv > first && e.type_ == sectl::store::WatchType::Modified));
+    // The write was applied by several Txns: its objects have several revisions. A
+    // watch resumed from one of them (a client whose stream broke after that event)
+    // gets exactly the write's objects it had not been sent yet.
+    let (lo, hi) = (w[0].rv, w[w.len() - 1].rv);
+    assert!(lo < hi, "one staged write of {n} objects in one Txn?");
+    let rest = s.watch_from(lo).unwrap();
+    let expected: Vec<_> = w.iter().filter(|e| e.rv > lo).map(|e| e.object.name().to_string()).collect();
+    assert!(!expected.is_empty() && expected.len() < n);
+    assert_eq!(rest.iter().map(|e| e.object.name().to_string()).collect::<Vec<_>>(), expected);
+    assert_eq!(s.watch_from(hi).unwrap(), vec![]);
     // Nothing of the staging is left behind.
     let left = std::process::Command::new("etcdctl")
         .args(["--endpoints", &url.replace("etcd://", "http://"), "get", "--prefix", "--keys-only", "/sectl/x"])

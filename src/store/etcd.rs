@@ -55,8 +55,10 @@
 //! pieces (idempotent puts) and finishes it. Pieces of a write that died before its
 //! `m/commit` are never applied and are removed after a while. The objects of a staged
 //! write get the revisions of the Txns that apply them, all between the marker's and
-//! the last Txn's (which moves `m/objects`); a resourceVersion handed out is never in
-//! that window, so no reader or watcher starts inside a staged write.
+//! the last Txn's (which moves `m/objects`). Readers read at the marker's revision
+//! while it is applied and a list's resourceVersion is never inside that window, so no
+//! reader sees part of a write; a watch resumed from one of its objects' revisions (a
+//! stream that broke after that event) gets the write's objects with higher ones.
 //!
 //! The trait is synchronous and etcd-client is async: the store owns a small tokio
 //! runtime of its own and each call waits on a channel for its future, so it never

@@ -26,8 +26,24 @@ pub struct Etcd {
     pub tls: Option<certs::Certs>,
 }
 
+/// A free loopback port for etcd to listen on, below Linux's ephemeral range
+/// (32768-60999): a port from `bind(0)` is one the kernel also hands out as the local
+/// port of outgoing connections (the tests' own clients), which can take it between
+/// this check and etcd's bind ("address already in use"). Random, so that tests
+/// running in parallel seldom try the same one; `start_with` retries if one does.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+    use std::hash::{BuildHasher, Hasher};
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    for _ in 0..1000 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000-31999")
 }
 
 fn etcd_binary() -> String {
@@ -54,19 +70,27 @@ impl Etcd {
         Self::start_with(1, true)
     }
 
+    /// Starts a new cluster; when a port was taken meanwhile (by another test), starts
+    /// it again on other ports, in a fresh folder.
     fn start_with(n: usize, tls: bool) -> Etcd {
         let bin = etcd_binary();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let tls = tls.then(|| certs::Certs::make(&dir.path().join("certs")));
-        let members: Vec<Member> = (0..n)
-            .map(|i| Member { child: None, client_port: free_port(), peer_port: free_port(), name: format!("m{i}") })
-            .collect();
-        let mut e = Etcd { members, dir, tls };
-        for i in 0..n {
-            e.spawn(&bin, i);
+        let mut tries = 0;
+        loop {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let certs = tls.then(|| certs::Certs::make(&dir.path().join("certs")));
+            let members: Vec<Member> = (0..n)
+                .map(|i| Member { child: None, client_port: free_port(), peer_port: free_port(), name: format!("m{i}") })
+                .collect();
+            let mut e = Etcd { members, dir, tls: certs };
+            for i in 0..n {
+                e.spawn(&bin, i);
+            }
+            match e.healthy_within(Duration::from_secs(30)) {
+                Ok(()) => return e,
+                Err(logs) if tries < 5 && logs.contains("address already in use") => tries += 1,
+                Err(logs) => panic!("etcd did not become healthy within 30s:\n{logs}"),
+            }
         }
-        e.wait_healthy(Duration::from_secs(30));
-        e
     }
 
     /// Starts member `i` (its data folder kept from an earlier start, if any).
@@ -158,6 +182,13 @@ impl Etcd {
     }
 
     fn wait_healthy(&self, within: Duration) {
+        if let Err(logs) = self.healthy_within(within) {
+            panic!("etcd did not become healthy within {within:?}:\n{logs}")
+        }
+    }
+
+    /// Waits until every member answers; else the members' logs.
+    fn healthy_within(&self, within: Duration) -> Result<(), String> {
         let start = Instant::now();
         let scheme = self.client_scheme();
         let eps: Vec<String> = self.members.iter().map(|m| format!("{scheme}://127.0.0.1:{}", m.client_port)).collect();
@@ -171,21 +202,28 @@ impl Etcd {
                 .status()
                 .map(|s| s.success());
             match ok {
-                Ok(true) => return,
+                Ok(true) => return Ok(()),
                 Err(e) => panic!("etcdctl not found (`apt install etcd-client`): {e}"),
-                Ok(false) if start.elapsed() > within => {
-                    let logs: Vec<String> = self
-                        .members
-                        .iter()
-                        .map(|m| {
-                            std::fs::read_to_string(self.dir.path().join(format!("{}.log", m.name))).unwrap_or_default()
-                        })
-                        .collect();
-                    panic!("etcd did not become healthy within {within:?}:\n{}", logs.join("\n"))
+                Ok(false) if start.elapsed() > within || self.bind_failed() => {
+                    return Err(self.logs());
                 }
                 Ok(false) => std::thread::sleep(Duration::from_millis(100)),
             }
         }
+    }
+
+    /// Whether a member exited because its port was taken.
+    fn bind_failed(&self) -> bool {
+        self.logs().contains("address already in use")
+    }
+
+    fn logs(&self) -> String {
+        let logs: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| std::fs::read_to_string(self.dir.path().join(format!("{}.log", m.name))).unwrap_or_default())
+            .collect();
+        logs.join("\n")
     }
 
     /// Stops every member with SIGKILL and starts them again on the same data folders

@@ -79,7 +79,12 @@ impl Etcd {
             let dir = tempfile::tempdir().expect("temp dir");
             let certs = tls.then(|| certs::Certs::make(&dir.path().join("certs")));
             let members: Vec<Member> = (0..n)
-                .map(|i| Member { child: None, client_port: free_port(), peer_port: free_port(), name: format!("m{i}") })
+                .map(|i| Member {
+                    child: None,
+                    client_port: free_port(),
+                    peer_port: free_port(),
+                    name: format!("m{i}"),
+                })
                 .collect();
             let mut e = Etcd { members, dir, tls: certs };
             for i in 0..n {

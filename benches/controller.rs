@@ -85,8 +85,14 @@ fn apply_text(store: &Arc<SledStore>, text: &str) {
     store.apply(objs, false).expect("apply");
 }
 
+/// A temporary folder only this user can open (the store warns about a shared one).
+fn private_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new().permissions(std::fs::Permissions::from_mode(0o700)).tempdir().expect("temp dir")
+}
+
 fn converge(clusters: usize, vms: usize) -> (f64, f64, u64, String) {
-    let dir = tempfile::tempdir().expect("tmp");
+    let dir = private_dir();
     let text = site(clusters, 3, vms, 10, "x86");
     let store = open(dir.path());
     let t = Instant::now();
@@ -130,7 +136,7 @@ fn main() {
     }
 
     if want("migrate") {
-        let dir = tempfile::tempdir().expect("tmp");
+        let dir = private_dir();
         let store = open(dir.path());
         // 10 SU clusters of 2 SUs (one SU per server here), 50 VMs per SU.
         apply_text(&store, &site(10, 1, 1000, 10, "x86"));
@@ -175,7 +181,7 @@ fn main() {
         for (arch, gbps) in [("x86", 1u32), ("x86", 10), ("390", 1), ("390", 10)] {
             for gib in [1u64, 4, 16, 64] {
                 for dirty in [0u32, 50, 200] {
-                    let dir = tempfile::tempdir().expect("tmp");
+                    let dir = private_dir();
                     let store = open(dir.path());
                     let mut text = site(1, 1, 0, gbps, arch);
                     let _ = write!(text, "---\napiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {{name: big}}\nspec:\n  vmName: BIG\n  serverUnit: SUa0X0\n  state: RUNNING\n  memoryMiB: {}\n  workload: {{dirtyRateMiBps: {dirty}}}\n---\napiVersion: sectl.io/v1alpha1\nkind: LiveMigration\nmetadata: {{name: lm}}\nspec: {{vm: big}}\n", gib * 1024);

@@ -10,6 +10,8 @@
 //!
 //! Everything prints its figures; nothing here asserts on time.
 
+mod support;
+
 use sectl::api::{Kind, LiveMigrationSpec, LmPhase, Resource};
 use sectl::controller::{Controller, Options};
 use sectl::manifest;
@@ -17,6 +19,7 @@ use sectl::store::{SledStore, Store};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
+use support::private_dir;
 
 /// A site: `clusters` pairs of x86 servers, each server with `sus` SUs, a management
 /// cluster per pair and an SU cluster over the first SU of each server; `vms` VMs
@@ -83,12 +86,6 @@ fn apply_text(store: &Arc<SledStore>, text: &str) {
     }
     decode(&mut file);
     store.apply(objs, false).expect("apply");
-}
-
-/// A temporary folder only this user can open (the store warns about a shared one).
-fn private_dir() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    tempfile::Builder::new().permissions(std::fs::Permissions::from_mode(0o700)).tempdir().expect("temp dir")
 }
 
 fn converge(clusters: usize, vms: usize) -> (f64, f64, u64, String) {

@@ -20,12 +20,14 @@
 
 #[path = "../tests/etcd_server/mod.rs"]
 mod etcd_server;
+mod support;
 
 use futures_util::StreamExt;
 use sectl::api::Kind;
 use sectl::store::{EtcdStore, Store};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::private_dir;
 
 const N: usize = 10_000;
 
@@ -377,10 +379,4 @@ fn failover(etcd: &etcd_server::Etcd, dir: &std::path::Path) {
         secs(times[times.len() / 2]),
         secs(*times.last().expect("one kill"))
     );
-}
-
-/// A temporary folder only this user can open (sled warns about a shared one).
-fn private_dir() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    tempfile::Builder::new().permissions(std::fs::Permissions::from_mode(0o700)).tempdir().expect("temp dir")
 }

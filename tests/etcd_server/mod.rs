@@ -92,7 +92,7 @@ impl Etcd {
             }
             match e.healthy_within(Duration::from_secs(30)) {
                 Ok(()) => return e,
-                Err(logs) if tries < 5 && logs.contains("address already in use") => tries += 1,
+                Err(_) if tries < 5 && e.bind_failed() => tries += 1,
                 Err(logs) => panic!("etcd did not become healthy within 30s:\n{logs}"),
             }
         }

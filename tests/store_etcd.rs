@@ -376,15 +376,23 @@ fn a_serving_process_compacts_the_history_every_interval() {
     let etcd = etcd_server::Etcd::start();
     let url = etcd.url();
     let dir = tempfile::tempdir().unwrap();
-    let out = common::sectl()
-        .args(["--store", &url, "--data-dir"])
-        .arg(dir.path().join("d"))
-        .args(["get", "vm"])
-        .env("SECTL_ETCD_COMPACTION_INTERVAL", "soon")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("SECTL_ETCD_COMPACTION_INTERVAL"), "{err}");
+    let with_interval = |v: &str| {
+        common::sectl()
+            .args(["--store", &url, "--data-dir"])
+            .arg(dir.path().join("d"))
+            .args(["get", "vm"])
+            .env("SECTL_ETCD_COMPACTION_INTERVAL", v)
+            .output()
+            .unwrap()
+    };
+    for bad in ["soon", "-1", "1.5", "18446744073709551616", ""] {
+        let out = with_interval(bad);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("SECTL_ETCD_COMPACTION_INTERVAL"), "{bad:?}: {err}");
+    }
+    // The largest number is an interval that never comes round: no overflow, no panic.
+    let out = with_interval("18446744073709551615");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     struct Kill(std::process::Child);
     impl Drop for Kill {

@@ -92,6 +92,15 @@ fn ignore_sigpipe() {
     }
 }
 
+/// Whether an error in the chain is the peer closing the connection at once (an I/O
+/// error of that kind), as etcd does to a client speaking the other protocol.
+fn closed_at_once(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind as K;
+    e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+        matches!(io.kind(), K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof)
+    })
+}
+
 /// Why connecting failed, in words: a TLS cause in the error (`EtcdTls::explain`), or
 /// found by a TLS connection of our own (`EtcdTls::probe`); else the innermost cause,
 /// with a hint when a plain connection was closed at once (etcd may want TLS).
@@ -115,21 +124,45 @@ fn why_not_connected(rt: &tokio::runtime::Runtime, cfg: &EtcdConfig, tls: &EtcdT
         }
     }
     let mut innermost = None;
+    let mut closed = false;
     let mut cur = chain.source();
     while let Some(c) = cur {
         innermost = Some(c.to_string());
+        closed |= closed_at_once(c);
         cur = c.source();
     }
     let mut why = match innermost {
         Some(i) if i != message => format!("{top}: {i}"),
         _ => top,
     };
-    let closed =
-        ["connection closed", "broken pipe", "Connection reset", "handshake eof"].iter().any(|c| why.contains(c));
+    // The layers word it differently ("Connection reset by peer" from the OS, "connection
+    // reset" from h2, "connection closed" from hyper): compared without case.
+    let lower = why.to_lowercase();
+    closed |=
+        ["connection closed", "broken pipe", "connection reset", "handshake eof"].iter().any(|c| lower.contains(c));
     match (closed, cfg.tls) {
         (true, false) => why.push_str(" (if etcd takes clients over TLS only, write etcds://... with --etcd-cafile)"),
         (true, true) => why.push_str(" (etcd closed the connection during the TLS handshake: if it takes clients over plain TCP, write etcd://...)"),
         _ => {}
     }
     why
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closed_at_once;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn a_connection_closed_by_the_peer_is_told_by_its_kind_not_its_wording() {
+        for kind in
+            [ErrorKind::ConnectionReset, ErrorKind::ConnectionAborted, ErrorKind::BrokenPipe, ErrorKind::UnexpectedEof]
+        {
+            assert!(closed_at_once(&Error::new(kind, "worded any way")), "{kind:?}");
+        }
+        for kind in [ErrorKind::ConnectionRefused, ErrorKind::TimedOut, ErrorKind::PermissionDenied] {
+            assert!(!closed_at_once(&Error::new(kind, "connection reset")), "{kind:?}");
+        }
+        assert!(!closed_at_once(&std::fmt::Error));
+    }
 }

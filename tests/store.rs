@@ -593,3 +593,74 @@ fn big_apply_is_one_ordered_batch_and_reports_the_first_problem() {
     assert!(again.iter().all(|(o, _)| *o == sectl::store::ApplyOutcome::Unchanged));
     assert_eq!(s.resource_version(), 1500);
 }
+
+/// The history keys (`h/<rv>`) a closed store holds, as resourceVersions.
+fn history_keys(dir: &Path) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let db = loop {
+        match sled::open(dir.join("db")) {
+            Ok(db) => break db,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("open sled: {e}"),
+        }
+    };
+    let tree = db.open_tree("sectl").expect("tree");
+    tree.scan_prefix(b"h/")
+        .map(|item| u64::from_be_bytes(item.expect("read").0[2..10].try_into().expect("8 bytes")))
+        .collect()
+}
+
+#[test]
+fn one_writes_changes_are_one_history_entry_read_from_anywhere_inside() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open_with_history(dir.path(), 8).unwrap();
+    for i in 0..3 {
+        s.create(vm(&format!("a{i}"), 1)).unwrap();
+    }
+    let objs: Vec<Resource> = (0..6).map(|i| vm(&format!("b{i}"), 1)).collect();
+    s.apply(objs, false).unwrap();
+    assert_eq!(s.resource_version(), 9);
+    // Resumed from anywhere, inside the apply's block included: exactly what came after.
+    for from in 1..=9u64 {
+        let rvs: Vec<u64> = s.watch_from(from).unwrap().iter().map(|e| e.rv).collect();
+        assert_eq!(rvs, ((from + 1)..=9).collect::<Vec<_>>(), "watch_from({from})");
+    }
+    // A list continued at a version inside the block sees the block's later changes.
+    let first = s.list_page(Kind::VMDefinition, None, 4, None).unwrap();
+    assert_eq!(first.rv, 9);
+    let names: Vec<&str> = first.items.iter().map(|r| r.name()).collect();
+    assert_eq!(names, ["a0", "a1", "a2", "b0"]);
+    match s.list_page(Kind::VMDefinition, Some("b0"), 4, Some(6)) {
+        Err(StoreError::SnapshotGone { at: 6, reason }) => {
+            assert!(reason.contains("VMDefinition/b3") && reason.contains("resourceVersion 7"), "{reason}")
+        }
+        other => panic!("continued at 6, inside the block 4..=9: expected SnapshotGone, got {other:?}"),
+    }
+    drop(s);
+    // The single records still in the window (2, 3; 1 is out of it) and the block
+    // under its last version.
+    assert_eq!(history_keys(dir.path()), [2, 3, 9]);
+    let s = SledStore::open_with_history(dir.path(), 8).unwrap();
+    // Single writes move the window: the singles go first, the block only when its
+    // last record leaves the window, never while a version in it may still be asked for.
+    let set_state = |name: &str| {
+        let cur = s.get(Kind::VMDefinition, name).unwrap().unwrap();
+        s.update_status(with_status(cur, serde_json::json!({"state": "RUNNING"}))).unwrap();
+    };
+    for i in 0..3 {
+        set_state(&format!("b{i}"));
+    }
+    // (b0-b2's records at 4-6 report nothing now: their later changes report them.)
+    let got: Vec<u64> = s.watch_from(5).unwrap().iter().map(|e| e.rv).collect();
+    assert_eq!(got, [7, 8, 9, 10, 11, 12]);
+    for i in 3..6 {
+        set_state(&format!("b{i}"));
+    }
+    assert_eq!(s.resource_version(), 15);
+    assert!(matches!(s.watch_from(6), Err(StoreError::Expired { oldest: 7, .. })));
+    let got: Vec<u64> = s.watch_from(7).unwrap().iter().map(|e| e.rv).collect();
+    assert_eq!(got, [10, 11, 12, 13, 14, 15]);
+    drop(s);
+    // The block (4..=9) is still there: 8 and 9 are inside the window.
+    assert_eq!(history_keys(dir.path()), [9, 10, 11, 12, 13, 14, 15]);
+}

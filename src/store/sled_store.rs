@@ -1,6 +1,7 @@
 //! The embedded store on sled. One tree, keys by prefix:
 //! - `o/<Kind>/<name>`  the object, JSON
-//! - `h/<rv, u64 BE>`   the watch history: one compact record per change
+//! - `h/<rv, u64 BE>`   the watch history: one compact record per change; the changes
+//!   of one write as one block under its last rv (`HistoryBlock`)
 //! - `e/<seq, u64 BE>`  the event log
 //! - `b/<name>`         blobs (the world of older stores, the shutdown mark)
 //! - `s/<key>`          controller state: the simulated world by entity, bookkeeping
@@ -137,6 +138,50 @@ pub(super) struct HistoryRecord {
     /// The removal of an object that could not be decoded (no `o`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(super) u: bool,
+}
+
+/// The history records of one write with more than one change, stored as one entry
+/// under the key of its last resourceVersion: `f` is the first one, and the records
+/// have the versions `f`, `f + 1`, ... in order. One entry instead of one per change
+/// halves the keys a large apply writes and saves one key write (and one trim) per
+/// status in a controller group. Trade-off: a watch resumed inside a block decodes
+/// the whole block (at most one apply's records), and a block is trimmed only when
+/// its last record leaves the window.
+#[derive(Serialize, Deserialize)]
+struct HistoryBlock {
+    f: u64,
+    r: Vec<HistoryRecord>,
+}
+
+/// What a stored block's value starts with (a single record starts with `{"t":`).
+const BLOCK_PREFIX: &[u8] = b"{\"f\":";
+
+/// Decodes one history entry (`h/<rv>`): a single record at `rv`, or a block ending there.
+fn decode_history(key: &[u8], value: &[u8]) -> Result<Vec<(u64, HistoryRecord)>> {
+    if value.starts_with(BLOCK_PREFIX) {
+        let block: HistoryBlock = serde_json::from_slice(value).map_err(be)?;
+        return Ok((block.f..).zip(block.r).collect());
+    }
+    let at = key.get(2..10).and_then(|b| <[u8; 8]>::try_from(b).ok()).ok_or_else(|| be("bad history key"))?;
+    Ok(vec![(u64::from_be_bytes(at), serde_json::from_slice(value).map_err(be)?)])
+}
+
+/// A write being built: the sled batch, and the history records of its changes, which
+/// `commit_with` stores as one entry (see `HistoryBlock`).
+#[derive(Default)]
+struct Write {
+    kv: sled::Batch,
+    history: Vec<(u64, HistoryRecord)>,
+}
+
+impl Write {
+    fn insert(&mut self, key: impl Into<sled::IVec>, value: impl Into<sled::IVec>) {
+        self.kv.insert(key, value);
+    }
+
+    fn remove(&mut self, key: impl Into<sled::IVec>) {
+        self.kv.remove(key);
+    }
 }
 
 /// Turns history records (resourceVersion, record), oldest first, into watch events;
@@ -319,7 +364,7 @@ impl SledStore {
     }
 
     /// Adds one change to `batch`: the object (or its removal) and its history record.
-    fn stage(&self, batch: &mut sled::Batch, c: &mut Counters, t: WatchType, obj: &mut Resource) -> Result<()> {
+    fn stage(&self, batch: &mut Write, c: &mut Counters, t: WatchType, obj: &mut Resource) -> Result<()> {
         if t != WatchType::Deleted {
             super::check_finite(obj).map_err(|e| StoreError::Invalid(format!("{}: {e}", obj.key())))?;
         }
@@ -353,15 +398,52 @@ impl SledStore {
         } else {
             batch.insert(key, bytes);
         }
-        batch.insert(hist_key(rv), serde_json::to_vec(&rec).map_err(be)?);
+        batch.history.push((rv, rec));
+        Ok(())
+    }
+
+    /// Puts the write's history records into its batch (one entry for all of them; one
+    /// each if their versions are not consecutive, which no write makes) and removes
+    /// the entries wholly older than the window that ends at `rv`.
+    fn write_history(&self, w: &mut Write, rv: u64) -> Result<()> {
+        let records = std::mem::take(&mut w.history);
+        let consecutive = records.windows(2).all(|p| p[1].0 == p[0].0 + 1);
+        match records.last() {
+            None => {}
+            Some(&(last, _)) if records.len() > 1 && consecutive => {
+                let f = records[0].0;
+                let block = HistoryBlock { f, r: records.into_iter().map(|(_, r)| r).collect() };
+                w.kv.insert(hist_key(last), serde_json::to_vec(&block).map_err(be)?);
+            }
+            Some(_) => {
+                for (at, rec) in records {
+                    w.kv.insert(hist_key(at), serde_json::to_vec(&rec).map_err(be)?);
+                }
+            }
+        }
         if rv > self.history {
-            batch.remove(hist_key(rv - self.history));
+            for item in self.tree.range(hist_key(0)..=hist_key(rv - self.history)) {
+                w.kv.remove(item.map_err(be)?.0);
+            }
         }
         Ok(())
     }
 
+    /// The history records after `rv` up to `current`, oldest first.
+    fn history_after(&self, rv: u64, current: u64) -> impl Iterator<Item = Result<(u64, HistoryRecord)>> + '_ {
+        self.tree
+            .range(hist_key(rv.saturating_add(1))..=hist_key(current))
+            .flat_map(|item| match item.map_err(be).and_then(|(k, v)| decode_history(&k, &v)) {
+                Ok(records) => records.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(e) => vec![Err(e)],
+            })
+            .filter(move |r| r.as_ref().map_or(true, |(at, _)| *at > rv))
+    }
+
     /// Applies a batch atomically; with `durable`, flushes before returning.
-    fn commit_with(&self, mut batch: sled::Batch, c: &mut Counters, durable: bool) -> Result<()> {
+    fn commit_with(&self, mut batch: Write, c: &mut Counters, durable: bool) -> Result<()> {
+        self.write_history(&mut batch, c.rv)?;
+        let mut batch = batch.kv;
         batch.insert(b"m/rv".to_vec(), c.rv.to_be_bytes().to_vec());
         batch.insert(b"m/eseq".to_vec(), c.eseq.to_be_bytes().to_vec());
         let reserve = std::mem::take(&mut c.reserve);
@@ -386,7 +468,7 @@ impl SledStore {
     }
 
     /// Applies a batch atomically and flushes it (user writes, blobs).
-    fn commit(&self, batch: sled::Batch, c: &mut Counters) -> Result<()> {
+    fn commit(&self, batch: Write, c: &mut Counters) -> Result<()> {
         self.commit_with(batch, c, true)
     }
 
@@ -448,7 +530,7 @@ impl SledStore {
                 }
                 Resource::from_json(&serde_json::to_vec(&v).map_err(|e| e.to_string())?)
             });
-        let mut batch = sled::Batch::default();
+        let mut batch = Write::default();
         match salvaged {
             Ok(mut last) => {
                 self.stage(&mut batch, c, WatchType::Deleted, &mut last)?;
@@ -466,7 +548,7 @@ impl SledStore {
                 };
                 batch.remove(obj_key(kind, name));
                 self.recent().staged.push((obj_key(kind, name), None));
-                batch.insert(hist_key(rv), serde_json::to_vec(&rec).map_err(be)?);
+                batch.history.push((rv, rec));
                 self.commit(batch, c)?;
                 Err(StoreError::Backend(format!("{kind}/{name} was removed; its stored form could not be read ({e})")))
             }
@@ -474,14 +556,14 @@ impl SledStore {
     }
 
     /// Stages a controller batch; returns what it will have written.
-    fn stage_batch(&self, c: &mut Counters, b: Batch) -> Result<(sled::Batch, Committed)> {
+    fn stage_batch(&self, c: &mut Counters, b: Batch) -> Result<(Write, Committed)> {
         for (key, want) in &b.expect {
             let have = self.tree.get(format!("s/{key}").as_bytes()).map_err(be)?;
             if have.as_deref() != want.as_deref() {
                 return Err(StoreError::StateChanged { key: key.clone() });
             }
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Write::default();
         let mut done = Committed::default();
         for st in b.statuses {
             let Some(mut current) = self.read(st.kind(), st.name())? else {
@@ -600,7 +682,7 @@ impl Store for SledStore {
             return Err(StoreError::AlreadyExists { kind: obj.kind(), name: obj.name().to_string() });
         }
         let mut obj = Self::fresh(obj);
-        let mut batch = sled::Batch::default();
+        let mut batch = Write::default();
         self.stage(&mut batch, &mut c, WatchType::Added, &mut obj)?;
         self.commit(batch, &mut c)?;
         Ok(obj)
@@ -616,7 +698,7 @@ impl Store for SledStore {
         if !Self::merge_spec(&mut current, &obj) {
             return Ok(current);
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Write::default();
         self.stage(&mut batch, &mut c, WatchType::Modified, &mut current)?;
         self.commit(batch, &mut c)?;
         Ok(current)
@@ -633,7 +715,7 @@ impl Store for SledStore {
             return Ok(current);
         }
         current.take_status_from(&obj);
-        let mut batch = sled::Batch::default();
+        let mut batch = Write::default();
         self.stage(&mut batch, &mut c, WatchType::Modified, &mut current)?;
         // Status is the controller's and is recomputed from the world: it is made
         // durable by sled's periodic flush (500 ms) or the next durable write.
@@ -648,7 +730,7 @@ impl Store for SledStore {
             // One that cannot be decoded can still be removed.
             Err(_) => return self.remove_unreadable(&mut c, kind, name),
         };
-        let mut batch = sled::Batch::default();
+        let mut batch = Write::default();
         self.stage(&mut batch, &mut c, WatchType::Deleted, &mut current)?;
         self.commit(batch, &mut c)?;
         Ok(current)
@@ -660,7 +742,7 @@ impl Store for SledStore {
         self.check_across(&objs)?;
         let start = c.clone();
         let now = super::now_rfc3339();
-        let mut batch = sled::Batch::default();
+        let mut batch = Write::default();
         let mut out = Vec::with_capacity(objs.len());
         let mut seen = std::collections::HashSet::with_capacity(objs.len());
         for obj in objs {
@@ -726,13 +808,7 @@ impl Store for SledStore {
         if rv >= current {
             return Ok(Vec::new());
         }
-        let records = self.tree.range(hist_key(rv + 1)..=hist_key(current)).map(|item| {
-            let (k, v) = item.map_err(be)?;
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&k[2..10]);
-            Ok((u64::from_be_bytes(b), serde_json::from_slice::<HistoryRecord>(&v).map_err(be)?))
-        });
-        fold_history(records, |kind, name| self.read(kind, name).unwrap_or(None))
+        fold_history(self.history_after(rv, current), |kind, name| self.read(kind, name).unwrap_or(None))
     }
 
     fn resource_version(&self) -> u64 {
@@ -746,7 +822,7 @@ impl Store for SledStore {
     fn record_event(&self, mut ev: Event) -> Result<Event> {
         let mut c = self.lock();
         ev.seq = c.next_eseq();
-        let mut batch = sled::Batch::default();
+        let mut batch = Write::default();
         batch.insert(event_key(ev.seq), serde_json::to_vec(&ev).map_err(be)?);
         if ev.seq > MAX_EVENTS {
             batch.remove(event_key(ev.seq - MAX_EVENTS));
@@ -792,7 +868,7 @@ impl Store for SledStore {
 
     fn ack_events(&self) -> Result<usize> {
         let mut c = self.lock();
-        let mut batch = sled::Batch::default();
+        let mut batch = Write::default();
         let mut n = 0;
         for item in self.tree.scan_prefix(b"e/") {
             let (k, v) = item.map_err(be)?;
@@ -848,7 +924,7 @@ impl Store for SledStore {
 
     fn put_blob(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let mut c = self.lock();
-        let mut batch = sled::Batch::default();
+        let mut batch = Write::default();
         batch.insert(format!("b/{name}").into_bytes(), bytes.to_vec());
         self.commit(batch, &mut c)
     }
@@ -925,13 +1001,10 @@ impl SledStore {
         if at == current {
             return Ok(());
         }
-        for item in self.tree.range(hist_key(at + 1)..=hist_key(current)) {
-            let (k, v) = item.map_err(be)?;
-            let rec: HistoryRecord = serde_json::from_slice(&v).map_err(be)?;
+        for item in self.history_after(at, current) {
+            let (changed_at, rec) = item?;
             if rec.k == kind.as_str() && after.is_none_or(|a| rec.n.as_str() > a) {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&k[2..10]);
-                let reason = format!("{kind}/{} changed at resourceVersion {}", rec.n, u64::from_be_bytes(b));
+                let reason = format!("{kind}/{} changed at resourceVersion {changed_at}", rec.n);
                 return Err(StoreError::SnapshotGone { at, reason });
             }
         }

@@ -20,7 +20,7 @@
 //! form after every reconcile (a few hundred bytes) instead of being tracked.
 
 use super::{hold, Clock, EntityMap, Unit, World};
-use crate::store::{check_finite, NonFinite, StateWrites, Store, StoreError};
+use crate::store::{encode_finite, NonFinite, StateWrites, Store, StoreError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -329,15 +329,16 @@ impl<V: Stored> DirtyMap for EntityMap<V> {
             let key = format!("{prefix}{k}");
             match self.get(k) {
                 Some(v) => {
-                    let v = v.stored();
-                    if let Err(e) = check_finite(&*v) {
-                        // Keep them pending: nothing of this is written.
-                        for d in dirty {
-                            self.mark(d);
+                    match encode_finite(&*v.stored()) {
+                        Ok(bytes) => staged.push((key, Some(bytes))),
+                        Err(e) => {
+                            // Keep them pending: nothing of this is written.
+                            for d in dirty {
+                                self.mark(d);
+                            }
+                            return Err(NonFinite(format!("{key}: {e}")));
                         }
-                        return Err(NonFinite(format!("{key}: {e}")));
                     }
-                    staged.push((key, Some(serde_json::to_vec(&*v).expect("world entities serialise"))));
                 }
                 None => staged.push((key, None)),
             }

@@ -1022,11 +1022,11 @@ impl EtcdStore {
     /// carries no resourceVersion (the key's mod_revision is it); returns the key
     /// whose revision will be the change's resourceVersion.
     fn stage(&self, tx: &mut Tx, t: WatchType, obj: &mut Resource) -> Result<String> {
-        if t != WatchType::Deleted {
-            super::check_finite(obj).map_err(|e| StoreError::Invalid(format!("{}: {e}", obj.key())))?;
-        }
         obj.meta_mut().resource_version = None;
-        let bytes = obj.to_json();
+        let bytes = match t {
+            WatchType::Deleted => obj.to_json(),
+            _ => super::encode_finite(obj).map_err(|e| StoreError::Invalid(format!("{}: {e}", obj.key())))?,
+        };
         if t != WatchType::Deleted {
             super::check_object_size(obj.kind(), obj.name(), bytes.len())?;
         }

@@ -7,7 +7,9 @@
 //! Trade-off: one extra walk over the value per write instead of a decode round trip.
 //! The walk allocates nothing per field: the path is kept as field names, indexes and
 //! map keys (as JSON, in buffers reused from entry to entry) and written out only for
-//! the error.
+//! the error. Writers that encode anyway use `encode`: it watches serde_json write its
+//! `null`s (where a non-finite number would have gone) and walks the value only when
+//! it wrote one, so the stored objects, which hold no nulls, are not walked twice.
 
 use serde::ser::{self, Serialize};
 use std::fmt;
@@ -35,6 +37,30 @@ impl ser::Error for NonFinite {
 pub fn check<T: Serialize + ?Sized>(v: &T) -> Result<(), NonFinite> {
     let mut c = Checker { path: Vec::new() };
     v.serialize(&mut c)
+}
+
+/// `serde_json::to_vec(v)` (the same bytes) when every number in `v` is finite; else
+/// the error of `check`. serde_json writes a non-finite number as `null`, so only an
+/// encoding that wrote a `null` is walked by `check` (a real null passes it).
+pub fn encode<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, NonFinite> {
+    let mut wrote_null = false;
+    let mut out = Vec::with_capacity(1024);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, NullSeen(&mut wrote_null));
+    v.serialize(&mut ser).map_err(|e| NonFinite(e.to_string()))?;
+    if wrote_null {
+        check(v)?;
+    }
+    Ok(out)
+}
+
+/// serde_json's compact formatter that notes whether it wrote a `null`.
+struct NullSeen<'a>(&'a mut bool);
+
+impl serde_json::ser::Formatter for NullSeen<'_> {
+    fn write_null<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        *self.0 = true;
+        writer.write_all(b"null")
+    }
 }
 
 /// One step of the path to the current value.
@@ -277,5 +303,34 @@ mod tests {
         o.rates[1] = 0.0;
         o.links.get_mut("mc").unwrap().bw = f64::INFINITY;
         assert_eq!(check(&o).unwrap_err().0, "links.mc.bandwidthGbps is inf, which is not a finite number");
+    }
+
+    #[derive(serde::Serialize)]
+    struct WithNull {
+        rate: f64,
+        note: Option<String>,
+        any: serde_json::Value,
+        small: f32,
+    }
+
+    #[test]
+    fn encode_gives_serde_jsons_bytes_and_refuses_what_check_refuses() {
+        let mut links = BTreeMap::new();
+        links.insert("mc".to_string(), Inner { bw: 10.0 });
+        let mut o = Outer { name: "x\"y".into(), links, rates: vec![1.0, 2.5e-300, -0.0] };
+        assert_eq!(encode(&o).unwrap(), serde_json::to_vec(&o).unwrap());
+        o.rates[2] = f64::NEG_INFINITY;
+        assert_eq!(encode(&o).unwrap_err().0, check(&o).unwrap_err().0);
+        assert!(encode(&o).unwrap_err().0.starts_with("rates.[2] is -inf"));
+        // Real nulls are written as they are and pass.
+        let mut w = WithNull { rate: 1.5, note: None, any: serde_json::Value::Null, small: 0.25 };
+        assert_eq!(encode(&w).unwrap(), serde_json::to_vec(&w).unwrap());
+        assert!(String::from_utf8(encode(&w).unwrap()).unwrap().contains("\"note\":null"));
+        // A non-finite number beside real nulls is still found (f32 too).
+        w.small = f32::NAN;
+        assert_eq!(encode(&w).unwrap_err().0, "small is NaN, which is not a finite number");
+        w.small = 0.0;
+        w.rate = f64::INFINITY;
+        assert_eq!(encode(&w).unwrap_err().0, "rate is inf, which is not a finite number");
     }
 }

@@ -28,7 +28,7 @@ pub use etcd::{EtcdConfig, EtcdStore};
 #[cfg(feature = "etcd")]
 pub use etcd_leader::{LeaderInfo, Leadership};
 pub use etcd_tls::{is_etcd, EtcdTls, TlsFiles};
-pub use finite::{check as check_finite, NonFinite};
+pub use finite::{check as check_finite, encode as encode_finite, NonFinite};
 pub use sled_store::SledStore;
 
 use crate::api::{Kind, Resource};

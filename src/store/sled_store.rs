@@ -365,12 +365,18 @@ impl SledStore {
 
     /// Adds one change to `batch`: the object (or its removal) and its history record.
     fn stage(&self, batch: &mut Write, c: &mut Counters, t: WatchType, obj: &mut Resource) -> Result<()> {
-        if t != WatchType::Deleted {
-            super::check_finite(obj).map_err(|e| StoreError::Invalid(format!("{}: {e}", obj.key())))?;
-        }
         let rv = c.next_rv();
         obj.meta_mut().resource_version = Some(rv.to_string());
-        let bytes = obj.to_json();
+        let bytes = match t {
+            WatchType::Deleted => obj.to_json(),
+            _ => match super::encode_finite(obj) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    c.rv -= 1;
+                    return Err(StoreError::Invalid(format!("{}: {e}", obj.key())));
+                }
+            },
+        };
         if t != WatchType::Deleted {
             if let Err(e) = super::check_object_size(obj.kind(), obj.name(), bytes.len()) {
                 c.rv -= 1;

@@ -96,18 +96,8 @@ pub fn check_object(r: &Resource) -> Vec<(String, String)> {
             }
         }
         Resource::VMDefinition(o) => {
-            let mut mns: HashMap<u32, usize> = HashMap::with_capacity(o.spec.devices.len() * 2);
-            for (j, d) in o.spec.devices.iter().enumerate() {
-                for mn in mn_keys(d.mn.as_str()) {
-                    if let Some(prev) = mns.insert(mn, j) {
-                        let mn = String::from_utf8_lossy(&mn.to_be_bytes()).trim_end_matches('\0').to_string();
-                        out.push((
-                            format!("spec.devices[{j}].mn"),
-                            format!("device {mn} is already assigned by devices[{prev}]"),
-                        ));
-                        break;
-                    }
-                }
+            if mns_repeat(&o.spec.devices) {
+                device_mns_twice(&o.spec.devices, &mut out);
             }
             if o.spec.workload.dirty_rate_mi_bps < 0.0 || !o.spec.workload.dirty_rate_mi_bps.is_finite() {
                 out.push(("spec.workload.dirtyRateMiBps".into(), "must be a number >= 0".into()));
@@ -164,6 +154,32 @@ pub fn check_object(r: &Resource) -> Vec<(String, String)> {
         _ => {}
     }
     out
+}
+
+/// Whether any device MN of a VM definition is given twice (sorted keys; no hashing):
+/// the common case, none, costs one small sort.
+fn mns_repeat(devices: &[super::vm::VmDevice]) -> bool {
+    let mut keys: Vec<u32> = devices.iter().flat_map(|d| mn_keys(d.mn.as_str())).collect();
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w[0] == w[1])
+}
+
+/// The problems of device MNs given twice: for each device, the first of its MNs an
+/// earlier device (the latest one) already assigned.
+fn device_mns_twice(devices: &[super::vm::VmDevice], out: &mut Vec<(String, String)>) {
+    let mut mns: HashMap<u32, usize> = HashMap::with_capacity(devices.len() * 2);
+    for (j, d) in devices.iter().enumerate() {
+        for mn in mn_keys(d.mn.as_str()) {
+            if let Some(prev) = mns.insert(mn, j) {
+                let mn = String::from_utf8_lossy(&mn.to_be_bytes()).trim_end_matches('\0').to_string();
+                out.push((
+                    format!("spec.devices[{j}].mn"),
+                    format!("device {mn} is already assigned by devices[{prev}]"),
+                ));
+                break;
+            }
+        }
+    }
 }
 
 /// The single MNs an MN spec names (as `MnSpec::expand`), each as its (at most 4)
@@ -308,6 +324,28 @@ fn su_model_ok(m: &str) -> bool {
 #[cfg(test)]
 mod mn_key_tests {
     use super::mn_keys;
+
+    /// A device MN given twice (also inside a range) names the device and the one that
+    /// had it; a definition without repeats has no problem.
+    #[test]
+    fn device_mns_given_twice_are_named_with_the_device_that_had_them() {
+        let yaml = "apiVersion: sectl.io/v1alpha1\nkind: VMDefinition\nmetadata: {name: v}\nspec:\n  vmName: VM1\n  serverUnit: ABGSE501\n  memoryMiB: 1024\n";
+        let mut r = crate::manifest::decode("t.yaml", yaml.as_bytes()).expect("valid").remove(0).resource;
+        let mut check = |mns: &[&str]| {
+            if let crate::api::Resource::VMDefinition(o) = &mut r {
+                let devs: Vec<serde_json::Value> = mns.iter().map(|m| serde_json::json!({"mn": m})).collect();
+                o.spec.devices = serde_json::from_value(serde_json::Value::Array(devs)).expect("devices");
+            }
+            super::check_object(&r)
+        };
+        assert_eq!(check(&["A0", "00FE-0102", "B1"]), vec![]);
+        let want = |j: usize, mn: &str, prev: usize| {
+            (format!("spec.devices[{j}].mn"), format!("device {mn} is already assigned by devices[{prev}]"))
+        };
+        assert_eq!(check(&["A0", "00FE-0102", "0101", "A0", "B1"]), vec![want(2, "0101", 1), want(3, "A0", 0)]);
+        // The latest device that had it, and one problem per device.
+        assert_eq!(check(&["A000", "A000", "9FFF-A001", "B1"]), vec![want(1, "A000", 0), want(2, "A000", 1)]);
+    }
 
     /// The packed keys name the same MNs as `MnSpec::expand`'s strings: equal keys for
     /// equal strings, and back to the same text.

@@ -2,7 +2,7 @@
 //! manifests plus what the store holds). Single-field checks live in `checked`.
 
 use super::{AnySpec, Kind, Resource};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// One problem: which object (index into the input), which field, what is wrong.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,52 +155,99 @@ pub fn check_object(r: &Resource) -> Vec<(String, String)> {
     }
     out
 }
-
-/// Whether any device MN of a VM definition is given twice (sorted keys; no hashing):
-/// the common case, none, costs one small sort.
+/// Whether two devices of a VM definition name a common MN: their intervals (see
+/// `mn_interval`; a range is never expanded) sorted by start, each compared with the
+/// furthest end before it. Memory grows with the number of devices, not of MNs.
 fn mns_repeat(devices: &[super::vm::VmDevice]) -> bool {
-    let mut keys: Vec<u32> = devices.iter().flat_map(|d| mn_keys(d.mn.as_str())).collect();
-    keys.sort_unstable();
-    keys.windows(2).any(|w| w[0] == w[1])
+    let mut spans: Vec<(u64, u64)> = devices.iter().map(|d| mn_interval(d.mn.as_str())).collect();
+    spans.sort_unstable();
+    let mut end: Option<u64> = None;
+    for (lo, hi) in spans {
+        if end.is_some_and(|e| lo <= e) {
+            return true;
+        }
+        end = Some(end.map_or(hi, |e| e.max(hi)));
+    }
+    false
 }
 
-/// The problems of device MNs given twice: for each device, the first of its MNs an
-/// earlier device (the latest one) already assigned.
+/// The problems of device MNs given twice: for each device in order, the first of its
+/// MNs that an earlier device already assigned, named with the latest device that
+/// assigned it; such a device takes its MNs up to that one, not those after it. What
+/// is assigned is kept as disjoint intervals with their device, so a range of 65,536
+/// MNs costs one entry.
 fn device_mns_twice(devices: &[super::vm::VmDevice], out: &mut Vec<(String, String)>) {
-    let mut mns: HashMap<u32, usize> = HashMap::with_capacity(devices.len() * 2);
+    // start -> (end, device)
+    let mut owned: BTreeMap<u64, (u64, usize)> = BTreeMap::new();
     for (j, d) in devices.iter().enumerate() {
-        for mn in mn_keys(d.mn.as_str()) {
-            if let Some(prev) = mns.insert(mn, j) {
-                let mn = String::from_utf8_lossy(&mn.to_be_bytes()).trim_end_matches('\0').to_string();
+        let (lo, hi) = mn_interval(d.mn.as_str());
+        let reaching = owned.range(..=lo).next_back().filter(|(_, &(e, _))| e >= lo).map(|(_, &(_, p))| (lo, p));
+        let first = reaching.or_else(|| owned.range(lo..=hi).next().map(|(&s, &(_, p))| (s, p)));
+        let upto = match first {
+            Some((mn, prev)) => {
                 out.push((
                     format!("spec.devices[{j}].mn"),
-                    format!("device {mn} is already assigned by devices[{prev}]"),
+                    format!("device {} is already assigned by devices[{prev}]", mn_text(mn)),
                 ));
-                break;
+                mn
             }
-        }
+            None => hi,
+        };
+        assign(&mut owned, lo, upto, j);
     }
 }
 
-/// The single MNs an MN spec names (as `MnSpec::expand`), each as its (at most 4)
-/// ASCII characters packed into a number, so checking them for repeats allocates
-/// nothing per MN.
-fn mn_keys(spec: &str) -> impl Iterator<Item = u32> + '_ {
-    let pack = |s: &[u8]| s.iter().take(4).enumerate().fold(0u32, |k, (i, &b)| k | (u32::from(b) << (24 - 8 * i)));
-    let (single, range) = match spec.split_once('-') {
-        None => (Some(pack(spec.as_bytes())), 0..=0u32),
-        Some((a, b)) => {
-            let x = u32::from_str_radix(a, 16).unwrap_or(0);
-            let y = u32::from_str_radix(b, 16).unwrap_or(0);
-            (None, x..=y)
+/// Gives the MNs `lo..=hi` to device `j`, cutting them out of the intervals they
+/// were part of.
+fn assign(owned: &mut BTreeMap<u64, (u64, usize)>, lo: u64, hi: u64, j: usize) {
+    if let Some((&s, &(e, p))) = owned.range(..lo).next_back() {
+        if e >= lo {
+            owned.insert(s, (lo - 1, p));
+            if e > hi {
+                owned.insert(hi + 1, (e, p));
+            }
         }
+    }
+    let inside: Vec<u64> = owned.range(lo..=hi).map(|(&s, _)| s).collect();
+    for s in inside {
+        if let Some((e, p)) = owned.remove(&s) {
+            if e > hi {
+                owned.insert(hi + 1, (e, p));
+            }
+        }
+    }
+    owned.insert(lo, (hi, j));
+}
+
+/// The MNs an MN spec names (as `MnSpec::expand`), as an interval of one number
+/// space: a 4-digit hexadecimal MN (a range's members, or a single MN of that form)
+/// is its value; any other MN is its characters packed above 2^32, so the two kinds
+/// never meet and equal MNs are equal numbers.
+fn mn_interval(spec: &str) -> (u64, u64) {
+    let hex = |x: &str| {
+        let digits = x.len() == 4 && x.bytes().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c));
+        digits.then(|| u64::from_str_radix(x, 16).ok()).flatten()
     };
-    let members = single.is_none().then_some(range).into_iter().flatten();
-    let hex = |n: u32| {
-        let digit = |shift: u32| b"0123456789ABCDEF"[((n >> shift) & 15) as usize];
-        [digit(12), digit(8), digit(4), digit(0)]
-    };
-    single.into_iter().chain(members.map(move |n| pack(&hex(n))))
+    match spec.split_once('-') {
+        Some((a, b)) => (hex(a).unwrap_or(0), hex(b).unwrap_or(0)),
+        None => match hex(spec) {
+            Some(n) => (n, n),
+            None => {
+                let packed =
+                    spec.bytes().take(4).enumerate().fold(0u64, |k, (i, b)| k | (u64::from(b) << (24 - 8 * i)));
+                (packed | 1 << 32, packed | 1 << 32)
+            }
+        },
+    }
+}
+
+/// The text of one MN of `mn_interval`'s space.
+fn mn_text(mn: u64) -> String {
+    if mn < 1 << 32 {
+        format!("{mn:04X}")
+    } else {
+        String::from_utf8_lossy(&(mn as u32).to_be_bytes()).trim_end_matches('\0').to_string()
+    }
 }
 
 /// Checks a set of objects about to be written, against each other and against what
@@ -323,7 +370,7 @@ fn su_model_ok(m: &str) -> bool {
 
 #[cfg(test)]
 mod mn_key_tests {
-    use super::mn_keys;
+    use super::{mn_interval, mn_text};
 
     /// A device MN given twice (also inside a range) names the device and the one that
     /// had it; a definition without repeats has no problem.
@@ -345,20 +392,83 @@ mod mn_key_tests {
         assert_eq!(check(&["A0", "00FE-0102", "0101", "A0", "B1"]), vec![want(2, "0101", 1), want(3, "A0", 0)]);
         // The latest device that had it, and one problem per device.
         assert_eq!(check(&["A000", "A000", "9FFF-A001", "B1"]), vec![want(1, "A000", 0), want(2, "A000", 1)]);
+        // A device that stops at a repeat keeps the MNs before it, not those after:
+        // 0003 is devices[1]'s, 0006 and 0008 nobody's.
+        assert_eq!(check(&["0005", "0000-0009", "0008", "0003", "0006"]), vec![want(1, "0005", 0), want(3, "0003", 1)]);
+        assert!(check(&["0000-0004", "0006-0009", "0005", "A0"]).is_empty());
+        // Hostile sizes cost memory by devices, not by MNs: 100,000 ranges of 65,536.
+        let all = vec!["0000-FFFF"; 100_000];
+        let problems = check(&all);
+        assert_eq!(problems.len(), 99_999);
+        assert_eq!(problems[0], want(1, "0000", 0));
+        assert_eq!(problems[99_998], want(99_999, "0000", 99_998));
     }
 
-    /// The packed keys name the same MNs as `MnSpec::expand`'s strings: equal keys for
-    /// equal strings, and back to the same text.
-    #[test]
-    fn mn_keys_follow_expand() {
-        for spec in ["4683", "A1", "Z9Z9", "00FE-0102", "A000-A00F", "0000-0000"] {
+    /// The problems as a map of every single MN finds them (the way it was done before
+    /// the intervals; fine for small specs).
+    fn reference(specs: &[String]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut mns: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for (j, spec) in specs.iter().enumerate() {
             let mn: crate::api::checked::MnSpec = serde_json::from_value(serde_json::json!(spec)).unwrap();
-            let keys: Vec<u32> = mn_keys(spec).collect();
-            let text: Vec<String> = keys
-                .iter()
-                .map(|k| String::from_utf8_lossy(&k.to_be_bytes()).trim_end_matches('\0').to_string())
-                .collect();
-            assert_eq!(text, mn.expand(), "{spec}");
+            for m in mn.expand() {
+                if let Some(prev) = mns.insert(m.clone(), j) {
+                    out.push((
+                        format!("spec.devices[{j}].mn"),
+                        format!("device {m} is already assigned by devices[{prev}]"),
+                    ));
+                    break;
+                }
+            }
         }
+        out
+    }
+
+    proptest::proptest! {
+        /// Same problems as the MN-by-MN map, for random mixes of single MNs (of both
+        /// kinds) and overlapping ranges.
+        #[test]
+        fn intervals_find_what_a_map_of_every_mn_finds(
+            picks in proptest::collection::vec((0u8..4, 0u32..24, 0u32..8), 0..12)
+        ) {
+            let specs: Vec<String> = picks
+                .iter()
+                .map(|&(kind, a, len)| match kind {
+                    0 => format!("{a:04X}"),
+                    1 => format!("{:04X}-{:04X}", a, a + len),
+                    2 => format!("A{}", a % 3),
+                    _ => format!("{a:02}"),
+                })
+                .collect();
+            let devices: Vec<crate::api::vm::VmDevice> = specs
+                .iter()
+                .map(|m| serde_json::from_value(serde_json::json!({"mn": m})).unwrap())
+                .collect();
+            let mut got = Vec::new();
+            if super::mns_repeat(&devices) {
+                super::device_mns_twice(&devices, &mut got);
+            }
+            proptest::prop_assert_eq!(got, reference(&specs));
+        }
+    }
+
+    /// The intervals name the same MNs as `MnSpec::expand`'s strings: each member is
+    /// inside its spec's interval and back to the same text, and only members are.
+    #[test]
+    fn mn_intervals_follow_expand() {
+        for spec in ["4683", "A1", "Z9Z9", "00FE-0102", "A000-A00F", "0000-0000", "0000-FFFF", "FFFF"] {
+            let mn: crate::api::checked::MnSpec = serde_json::from_value(serde_json::json!(spec)).unwrap();
+            let (lo, hi) = mn_interval(spec);
+            let members = mn.expand();
+            assert_eq!(hi - lo + 1, members.len() as u64, "{spec}");
+            for (i, m) in members.iter().enumerate() {
+                assert_eq!(mn_interval(m), (lo + i as u64, lo + i as u64), "{spec}: {m}");
+                assert_eq!(&mn_text(lo + i as u64), m, "{spec}");
+            }
+        }
+        // Hexadecimal-looking single MNs and range members meet; other MNs never do.
+        assert_eq!(mn_interval("0101").0, mn_interval("0100-0102").0 + 1);
+        assert!(mn_interval("A1").0 > 0xFFFF && mn_interval("Z9Z9").0 > 0xFFFF);
+        assert_ne!(mn_interval("A1"), mn_interval("A100"));
     }
 }

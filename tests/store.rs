@@ -368,21 +368,24 @@ fn reopen(dir: &Path) -> SledStore {
     }
 }
 
-/// Writes a raw value under an object's key, as an older or damaged store might hold.
-fn plant(dir: &Path, kind: Kind, name: &str, json: &str) {
+/// The store's sled database and tree, opened directly (the store must be closed).
+fn raw_tree(dir: &Path) -> (sled::Db, sled::Tree) {
     // sled lets go of its file lock shortly after a handle is dropped: retry a moment.
     let deadline = Instant::now() + Duration::from_secs(10);
     let db = loop {
         match sled::open(dir.join("db")) {
             Ok(db) => break db,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => panic!("open sled: {e}"),
         }
     };
     let tree = db.open_tree("sectl").expect("tree");
+    (db, tree)
+}
+
+/// Writes a raw value under an object's key, as an older or damaged store might hold.
+fn plant(dir: &Path, kind: Kind, name: &str, json: &str) {
+    let (db, tree) = raw_tree(dir);
     tree.insert(format!("o/{}/{name}", kind.as_str()), json.as_bytes()).expect("insert");
     db.flush().expect("flush");
 }
@@ -596,15 +599,7 @@ fn big_apply_is_one_ordered_batch_and_reports_the_first_problem() {
 
 /// The history keys (`h/<rv>`) a closed store holds, as resourceVersions.
 fn history_keys(dir: &Path) -> Vec<u64> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let db = loop {
-        match sled::open(dir.join("db")) {
-            Ok(db) => break db,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("open sled: {e}"),
-        }
-    };
-    let tree = db.open_tree("sectl").expect("tree");
+    let (_db, tree) = raw_tree(dir);
     tree.scan_prefix(b"h/")
         .map(|item| u64::from_be_bytes(item.expect("read").0[2..10].try_into().expect("8 bytes")))
         .collect()

@@ -1023,13 +1023,7 @@ impl EtcdStore {
     /// whose revision will be the change's resourceVersion.
     fn stage(&self, tx: &mut Tx, t: WatchType, obj: &mut Resource) -> Result<String> {
         obj.meta_mut().resource_version = None;
-        let bytes = match t {
-            WatchType::Deleted => obj.to_json(),
-            _ => super::encode_finite(obj).map_err(|e| StoreError::Invalid(format!("{}: {e}", obj.key())))?,
-        };
-        if t != WatchType::Deleted {
-            super::check_object_size(obj.kind(), obj.name(), bytes.len())?;
-        }
+        let bytes = super::encode_change(t, obj)?;
         let key = obj_key(obj.kind(), obj.name());
         tx.objects = true;
         if t == WatchType::Deleted {

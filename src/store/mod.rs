@@ -137,6 +137,17 @@ pub fn check_object_size(kind: Kind, name: &str, size: usize) -> Result<()> {
     Ok(())
 }
 
+/// The stored form of one change, as every store writes it: a removal as it is; any
+/// other change checked for non-finite numbers (while encoding) and for its size.
+pub(crate) fn encode_change(t: WatchType, obj: &Resource) -> Result<Vec<u8>> {
+    if t == WatchType::Deleted {
+        return Ok(obj.to_json());
+    }
+    let bytes = encode_finite(obj).map_err(|e| StoreError::Invalid(format!("{}: {e}", obj.key())))?;
+    check_object_size(obj.kind(), obj.name(), bytes.len())?;
+    Ok(bytes)
+}
+
 /// Result of store calls.
 pub type Result<T> = std::result::Result<T, StoreError>;
 

@@ -367,22 +367,8 @@ impl SledStore {
     fn stage(&self, batch: &mut Write, c: &mut Counters, t: WatchType, obj: &mut Resource) -> Result<()> {
         let rv = c.next_rv();
         obj.meta_mut().resource_version = Some(rv.to_string());
-        let bytes = match t {
-            WatchType::Deleted => obj.to_json(),
-            _ => match super::encode_finite(obj) {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    c.rv -= 1;
-                    return Err(StoreError::Invalid(format!("{}: {e}", obj.key())));
-                }
-            },
-        };
-        if t != WatchType::Deleted {
-            if let Err(e) = super::check_object_size(obj.kind(), obj.name(), bytes.len()) {
-                c.rv -= 1;
-                return Err(e);
-            }
-        }
+        // A change that is refused hands its resourceVersion back.
+        let bytes = super::encode_change(t, obj).inspect_err(|_| c.rv -= 1)?;
         let key = obj_key(obj.kind(), obj.name());
         let rec = HistoryRecord {
             u: false,

@@ -659,3 +659,40 @@ fn one_writes_changes_are_one_history_entry_read_from_anywhere_inside() {
     // The block (4..=9) is still there: 8 and 9 are inside the window.
     assert_eq!(history_keys(dir.path()), [9, 10, 11, 12, 13, 14, 15]);
 }
+
+#[test]
+fn damaged_history_entries_fail_the_watch_clearly_and_break_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    for i in 0..6 {
+        s.create(vm(&format!("v{i}"), 1)).unwrap();
+    }
+    drop(s);
+    let rec = r#"{"t":"ADDED","k":"VMDefinition","n":"v4"}"#;
+    // A block claiming versions up to u64::MAX, one that does not end at its key, an
+    // empty one, and bytes that are no record at all.
+    let bad = [
+        format!(r#"{{"f":{},"r":[{rec},{rec}]}}"#, u64::MAX),
+        format!(r#"{{"f":2,"r":[{rec},{rec}]}}"#),
+        r#"{"f":5,"r":[]}"#.to_string(),
+        "not json".to_string(),
+    ];
+    for value in &bad {
+        {
+            let (db, tree) = raw_tree(dir.path());
+            let mut key = b"h/".to_vec();
+            key.extend_from_slice(&5u64.to_be_bytes());
+            tree.insert(key, value.as_bytes()).expect("insert");
+            db.flush().expect("flush");
+        }
+        let s = reopen(dir.path());
+        match s.watch_from(4) {
+            Err(StoreError::Backend(m)) => assert!(m.contains("history entry 5 is damaged"), "{value}: {m}"),
+            other => panic!("{value}: expected a Backend error, got {other:?}"),
+        }
+        // What does not read the damaged entry works as before.
+        assert_eq!(s.list(Kind::VMDefinition).unwrap().0.len(), 6);
+        let rvs: Vec<u64> = s.watch_from(5).unwrap().iter().map(|e| e.rv).collect();
+        assert_eq!(rvs, [6]);
+    }
+}

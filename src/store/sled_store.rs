@@ -156,14 +156,22 @@ struct HistoryBlock {
 /// What a stored block's value starts with (a single record starts with `{"t":`).
 const BLOCK_PREFIX: &[u8] = b"{\"f\":";
 
-/// Decodes one history entry (`h/<rv>`): a single record at `rv`, or a block ending there.
+/// Decodes one history entry (`h/<rv>`): a single record at `rv`, or a block ending
+/// there. A damaged entry (undecodable, or a block whose versions do not end at its
+/// key) is an error naming it, never a panic.
 fn decode_history(key: &[u8], value: &[u8]) -> Result<Vec<(u64, HistoryRecord)>> {
-    if value.starts_with(BLOCK_PREFIX) {
-        let block: HistoryBlock = serde_json::from_slice(value).map_err(be)?;
-        return Ok((block.f..).zip(block.r).collect());
-    }
     let at = key.get(2..10).and_then(|b| <[u8; 8]>::try_from(b).ok()).ok_or_else(|| be("bad history key"))?;
-    Ok(vec![(u64::from_be_bytes(at), serde_json::from_slice(value).map_err(be)?)])
+    let at = u64::from_be_bytes(at);
+    let damaged = |why: String| be(format!("history entry {at} is damaged: {why}"));
+    if !value.starts_with(BLOCK_PREFIX) {
+        return Ok(vec![(at, serde_json::from_slice(value).map_err(|e| damaged(e.to_string()))?)]);
+    }
+    let block: HistoryBlock = serde_json::from_slice(value).map_err(|e| damaged(e.to_string()))?;
+    let n = block.r.len() as u64;
+    if n == 0 || block.f.checked_add(n - 1) != Some(at) {
+        return Err(damaged(format!("a block of {n} records from {} does not end at {at}", block.f)));
+    }
+    Ok((block.f..=at).zip(block.r).collect())
 }
 
 /// A write being built: the sled batch, and the history records of its changes, which

@@ -174,9 +174,10 @@ pub struct World {
     /// them with `insert_vm`, `remove_vm` and `move_vm`, which keep the per-SU index.
     #[serde(default)]
     pub vms: EntityMap<SimVm>,
-    /// Index: VM names per SU (derived from `vms`, rebuilt on load).
+    /// Index: VM names per SU with what `usage` needs of each (derived from `vms`,
+    /// rebuilt on load; see `vm::VmUse`).
     #[serde(skip)]
-    pub(crate) by_su: BTreeMap<String, BTreeSet<String>>,
+    pub(crate) by_su: vm::SuIndex,
     /// Running (and recently ended) live migrations by LiveMigration object name.
     #[serde(default)]
     pub migrations: EntityMap<SimMigration>,

@@ -661,6 +661,27 @@ fn one_writes_changes_are_one_history_entry_read_from_anywhere_inside() {
 }
 
 #[test]
+fn a_large_write_is_stored_in_blocks_of_at_most_16_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open_with_history(dir.path(), 100).unwrap();
+    s.create(vm("first", 1)).unwrap();
+    let objs: Vec<Resource> = (0..40).map(|i| vm(&format!("b{i:02}"), 1)).collect();
+    s.apply(objs, false).unwrap();
+    assert_eq!(s.resource_version(), 41);
+    for from in 0..=41u64 {
+        let got: Vec<(u64, String)> =
+            s.watch_from(from).unwrap().iter().map(|e| (e.rv, e.object.name().to_string())).collect();
+        let want: Vec<(u64, String)> = ((from + 1)..=41)
+            .map(|rv| (rv, if rv == 1 { "first".to_string() } else { format!("b{:02}", rv - 2) }))
+            .collect();
+        assert_eq!(got, want, "watch_from({from})");
+    }
+    drop(s);
+    // The single create, then the apply's 40 records as blocks of 16, 16 and 8.
+    assert_eq!(history_keys(dir.path()), [1, 17, 33, 41]);
+}
+
+#[test]
 fn damaged_history_entries_fail_the_watch_clearly_and_break_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());

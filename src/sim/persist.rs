@@ -197,8 +197,7 @@ impl World {
 
     /// Forgets which entities changed (they are as stored).
     pub fn forget_changes(&mut self) {
-        let vms_changed = self.vms.dirty_keys().clone();
-        self.refresh_uses(&vms_changed);
+        self.refresh_uses();
         fn forget<V>(m: &mut EntityMap<V>, _: &str) {
             m.take_dirty();
         }
@@ -214,8 +213,7 @@ impl World {
         let mut out = Vec::new();
         let mut err = None;
         let units_changed = self.units.dirty_keys().clone();
-        let vms_changed = self.vms.dirty_keys().clone();
-        self.refresh_uses(&vms_changed);
+        self.refresh_uses();
         let mut take = |m: &mut dyn DirtyMap, prefix: &str| {
             if err.is_none() {
                 if let Err(e) = m.changes(prefix, &mut out) {

@@ -224,10 +224,10 @@ impl World {
         }
     }
 
-    /// Brings the index's copies of what `usage` needs up to date for `names` (the
-    /// VMs changed since the changes were last taken, before they are forgotten).
-    pub(crate) fn refresh_uses(&mut self, names: &BTreeSet<String>) {
-        for n in names {
+    /// Brings the index's copies of what `usage` needs up to date for the VMs changed
+    /// since the changes were last taken; called before the changes are forgotten.
+    pub(crate) fn refresh_uses(&mut self) {
+        for n in self.vms.dirty_keys() {
             if let Some(v) = self.vms.get(n) {
                 if let Some(u) = self.by_su.0.get_mut(&v.su).and_then(|m| m.get_mut(n)) {
                     *u = VmUse::of(v);

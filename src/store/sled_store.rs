@@ -412,25 +412,21 @@ impl SledStore {
 
     /// Puts the write's history records into its batch (blocks of at most
     /// `HISTORY_BLOCK_RECORDS`; one entry each if their versions are not consecutive,
-    /// which no write makes) and removes
-    /// the entries wholly older than the window that ends at `rv`.
+    /// which no write makes) and removes the entries wholly older than the window that
+    /// ends at `rv`.
     fn write_history(&self, w: &mut Write, rv: u64) -> Result<()> {
         let records = std::mem::take(&mut w.history);
         let consecutive = records.windows(2).all(|p| p[1].0 == p[0].0 + 1);
-        match records.last() {
-            None => {}
-            Some(_) if records.len() > 1 && consecutive => {
-                let mut records = records.into_iter().peekable();
-                while let Some(&(f, _)) = records.peek() {
-                    let r: Vec<_> = records.by_ref().take(HISTORY_BLOCK_RECORDS).map(|(_, r)| r).collect();
-                    let last = f + r.len() as u64 - 1;
-                    w.kv.insert(hist_key(last), serde_json::to_vec(&HistoryBlock { f, r }).map_err(be)?);
-                }
+        if records.len() > 1 && consecutive {
+            let mut records = records.into_iter().peekable();
+            while let Some(&(f, _)) = records.peek() {
+                let r: Vec<_> = records.by_ref().take(HISTORY_BLOCK_RECORDS).map(|(_, r)| r).collect();
+                let last = f + r.len() as u64 - 1;
+                w.kv.insert(hist_key(last), serde_json::to_vec(&HistoryBlock { f, r }).map_err(be)?);
             }
-            Some(_) => {
-                for (at, rec) in records {
-                    w.kv.insert(hist_key(at), serde_json::to_vec(&rec).map_err(be)?);
-                }
+        } else {
+            for (at, rec) in records {
+                w.kv.insert(hist_key(at), serde_json::to_vec(&rec).map_err(be)?);
             }
         }
         if rv > self.history {

@@ -682,6 +682,39 @@ fn a_large_write_is_stored_in_blocks_of_at_most_16_records() {
 }
 
 #[test]
+fn a_block_larger_than_16_records_as_written_before_is_read_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let names =
+        |from: u64| -> Vec<(u64, String)> { ((from + 1)..=40).map(|rv| (rv, format!("b{:02}", rv - 1))).collect() };
+    {
+        let s = SledStore::open_with_history(dir.path(), 100).unwrap();
+        s.apply((0..40).map(|i| vm(&format!("b{i:02}"), 1)).collect(), false).unwrap();
+    }
+    assert_eq!(history_keys(dir.path()), [16, 32, 40]);
+    // Rewrite them as the version before wrote them: the whole apply in one entry.
+    {
+        let (db, tree) = raw_tree(dir.path());
+        let key = |rv: u64| [b"h/".as_slice(), &rv.to_be_bytes()].concat();
+        let mut records = Vec::new();
+        for rv in [16u64, 32, 40] {
+            let block: serde_json::Value = serde_json::from_slice(&tree.remove(key(rv)).unwrap().unwrap()).unwrap();
+            records.extend(block["r"].as_array().unwrap().iter().cloned());
+        }
+        assert_eq!(records.len(), 40);
+        let whole = serde_json::json!({"f": 1, "r": records});
+        tree.insert(key(40), serde_json::to_vec(&whole).unwrap()).unwrap();
+        db.flush().unwrap();
+    }
+    assert_eq!(history_keys(dir.path()), [40]);
+    let s = SledStore::open_with_history(dir.path(), 100).unwrap();
+    for from in 0..=40u64 {
+        let got: Vec<(u64, String)> =
+            s.watch_from(from).unwrap().iter().map(|e| (e.rv, e.object.name().to_string())).collect();
+        assert_eq!(got, names(from), "watch_from({from})");
+    }
+}
+
+#[test]
 fn damaged_history_entries_fail_the_watch_clearly_and_break_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
